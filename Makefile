@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` (main job on the lab) and `make test`.
+# Set-up is idempotent: a stamp keyed on pyproject.toml's hash skips the install when nothing changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+TOPOLOGY ?= infra/topologies/lab.yaml
+
+.PHONY: setup demo test test-unit bench clean help
+
+help:
+	@echo "make setup   install everything the tool and its tests need (idempotent)"
+	@echo "make demo    set up, then run the main job on the lab topology"
+	@echo "make test    set up, then run every test tier (JUnit XML in reports/)"
+	@echo "make bench   print benchmark figures"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tradestack needs Python 3.11+")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: setup
+	$(BIN)/tradestack topology validate $(TOPOLOGY)
+	$(BIN)/tradestack capacity check $(TOPOLOGY)
+
+test: setup
+	$(BIN)/pytest --junitxml=reports/junit.xml
+
+test-unit: setup
+	$(BIN)/pytest -m unit
+
+bench: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

@@ -1,0 +1,1 @@
+"""The `tradestack` command line: parses arguments and renders results; no domain logic here."""

@@ -1,0 +1,94 @@
+"""`tradestack capacity ...`: static failure-domain capacity check of a topology."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..capacity import CapacityReport, check_capacity
+from ..exitcodes import ExitCode
+from ..topology import load_topology
+from .edge import out, print_json, want_json
+
+app = typer.Typer(no_args_is_help=True, help="Check that capacity survives failures.")
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Topology YAML file.", show_default=False),
+    depth: int = typer.Option(1, "--depth", min=1, max=2,
+                              help="1: every single risk group fails; 2: also every pair."),
+    fail: list[str] = typer.Option([], "--fail", metavar="GROUP[,GROUP...]",
+                                   help="Check only this set of failed risk groups (repeat for more "
+                                        "scenarios), e.g. --fail carrier:ct,carrier:cm."),
+    failing_only: bool = typer.Option(False, "--failing-only",
+                                      help="In --json, list only failing scenarios (large topologies)."),
+    max_rows: int = typer.Option(40, "--max-rows", min=1, help="Failing scenarios shown in the table."),
+    json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Check every failure scenario against peak x headroom; list deficits and single points of failure.
+
+    A scenario is a set of failed risk groups (site:, carrier:, facility:, power:, upstream: ...).
+    Depth 1 checks the intact topology and every single group; depth 2 adds every pair.
+
+    Examples:
+
+      [bold]tradestack capacity check infra/topologies/lab.yaml[/]
+
+      [bold]tradestack capacity check infra/topologies/lab.yaml --depth 2 --json --failing-only[/]
+
+      [bold]tradestack capacity check infra/topologies/lab.yaml --fail carrier:ct,carrier:cm[/]
+
+    Exit 0 when every scenario passes, 1 when any fails, 2 for unusable input.
+    """
+    want_json(ctx, json)
+    topology = load_topology(file)
+    scenarios = [[g.strip() for g in item.split(",") if g.strip()] for item in fail] or None
+    report = check_capacity(topology, depth, scenarios=scenarios)
+    if json:
+        print_json(report.to_dict(failing_only=failing_only))
+    else:
+        _render(report, max_rows)
+    raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FAILED)
+
+
+def _render(report: CapacityReport, max_rows: int) -> None:
+    failing = report.failing
+    if failing.size:
+        table = Table(title=f"Failing scenarios ({failing.size} of {report.scenario_count})",
+                      title_justify="left", show_lines=True)
+        table.add_column("scenario (failed risk groups)", ratio=3)
+        table.add_column("service", ratio=2)
+        table.add_column("reason", ratio=3)
+        table.add_column("metric", ratio=2)
+        table.add_column("required", justify="right", ratio=1)
+        table.add_column("available", justify="right", ratio=1)
+        for i in failing[:max_rows]:
+            scenario = report.scenario(int(i))
+            down = ", ".join(report.down_sites(int(i))) or "none"
+            label = (" +\n".join(scenario.failed) or "(intact)") + f"\n[dim]sites down: {down}[/]"
+            for name, result in scenario.failing_services.items():
+                short = [(m, v) for m, v in result.metrics.items() if not v.ok] or [("", None)]
+                for metric, value in short:
+                    reason = f"{result.reason.value}\n[dim]{escape(result.detail or '')}[/]" if result.reason else ""
+                    table.add_row(label, name, reason, metric,
+                                  f"{value.required:g}" if value else "",
+                                  f"{value.available:g}" if value else "")
+                    label = ""
+        out.print(table)
+        if failing.size > max_rows:
+            out.print(f"... and {failing.size - max_rows} more failing scenarios "
+                      "(raise --max-rows, or use --json)")
+
+    spofs = ", ".join(report.spofs) if report.spofs else "none"
+    out.print(f"Single points of failure: {spofs}", highlight=False)
+    if report.ok:
+        out.print(f"[bold green]PASS[/]: all {report.scenario_count} scenarios (depth {report.depth}) keep "
+                  f"every service at peak x headroom", highlight=False)
+    else:
+        out.print(f"[bold red]FAIL[/]: {failing.size} of {report.scenario_count} scenarios "
+                  f"(depth {report.depth}) leave a service down or short", highlight=False)

@@ -1,0 +1,89 @@
+"""The topology file's schema (pydantic v2). Field names are a public contract: see README."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=32)]
+"""Lower-case names: they end up in namespace, host and interface names."""
+
+Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+RiskGroup = Annotated[str, StringConstraints(pattern=r"^\S+$", min_length=1, max_length=128)]
+PositiveNumber = Annotated[float, Field(gt=0)]
+PositiveCount = Annotated[int, Field(gt=0)]
+
+SiteRole = Literal["active", "standby", "witness"]
+ServiceKind = Literal["stateless", "replicated", "quorum"]
+Replication = Literal["synchronous", "asynchronous"]
+
+
+class _Strict(BaseModel):
+    # strict: "300" is not a number and `yes` is not a count; extra: typos are errors, not ignored.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Carrier(_Strict):
+    name: Name
+
+
+class Uplink(_Strict):
+    carrier: Name
+    risk_groups: list[RiskGroup] = []
+
+
+class Site(_Strict):
+    name: Name
+    role: SiteRole
+    risk_groups: list[RiskGroup] = []
+    uplinks: list[Uplink] = Field(min_length=1)
+
+
+class Upstream(_Strict):
+    name: Name
+    risk_groups: list[RiskGroup] = []
+
+
+class Service(_Strict):
+    name: Name
+    kind: ServiceKind
+    capacity: dict[Metric, PositiveNumber] = {}
+    placement: dict[Name, PositiveCount] = Field(min_length=1)
+    replication: Replication | None = None
+    upstreams: list[Name] = []
+    requires: list[Name] = []
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Service:
+        if self.kind == "replicated" and self.replication is None:
+            raise ValueError("a replicated service must say `replication: synchronous` or `asynchronous`")
+        if self.kind != "replicated" and self.replication is not None:
+            raise ValueError(f"`replication` applies only to replicated services, not {self.kind}")
+        if self.kind == "quorum" and self.capacity:
+            raise ValueError("a quorum service has members, not capacity: remove `capacity`")
+        return self
+
+    @property
+    def instances(self) -> int:
+        return sum(self.placement.values())
+
+
+class Topology(_Strict):
+    name: Name
+    peak: dict[Metric, PositiveNumber] = Field(min_length=1)
+    headroom: float = Field(ge=1.0, le=100.0)
+    carriers: list[Carrier] = Field(min_length=1)
+    sites: list[Site] = Field(min_length=1)
+    upstreams: list[Upstream] = []
+    services: list[Service] = Field(min_length=1)
+
+    def site(self, name: str) -> Site:
+        return next(s for s in self.sites if s.name == name)
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def required(self, metric: str) -> float:
+        """Capacity every service declaring `metric` must keep: peak x headroom."""
+        return self.peak[metric] * self.headroom

@@ -1,0 +1,137 @@
+"""The CLI edge: exit codes, JSON documents, readable errors, help with examples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradestack.cli.app import app
+from tradestack.exitcodes import ExitCode
+
+pytestmark = pytest.mark.unit
+
+runner = CliRunner()
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+LAB = str(TOPOLOGIES / "lab.yaml")
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_validate_ok():
+    r = run("topology", "validate", LAB)
+    assert r.exit_code == 0, r.output
+    assert "valid" in r.output and "16 risk groups" in r.output
+
+
+def test_validate_json():
+    r = run("topology", "validate", LAB, "--json")
+    doc = json.loads(r.stdout)
+    assert doc == {"ok": True, "file": LAB, "name": "lab", "sites": 3, "carriers": 3, "upstreams": 2,
+                   "services": 4, "risk_groups": 16}
+
+
+def test_show_renders_sites_services_and_groups():
+    r = run("topology", "show", LAB)
+    assert r.exit_code == 0
+    for text in ("sz1 (active)", "uplink via cm", "consensus", "facility:cm-tko", "Risk groups (16)"):
+        assert text in r.output
+
+
+def test_show_json_includes_implicit_groups():
+    doc = json.loads(run("topology", "show", LAB, "--json").stdout)
+    assert doc["risk_groups"]["carrier:ct"]["uplinks"] == [["sz1", "ct"], ["hk1", "ct"]]
+    assert doc["services"][0]["name"] == "gateway"
+
+
+def test_capacity_depth1_passes_exit_0():
+    r = run("capacity", "check", LAB)
+    assert r.exit_code == ExitCode.OK, r.output
+    assert "PASS" in r.output and "Single points of failure: none" in r.output
+
+
+def test_capacity_depth2_fails_exit_1_and_names_the_pair():
+    r = run("capacity", "check", LAB, "--depth", "2", "--max-rows", "100")
+    assert r.exit_code == ExitCode.FAILED
+    lines = r.output.splitlines()
+    row = next(i for i, line in enumerate(lines) if "carrier:cm +" in line)
+    assert "carrier:ct" in lines[row + 1] and "hk1, wit" in lines[row + 3]
+    assert "FAIL: 23 of 137 scenarios" in r.output
+
+
+def test_capacity_json_lists_every_scenario():
+    r = run("capacity", "check", LAB, "--depth", "2", "--json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["spofs"] == [] and len(doc["scenarios"]) == 137
+    failed = {tuple(s["failed"]): s for s in doc["scenarios"]}
+    assert failed[()]["ok"] is True
+    assert failed[("carrier:cm", "carrier:ct")]["sites_down"] == ["hk1", "wit"]
+
+
+def test_capacity_explicit_scenario():
+    r = run("capacity", "check", LAB, "--fail", "carrier:ct,carrier:cm", "--json", "--failing-only")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and [s["failed"] for s in doc["scenarios"]] == [["carrier:cm", "carrier:ct"]]
+
+
+def test_unknown_group_in_fail_is_bad_input():
+    r = run("capacity", "check", LAB, "--fail", "carrier:nope")
+    assert r.exit_code == ExitCode.BAD_INPUT
+    assert "unknown risk group(s): carrier:nope" in r.stderr
+
+
+def test_bad_file_exit_2_with_file_and_line_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(LAB).read_text().replace("carrier: cu", "carrier: cx"))
+    r = run("capacity", "check", str(bad))
+    assert r.exit_code == ExitCode.BAD_INPUT
+    assert f"{bad}:17:18: sites[0].uplinks[1].carrier: carrier 'cx' is not defined" in r.stderr
+    assert "Traceback" not in r.output + r.stderr
+
+
+def test_errors_as_json_when_json_asked(tmp_path):
+    r = run("capacity", "check", str(tmp_path / "missing.yaml"), "--json")
+    assert r.exit_code == 2
+    assert json.loads(r.stdout) == {"ok": False, "exit_code": 2,
+                                    "errors": [f"{tmp_path / 'missing.yaml'}: file not found"]}
+
+
+def test_depth_out_of_range_is_usage_error():
+    assert run("capacity", "check", LAB, "--depth", "3").exit_code == 2
+
+
+def test_help_has_examples_and_exit_codes():
+    r = run("capacity", "check", "--help")
+    assert "tradestack capacity check infra/topologies/lab.yaml --depth 2" in r.output
+    assert "Exit codes" in run("--help").output
+
+
+def test_internal_error_goes_to_debug_log(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path))
+
+    def boom(*_a, **_k):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr("tradestack.cli.capacity.check_capacity", boom)
+    r = run("capacity", "check", LAB)
+    assert r.exit_code == ExitCode.INTERNAL
+    assert "internal error: RuntimeError: simulated bug" in r.stderr
+    logs = list((tmp_path / "logs").glob("debug-*.log"))
+    assert len(logs) == 1 and "Traceback" in logs[0].read_text()
+
+
+def test_console_script_runs_as_a_real_process():
+    exe = shutil.which("tradestack", path=str(Path(sys.executable).parent))
+    assert exe, "console script `tradestack` not installed next to this Python"
+    proc = subprocess.run([exe, "capacity", "check", LAB, "--json"], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ok"] is True
