@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 TOPOLOGY ?= infra/topologies/lab.yaml
 
-.PHONY: setup demo test test-unit bench clean help
+.PHONY: setup system toolchain demo test test-unit bench clean help
 
 help:
 	@echo "make setup   install everything the tool and its tests need (idempotent)"
@@ -15,7 +15,22 @@ help:
 	@echo "make test    set up, then run every test tier (JUnit XML in reports/)"
 	@echo "make bench   print benchmark figures"
 
-setup: $(STAMP)
+DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps
+
+setup: $(STAMP) system toolchain
+
+# Debian programs the lab runs (checked first, so a machine that has them is not touched).
+system:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing (run make setup as root)"; exit 3; fi; \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# The Pulumi CLI, built from Go modules at the SDK's version, cached outside the clone.
+toolchain: $(STAMP)
+	@infra/toolchain/build-pulumi.sh $(BIN)/python
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tradestack needs Python 3.11+")'

@@ -1,0 +1,1 @@
+"""Adapters: each wraps one outside tool (Pulumi, Ansible, ...) once, behind small typed results."""

@@ -1,0 +1,223 @@
+"""Pulumi Automation API, wrapped once: toolchain, local file backend, secrets, errors, events.
+
+The CLI is the real Pulumi engine built from Go modules by `make setup` (or the user's own
+`pulumi` on PATH). Programs run inline through the Automation API, so no separate language host
+is needed; dynamic providers run through a `pulumi-resource-pulumi-python` shim that starts this
+same Python interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from ..errors import EnvironmentProblem, InputError, TradestackError
+from ..paths import state_dir
+
+PULUMI_ENV = "TRADESTACK_PULUMI"  # path of a pulumi binary to use
+BACKEND_ENV = "TRADESTACK_PULUMI_BACKEND"  # backend URL (default: file:// under the state dir)
+
+
+class StackError(TradestackError):
+    """A Pulumi operation failed."""
+
+
+class StackBusy(StackError):
+    """Another update of this stack is running."""
+
+
+class StackNotFound(InputError):
+    """The stack does not exist (yet)."""
+
+
+def sdk_version() -> str:
+    return dist_version("pulumi")
+
+
+def toolchain_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tradestack" / "pulumi" / f"v{sdk_version()}"
+
+
+def find_cli() -> Path:
+    """The pulumi binary: $TRADESTACK_PULUMI, then our build cache, then `pulumi` on PATH."""
+    explicit = os.environ.get(PULUMI_ENV)
+    candidates = [Path(explicit)] if explicit else []
+    candidates.append(toolchain_cache() / "bin" / "pulumi")
+    on_path = shutil.which("pulumi")
+    if on_path:
+        candidates.append(Path(on_path))
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    raise EnvironmentProblem("the Pulumi CLI is not installed: run `make setup` (it builds pulumi "
+                             f"v{sdk_version()} from Go modules into {toolchain_cache()})")
+
+
+def _shim_dir(root: Path) -> Path:
+    """Directory holding pulumi-resource-pulumi-python for this interpreter."""
+    d = root / "plugin-shims"
+    d.mkdir(parents=True, exist_ok=True)
+    shim = d / "pulumi-resource-pulumi-python"
+    text = f'#!/bin/sh\nexec "{sys.executable}" -u -m pulumi.dynamic "$@"\n'
+    if not shim.exists() or shim.read_text() != text:
+        shim.write_text(text)
+        shim.chmod(0o755)
+    return d
+
+
+def _passphrase_file(root: Path) -> Path:
+    path = root / "passphrase"
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    project: str
+    stack: str
+    program: Callable[[], None]
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """Outcome of one Pulumi operation."""
+
+    kind: str
+    changes: dict[str, int]
+    outputs: dict[str, Any]
+    stdout: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return any(n for op, n in self.changes.items() if op != "same")
+
+
+class PulumiStack:
+    """One stack of an inline program on the local backend."""
+
+    def __init__(self, spec: StackSpec):
+        self.spec = spec
+        self.root = state_dir() / "pulumi"
+        cli = find_cli()
+        backend = os.environ.get(BACKEND_ENV) or f"file://{self.root / 'backend'}"
+        if backend.startswith("file://"):
+            Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
+        work = self.root / "projects" / spec.project
+        work.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PULUMI_HOME": str(self.root / "home"),
+            "PULUMI_BACKEND_URL": backend,
+            "PULUMI_CONFIG_PASSPHRASE_FILE": str(_passphrase_file(self.root)),
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+            "PATH": f"{_shim_dir(self.root)}:{cli.parent}:{os.environ.get('PATH', '')}",
+        }
+        self._opts = auto.LocalWorkspaceOptions(
+            work_dir=str(work), pulumi_home=env["PULUMI_HOME"], env_vars=env,
+            pulumi_command=auto.PulumiCommand(root=str(cli.parent.parent), skip_version_check=True),
+            project_settings=auto.ProjectSettings(name=spec.project, runtime="python",
+                                                  backend=auto.ProjectBackend(url=backend)),
+            secrets_provider="passphrase")
+        os.environ.update({k: v for k, v in env.items() if k != "PATH"})
+        self._stack: auto.Stack | None = None
+
+    def _open(self, create: bool) -> auto.Stack:
+        if self._stack is None:
+            try:
+                if create:
+                    self._stack = auto.create_or_select_stack(
+                        self.spec.stack, project_name=self.spec.project, program=self.spec.program,
+                        opts=self._opts)
+                else:
+                    self._stack = auto.select_stack(self.spec.stack, project_name=self.spec.project,
+                                                    program=self.spec.program, opts=self._opts)
+            except auto.StackNotFoundError:
+                raise StackNotFound(f"stack {self.spec.stack!r} does not exist; run `tradestack stack up`") from None
+            except auto.CommandError as exc:
+                raise StackError(_clean(exc)) from None
+            if create:
+                self._stack.set_all_config({k: auto.ConfigValue(v) for k, v in self.spec.config.items()})
+        return self._stack
+
+    def exists(self) -> bool:
+        try:
+            self._open(create=False)
+            return True
+        except StackNotFound:
+            return False
+
+    def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        r = self._call(lambda s: s.preview(on_event=on_event, diff=False), create=True)
+        return OpResult("preview", dict(r.change_summary), {}, r.stdout)
+
+    def up(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        r = self._call(lambda s: s.up(on_event=on_event, color="never"), create=True)
+        return OpResult("up", dict(r.summary.resource_changes or {}), _plain(r.outputs), r.stdout)
+
+    def refresh(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        r = self._call(lambda s: s.refresh(on_event=on_event, color="never"), create=False)
+        return OpResult("refresh", dict(r.summary.resource_changes or {}), {}, r.stdout)
+
+    def destroy(self, on_event: Callable[[Any], None] | None = None, remove: bool = True) -> OpResult:
+        r = self._call(lambda s: s.destroy(on_event=on_event, color="never"), create=False)
+        if remove:
+            self._open(create=False).workspace.remove_stack(self.spec.stack)
+            self._stack = None
+        return OpResult("destroy", dict(r.summary.resource_changes or {}), {}, r.stdout)
+
+    def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
+        stack = self._open(create=False)
+        try:
+            outs = stack.outputs()
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+        return {k: v.value for k, v in outs.items() if secrets_too or not v.secret}
+
+    def _call(self, op: Callable[[auto.Stack], Any], create: bool) -> Any:
+        stack = self._open(create)
+        try:
+            return op(stack)
+        except auto.ConcurrentUpdateError:
+            raise StackBusy(f"another update of stack {self.spec.stack!r} is running; wait for it, or, "
+                            "if it crashed, run `pulumi cancel`") from None
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+
+
+def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("[secret]" if v.secret else v.value) for k, v in outputs.items()}
+
+
+def _clean(exc: auto.CommandError) -> str:
+    """The useful part of a failed pulumi command: its error lines, not the whole transcript."""
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines()
+             if "error:" in ln.lower() or "exception" in ln.lower() or "LabError" in ln]
+    return "\n".join(dict.fromkeys(lines))[:4000] or text[-4000:]
+
+
+def ensure_private(path: Path, text: str) -> Path:
+    """Write a file only its owner can read (keys, inventories with secrets)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    return path

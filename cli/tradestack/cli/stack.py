@@ -1,0 +1,148 @@
+"""`tradestack stack ...`: the lab as a Pulumi stack (preview, up, refresh, destroy, outputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..adapters.pulumi import OpResult
+from ..exitcodes import ExitCode
+from ..lab.stack import LabStack
+from .edge import err, out, print_json, want_json
+
+app = typer.Typer(no_args_is_help=True, help="Manage the lab as a Pulumi stack (needs root).")
+
+StackOpt = typer.Option("lab", "--stack", "-s", help="Stack name: 1-8 lower-case letters/digits.")
+TopologyOpt = typer.Option(None, "--topology", "-t", help="Topology file (needed to create the stack).")
+YesOpt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON summary on stdout.")
+
+
+class _EventProgress:
+    """Turns the Automation API event stream into a live bar: resources done/total, current operation."""
+
+    def __init__(self, progress: Progress, task: Any):
+        self.progress, self.task, self.done, self.errors = progress, task, 0, []
+
+    def __call__(self, event: Any) -> None:
+        pre = getattr(event, "resource_pre_event", None)
+        if pre is not None:
+            meta = pre.metadata
+            self.progress.update(self.task, description=f"{meta.op.value if hasattr(meta.op, 'value') else meta.op} "
+                                                        f"{meta.urn.split('::')[-1]}")
+        if getattr(event, "res_outputs_event", None) is not None:
+            self.done += 1
+            self.progress.update(self.task, completed=self.done)
+        diag = getattr(event, "diagnostic_event", None)
+        if diag is not None and diag.severity == "error":
+            self.errors.append(diag.message.strip())
+
+
+def _run(label: str, total: int | None, op: Any) -> Any:
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        return op(_EventProgress(progress, task))
+
+
+def _confirm(stack: LabStack, action: str, yes: bool) -> None:
+    if stack.is_lab or yes:
+        return
+    if not typer.confirm(f"{action} stack {stack.name!r}?"):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _summary(result: OpResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"ok": True, "operation": result.kind, "changes": result.changes, "changed": result.changed,
+            **(extra or {})}
+
+
+def _render(result: OpResult) -> None:
+    parts = ", ".join(f"{n} {op}" for op, n in sorted(result.changes.items())) or "no resources"
+    out.print(f"[bold]{result.kind}[/]: {parts}", highlight=False)
+
+
+@app.command()
+def preview(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, json: bool = JsonOpt) -> None:
+    """Show what `up` would change, without changing anything.
+
+    Example: [bold]sudo tradestack stack preview --topology infra/topologies/lab.yaml[/]
+    """
+    want_json(ctx, json)
+    lab = LabStack(stack, topology)
+    result = _run("previewing", lab.expected_resources(), lab.preview)
+    print_json(_summary(result)) if json else _render(result)
+
+
+@app.command()
+def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, yes: bool = YesOpt,
+       json: bool = JsonOpt) -> None:
+    """Create or update the lab network for a topology; write the inventory, SSH key and known_hosts.
+
+    Example: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
+    """
+    want_json(ctx, json)
+    lab = LabStack(stack, topology)
+    _confirm(lab, "Update", yes)
+    result, files = _run("bringing the lab up", lab.expected_resources(), lab.up)
+    access = {"inventory": str(files.inventory), "private_key": str(files.private_key),
+              "known_hosts": str(files.known_hosts)}
+    if json:
+        print_json(_summary(result, {"outputs": result.outputs, "files": access}))
+        return
+    _render(result)
+    out.print(f"inventory: {files.inventory}\nssh key:   {files.private_key}\nknown_hosts: {files.known_hosts}",
+              highlight=False)
+
+
+@app.command()
+def refresh(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> None:
+    """Compare the stack's state with the machine; report drift (e.g. a namespace deleted by hand).
+
+    Example: [bold]sudo tradestack stack refresh --stack lab[/]
+    """
+    want_json(ctx, json)
+    lab = LabStack(stack)
+    result = _run("refreshing", None, lab.refresh)
+    print_json(_summary(result)) if json else _render(result)
+
+
+@app.command()
+def destroy(ctx: typer.Context, stack: str = StackOpt, yes: bool = YesOpt, json: bool = JsonOpt) -> None:
+    """Delete everything the stack created: namespaces, links, bridges, nft tables, daemons.
+
+    Example: [bold]sudo tradestack stack destroy --stack lab[/]
+    """
+    want_json(ctx, json)
+    lab = LabStack(stack)
+    _confirm(lab, "Destroy", yes)
+    result = _run("destroying", None, lab.destroy)
+    left = lab.leftovers()
+    if json:
+        print_json(_summary(result, {"leftovers": left}))
+    else:
+        _render(result)
+        if left:
+            err.print(f"[yellow]left behind[/]: {', '.join(left)}")
+    if left:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+def outputs(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> None:
+    """Print the stack's outputs (inventory, fault map, prefixes); secrets are not shown.
+
+    Example: [bold]tradestack stack outputs --json | jq .fault_map[/]
+    """
+    want_json(ctx, json)
+    outs = LabStack(stack).outputs()
+    if json:
+        print_json(outs)
+        return
+    for key, value in outs.items():
+        text = value if isinstance(value, str) else __import__("json").dumps(value, indent=2)
+        out.print(f"[bold]{key}[/]:\n{text}", highlight=False)

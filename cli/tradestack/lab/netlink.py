@@ -1,0 +1,253 @@
+"""Adapter over pyroute2 and `ip netns exec`: the only module that changes the lab's kernel state."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from ..errors import TradestackError
+
+NETNS_DIR = "/run/netns"
+
+
+class LabError(TradestackError):
+    """A lab operation on the kernel failed."""
+
+
+# pyroute2's NetNS forks a helper (without exec) to enter a namespace; inside the dynamic
+# provider, a multi-threaded gRPC server, such forks crash. Instead the calling thread itself
+# enters the namespace with setns(2) (per-thread on Linux), opens a netlink socket (which stays
+# bound to that namespace) and comes back. Namespaces are created and removed by `ip netns`.
+_LOCK = threading.RLock()
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise LabError(f"setns failed: {os.strerror(err)}")
+
+
+@contextmanager
+def entered(ns: str | None) -> Iterator[None]:
+    """Run the body with this thread inside namespace `ns` (None: stay where we are)."""
+    if ns is None:
+        yield
+        return
+    with _LOCK:
+        try:
+            target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
+        except FileNotFoundError:
+            raise LabError(f"network namespace {ns} does not exist") from None
+        origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _setns(target)
+            yield
+        finally:
+            _setns(origin)
+            os.close(origin)
+            os.close(target)
+
+
+@contextmanager
+def ipr(ns: str | None) -> Iterator[Any]:
+    with _LOCK:
+        with entered(ns):
+            handle = IPRoute()
+        try:
+            yield handle
+        finally:
+            handle.close()
+
+
+def ns_exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def list_namespaces(prefix: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def create_namespace(name: str, forwarding: bool, loopback: list[str]) -> None:
+    if not ns_exists(name):
+        run_in(None, ["ip", "netns", "add", name])
+    with ipr(name) as ns:
+        lo = ns.link_lookup(ifname="lo")[0]
+        ns.link("set", index=lo, state="up")
+        have = {a.get("address") for a in ns.addr("dump", index=lo)}
+        for addr in loopback:
+            if addr not in have:
+                ns.addr("add", index=lo, address=addr, prefixlen=32)
+    sysctls = {"net.ipv4.ip_forward": int(forwarding), "net.ipv4.fib_multipath_hash_policy": 1,
+               "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
+    run_in(name, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in sysctls.items())])
+
+
+def delete_namespace(name: str) -> None:
+    if not ns_exists(name):
+        return
+    kill_namespace_processes(name, signal.SIGKILL)
+    run_in(None, ["ip", "netns", "del", name])
+
+
+def namespace_pids(name: str) -> list[int]:
+    """Processes whose network namespace is `name`."""
+    try:
+        target = os.stat(os.path.join(NETNS_DIR, name)).st_ino
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino == target:
+                    pids.append(int(entry))
+            except (FileNotFoundError, PermissionError, ProcessLookupError):
+                continue
+    return pids
+
+
+def kill_namespace_processes(name: str, sig: int = signal.SIGKILL) -> list[int]:
+    pids = namespace_pids(name)
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def run_in(ns: str | None, argv: list[str], check: bool = True, timeout: float = 30,
+           **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    full = (["ip", "netns", "exec", ns] if ns else []) + argv
+    proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(full)} exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+    return proc
+
+
+def _index(ns: Any, ifname: str) -> int | None:
+    found = ns.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def create_bridge(ns_name: str | None, ifname: str, address: str | None) -> None:
+    with ipr(ns_name) as ns:
+        if _index(ns, ifname) is None:
+            ns.link("add", ifname=ifname, kind="bridge")
+        idx = _index(ns, ifname)
+        _set_address(ns, idx, address)
+        ns.link("set", index=idx, state="up")
+
+
+def delete_link(ns_name: str | None, ifname: str) -> None:
+    if ns_name and not ns_exists(ns_name):
+        return
+    with ipr(ns_name) as ns:
+        idx = _index(ns, ifname)
+        if idx is not None:
+            ns.link("del", index=idx)
+
+
+def link_state(ns_name: str | None, ifname: str) -> dict[str, Any] | None:
+    """{"up": bool, "addresses": [...], "master": ifname|None}, or None when it does not exist."""
+    if ns_name and not ns_exists(ns_name):
+        return None
+    with ipr(ns_name) as ns:
+        idx = _index(ns, ifname)
+        if idx is None:
+            return None
+        link = ns.link("get", index=idx)[0]
+        master = link.get("master")
+        master_name = ns.link("get", index=master)[0].get("ifname") if master else None
+        addrs = sorted(f"{a.get('address')}/{a['prefixlen']}" for a in ns.addr("dump", index=idx))
+        return {"up": bool(link["flags"] & 1), "addresses": addrs, "master": master_name}
+
+
+def create_veth(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Create a veth pair with one end in each namespace (None = root), then address and enslave."""
+    if link_state(a.get("netns"), a["ifname"]) is None or link_state(b.get("netns"), b["ifname"]) is None:
+        delete_link(a.get("netns"), a["ifname"])
+        delete_link(b.get("netns"), b["ifname"])
+        peer: dict[str, Any] = {"ifname": b["ifname"]}
+        # the root side is this process's own namespace (its main thread never leaves it)
+        fd = os.open(os.path.join(NETNS_DIR, b["netns"]) if b.get("netns") else "/proc/self/ns/net",
+                     os.O_RDONLY)
+        try:
+            peer["net_ns_fd"] = fd
+            with ipr(a.get("netns")) as ns:
+                ns.link("add", ifname=a["ifname"], kind="veth", peer=peer)
+        finally:
+            os.close(fd)
+    for end in (a, b):
+        configure_end(end)
+
+
+def configure_end(end: dict[str, Any]) -> None:
+    with ipr(end.get("netns")) as ns:
+        idx = _index(ns, end["ifname"])
+        if idx is None:
+            raise LabError(f"interface {end['ifname']} missing in {end.get('netns') or 'the root namespace'}")
+        if end.get("bridge"):
+            master = _index(ns, end["bridge"])
+            if master is None:
+                raise LabError(f"bridge {end['bridge']} missing in {end.get('netns') or 'the root namespace'}")
+            ns.link("set", index=idx, master=master)
+        _set_address(ns, idx, end.get("address"))
+        ns.link("set", index=idx, state="up")
+
+
+def set_link_up(ns_name: str | None, ifname: str, up: bool) -> None:
+    with ipr(ns_name) as ns:
+        idx = _index(ns, ifname)
+        if idx is None:
+            raise LabError(f"interface {ifname} missing in {ns_name}")
+        ns.link("set", index=idx, state="up" if up else "down")
+
+
+def _set_address(ns: Any, idx: int | None, address: str | None) -> None:
+    if not address or idx is None:
+        return
+    ip, plen = address.split("/")
+    have = {(a.get("address"), a["prefixlen"]) for a in ns.addr("dump", index=idx)}
+    if (ip, int(plen)) not in have:
+        ns.addr("add", index=idx, address=ip, prefixlen=int(plen))
+
+
+def add_default_route(ns_name: str, gateway: str) -> None:
+    with ipr(ns_name) as ns:
+        routes = [r for r in ns.route("dump") if r.get("dst_len") == 0 and r.get("table") == 254]
+        if not any(r.get("gateway") == gateway for r in routes):
+            for r in routes:
+                ns.route("del", dst="0.0.0.0/0", gateway=r.get("gateway"))
+            ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def pid_alive_in(pid: int, ns_name: str) -> bool:
+    try:
+        os.kill(pid, 0)
+        return pid in namespace_pids(ns_name)
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,296 @@
+"""What the lab builds for a topology, decided without touching the machine.
+
+Everything lives in network namespaces named `<stack>-...`, so two stacks coexist and the root
+namespace only gets the management bridge. Addresses come only from 198.18.0.0/15:
+
+- 198.18.<i>.0/24        site i's LAN (edge .1, hosts from .10), announced over every carrier
+- 198.18.128.0/17        /31 point-to-point links (edge-carrier, carrier-ix, carrier-clients, ...)
+- 198.19.0.1/32          the clients' public address; 198.19.<16+k>.1/32 upstream k
+- 198.19.128.0/17        management: one /22 per stack (slot 0..31), bridge .1, hosts from .10
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..topology.model import Topology
+from ..topology.riskgroups import risk_group_index
+
+STACK_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+IFNAMSIZ = 15
+MGMT_SLOTS = 32
+LAN_BASE = ipaddress.IPv4Address("198.18.0.0")
+P2P_NET = ipaddress.IPv4Network("198.18.128.0/17")
+CLIENTS_ADDR = "198.19.0.1"
+MGMT_NET = ipaddress.IPv4Network("198.19.128.0/17")
+LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+
+AS_IX, AS_CARRIER, AS_SITE, AS_CLIENTS, AS_UPSTREAM = 64512, 64600, 65001, 65100, 65200
+
+
+@dataclass(frozen=True)
+class End:
+    netns: str | None  # None: the root namespace
+    ifname: str
+    address: str | None = None  # "a.b.c.d/len"
+    bridge: str | None = None  # enslave to this bridge (in the same namespace)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A veth pair."""
+
+    key: str
+    a: End
+    b: End
+
+
+@dataclass(frozen=True)
+class Bridge:
+    key: str
+    netns: str | None
+    ifname: str
+    address: str | None
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    ifname: str
+    local: str
+    peer: str
+    peer_as: int
+
+
+@dataclass
+class Router:
+    """A namespace that runs BGP (BIRD)."""
+
+    netns: str
+    role: str  # edge | carrier | ix | clients | upstream
+    asn: int
+    router_id: str
+    neighbors: list[Neighbor] = field(default_factory=list)
+    announce_lan: str | None = None  # edges: interface whose prefix is announced
+    announce_static: list[str] = field(default_factory=list)  # clients/upstreams: /32s on lo
+    transit: bool = False  # carriers and the exchange re-announce what they learn
+
+
+@dataclass(frozen=True)
+class Host:
+    netns: str
+    site: str
+    service: str
+    index: int
+    lan_ip: str
+    gateway: str
+    mgmt_ip: str
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    role: str
+    site: str | None = None
+    forwarding: bool = False
+    loopback: tuple[str, ...] = ()  # extra /32s on lo
+
+
+@dataclass
+class LabPlan:
+    stack: str
+    topology: str
+    namespaces: list[Namespace]
+    bridges: list[Bridge]
+    links: list[Link]
+    routers: list[Router]
+    hosts: list[Host]
+    mgmt_bridge: str
+    mgmt_network: str
+    site_prefixes: dict[str, str]
+    clients_ns: str
+    clients_addr: str
+    upstream_addrs: dict[str, str]
+    fault_map: dict[str, dict[str, Any]]
+
+    def inventory(self, topology: Topology) -> dict[str, Any]:
+        """Ansible inventory (YAML-ready): groups per site, service and site role, with host vars."""
+        roles = {s.name: s.role for s in topology.sites}
+        hosts = {h.netns: {
+            "ansible_host": h.mgmt_ip, "netns": h.netns, "site": h.site, "service": h.service,
+            "instance": h.index, "lan_address": h.lan_ip, "public_address": h.lan_ip,
+            "site_prefix": self.site_prefixes[h.site], "site_role": roles[h.site],
+        } for h in self.hosts}
+        groups: dict[str, dict[str, Any]] = {}
+        for h in self.hosts:
+            for group in (f"site_{h.site}", h.service.replace("-", "_"), f"role_{roles[h.site]}"):
+                groups.setdefault(group, {"hosts": {}})["hosts"][h.netns] = {}
+        return {"all": {"hosts": hosts, "children": groups,
+                        "vars": {"ansible_user": "root", "tradestack_stack": self.stack}}}
+
+
+def default_mgmt_slot(stack: str) -> int:
+    return int(hashlib.sha256(stack.encode()).hexdigest(), 16) % MGMT_SLOTS
+
+
+def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None) -> LabPlan:
+    """Decide every namespace, link, address, router and host of the lab for `topology`."""
+    if not STACK_NAME.match(stack):
+        raise InputError(f"stack name {stack!r} must be 1-8 lower-case letters or digits, starting with a "
+                         "letter (it prefixes every interface and namespace)")
+    slot = default_mgmt_slot(stack) if mgmt_slot is None else mgmt_slot
+    if not 0 <= slot < MGMT_SLOTS:
+        raise InputError(f"management slot must be 0..{MGMT_SLOTS - 1}, got {slot}")
+    if len(topology.sites) > 127:
+        raise InputError("the lab supports at most 127 sites")
+    _check_names(topology)
+
+    p2p = _P2P()
+    mgmt = ipaddress.IPv4Network((int(MGMT_NET.network_address) + slot * 1024, 22))
+    mgmt_hosts = (str(ip) for ip in list(mgmt.hosts())[9:])
+    namespaces: list[Namespace] = []
+    bridges: list[Bridge] = []
+    links: list[Link] = []
+    routers: dict[str, Router] = {}
+    hosts: list[Host] = []
+    mgmt_bridge = f"{stack}-mgmt"
+    bridges.append(Bridge("mgmt", None, mgmt_bridge, f"{mgmt.network_address + 1}/22"))
+
+    ix = f"{stack}-ix"
+    namespaces.append(Namespace(ix, "ix", forwarding=True))
+    routers[ix] = Router(ix, "ix", AS_IX, "", transit=True)
+    clients = f"{stack}-clients"
+    namespaces.append(Namespace(clients, "clients", loopback=(CLIENTS_ADDR,)))
+    routers[clients] = Router(clients, "clients", AS_CLIENTS, CLIENTS_ADDR, announce_static=[CLIENTS_ADDR])
+    upstream_addrs: dict[str, str] = {}
+    for k, up in enumerate(topology.upstreams):
+        ns, addr = f"{stack}-upstream-{up.name}", f"198.19.{16 + k}.1"
+        upstream_addrs[up.name] = addr
+        namespaces.append(Namespace(ns, "upstream", loopback=(addr,)))
+        routers[ns] = Router(ns, "upstream", AS_UPSTREAM + k, addr, announce_static=[addr])
+
+    def connect(key: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+        a_ip, b_ip = p2p.pair()
+        links.append(Link(key, End(ns_a, if_a, f"{a_ip}/31"), End(ns_b, if_b, f"{b_ip}/31")))
+        ra, rb = routers[ns_a], routers[ns_b]
+        ra.neighbors.append(Neighbor(if_a, a_ip, b_ip, rb.asn))
+        rb.neighbors.append(Neighbor(if_b, b_ip, a_ip, ra.asn))
+
+    carrier_ns = {}
+    for j, carrier in enumerate(topology.carriers):
+        ns = f"{stack}-carrier-{carrier.name}"
+        carrier_ns[carrier.name] = ns
+        namespaces.append(Namespace(ns, "carrier", forwarding=True))
+        routers[ns] = Router(ns, "carrier", AS_CARRIER + j, "", transit=True)
+        connect(f"ix-{carrier.name}", ns, "ix", ix, f"c-{carrier.name}")
+        connect(f"clients-{carrier.name}", ns, "clients", clients, f"c-{carrier.name}")
+        for up in topology.upstreams:
+            connect(f"upstream-{up.name}-{carrier.name}", ns, f"u-{up.name}",
+                    f"{stack}-upstream-{up.name}", f"c-{carrier.name}")
+
+    site_prefixes: dict[str, str] = {}
+    uplink_links: dict[tuple[str, str], Link] = {}
+    site_namespaces: dict[str, list[str]] = {}
+    for i, site in enumerate(topology.sites, start=1):
+        lan = ipaddress.IPv4Network((int(LAN_BASE) + i * 256, 24))
+        site_prefixes[site.name] = str(lan)
+        gw = str(lan.network_address + 1)
+        edge = f"{stack}-{site.name}-edge"
+        namespaces.append(Namespace(edge, "edge", site.name, forwarding=True))
+        site_namespaces[site.name] = [edge]
+        routers[edge] = Router(edge, "edge", AS_SITE + i - 1, gw, announce_lan="lan")
+        bridges.append(Bridge(f"lan-{site.name}", edge, "lan", f"{gw}/24"))
+        for uplink in site.uplinks:
+            connect(f"uplink-{site.name}-{uplink.carrier}", edge, f"c-{uplink.carrier}",
+                    carrier_ns[uplink.carrier], f"s-{site.name}")
+            uplink_links[(site.name, uplink.carrier)] = links[-1]
+        n_host = 0
+        for svc in topology.services:
+            for idx in range(1, svc.placement.get(site.name, 0) + 1):
+                n_host += 1
+                ns = f"{stack}-{site.name}-{svc.name}-{idx}"
+                lan_ip = str(lan.network_address + 9 + n_host)
+                mgmt_ip = next(mgmt_hosts)
+                host = Host(ns, site.name, svc.name, idx, lan_ip, gw, mgmt_ip)
+                hosts.append(host)
+                namespaces.append(Namespace(ns, "host", site.name))
+                site_namespaces[site.name].append(ns)
+                links.append(Link(f"lan-{ns}", End(ns, "lan0", f"{lan_ip}/24"),
+                                  End(edge, f"h{n_host}", None, bridge="lan")))
+                links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
+                                  End(None, f"{stack}m{len(hosts)}", None, bridge=mgmt_bridge)))
+
+    for r in routers.values():
+        if not r.router_id:
+            r.router_id = r.neighbors[0].local if r.neighbors else "198.18.255.255"
+
+    fault_map = _fault_map(topology, links, uplink_links, site_namespaces, carrier_ns, stack, hosts)
+    plan = LabPlan(stack, topology.name, namespaces, bridges, links, list(routers.values()), hosts,
+                   mgmt_bridge, str(mgmt), site_prefixes, clients, CLIENTS_ADDR, upstream_addrs, fault_map)
+    _check_interfaces(plan)
+    return plan
+
+
+def _fault_map(topology: Topology, links: list[Link], uplinks: dict[tuple[str, str], Link],
+               site_namespaces: dict[str, list[str]], carrier_ns: dict[str, str], stack: str,
+               hosts: list[Host]) -> dict[str, dict[str, Any]]:
+    """For each risk group: the links that go down and the namespaces whose processes die with it."""
+    index = risk_group_index(topology)
+    out: dict[str, dict[str, Any]] = {}
+    for group, tagged in index.tags.items():
+        cut: list[Link] = [uplinks[(s, c)] for s, c in tagged.uplinks]
+        if group.startswith("carrier:") and group[len("carrier:"):] in carrier_ns:
+            ns = carrier_ns[group[len("carrier:"):]]  # a dead carrier also loses its exchange, client, venue links
+            cut += [lk for lk in links if ns in (lk.a.netns, lk.b.netns)]
+        namespaces: list[str] = []
+        for site in tagged.sites:
+            namespaces += site_namespaces[site]
+            cut += [uplinks[(site, u.carrier)] for u in topology.site(site).uplinks]
+        for up in tagged.upstreams:
+            cut += [lk for lk in links if lk.key.startswith(f"upstream-{up}-")]
+            namespaces.append(f"{stack}-upstream-{up}")
+        unique = list(dict.fromkeys(cut))
+        out[group] = {
+            # the carrier side of each link goes down; the far end loses carrier too
+            "links": [{"netns": end.netns, "ifname": end.ifname, "link": lk.key}
+                      for lk in unique for end in [lk.b if lk.key.startswith("uplink-") else lk.a]],
+            "namespaces": namespaces,
+            "hosts": [h.netns for h in hosts if h.netns in namespaces],
+        }
+    return out
+
+
+def _check_names(topology: Topology) -> None:
+    too_long = [f"{kind} {name!r}" for kind, names in (
+        ("carrier", [c.name for c in topology.carriers]), ("site", [s.name for s in topology.sites]),
+        ("upstream", [u.name for u in topology.upstreams])) for name in names if len(name) + 2 > IFNAMSIZ]
+    if too_long:
+        raise InputError(f"names too long for lab interface names (max {IFNAMSIZ - 2} characters): "
+                         + ", ".join(too_long))
+
+
+def _check_interfaces(plan: LabPlan) -> None:
+    names = [e.ifname for lk in plan.links for e in (lk.a, lk.b)] + [b.ifname for b in plan.bridges]
+    bad = sorted({n for n in names if len(n) > IFNAMSIZ})
+    if bad:
+        raise InputError(f"interface names longer than {IFNAMSIZ} characters: {', '.join(bad)}")
+    for lk in plan.links:
+        for e in (lk.a, lk.b):
+            if e.address and ipaddress.ip_interface(e.address).ip not in LAB_RANGE:
+                raise AssertionError(f"address outside the lab range: {e.address}")  # a bug, not input
+
+
+class _P2P:
+    def __init__(self) -> None:
+        self.next = int(P2P_NET.network_address)
+
+    def pair(self) -> tuple[str, str]:
+        a = ipaddress.IPv4Address(self.next)
+        self.next += 2
+        if ipaddress.IPv4Address(self.next - 1) not in P2P_NET:
+            raise InputError("too many point-to-point links for the lab's address plan")
+        return str(a), str(a + 1)

@@ -1,0 +1,87 @@
+"""The lab's Pulumi program: a function of stack config.
+
+Config: `tradestack:topology` (path of the topology file), `tradestack:workdir` (where daemons
+keep configs, keys and pid files), optional `tradestack:mgmtSlot` (0..31).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from ..topology import load_topology
+from . import daemons
+from .plan import LabPlan, plan_lab
+from .resources import Bridge, Daemon, DefaultRoute, KeyPair, Namespace, NftTable, Veth
+from .resources import NFT_TABLE
+
+
+def program() -> None:
+    config = pulumi.Config("tradestack")
+    stack = pulumi.get_stack()
+    topology = load_topology(config.require("topology"))
+    slot = config.get_int("mgmtSlot")
+    workdir = Path(config.require("workdir"))
+    plan = plan_lab(topology, stack, slot)
+    access = declare(plan, workdir)
+    pulumi.export("topology", topology.name)
+    pulumi.export("inventory", yaml.safe_dump(plan.inventory(topology), sort_keys=False))
+    pulumi.export("fault_map", plan.fault_map)
+    pulumi.export("site_prefixes", plan.site_prefixes)
+    pulumi.export("clients", {"netns": plan.clients_ns, "address": plan.clients_addr})
+    pulumi.export("upstreams", plan.upstream_addrs)
+    pulumi.export("mgmt_network", plan.mgmt_network)
+    pulumi.export("ssh_public_key", access["key"].public_key)
+    pulumi.export("ssh_private_key", pulumi.Output.secret(access["key"].private_key))
+    pulumi.export("known_hosts", access["known_hosts"])
+
+
+def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
+    """Turn a plan into Pulumi resources, with dependencies so creation and deletion are ordered."""
+    opts = pulumi.ResourceOptions
+    key = KeyPair("ssh-key", {"comment": f"tradestack-{plan.stack}", "public_key": None, "private_key": None},
+                  opts(additional_secret_outputs=["private_key"]))
+    ns = {n.name: Namespace(f"ns-{n.name}", {"name": n.name, "forwarding": n.forwarding,
+                                             "loopback": list(n.loopback)}) for n in plan.namespaces}
+    for n in plan.namespaces:
+        NftTable(f"nft-{n.name}", {"netns": n.name, "table": NFT_TABLE}, opts(depends_on=[ns[n.name]]))
+    bridges = {}
+    for b in plan.bridges:
+        deps = [ns[b.netns]] if b.netns else []
+        bridges[(b.netns, b.ifname)] = Bridge(f"br-{b.key}", {"netns": b.netns, "ifname": b.ifname,
+                                                              "address": b.address}, opts(depends_on=deps))
+    link_of: dict[str, list[pulumi.Resource]] = {}
+    for lk in plan.links:
+        deps: list[pulumi.Resource] = []
+        props: dict[str, object] = {}
+        for side, end in (("a", lk.a), ("b", lk.b)):
+            props.update({f"{side}_netns": end.netns, f"{side}_ifname": end.ifname,
+                          f"{side}_address": end.address, f"{side}_bridge": end.bridge})
+            if end.netns:
+                deps.append(ns[end.netns])
+            if end.bridge:
+                deps.append(bridges[(end.netns, end.bridge)])
+        veth = Veth(f"veth-{lk.key}", props, opts(depends_on=deps))
+        for end in (lk.a, lk.b):
+            if end.netns:
+                link_of.setdefault(end.netns, []).append(veth)
+
+    for r in plan.routers:
+        Daemon(f"bird-{r.netns}", {"netns": r.netns, "kind": "bird", "workdir": str(workdir / r.netns),
+                                   "config": daemons.bird_config(r, str(workdir / r.netns / "bird.log")),
+                                   "authorized_key": None, "pid": None},
+               opts(depends_on=[ns[r.netns], *link_of.get(r.netns, []),
+                                *([bridges[(r.netns, "lan")]] if r.announce_lan else [])]))
+    known: list[pulumi.Output[str]] = []
+    for h in plan.hosts:
+        route = DefaultRoute(f"route-{h.netns}", {"netns": h.netns, "gateway": h.gateway},
+                             opts(depends_on=link_of[h.netns]))
+        sshd = Daemon(f"sshd-{h.netns}", {"netns": h.netns, "kind": "sshd", "workdir": str(workdir / h.netns),
+                                   "config": daemons.sshd_config(h, workdir / h.netns),
+                                   "authorized_key": key.public_key, "pid": None, "host_key": None},
+               opts(depends_on=[route, *link_of[h.netns]]))
+        known.append(sshd.host_key.apply(lambda k, ip=h.mgmt_ip: f"{ip} {k[0]} {k[1]}"))  # type: ignore[attr-defined]
+    return {"key": key, "known_hosts": pulumi.Output.all(*known).apply(lambda lines: "\n".join(lines) + "\n")}

@@ -1,0 +1,241 @@
+"""Pulumi dynamic providers for lab resources, backed by pyroute2, nftables and real daemons.
+
+Each provider has real create, diff, update, delete and read: `read` reports what the kernel
+actually has, so `pulumi refresh` sees drift (a namespace deleted by hand, a daemon killed) and
+the next `up` repairs it. Identity fields (names) force a replacement; anything else is updated
+in place. Providers must live in an importable module: Pulumi pickles them by reference.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import types
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from . import daemons, netlink
+
+GONE = ReadResult(id_="", outs={})
+
+
+class _LabProvider(ResourceProvider):
+    identity: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+
+    @abstractmethod
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        """Make the kernel match `props` (idempotent); return extra outputs."""
+
+    @abstractmethod
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        """What the kernel has now for these props, or None when the resource is gone."""
+
+    @abstractmethod
+    def remove(self, props: dict[str, Any]) -> None:
+        """Delete it; a resource already gone is not an error."""
+
+    def resource_id(self, props: dict[str, Any]) -> str:
+        return "/".join(str(props.get(k)) for k in self.identity)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = {**props, **self.apply(props)}
+        return CreateResult(id_=self.resource_id(props), outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in self.inputs if olds.get(k) != news.get(k)]
+        replaces = [k for k in changed if k in self.identity]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs={**news, **self.apply(news)})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        self.remove(props)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        seen = self.observe(props)
+        if seen is None:
+            return GONE
+        return ReadResult(id_=id_, outs={**props, **seen})
+
+
+class NamespaceProvider(_LabProvider):
+    identity = ("name",)
+    inputs = ("name", "forwarding", "loopback")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        netlink.create_namespace(props["name"], bool(props.get("forwarding")), list(props.get("loopback") or []))
+        return {}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        if not netlink.ns_exists(props["name"]):
+            return None
+        state = netlink.link_state(props["name"], "lo")
+        have = {a.split("/")[0] for a in (state or {}).get("addresses", [])}
+        return {"loopback": [a for a in props.get("loopback") or [] if a in have]}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        netlink.delete_namespace(props["name"])
+
+
+class BridgeProvider(_LabProvider):
+    identity = ("netns", "ifname")
+    inputs = ("netns", "ifname", "address")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        netlink.create_bridge(props.get("netns"), props["ifname"], props.get("address"))
+        return {}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        state = netlink.link_state(props.get("netns"), props["ifname"])
+        if state is None:
+            return None
+        want = props.get("address")
+        return {"address": want if not want or want in state["addresses"] else None}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        netlink.delete_link(props.get("netns"), props["ifname"])
+
+
+class VethProvider(_LabProvider):
+    identity = ("a_netns", "a_ifname", "b_netns", "b_ifname")
+    inputs = (*identity, "a_address", "b_address", "a_bridge", "b_bridge")
+
+    @staticmethod
+    def _ends(props: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        return tuple({"netns": props.get(f"{s}_netns"), "ifname": props[f"{s}_ifname"],  # type: ignore[return-value]
+                      "address": props.get(f"{s}_address"), "bridge": props.get(f"{s}_bridge")} for s in "ab")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        netlink.create_veth(*self._ends(props))
+        return {}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        seen: dict[str, Any] = {}
+        for end, side in zip(self._ends(props), "ab"):
+            state = netlink.link_state(end["netns"], end["ifname"])
+            if state is None:
+                return None
+            want = end["address"]
+            seen[f"{side}_address"] = want if not want or want in state["addresses"] else None
+            seen[f"{side}_bridge"] = state["master"]
+        return seen
+
+    def remove(self, props: dict[str, Any]) -> None:
+        a, b = self._ends(props)
+        netlink.delete_link(a["netns"], a["ifname"])
+        netlink.delete_link(b["netns"], b["ifname"])
+
+
+class DefaultRouteProvider(_LabProvider):
+    identity = ("netns",)
+    inputs = ("netns", "gateway")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        netlink.add_default_route(props["netns"], props["gateway"])
+        return {}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        if not netlink.ns_exists(props["netns"]):
+            return None
+        out = netlink.run_in(props["netns"], ["ip", "-4", "route", "show", "default"], check=False).stdout
+        return {"gateway": props["gateway"] if f"via {props['gateway']} " in out + " " else None}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        if netlink.ns_exists(props["netns"]):
+            netlink.run_in(props["netns"], ["ip", "route", "del", "default"], check=False)
+
+
+NFT_TABLE = "tradestack"
+
+
+def nft_ruleset(table: str) -> str:
+    """An empty filter table with one chain per hook; drills insert their fault rules here."""
+    return (f"table inet {table} {{\n"
+            "  chain input { type filter hook input priority -10; policy accept; }\n"
+            "  chain forward { type filter hook forward priority -10; policy accept; }\n"
+            "  chain output { type filter hook output priority -10; policy accept; }\n"
+            "}\n")
+
+
+class NftTableProvider(_LabProvider):
+    identity = ("netns", "table")
+    inputs = ("netns", "table")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        netlink.run_in(props["netns"], ["nft", "-f", "-"], input=nft_ruleset(props["table"]))
+        return {}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        if not netlink.ns_exists(props["netns"]):
+            return None
+        proc = netlink.run_in(props["netns"], ["nft", "list", "table", "inet", props["table"]], check=False)
+        return {} if proc.returncode == 0 else None
+
+    def remove(self, props: dict[str, Any]) -> None:
+        if netlink.ns_exists(props["netns"]):
+            netlink.run_in(props["netns"], ["nft", "delete", "table", "inet", props["table"]], check=False)
+
+
+class DaemonProvider(_LabProvider):
+    identity = ("netns", "kind")
+    inputs = ("netns", "kind", "workdir", "config", "authorized_key")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        return daemons.start(props["kind"], props["netns"], props["workdir"], props["config"],
+                             {"authorized_key": props.get("authorized_key") or ""})
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        pid = daemons.running(props["kind"], props["netns"], props["workdir"])
+        return None if pid is None else {"pid": pid}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        daemons.stop(props["kind"], props["netns"], props["workdir"])
+
+
+class KeyPairProvider(_LabProvider):
+    """The stack's ed25519 SSH key; the private half is a Pulumi secret (encrypted in state)."""
+
+    identity = ("comment",)
+    inputs = ("comment",)
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            key = Path(tmp) / "id"
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", props["comment"], "-f",
+                            str(key)], check=True, capture_output=True)
+            return {"private_key": key.read_text(), "public_key": key.with_suffix(".pub").read_text().strip()}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        return {}  # lives only in the stack's state
+
+    def remove(self, props: dict[str, Any]) -> None:
+        return None
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = olds.get("comment") != news.get("comment")
+        return DiffResult(changes=changed, replaces=["comment"] if changed else [])
+
+
+def _resource(provider: type[_LabProvider], type_name: str) -> type[Resource]:
+    def __init__(self: Resource, name: str, props: dict[str, Any],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        Resource.__init__(self, provider(), name, props, opts)
+
+    # type token: pulumi-python:dynamic/lab:<type_name>
+    return types.new_class(type_name, (Resource,), {"module": "lab", "name": type_name},
+                           lambda ns: ns.update({"__init__": __init__, "__module__": __name__}))
+
+
+Namespace = _resource(NamespaceProvider, "Namespace")
+Bridge = _resource(BridgeProvider, "Bridge")
+Veth = _resource(VethProvider, "Veth")
+DefaultRoute = _resource(DefaultRouteProvider, "DefaultRoute")
+NftTable = _resource(NftTableProvider, "NftTable")
+Daemon = _resource(DaemonProvider, "Daemon")
+KeyPair = _resource(KeyPairProvider, "KeyPair")

@@ -1,0 +1,110 @@
+"""A lab stack: the lab program on the local Pulumi backend, plus the access files it produces."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..adapters.pulumi import OpResult, PulumiStack, StackSpec, ensure_private
+from ..errors import InputError
+from ..paths import state_dir
+from ..topology import load_topology
+from . import netlink
+from .plan import plan_lab
+from .privileges import require_net_admin
+from .program import program
+
+PROJECT = "tradestack-lab"
+
+
+@dataclass(frozen=True)
+class AccessFiles:
+    inventory: Path
+    private_key: Path
+    known_hosts: Path
+
+
+def workdir(stack: str) -> Path:
+    return state_dir() / "lab" / stack
+
+
+def access_dir(stack: str) -> Path:
+    return state_dir() / "stacks" / stack
+
+
+class LabStack:
+    """The lab for one stack name. `topology` is only needed to create the stack or change it."""
+
+    is_lab = True
+
+    def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None):
+        self.name = name
+        config = {"tradestack:workdir": str(workdir(name))}
+        if topology is not None:
+            plan_lab(load_topology(topology), name, mgmt_slot)  # fail on bad input before Pulumi starts
+            config["tradestack:topology"] = str(Path(topology).resolve())
+        if mgmt_slot is not None:
+            config["tradestack:mgmtSlot"] = str(mgmt_slot)
+        self.topology = topology
+        self._pulumi = PulumiStack(StackSpec(PROJECT, name, program, config))
+
+    def expected_resources(self) -> int | None:
+        if self.topology is None:
+            return None
+        plan = plan_lab(load_topology(self.topology), self.name)
+        return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
+                + 2 * len(plan.hosts))
+
+    def _needs_topology(self) -> None:
+        if self.topology is None and not self._pulumi.exists():
+            raise InputError(f"stack {self.name!r} does not exist yet: give --topology FILE")
+
+    def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        require_net_admin()
+        self._needs_topology()
+        return self._pulumi.preview(on_event)
+
+    def up(self, on_event: Callable[[Any], None] | None = None) -> tuple[OpResult, AccessFiles]:
+        require_net_admin()
+        self._needs_topology()
+        result = self._pulumi.up(on_event)
+        return result, self.write_access_files()
+
+    def refresh(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        require_net_admin()
+        return self._pulumi.refresh(on_event)
+
+    def destroy(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        require_net_admin()
+        result = self._pulumi.destroy(on_event)
+        shutil.rmtree(workdir(self.name), ignore_errors=True)
+        shutil.rmtree(access_dir(self.name), ignore_errors=True)
+        return result
+
+    def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
+        return self._pulumi.outputs(secrets_too)
+
+    def leftovers(self) -> list[str]:
+        """Namespaces with this stack's prefix that exist now (after destroy: should be none)."""
+        return netlink.list_namespaces(f"{self.name}-")
+
+    def write_access_files(self) -> AccessFiles:
+        """SSH key, pinned known_hosts and the Ansible inventory, mode 0600, under the state dir."""
+        outs = self._pulumi.outputs(secrets_too=True)
+        d = access_dir(self.name)
+        key = ensure_private(d / "id_ed25519", outs["ssh_private_key"])
+        known = ensure_private(d / "known_hosts", outs["known_hosts"])
+        inventory = yaml.safe_load(outs["inventory"])
+        inventory["all"]["vars"].update({
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes "
+                                       "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        })
+        inv = ensure_private(d / "inventory.yml", yaml.safe_dump(inventory, sort_keys=False))
+        return AccessFiles(inv, key, known)

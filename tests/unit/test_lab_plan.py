@@ -1,0 +1,79 @@
+"""The lab plan is pure: names, addresses and the fault map are checked without root."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from tradestack.errors import InputError
+from tradestack.lab.daemons import bird_config
+from tradestack.lab.plan import LAB_RANGE, plan_lab
+from tradestack.topology import load_topology
+
+pytestmark = pytest.mark.unit
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_lab(load_topology(TOPOLOGIES / "lab.yaml"), "lab")
+
+
+def test_every_name_is_prefixed_and_interfaces_fit_ifnamsiz(plan):
+    assert all(n.name.startswith("lab-") for n in plan.namespaces)
+    ends = [e for lk in plan.links for e in (lk.a, lk.b)]
+    assert all(len(e.ifname) <= 15 for e in ends)
+    assert all(e.ifname.startswith("lab") for e in ends if e.netns is None)  # root-namespace ones
+    assert plan.mgmt_bridge == "lab-mgmt"
+
+
+def test_addresses_only_from_the_benchmark_range(plan):
+    addrs = [e.address for lk in plan.links for e in (lk.a, lk.b) if e.address]
+    addrs += [b.address for b in plan.bridges if b.address]
+    assert addrs and all(ipaddress.ip_interface(a).ip in LAB_RANGE for a in addrs)
+    assert len(set(addrs)) == len(addrs)
+
+
+def test_hosts_per_placement(plan):
+    names = {h.netns for h in plan.hosts}
+    assert len(names) == 15  # 6 gateways + 4 routers + 2 databases + 3 consensus members
+    assert "lab-sz1-gateway-3" in names and "lab-wit-consensus-1" in names
+
+
+def test_fault_map_covers_every_risk_group(plan):
+    assert len(plan.fault_map) == 16
+    ct = {lk["link"] for lk in plan.fault_map["carrier:ct"]["links"]}
+    assert {"uplink-sz1-ct", "uplink-hk1-ct", "ix-ct", "clients-ct"} <= ct
+    tko = plan.fault_map["facility:cm-tko"]["links"]
+    assert [lk["link"] for lk in tko] == ["uplink-hk1-cm"]
+    power = plan.fault_map["power:hk-grid"]
+    assert "lab-hk1-edge" in power["namespaces"] and "lab-hk1-orderdb-1" in power["hosts"]
+
+
+def test_inventory_groups(plan):
+    inv = plan.inventory(load_topology(TOPOLOGIES / "lab.yaml"))
+    groups = inv["all"]["children"]
+    assert set(groups["site_wit"]["hosts"]) == {"lab-wit-consensus-1"}
+    assert len(groups["gateway"]["hosts"]) == 6 and "role_standby" in groups
+    host = inv["all"]["hosts"]["lab-sz1-orderdb-1"]
+    assert host["site"] == "sz1" and host["lan_address"].startswith("198.18.1.")
+
+
+def test_two_stacks_get_different_management_networks():
+    t = load_topology(TOPOLOGIES / "lab.yaml")
+    assert plan_lab(t, "lab").mgmt_network != plan_lab(t, "lab2").mgmt_network
+
+
+def test_bad_stack_name():
+    with pytest.raises(InputError, match="stack name"):
+        plan_lab(load_topology(TOPOLOGIES / "lab.yaml"), "Lab-Stack-Long")
+
+
+def test_bird_config_edges_are_never_transit(plan):
+    edge = next(r for r in plan.routers if r.netns == "lab-sz1-edge")
+    text = bird_config(edge, "/tmp/x.log")
+    assert "if source = RTS_DEVICE then accept" in text and "bfd on" in text
+    assert text.count("protocol bgp") == 2
