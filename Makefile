@@ -41,6 +41,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/tradestack topology validate $(TOPOLOGY)
+	$(BIN)/tradestack stack up --stack lab --topology $(TOPOLOGY)
 	$(BIN)/tradestack capacity check $(TOPOLOGY)
 
 test: setup
@@ -51,6 +52,7 @@ test-unit: setup
 
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
+	$(BIN)/python tests/bench/bench_lab.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -23,12 +23,14 @@ def bird_config(r: Router, log: str) -> str:
         export = "if source = RTS_DEVICE then accept; reject;"  # a site is never transit
     else:
         export = "if source = RTS_STATIC then accept; reject;"
+    # clients and venues originate traffic from their announced /32, not from a link address
+    src = f"krt_prefsrc = {r.announce_static[0]}; " if r.announce_static else ""
     lines = [
         f"router id {r.router_id};",
         f'log "{log}" {{ info, warning, error, fatal }};',
         "protocol device { scan time 2; }",
         "protocol kernel {",
-        "  ipv4 { import none; export filter { if source = RTS_BGP then accept; reject; }; };",
+        f"  ipv4 {{ import none; export filter {{ if source = RTS_BGP then {{ {src}accept; }} reject; }}; }};",
         "  merge paths on; scan time 10;",
         "}",
         "protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }",

@@ -29,12 +29,12 @@ class AccessFiles:
     known_hosts: Path
 
 
-def workdir(stack: str) -> Path:
-    return state_dir() / "lab" / stack
+def workdir(stack: str, home: Path | None = None) -> Path:
+    return (home or state_dir()) / "lab" / stack
 
 
-def access_dir(stack: str) -> Path:
-    return state_dir() / "stacks" / stack
+def access_dir(stack: str, home: Path | None = None) -> Path:
+    return (home or state_dir()) / "stacks" / stack
 
 
 class LabStack:
@@ -44,7 +44,8 @@ class LabStack:
 
     def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None):
         self.name = name
-        config = {"tradestack:workdir": str(workdir(name))}
+        self.home = state_dir()  # pinned: every path of this stack stays under one state dir
+        config = {"tradestack:workdir": str(workdir(name, self.home))}
         if topology is not None:
             plan_lab(load_topology(topology), name, mgmt_slot)  # fail on bad input before Pulumi starts
             config["tradestack:topology"] = str(Path(topology).resolve())
@@ -82,8 +83,8 @@ class LabStack:
     def destroy(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
         require_net_admin()
         result = self._pulumi.destroy(on_event)
-        shutil.rmtree(workdir(self.name), ignore_errors=True)
-        shutil.rmtree(access_dir(self.name), ignore_errors=True)
+        shutil.rmtree(workdir(self.name, self.home), ignore_errors=True)
+        shutil.rmtree(access_dir(self.name, self.home), ignore_errors=True)
         return result
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class LabStack:
     def write_access_files(self) -> AccessFiles:
         """SSH key, pinned known_hosts and the Ansible inventory, mode 0600, under the state dir."""
         outs = self._pulumi.outputs(secrets_too=True)
-        d = access_dir(self.name)
+        d = access_dir(self.name, self.home)
         key = ensure_private(d / "id_ed25519", outs["ssh_private_key"])
         known = ensure_private(d / "known_hosts", outs["known_hosts"])
         inventory = yaml.safe_load(outs["inventory"])

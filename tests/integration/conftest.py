@@ -1,0 +1,47 @@
+"""One lab stack for the whole integration run (building one per test would take far longer)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tradestack.lab.stack import LabStack
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="integration tests need root (network namespaces); CI runs them as root")
+        for item in items:
+            if item.get_closest_marker("integration"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lab-home")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integration tests share the session lab's state dir (overrides the unit-test isolation)."""
+    monkeypatch.setenv("TRADESTACK_HOME", str(lab_home))
+
+
+@pytest.fixture(scope="session")
+def lab(lab_home: Path):
+    """The lab topology brought up once as stack `itlab`; destroyed at the end of the session."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRADESTACK_HOME", str(lab_home))
+    stack = LabStack("itlab", TOPOLOGIES / "lab.yaml")
+    result, files = stack.up()
+    try:
+        yield {"stack": stack, "up": result, "files": files, "outputs": stack.outputs()}
+    finally:
+        stack.destroy()
+        mp.undo()
+        shutil.rmtree(lab_home, ignore_errors=True)

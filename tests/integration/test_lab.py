@@ -1,0 +1,128 @@
+"""The lab for real: Pulumi engine, namespaces, BGP over carriers, sshd, Ansible. Runs as root."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tradestack.lab import faults, netlink, probe
+from tradestack.lab.stack import LabStack
+
+pytestmark = pytest.mark.integration
+
+PORT = 7001
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+
+
+@pytest.fixture(scope="module")
+def hosts(lab):
+    inv = yaml.safe_load(lab["files"].inventory.read_text())
+    return inv["all"]["hosts"]
+
+
+@pytest.fixture(scope="module")
+def listeners(lab, hosts):
+    """One TCP listener per site, on the site's first host."""
+    chosen = {}
+    for name, h in hosts.items():
+        chosen.setdefault(h["site"], (name, h["lan_address"]))
+    procs = [probe.listen(ns, addr, PORT) for ns, addr in chosen.values()]
+    yield chosen
+    for p in procs:
+        p.terminate()
+        p.wait()
+
+
+def wait_converged(hosts, listeners, limit=30.0):
+    """BGP sessions take a few seconds to establish after `up`."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if all(probe.connect(next(iter(hosts)), addr, PORT, 0.5) for _, addr in listeners.values()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_up_created_everything_and_second_preview_changes_nothing(lab):
+    assert lab["up"].changes.get("create", 0) > 100
+    again = lab["stack"].preview()
+    assert not again.changed, again.changes
+
+
+def test_every_host_reaches_every_other_site_and_clients_reach_every_prefix(lab, hosts, listeners):
+    assert wait_converged(hosts, listeners)
+    failures = [(name, site) for name, h in hosts.items() for site, (_, addr) in listeners.items()
+                if site != h["site"] and not probe.connect(name, addr, PORT)]
+    assert failures == []
+    clients = lab["outputs"]["clients"]["netns"]
+    assert all(probe.connect(clients, addr, PORT) for _, addr in listeners.values())
+
+
+def test_carrier_outage_reroutes_and_double_outage_isolates_hk1_and_wit(lab, hosts, listeners):
+    assert wait_converged(hosts, listeners)
+    fmap = lab["outputs"]["fault_map"]
+    sz1_host = listeners["sz1"][0]
+    hk1_addr, wit_addr = listeners["hk1"][1], listeners["wit"][1]
+    try:
+        faults.set_group(fmap, "carrier:ct", failed=True)
+        took = probe.time_until(sz1_host, hk1_addr, PORT, limit=20)
+        print(f"\nconvergence after carrier:ct failed: sz1 -> hk1 reachable again after {took:.2f}s")
+        assert took is not None  # sz1 (cu) -> ix -> cm -> hk1
+        faults.set_group(fmap, "carrier:cm", failed=True)
+        gone = probe.time_until(sz1_host, hk1_addr, PORT, limit=20, reachable=False)
+        assert gone is not None
+        assert not probe.connect(sz1_host, wit_addr, PORT, 1)
+        clients = lab["outputs"]["clients"]["netns"]
+        assert probe.connect(clients, listeners["sz1"][1], PORT)  # sz1 still served over cu
+    finally:
+        faults.set_group(fmap, "carrier:cm", failed=False)
+        faults.set_group(fmap, "carrier:ct", failed=False)
+    back = probe.time_until(sz1_host, wit_addr, PORT, limit=30)
+    print(f"restored: sz1 -> wit reachable again after {back:.2f}s")
+    assert back is not None
+
+
+def test_ansible_reaches_every_host_over_ssh_with_pinned_keys(lab, hosts):
+    proc = subprocess.run(["ansible", "all", "-i", str(lab["files"].inventory), "-m", "ping", "-o",
+                           "--forks", "10"], capture_output=True, text=True, timeout=300, check=False,
+                          env={"PATH": f"{Path(__import__('sys').executable).parent}:/usr/bin:/bin",
+                               "ANSIBLE_HOST_KEY_CHECKING": "True", "HOME": "/root"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.stdout.count("SUCCESS") == len(hosts)
+
+
+def test_deleted_namespace_is_drift_that_up_repairs(lab, hosts, listeners):
+    stack: LabStack = lab["stack"]
+    victim = "itlab-hk1-gateway-3"
+    netlink.delete_namespace(victim)
+    drift = stack.refresh()
+    assert drift.changed and drift.changes.get("delete", 0) + drift.changes.get("update", 0) > 0, drift.changes
+    repaired, _ = stack.up()
+    assert repaired.changes.get("create", 0) >= 3, repaired.changes  # namespace, links, sshd ...
+    assert netlink.ns_exists(victim)
+    assert probe.time_until(victim, listeners["sz1"][1], PORT, limit=30) is not None
+
+
+def test_second_stack_side_by_side_and_destroy_leaves_nothing(lab, hosts, listeners, tmp_path):
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump({
+        "name": "small", "peak": {"orders_per_second": 10}, "headroom": 1.0, "carriers": [{"name": "ct"}],
+        "sites": [{"name": "sz1", "role": "active", "uplinks": [{"carrier": "ct"}]}],
+        "services": [{"name": "gateway", "kind": "stateless", "placement": {"sz1": 1}}]}))
+    other = LabStack("itlab2", small)
+    try:
+        other.up()
+        assert set(netlink.list_namespaces("itlab2-")) >= {"itlab2-sz1-gateway-1", "itlab2-carrier-ct"}
+        assert probe.connect(listeners["sz1"][0], listeners["hk1"][1], PORT)  # first stack unaffected
+    finally:
+        other.destroy()
+    assert other.leftovers() == []
+    assert not Path("/sys/class/net/itlab2-mgmt").exists()
+    assert "itlab2" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert probe.connect(listeners["sz1"][0], listeners["hk1"][1], PORT)
+    print(json.dumps({"first_stack_namespaces": len(netlink.list_namespaces("itlab-"))}))
