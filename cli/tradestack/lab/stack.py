@@ -52,7 +52,15 @@ class LabStack:
         if mgmt_slot is not None:
             config["tradestack:mgmtSlot"] = str(mgmt_slot)
         self.topology = topology
-        self._pulumi = PulumiStack(StackSpec(PROJECT, name, program, config))
+        self._spec = StackSpec(PROJECT, name, program, config)
+        self._stack: PulumiStack | None = None
+
+    @property
+    def _pulumi(self) -> PulumiStack:
+        """Built on first use, so privilege checks run before the Pulumi CLI is even looked for."""
+        if self._stack is None:
+            self._stack = PulumiStack(self._spec)
+        return self._stack
 
     def expected_resources(self) -> int | None:
         if self.topology is None:
