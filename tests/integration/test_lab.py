@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def test_carrier_outage_reroutes_and_double_outage_isolates_hk1_and_wit(lab, hos
 def test_ansible_reaches_every_host_over_ssh_with_pinned_keys(lab, hosts):
     proc = subprocess.run(["ansible", "all", "-i", str(lab["files"].inventory), "-m", "ping", "-o",
                            "--forks", "10"], capture_output=True, text=True, timeout=300, check=False,
-                          env={"PATH": f"{Path(__import__('sys').executable).parent}:/usr/bin:/bin",
+                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
                                "ANSIBLE_HOST_KEY_CHECKING": "True", "HOME": "/root"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.stdout.count("SUCCESS") == len(hosts)

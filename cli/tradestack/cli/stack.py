@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 from pathlib import Path
 from typing import Any
 
@@ -144,5 +145,5 @@ def outputs(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> 
         print_json(outs)
         return
     for key, value in outs.items():
-        text = value if isinstance(value, str) else __import__("json").dumps(value, indent=2)
+        text = value if isinstance(value, str) else jsonlib.dumps(value, indent=2)
         out.print(f"[bold]{key}[/]:\n{text}", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 import time
@@ -18,7 +19,6 @@ _CLIENT = ("import socket,sys\n"
 
 
 def _check(address: str) -> None:
-    import ipaddress
     if ipaddress.ip_address(address) not in LAB_RANGE:
         raise ValueError(f"{address} is not a lab address")
 
