@@ -15,6 +15,8 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            raise pytest.UsageError("integration tests need root and CI must run them: run .ci/run as root")
         skip = pytest.mark.skip(reason="integration tests need root (network namespaces); CI runs them as root")
         for item in items:
             if item.get_closest_marker("integration"):
