@@ -15,7 +15,7 @@ help:
 	@echo "make test    set up, then run every test tier (JUnit XML in reports/)"
 	@echo "make bench   print benchmark figures"
 
-DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps
+DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql
 
 setup: $(STAMP) system toolchain
 

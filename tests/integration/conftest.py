@@ -14,13 +14,15 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if os.geteuid() != 0:
+    """Lab tests need root (network namespaces); the rest (e.g. the reference stack on loopback) do not."""
+    needs_root = [item for item in items if item.get_closest_marker("integration")
+                  and "lab" in getattr(item, "fixturenames", ())]
+    if needs_root and os.geteuid() != 0:
         if os.environ.get("CI"):
-            raise pytest.UsageError("integration tests need root and CI must run them: run .ci/run as root")
-        skip = pytest.mark.skip(reason="integration tests need root (network namespaces); CI runs them as root")
-        for item in items:
-            if item.get_closest_marker("integration"):
-                item.add_marker(skip)
+            raise pytest.UsageError("lab integration tests need root and CI must run them: run .ci/run as root")
+        skip = pytest.mark.skip(reason="needs root (network namespaces); CI runs it as root")
+        for item in needs_root:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

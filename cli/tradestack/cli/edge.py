@@ -46,6 +46,9 @@ class GuardedGroup(TyperGroup):
             _report(ctx, exc, "cannot run here", ExitCode.ENVIRONMENT)
         except TradestackError as exc:
             _report(ctx, exc, "error", ExitCode.FAILED)
+        except BrokenPipeError:  # `tradestack ... | head`: the reader left; not an error of ours
+            sys.stderr.close()
+            raise typer.Exit(ExitCode.OK) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(ExitCode.INTERRUPTED) from None

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json as jsonlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..adapters.pulumi import OpResult
 from ..exitcodes import ExitCode
-from ..lab.stack import LabStack
 from .edge import err, out, print_json, want_json
+
+if TYPE_CHECKING:  # Pulumi (and gRPC) load only when a stack command runs, not for every CLI call
+    from ..adapters.pulumi import OpResult
+    from ..lab.stack import LabStack
+
+
+def _open(name: str, topology: Path | None = None) -> "LabStack":
+    from ..lab.stack import LabStack
+
+    return LabStack(name, topology)
 
 app = typer.Typer(no_args_is_help=True, help="Manage the lab as a Pulumi stack (needs root).")
 
@@ -74,7 +82,7 @@ def preview(ctx: typer.Context, stack: str = StackOpt, topology: Path = Topology
     Example: [bold]sudo tradestack stack preview --topology infra/topologies/lab.yaml[/]
     """
     want_json(ctx, json)
-    lab = LabStack(stack, topology)
+    lab = _open(stack, topology)
     result = _run("previewing", lab.expected_resources(), lab.preview)
     print_json(_summary(result)) if json else _render(result)
 
@@ -87,7 +95,7 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
     Example: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
     """
     want_json(ctx, json)
-    lab = LabStack(stack, topology)
+    lab = _open(stack, topology)
     _confirm(lab, "Update", yes)
     result, files = _run("bringing the lab up", lab.expected_resources(), lab.up)
     access = {"inventory": str(files.inventory), "private_key": str(files.private_key),
@@ -107,7 +115,7 @@ def refresh(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> 
     Example: [bold]sudo tradestack stack refresh --stack lab[/]
     """
     want_json(ctx, json)
-    lab = LabStack(stack)
+    lab = _open(stack)
     result = _run("refreshing", None, lab.refresh)
     print_json(_summary(result)) if json else _render(result)
 
@@ -119,7 +127,7 @@ def destroy(ctx: typer.Context, stack: str = StackOpt, yes: bool = YesOpt, json:
     Example: [bold]sudo tradestack stack destroy --stack lab[/]
     """
     want_json(ctx, json)
-    lab = LabStack(stack)
+    lab = _open(stack)
     _confirm(lab, "Destroy", yes)
     result = _run("destroying", None, lab.destroy)
     left = lab.leftovers()
@@ -140,7 +148,7 @@ def outputs(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> 
     Example: [bold]tradestack stack outputs --json | jq .fault_map[/]
     """
     want_json(ctx, json)
-    outs = LabStack(stack).outputs()
+    outs = _open(stack).outputs()
     if json:
         print_json(outs)
         return

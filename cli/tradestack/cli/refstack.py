@@ -1,0 +1,172 @@
+"""`tradestack refstack ...`: run the reference trading stack, drive load through it, reconcile."""
+
+from __future__ import annotations
+
+import enum
+import signal
+import threading
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..refstack.config import Admission, GatewayConfig, RouterConfig, VenueConfig, load_config
+from ..refstack.local import LocalRefStack
+from .edge import err, out, print_json, want_json
+
+app = typer.Typer(no_args_is_help=True, help="The reference trading stack: gateway, router, venue simulators, "
+                                             "load generator.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+class Kind(str, enum.Enum):
+    gateway = "gateway"
+    router = "router"
+    venue = "venue"
+
+
+@app.command()
+def serve(kind: Kind = typer.Argument(..., help="Which component."),
+          config: Path = typer.Option(..., "--config", "-c", help="YAML or JSON configuration file.")) -> None:
+    """Run one component in the foreground until SIGTERM or Ctrl-C (what supervisors start).
+
+    Example: [bold]tradestack refstack serve gateway --config gateway.yaml[/]
+    """
+    from ..refstack import gateway, router, venue
+    from ..refstack.httpserver import run_service
+
+    if kind is Kind.gateway:
+        gw = load_config(GatewayConfig, config)
+        run_service(lambda stop: gateway.serve(gw, stop))
+    elif kind is Kind.router:
+        rc = load_config(RouterConfig, config)
+        run_service(lambda stop: router.serve(rc, stop))
+    else:
+        vc = load_config(VenueConfig, config)
+        run_service(lambda stop: venue.serve(vc, stop))
+
+
+@app.command()
+def run(ctx: typer.Context,
+        accounts: int = typer.Option(1000, min=1, max=1_000_000, help="Accounts to create (acct-00000 ...)."),
+        orders_per_second: float = typer.Option(300.0, min=1, help="Gateway admission: sustained order rate."),
+        max_in_flight: int = typer.Option(64, min=1, help="Gateway admission: requests in flight."),
+        keep: bool = typer.Option(False, "--keep", help="Keep the database and logs after stopping."),
+        json: bool = JsonOpt) -> None:
+    """Start PostgreSQL, two venue simulators, a router and a gateway on loopback; Ctrl-C stops them all.
+
+    Example: [bold]tradestack refstack run[/], then in another shell
+    [bold]tradestack refstack load --endpoint http://127.0.0.1:PORT --rate 200 --duration 10[/]
+    """
+    want_json(ctx, json)
+    stack = LocalRefStack(accounts=accounts, keep=keep,
+                          admission=Admission(orders_per_second=orders_per_second, max_in_flight=max_in_flight),
+                          on_step=lambda msg: err.print(f"[dim]{msg}…[/]"))
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stack.start()
+        endpoints = stack.endpoints()
+        if json:
+            print_json({"ok": True, **endpoints})
+        else:
+            _render(endpoints)
+            err.print("[green]running[/]; Ctrl-C stops everything")
+        while not stopped.wait(0.5):
+            dead = [s.name for s in stack.services.values() if s.process.poll() is not None]
+            if dead:
+                err.print(f"[red]stopped unexpectedly:[/] {', '.join(dead)} (logs in {stack.workdir})")
+                raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        err.print("[dim]stopping…[/]")
+        stack.stop()
+
+
+def _render(endpoints: dict[str, object]) -> None:
+    table = Table("component", "endpoint", title="reference stack on loopback")
+    table.add_row("database", str(endpoints["database"]))
+    for kind in ("gateways", "routers"):
+        for name, url in endpoints[kind].items():  # type: ignore[attr-defined]
+            table.add_row(name, url)
+    for name, venue in endpoints["venues"].items():  # type: ignore[attr-defined]
+        table.add_row(f"venue {name}", f"orders {venue['orders']}, admin {venue['admin']}")
+    table.add_row("logs", str(endpoints["logs"]))
+    out.print(table)
+
+
+@app.command()
+def load(ctx: typer.Context,
+         endpoint: list[str] = typer.Option(..., "--endpoint", "-e",
+                                            help="Gateway base URL; repeat for every site and carrier."),
+         rate: float = typer.Option(100.0, min=0.1, help="Orders per second, all sessions together."),
+         duration: float = typer.Option(10.0, min=0.1, help="Seconds of load."),
+         sessions: int = typer.Option(20, min=1, max=100_000, help="Concurrent client sessions."),
+         accounts: int = typer.Option(1000, min=1, help="Accounts acct-00000.. to spread orders over."),
+         overnight: float = typer.Option(0.0, min=0, max=1, help="Share of overnight-session orders."),
+         limit: float = typer.Option(0.0, min=0, max=1, help="Share of limit orders (they rest at the venue)."),
+         ledger: Path = typer.Option(Path("ledger.sqlite"), "--ledger", help="SQLite ledger to write."),
+         json: bool = JsonOpt) -> None:
+    """Drive orders through the gateways like broker apps do; record every order in a ledger.
+
+    Example: [bold]tradestack refstack load -e http://127.0.0.1:8080 --rate 200 --duration 30[/]
+    """
+    import asyncio
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..refstack.loadgen import LoadPlan, LoadStats, run_load
+
+    want_json(ctx, json)
+    bad = [e for e in endpoint if not e.startswith(("http://", "https://"))]
+    if bad:
+        raise typer.BadParameter(f"not an http(s) URL: {', '.join(bad)}", param_hint="--endpoint")
+    plan = LoadPlan(endpoints=tuple(e.rstrip("/") for e in endpoint), rate=rate, duration_s=duration,
+                    sessions=sessions, accounts=accounts, overnight_share=overnight, limit_share=limit)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("load", total=int(rate * duration), line="")
+
+        def show(stats: LoadStats) -> None:
+            progress.update(task, completed=stats.sent, line=f"acked {stats.acked}  429 {stats.throttled}  "
+                                                              f"unknown {stats.unknown}")
+
+        run_id, stats = asyncio.run(run_load(plan, ledger, show))
+    summary = {"run": run_id, "ledger": str(ledger), **stats.summary()}
+    if json:
+        print_json({"ok": True, **summary})
+        return
+    table = Table("", "value", title=f"load run {run_id}")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@app.command()
+def reconcile(ctx: typer.Context,
+              ledger: Path = typer.Option(Path("ledger.sqlite"), "--ledger", help="The load generator's ledger."),
+              dsn: str = typer.Option(..., "--dsn", help="System of record, e.g. 'host=127.0.0.1 port=5432 "
+                                                         "user=tradestack dbname=tradestack'."),
+              venue: list[str] = typer.Option([], "--venue-admin", help="Venue admin URL (for duplicate checks)."),
+              settle: float = typer.Option(15.0, min=0, help="Seconds to wait for orders still being routed."),
+              json: bool = JsonOpt) -> None:
+    """Compare the ledger with the system of record; exit 1 if any order was lost, doubled or left unsettled.
+
+    Example: [bold]tradestack refstack reconcile --ledger ledger.sqlite --dsn "host=127.0.0.1 port=5432 ..."[/]
+    """
+    from ..refstack.reconcile import reconcile as run_reconcile
+
+    want_json(ctx, json)
+    report = run_reconcile(ledger, dsn, venue, settle)
+    document = report.to_dict()
+    if json:
+        print_json(document)
+    else:
+        table = Table("check", "result", title="reconciliation: " + ("[green]ok[/]" if report.ok else "[red]FAILED[/]"))
+        for key, value in document.items():
+            if key != "ok":
+                table.add_row(key, str(value))
+        out.print(table)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,250 @@
+"""Load generator: many client sessions at a target order rate, behaving like real broker apps.
+
+Each session knows every endpoint (sites x carriers) and sticks to one until it fails, then
+moves to the next with exponential backoff. A retry always reuses the client order id, so
+retries are safe; 429 is honoured (Retry-After). Every order and every asset view goes into
+the ledger, which `reconcile` later compares with the system of record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .ledger import AssetView, Ledger, SentOrder
+from .schema import account_name
+
+SYMBOLS = ("AAPL", "MSFT", "TSLA", "NVDA", "0700.HK", "9988.HK")
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    endpoints: tuple[str, ...]
+    rate: float = 100.0              # orders per second, all sessions together
+    duration_s: float = 10.0
+    sessions: int = 20
+    accounts: int = 1000             # acct-00000 .. ; must exist
+    overnight_share: float = 0.0     # share of orders in the overnight session
+    limit_share: float = 0.0         # share of limit orders (they rest at the venue)
+    assets_every: int = 5            # a session views its assets after every N orders
+    request_timeout_s: float = 2.0
+    give_up_s: float = 20.0          # a client stops retrying one order after this
+    max_backoff_s: float = 2.0
+    seed: int | None = None
+
+
+@dataclass
+class LoadStats:
+    planned: int = 0
+    sent: int = 0
+    acked: int = 0
+    rejected: int = 0
+    refused: int = 0
+    unknown: int = 0
+    retries: int = 0
+    failovers: int = 0
+    throttled: int = 0  # 429 answers seen (each retried)
+    server_errors: int = 0  # 5xx answers seen
+    assets_ok: int = 0
+    assets_stale: int = 0
+    assets_unavailable: int = 0
+    assets_bad: int = 0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
+
+        data = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        return {**data, "latency_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": round(lat[-1], 2) if lat else None}}
+
+
+class LoadGenerator:
+    def __init__(self, plan: LoadPlan, ledger: Ledger, on_progress: Callable[[LoadStats], None] = lambda s: None):
+        if not plan.endpoints:
+            raise ValueError("a load plan needs at least one endpoint")
+        self.plan, self.ledger, self.on_progress = plan, ledger, on_progress
+        self.run_id = uuid.uuid4().hex[:8]
+        self.stats = LoadStats(planned=int(plan.rate * plan.duration_s))
+        self.rng = random.Random(plan.seed)
+        self._orders: list[SentOrder] = []
+        self._assets: list[AssetView] = []
+
+    async def run(self) -> LoadStats:
+        plan = self.plan
+        self.ledger.add_run(self.run_id, time.time(), json.dumps(asdict(plan)))
+        limits = httpx.Limits(max_connections=min(plan.sessions, 500), max_keepalive_connections=min(plan.sessions, 500))
+        async with httpx.AsyncClient(timeout=plan.request_timeout_s, limits=limits) as client:
+            start = time.monotonic()
+            flusher = asyncio.create_task(self._flush_loop())
+            sessions = [asyncio.create_task(self._session(client, k, start)) for k in range(plan.sessions)]
+            try:
+                await asyncio.gather(*sessions)
+            finally:
+                for task in sessions:
+                    task.cancel()
+                flusher.cancel()
+                self._flush()
+        return self.stats
+
+    def _flush(self) -> None:
+        orders, assets, self._orders, self._assets = self._orders, self._assets, [], []
+        self.ledger.write(orders, assets)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self._flush()
+            self.on_progress(self.stats)
+
+    async def _session(self, client: httpx.AsyncClient, k: int, start: float) -> None:
+        plan = self.plan
+        client_id = f"{self.run_id}-c{k:05d}"
+        preferred = k % len(plan.endpoints)  # sessions spread over endpoints, like apps over sites and carriers
+        j = 0
+        while True:
+            due = start + (k + j * plan.sessions) / plan.rate
+            if due - start >= plan.duration_s:
+                return
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            account = account_name(self.rng.randrange(plan.accounts))
+            preferred = await self._order(client, client_id, f"{client_id}-{j}", account, preferred)
+            j += 1
+            if plan.assets_every and j % plan.assets_every == 0:
+                await self._assets_view(client, client_id, account, preferred)
+
+    def _body(self, account: str, client_order_id: str) -> dict[str, Any]:
+        plan, rng = self.plan, self.rng
+        body: dict[str, Any] = {"account": account, "client_order_id": client_order_id,
+                                "symbol": rng.choice(SYMBOLS), "side": rng.choice(("buy", "sell")),
+                                "qty": rng.randint(1, 10),
+                                "session": "overnight" if rng.random() < plan.overnight_share else "regular"}
+        if rng.random() < plan.limit_share:
+            body |= {"type": "limit", "limit_price": "50.00"}
+        return body
+
+    async def _order(self, client: httpx.AsyncClient, client_id: str, client_order_id: str, account: str,
+                     preferred: int) -> int:
+        plan, stats = self.plan, self.stats
+        body = self._body(account, client_order_id)
+        endpoints, index = plan.endpoints, preferred
+        first = time.time()
+        t0 = time.monotonic()
+        attempts, tried, backoff = 0, {index}, 0.05
+        outcome, status, order, detail = "unknown", None, None, None
+        stats.sent += 1
+        while time.monotonic() - t0 < plan.give_up_s:
+            attempts += 1
+            endpoint = endpoints[index]
+            try:
+                response = await client.post(f"{endpoint}/v1/orders", json=body)
+            except httpx.ConnectError as exc:  # not sent: safe to go elsewhere
+                outcome, status, detail = "unknown", None, f"connect: {exc}"
+            except httpx.HTTPError as exc:  # sent, answer lost: the same id retried elsewhere is safe
+                outcome, status, detail = "unknown", None, f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if status in (200, 201):
+                    outcome, order, detail = "acked", response.json(), None
+                    break
+                if status == 429:
+                    stats.throttled += 1
+                    outcome, detail = "refused", response.text[:200]
+                    await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), plan.max_backoff_s)
+                                        * (0.5 + self.rng.random()))
+                    stats.retries += 1
+                    continue
+                if 400 <= status < 500:
+                    outcome, detail = "rejected", response.text[:300]
+                    break
+                stats.server_errors += 1
+                outcome, detail = "unknown", f"{status}: {response.text[:200]}"
+            # failed here: next endpoint, with backoff
+            stats.retries += 1
+            if len(endpoints) > 1:
+                index = (index + 1) % len(endpoints)
+                tried.add(index)
+                stats.failovers += 1
+            await asyncio.sleep(backoff * (0.5 + self.rng.random()))
+            backoff = min(backoff * 2, plan.max_backoff_s)
+        latency = (time.monotonic() - t0) * 1000
+        setattr(stats, outcome, getattr(stats, outcome) + 1)
+        if outcome == "acked":
+            stats.latencies_ms.append(latency)
+        self._orders.append(SentOrder(client_id, account, client_order_id, body["session"], endpoints[index], first,
+                                      attempts, len(tried), outcome, status, order["id"] if order else None,
+                                      order["state"] if order else None, round(latency, 3), detail))
+        return index
+
+    async def _assets_view(self, client: httpx.AsyncClient, client_id: str, account: str, index: int) -> None:
+        endpoint = self.plan.endpoints[index]
+        try:
+            response = await client.get(f"{endpoint}/v1/accounts/{account}/assets")
+        except httpx.HTTPError as exc:
+            view = AssetView(client_id, account, time.time(), endpoint, None, None, None, False, "unavailable",
+                             f"{type(exc).__name__}")
+        else:
+            view = judge_assets(client_id, account, endpoint, response.status_code, _json(response))
+        self.stats.__dict__[f"assets_{view.verdict}"] += 1
+        self._assets.append(view)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def judge_assets(client_id: str, account: str, endpoint: str, status: int, body: Any) -> AssetView:
+    """What a client saw: a live balance, a stale one marked as such, an honest 'unavailable', or a bad one."""
+    def view(verdict: str, cash: str | None = None, positions: int | None = None, stale: bool = False,
+             detail: str | None = None) -> AssetView:
+        return AssetView(client_id, account, time.time(), endpoint, status, cash, positions, stale, verdict, detail)
+
+    if status == 200:
+        if not isinstance(body, dict) or body.get("stale") is not False or body.get("account") != account:
+            return view("bad", detail="200 without a live, well-formed balance for this account")
+        try:
+            cash = Decimal(str(body["cash"]))
+        except (KeyError, InvalidOperation):
+            return view("bad", detail="200 with no readable cash")
+        positions = len(body.get("positions") or [])
+        if cash == 0 and positions == 0:
+            return view("bad", str(cash), positions, detail="zero balance and no positions")
+        return view("ok", str(cash), positions)
+    if status == 503:
+        last = body.get("last_known") if isinstance(body, dict) else None
+        if isinstance(last, dict):
+            if last.get("stale") is not True or not last.get("as_of"):
+                return view("bad", detail="503 with a last value not marked stale")
+            return view("stale", str(last.get("cash")), len(last.get("positions") or []), True)
+        return view("unavailable", detail="503")
+    if status == 429:
+        return view("unavailable", detail="429")
+    return view("bad", detail=f"unexpected status {status}")
+
+
+async def run_load(plan: LoadPlan, ledger_path: Path,
+                   on_progress: Callable[[LoadStats], None] = lambda s: None) -> tuple[str, LoadStats]:
+    ledger = Ledger(ledger_path)
+    try:
+        generator = LoadGenerator(plan, ledger, on_progress)
+        stats = await generator.run()
+        return generator.run_id, stats
+    finally:
+        ledger.close()

@@ -1,0 +1,466 @@
+"""Order router: takes accepted orders from the database and sends them to venues by policy.
+
+- Exactly once across router instances: orders are claimed with FOR UPDATE SKIP LOCKED and a
+  lease; an order whose router died is claimed again when the lease ends.
+- Write-ahead: an order is marked `sent` (venue, venue order id) before it is written to the
+  venue, and a resend reuses the venue order id, so a crash never doubles an order.
+- Each venue has a circuit breaker: an ack timeout, a lost or refused session, a failed
+  heartbeat, a storm of system rejects or of unsolicited cancels opens it at once. Orders then
+  go to the next venue of their route if the policy allows, else are rejected with the reason.
+- An order sent without an answer becomes `venue_unknown` (explicit, readable by the client)
+  until the venue is reachable again and says what it knows; "unknown" fences the id at the
+  venue and the order is routed again. Nothing is left pending or silently cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import protocol
+from .breaker import CircuitBreaker, State
+from .config import RouterConfig
+from .schema import NEW_ORDER_CHANNEL
+from .venuelink import NotSent, SessionLost, VenueLink
+
+log = logging.getLogger("tradestack.router")
+DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+CLAIM = """
+UPDATE orders SET state = 'routing', router = %(me)s, updated_at = now(),
+       lease_until = now() + make_interval(secs => %(lease)s)
+WHERE id IN (SELECT id FROM orders
+             WHERE state = 'accepted' OR (state = 'routing' AND lease_until < now())
+             ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+RETURNING id, account, symbol, side, qty, order_type, limit_price, session, attempt, cancel_requested
+"""
+
+
+class Venue:
+    """A venue as the router sees it: its session, its breaker, what needs checking after recovery."""
+
+    def __init__(self, link: VenueLink, breaker: CircuitBreaker):
+        self.link, self.breaker = link, breaker
+        self.recheck_acked = False
+
+
+class Router:
+    def __init__(self, config: RouterConfig):
+        self.config = config
+        self.me = config.instance
+        self.pool = AsyncConnectionPool(config.dsn, min_size=2, max_size=20, open=False, timeout=2,
+                                        reconnect_timeout=3600,
+                                        kwargs={"autocommit": True, "connect_timeout": 2,
+                                                "options": "-c statement_timeout=5000"})
+        self.venues: dict[str, Venue] = {}
+        for endpoint in config.venues:
+            link = VenueLink(endpoint, self._reporter(endpoint.name), self._lost(endpoint.name))
+            self.venues[endpoint.name] = Venue(link, CircuitBreaker(endpoint.name, config.breaker))
+        self.wake = asyncio.Event()
+        self.in_flight = 0
+        self.cancels_in_flight: set[str] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.db_ok = False
+        self.registry = CollectorRegistry()
+        self.routed = Counter("tradestack_router_orders_total", "orders by final routing outcome",
+                              ["venue", "outcome"], registry=self.registry)
+        self.trips = Counter("tradestack_router_circuit_trips_total", "circuit breaker openings", ["venue"],
+                             registry=self.registry)
+        self.open_gauge = Gauge("tradestack_router_circuit_open", "1 while a venue's circuit is not closed",
+                                ["venue"], registry=self.registry)
+
+    # -- database helpers ---------------------------------------------------------------------
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self.pool.connection() as conn:
+            yield conn
+
+    async def execute(self, sql: str, args: Any = None) -> int:
+        async with self.db() as conn:
+            cur = await conn.execute(sql, args)
+            return cur.rowcount
+
+    async def event(self, conn: psycopg.AsyncConnection[Any], order_id: Any, state: str, venue: str | None,
+                    detail: str | None) -> None:
+        await conn.execute("INSERT INTO order_events (order_id, state, venue, detail) VALUES (%s,%s,%s,%s)",
+                           (order_id, state, venue, detail))
+
+    async def transition(self, order_id: Any, state: str, *, venue: str | None = None, reason: str | None = None,
+                         from_states: tuple[str, ...], extra: str = "", extra_args: tuple[Any, ...] = ()) -> bool:
+        """Move an order to `state` only from `from_states` (so late or repeated reports are harmless)."""
+        async with self.db() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"UPDATE orders SET state = %s, reason = %s, updated_at = now(){extra} "
+                f"WHERE id = %s AND state = ANY(%s)", (state, reason, *extra_args, order_id, list(from_states)))
+            if cur.rowcount:
+                await self.event(conn, order_id, state, venue, reason)
+            return bool(cur.rowcount)
+
+    async def alert(self, venue: str, kind: str, detail: str) -> None:
+        log.warning("alert %s %s: %s", venue, kind, detail)
+        with contextlib.suppress(*DB_ERRORS):
+            await self.execute("INSERT INTO alerts (source, venue, kind, detail) VALUES (%s,%s,%s,%s)",
+                               (self.me, venue, kind, detail))
+
+    # -- breaker ------------------------------------------------------------------------------
+    def trip(self, name: str, reason: str) -> None:
+        if self.venues[name].breaker.trip(reason):
+            self.on_tripped(name)
+
+    def on_tripped(self, name: str) -> None:
+        """A circuit has just opened: drop the session (answers on it are now in doubt) and alert."""
+        breaker = self.venues[name].breaker
+        self.trips.labels(name).inc()
+        self.open_gauge.labels(name).set(1)
+        self.venues[name].link.close(f"circuit opened: {breaker.reason}")
+        self.spawn(self.alert(name, "circuit_open", breaker.reason or ""))
+
+    def _lost(self, name: str) -> Any:
+        def lost(why: str) -> None:
+            if self.venues[name].breaker.state is State.CLOSED:
+                self.trip(name, why)
+        return lost
+
+    # -- routing ------------------------------------------------------------------------------
+    async def claim(self) -> list[dict[str, Any]]:
+        room = self.config.concurrency - self.in_flight
+        if room <= 0:
+            return []
+        async with self.db() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(CLAIM, {"me": self.me, "lease": self.config.lease_s, "n": min(room, self.config.batch)})
+            return await cur.fetchall()
+
+    async def route(self, order: dict[str, Any]) -> None:
+        oid = order["id"]
+        if order["cancel_requested"]:
+            await self.transition(oid, "cancelled", reason="cancelled by client before reaching a venue",
+                                  from_states=("routing",))
+            return
+        route = self.config.route_for(order["session"])
+        if route is None:
+            await self.reject(oid, None, f"no route for the {order['session']} session")
+            return
+        candidates = route.venues if route.reroute else route.venues[:1]
+        tried: list[str] = []
+        attempt = order["attempt"]
+        for name in candidates:
+            venue = self.venues[name]
+            if not venue.breaker.allows():
+                tried.append(f"{name} unavailable ({venue.breaker.reason})")
+                continue
+            attempt += 1
+            vid = protocol.venue_order_id(str(oid), attempt)
+            async with self.db() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "UPDATE orders SET state = 'sent', venue = %s, venue_order_id = %s, attempt = %s, "
+                    "sent_at = now(), updated_at = now() WHERE id = %s AND router = %s AND state = 'routing'",
+                    (name, vid, attempt, oid, self.me))
+                if not cur.rowcount:
+                    return  # our lease ended and another router has it
+                await self.event(conn, oid, "sent", name, vid)
+            message = {"type": "new", "venue_order_id": vid, "symbol": order["symbol"], "side": order["side"],
+                       "qty": order["qty"], "order_type": order["order_type"],
+                       "limit_price": None if order["limit_price"] is None else str(order["limit_price"])}
+            try:
+                answer = await venue.link.request(message, ("order", vid), self.config.breaker.ack_timeout_s)
+            except NotSent as exc:
+                self.trip(name, str(exc))
+                tried.append(f"{name} unreachable")
+                await self.transition(oid, "routing", venue=name, reason=None, from_states=("sent",))
+                continue
+            except (SessionLost, TimeoutError) as exc:
+                why = str(exc) if isinstance(exc, SessionLost) else \
+                    f"no acknowledgement within {self.config.breaker.ack_timeout_s:g} s"
+                self.trip(name, f"{why}")
+                await self.transition(oid, "venue_unknown", venue=name, from_states=("sent",),
+                                      reason=f"sent to {name}, which did not answer ({why}); "
+                                             "its state is being reconciled with the venue")
+                return
+            if answer["type"] == "reject" and answer.get("code") == protocol.SYSTEM:
+                if venue.breaker.record_system_reject():
+                    self.on_tripped(name)
+                tried.append(f"{name} rejected it: {answer.get('reason')}")
+                await self.transition(oid, "routing", venue=name, from_states=("sent",))
+                continue
+            await self.apply(name, answer)
+            return
+        await self.reject(oid, None, "not routed: " + "; ".join(tried))
+
+    async def reject(self, oid: Any, venue: str | None, reason: str) -> None:
+        self.routed.labels(venue or "none", "rejected").inc()
+        await self.transition(oid, "rejected", venue=venue, reason=reason,
+                              from_states=("routing", "sent", "venue_unknown"))
+
+    # -- execution reports --------------------------------------------------------------------
+    def _reporter(self, name: str) -> Any:
+        async def report(message: protocol.Message) -> None:
+            try:
+                await self.apply(name, message, unsolicited=True)
+            except DB_ERRORS as exc:
+                log.warning("could not record %s from %s (%s); will reconcile", message["type"], name, exc)
+                self.venues[name].recheck_acked = True
+        return report
+
+    async def apply(self, name: str, message: protocol.Message, unsolicited: bool = False) -> None:
+        """Record what a venue said about an order (idempotent: guarded by the states it may come from)."""
+        kind, vid = message["type"], str(message.get("venue_order_id"))
+        oid = protocol.order_id_of(vid)
+        if kind == "ack":
+            if await self.transition(oid, "acked", venue=name, from_states=("sent", "venue_unknown"),
+                                     extra=", venue = %s, venue_order_id = %s", extra_args=(name, vid)):
+                self.routed.labels(name, "acked").inc()
+        elif kind == "fill":
+            await self.fill(oid, name, vid, message)
+        elif kind == "cancelled":
+            await self.cancelled(oid, name, str(message.get("reason") or "cancelled by the venue"), unsolicited)
+        elif kind == "reject":
+            code, reason = message.get("code"), str(message.get("reason"))
+            if code == protocol.SYSTEM:  # a late system reject: the order never executed; route it again
+                await self.transition(oid, "accepted", venue=name, reason=None, from_states=("sent", "venue_unknown"),
+                                      extra=", router = NULL")
+            else:
+                await self.reject(oid, name, f"{name} rejected it: {reason}")
+
+    async def fill(self, oid: str, name: str, vid: str, message: protocol.Message) -> None:
+        async with self.db() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE orders SET state = 'filled', fill_price = %s, venue = %s, venue_order_id = %s, reason = NULL, "
+                "updated_at = now() WHERE id = %s AND state IN ('sent', 'venue_unknown', 'acked') "
+                "RETURNING account, symbol, side, qty", (message["price"], name, vid, oid))
+            row = await cur.fetchone()
+            if row is None:
+                return
+            account, symbol, side, qty = row
+            sign = 1 if side == "buy" else -1
+            await conn.execute("UPDATE accounts SET cash = cash - %s * %s * %s, updated_at = now() WHERE account = %s",
+                               (sign, qty, message["price"], account))
+            await conn.execute("INSERT INTO positions (account, symbol, qty) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (account, symbol) DO UPDATE SET qty = positions.qty + EXCLUDED.qty",
+                               (account, symbol, sign * qty))
+            await self.event(conn, oid, "filled", name, f"{qty} @ {message['price']}")
+        self.routed.labels(name, "filled").inc()
+
+    async def cancelled(self, oid: str, name: str, reason: str, unsolicited: bool) -> None:
+        async with self.db() as conn:
+            cur = await conn.execute("SELECT cancel_requested FROM orders WHERE id = %s", (oid,))
+            row = await cur.fetchone()
+        if row is None:
+            return
+        live = ("sent", "venue_unknown", "acked")
+        if row[0]:
+            await self.transition(oid, "cancelled", venue=name, reason="cancelled by client", from_states=live)
+            return
+        if await self.transition(oid, "cancelled_by_venue", venue=name, reason=f"{name} cancelled it: {reason}",
+                                 from_states=live):
+            self.routed.labels(name, "cancelled_by_venue").inc()
+            if self.venues[name].breaker.record_venue_cancel():
+                self.on_tripped(name)
+                self.spawn(self.alert(name, "venue_mass_cancel",
+                                      f"{name} is cancelling orders en masse: {reason}"))
+
+    # -- loops ----------------------------------------------------------------------------------
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _guarded_route(self, order: dict[str, Any]) -> None:
+        try:
+            await self.route(order)
+        except DB_ERRORS as exc:  # the lease brings it back to a router once the database answers
+            log.warning("order %s: database unavailable while routing (%s)", order["id"], exc)
+        except Exception:
+            log.exception("order %s: routing failed; it is retried when its lease ends", order["id"])
+        finally:
+            self.in_flight -= 1
+
+    async def dispatch_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.config.poll_s)
+            self.wake.clear()
+            try:
+                orders = await self.claim()
+            except DB_ERRORS as exc:
+                log.warning("claim failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for order in orders:
+                self.in_flight += 1
+                self.spawn(self._guarded_route(order))
+            if len(orders) >= self.config.batch:
+                self.wake.set()  # more may be waiting
+
+    async def listen_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(self.config.dsn, autocommit=True,
+                                                                 connect_timeout=2) as conn:
+                    await conn.execute(f"LISTEN {NEW_ORDER_CHANNEL}")
+                    self.wake.set()
+                    async for _ in conn.notifies():
+                        self.wake.set()
+            except DB_ERRORS:
+                await asyncio.sleep(1)
+
+    async def heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.execute("INSERT INTO routers (instance, last_seen) VALUES (%s, now()) ON CONFLICT "
+                                   "(instance) DO UPDATE SET last_seen = now()", (self.me,))
+                self.db_ok = True
+            except DB_ERRORS:
+                self.db_ok = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    async def venue_loop(self, name: str, stop: asyncio.Event) -> None:
+        """Heartbeat a healthy venue; probe an open circuit when its cooldown ends."""
+        venue, timeout = self.venues[name], self.config.breaker.ack_timeout_s
+        while not stop.is_set():
+            breaker = venue.breaker
+            if breaker.state is State.CLOSED:
+                try:
+                    await venue.link.ping(timeout)
+                except NotSent as exc:
+                    self.trip(name, str(exc))
+                except (SessionLost, TimeoutError) as exc:
+                    self.trip(name, f"heartbeat failed: {exc or f'no answer within {timeout:g} s'}")
+            elif breaker.probe_due():
+                breaker.probing()
+                try:
+                    await venue.link.ping(timeout)
+                    breaker.close()
+                    self.open_gauge.labels(name).set(0)
+                    venue.recheck_acked = True
+                    log.info("%s: circuit closed after probe", name)
+                except (NotSent, SessionLost, TimeoutError) as exc:
+                    venue.link.close("probe failed")
+                    breaker.trip(f"probe failed: {exc or 'no answer'}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1 if breaker.state is not State.CLOSED else 0.25)
+
+    async def reconcile_loop(self, stop: asyncio.Event) -> None:
+        """Ask reachable venues about orders whose state is in doubt, and forward client cancels."""
+        while not stop.is_set():
+            for name, venue in self.venues.items():
+                if venue.breaker.state is State.CLOSED and venue.link.connected:
+                    try:
+                        await self.reconcile(name, venue)
+                        await self.forward_cancels(name, venue)
+                    except DB_ERRORS as exc:
+                        log.warning("reconcile %s: %s", name, exc)
+                    except (NotSent, SessionLost, TimeoutError):
+                        pass  # the venue loop trips the breaker
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.3)
+
+    async def reconcile(self, name: str, venue: Venue) -> None:
+        acked = venue.recheck_acked
+        venue.recheck_acked = False
+        async with self.db() as conn:
+            cur = await conn.execute(
+                "SELECT id, venue_order_id FROM orders WHERE venue = %s AND venue_order_id IS NOT NULL AND ("
+                "state = 'venue_unknown' OR (state = 'sent' AND sent_at < now() - make_interval(secs => %s))"
+                " OR (%s AND state = 'acked')) LIMIT 500", (name, self.config.lease_s, acked))
+            rows = await cur.fetchall()
+        for oid, vid in rows:
+            try:
+                answer = await venue.link.request({"type": "status", "venue_order_id": vid}, ("status", vid),
+                                                  self.config.breaker.ack_timeout_s)
+            except BaseException:
+                venue.recheck_acked = venue.recheck_acked or acked
+                raise
+            state = answer.get("state")
+            if state == "unknown":  # never reached the market; the venue has now fenced the id
+                await self.transition(oid, "accepted", venue=name, from_states=("sent", "venue_unknown"),
+                                      reason=None, extra=", router = NULL")
+                self.wake.set()
+            elif state == "acked":
+                await self.apply(name, {"type": "ack", "venue_order_id": vid})
+            elif state == "filled":
+                await self.apply(name, {"type": "fill", "venue_order_id": vid, "price": answer.get("price")})
+            elif state == "cancelled":
+                await self.apply(name, {"type": "cancelled", "venue_order_id": vid, "reason": answer.get("reason")},
+                                 unsolicited=True)
+            elif state == "rejected":
+                await self.apply(name, {"type": "reject", "venue_order_id": vid, "code": protocol.SYSTEM,
+                                        "reason": answer.get("reason")})
+
+    async def forward_cancels(self, name: str, venue: Venue) -> None:
+        async with self.db() as conn:
+            cur = await conn.execute("SELECT venue_order_id FROM orders WHERE venue = %s AND state = 'acked' "
+                                     "AND cancel_requested LIMIT 500", (name,))
+            rows = await cur.fetchall()
+        for (vid,) in rows:
+            await venue.link.send({"type": "cancel", "venue_order_id": vid}, self.config.breaker.ack_timeout_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.pool.open(wait=False)
+        loops = [self.dispatch_loop(stop), self.listen_loop(stop), self.heartbeat_loop(stop),
+                 self.reconcile_loop(stop), *(self.venue_loop(n, stop) for n in self.venues)]
+        running = [asyncio.create_task(loop) for loop in loops]
+        try:
+            await stop.wait()
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            if self.tasks:  # let orders in flight finish recording what the venue said
+                await asyncio.wait(set(self.tasks), timeout=self.config.breaker.ack_timeout_s + 1)
+            for venue in self.venues.values():
+                await venue.link.aclose()
+            await self.pool.close()
+
+    def status(self) -> dict[str, Any]:
+        return {"instance": self.me, "database": "ok" if self.db_ok else "unreachable",
+                "venues": [{**v.breaker.snapshot(), "connected": v.link.connected} for v in self.venues.values()]}
+
+
+def admin_app(router: Router) -> FastAPI:
+    app = FastAPI(title="tradestack order router", version="1")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "instance": router.me}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        status = router.status()
+        ready = router.db_ok and any(v["state"] == "closed" for v in status["venues"])
+        return JSONResponse({"ready": ready, **status}, status_code=200 if ready else 503)
+
+    @app.get("/venues")
+    async def venues() -> dict[str, Any]:
+        return router.status()
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(router.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def serve(config: RouterConfig, stop: asyncio.Event) -> None:
+    from .httpserver import serve_app
+
+    router = Router(config)
+    worker = asyncio.create_task(router.run(stop))
+    try:
+        await serve_app(admin_app(router), config.host, config.port, stop)
+    finally:
+        stop.set()
+        await worker

@@ -1,0 +1,99 @@
+"""The system of record: orders, accounts, positions, alerts and router heartbeats in PostgreSQL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+
+# Order life cycle. `venue_unknown` is the one non-final state that is not normal flow: an
+# order was sent and the venue never answered; the router resolves it with the venue, it is
+# never guessed and never dropped.
+LIVE_STATES = ("accepted", "routing", "sent", "venue_unknown", "acked")
+FINAL_STATES = ("filled", "rejected", "cancelled", "cancelled_by_venue")
+STATES = LIVE_STATES + FINAL_STATES
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS accounts (
+    account       text PRIMARY KEY,
+    cash          numeric(20,4) NOT NULL,
+    initial_cash  numeric(20,4) NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS positions (
+    account  text NOT NULL REFERENCES accounts,
+    symbol   text NOT NULL,
+    qty      bigint NOT NULL,
+    PRIMARY KEY (account, symbol)
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id                uuid PRIMARY KEY,
+    account           text NOT NULL REFERENCES accounts,
+    client_order_id   text NOT NULL,
+    symbol            text NOT NULL,
+    side              text NOT NULL CHECK (side IN ('buy', 'sell')),
+    qty               integer NOT NULL CHECK (qty > 0),
+    order_type        text NOT NULL CHECK (order_type IN ('market', 'limit')),
+    limit_price       numeric(20,4),
+    session           text NOT NULL,
+    state             text NOT NULL CHECK (state IN ({", ".join(repr(s) for s in STATES)})),
+    reason            text,
+    venue             text,
+    venue_order_id    text,
+    attempt           integer NOT NULL DEFAULT 0,
+    router            text,
+    lease_until       timestamptz,
+    cancel_requested  boolean NOT NULL DEFAULT false,
+    fill_price        numeric(20,4),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    sent_at           timestamptz,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (account, client_order_id)
+);
+CREATE INDEX IF NOT EXISTS orders_work ON orders (state, created_at)
+    WHERE state IN ('accepted', 'routing', 'sent', 'venue_unknown', 'acked');
+CREATE TABLE IF NOT EXISTS order_events (
+    id        bigserial PRIMARY KEY,
+    order_id  uuid NOT NULL,
+    at        timestamptz NOT NULL DEFAULT now(),
+    state     text NOT NULL,
+    venue     text,
+    detail    text
+);
+CREATE INDEX IF NOT EXISTS order_events_order ON order_events (order_id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id      bigserial PRIMARY KEY,
+    at      timestamptz NOT NULL DEFAULT now(),
+    source  text NOT NULL,
+    venue   text,
+    kind    text NOT NULL,
+    detail  text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS routers (
+    instance   text PRIMARY KEY,
+    last_seen  timestamptz NOT NULL
+);
+"""
+
+# One channel wakes routers as soon as an order commits (delivered only on commit).
+NEW_ORDER_CHANNEL = "tradestack_orders"
+
+
+def account_name(i: int) -> str:
+    return f"acct-{i:05d}"
+
+
+def migrate(dsn: str) -> None:
+    """Create the schema if it is missing (idempotent)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(DDL)
+
+
+def seed_accounts(dsn: str, count: int, cash: Decimal = Decimal("1000000")) -> int:
+    """Create accounts acct-00000.. with `cash` each; existing accounts are left alone."""
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO accounts (account, cash, initial_cash) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [(account_name(i), cash, cash) for i in range(count)])
+        conn.commit()
+        return count
