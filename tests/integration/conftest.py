@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tradestack.lab.stack import LabStack
-
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
 
 
@@ -39,6 +37,8 @@ def _isolated_state(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def lab(lab_home: Path):
     """The lab topology brought up once as stack `itlab`; destroyed at the end of the session."""
+    from tradestack.lab.stack import LabStack  # here: Pulumi's gRPC only loads when the lab is used
+
     mp = pytest.MonkeyPatch()
     mp.setenv("TRADESTACK_HOME", str(lab_home))
     stack = LabStack("itlab", TOPOLOGIES / "lab.yaml")

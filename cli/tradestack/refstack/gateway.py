@@ -14,6 +14,7 @@ import datetime as dt
 import re
 import time
 import uuid
+from http import HTTPStatus
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,6 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import FastAPI, Path, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
@@ -30,6 +30,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
 from .config import GatewayConfig
@@ -107,7 +108,7 @@ class ErrorBody(BaseModel):
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {404: "unknown account or order", 409: "conflicts with an existing order", 422: "invalid request",
+    text = {400: "the body is not valid JSON", 404: "unknown account or order", 409: "conflicts with an existing order", 422: "invalid request",
             429: "admission limit reached; retry after Retry-After seconds",
             503: "database unavailable; retry after Retry-After seconds"}
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
@@ -141,7 +142,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("tradestack_gateway_requests_total", "HTTP requests by route and status",
                                 ["method", "route", "code"], registry=self.registry)
-        self.latency = Histogram("tradestack_gateway_request_seconds", "request latency", ["route"],
+        self.latency = Histogram("tradestack_gateway_request_seconds", "request latency in the gateway",
+                                 ["route", "code"],
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5),
                                  registry=self.registry)
         self.refused = Counter("tradestack_gateway_admission_refused_total", "requests refused with 429",
@@ -188,7 +190,7 @@ class AdmissionMiddleware:
                     self.admission.leave()
         finally:
             self.metrics.requests.labels(method, route, str(status[0])).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(route, str(status[0])).observe(time.perf_counter() - start)
 
 
 class Gateway:
@@ -254,6 +256,14 @@ def create_app(config: GatewayConfig) -> FastAPI:
                          problems=problems)
         return JSONResponse(body.model_dump(exclude_none=True), status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # unknown paths and methods answer in the same shape as every other error
+        phrase = HTTPStatus(exc.status_code).phrase.lower() if exc.status_code in HTTPStatus._value2member_map_ \
+            else "error"
+        body = ErrorBody(error=phrase, detail=str(exc.detail))
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
         return _unavailable(gw, str(exc))
@@ -265,7 +275,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.post("/v1/orders", status_code=201, response_model=Order, responses={
         200: {"model": Order, "description": "a retry: the order placed earlier with this client_order_id"},
-        **_errors(404, 409, 422, 429, 503)})
+        **_errors(400, 404, 409, 422, 429, 503)})
     async def place_order(req: OrderRequest, response: Response) -> dict[str, Any]:
         """Place an order. 201 once it is committed; a retry with the same client_order_id returns it (200)."""
         async with gw.db() as conn:
@@ -407,7 +417,7 @@ def _unavailable(gw: Gateway, why: str, account: str | None = None) -> JSONRespo
     last = gw.last_assets.get(account) if account else None
     body = ErrorBody(error="database unavailable", detail=why, retry_after_s=retry,
                      last_known=last.model_copy(update={"stale": True}) if last else None)
-    return JSONResponse(jsonable_encoder(body.model_dump(exclude_none=True)), status_code=503,
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=503,
                         headers={"Retry-After": str(retry)})
 
 

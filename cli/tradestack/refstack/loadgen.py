@@ -36,7 +36,7 @@ class LoadPlan:
     accounts: int = 1000             # acct-00000 .. ; must exist
     overnight_share: float = 0.0     # share of orders in the overnight session
     limit_share: float = 0.0         # share of limit orders (they rest at the venue)
-    assets_every: int = 5            # a session views its assets after every N orders
+    assets_every_s: float = 1.0      # each session views its assets this often, whatever its orders do
     request_timeout_s: float = 2.0
     give_up_s: float = 20.0          # a client stops retrying one order after this
     max_backoff_s: float = 2.0
@@ -80,6 +80,7 @@ class LoadGenerator:
         self.stats = LoadStats(planned=int(plan.rate * plan.duration_s))
         self.rng = random.Random(plan.seed)
         self._orders: list[SentOrder] = []
+        self._preferred = [k % len(plan.endpoints) for k in range(plan.sessions)]  # spread like apps over sites
         self._assets: list[AssetView] = []
 
     async def run(self) -> LoadStats:
@@ -90,6 +91,8 @@ class LoadGenerator:
             start = time.monotonic()
             flusher = asyncio.create_task(self._flush_loop())
             sessions = [asyncio.create_task(self._session(client, k, start)) for k in range(plan.sessions)]
+            if plan.assets_every_s > 0:
+                sessions += [asyncio.create_task(self._viewer(client, k, start)) for k in range(plan.sessions)]
             try:
                 await asyncio.gather(*sessions)
             finally:
@@ -112,7 +115,6 @@ class LoadGenerator:
     async def _session(self, client: httpx.AsyncClient, k: int, start: float) -> None:
         plan = self.plan
         client_id = f"{self.run_id}-c{k:05d}"
-        preferred = k % len(plan.endpoints)  # sessions spread over endpoints, like apps over sites and carriers
         j = 0
         while True:
             due = start + (k + j * plan.sessions) / plan.rate
@@ -122,10 +124,19 @@ class LoadGenerator:
             if delay > 0:
                 await asyncio.sleep(delay)
             account = account_name(self.rng.randrange(plan.accounts))
-            preferred = await self._order(client, client_id, f"{client_id}-{j}", account, preferred)
+            self._preferred[k] = await self._order(client, client_id, f"{client_id}-{j}", account, self._preferred[k])
             j += 1
-            if plan.assets_every and j % plan.assets_every == 0:
-                await self._assets_view(client, client_id, account, preferred)
+
+    async def _viewer(self, client: httpx.AsyncClient, k: int, start: float) -> None:
+        """The app's balance screen, refreshed on its own timer (it does not wait for orders to go through)."""
+        plan = self.plan
+        client_id = f"{self.run_id}-c{k:05d}"
+        account = account_name(k % plan.accounts)
+        t = start + (k / plan.sessions) * plan.assets_every_s
+        while t - start < plan.duration_s:
+            await asyncio.sleep(max(0.0, t - time.monotonic()))
+            await self._assets_view(client, client_id, account, self._preferred[k])
+            t += plan.assets_every_s
 
     def _body(self, account: str, client_order_id: str) -> dict[str, Any]:
         plan, rng = self.plan, self.rng

@@ -30,3 +30,22 @@ def order_state(http: httpx.Client, gateway: str, order_id: str) -> dict[str, An
 
 def settled(http: httpx.Client, gateway: str, order_id: str, states: tuple[str, ...]) -> dict[str, Any]:
     return wait_for(lambda: (o := order_state(http, gateway, order_id))["state"] in states and o)
+
+
+def set_fault(admin: str, mode: str, **options: Any) -> None:
+    response = httpx.put(f"{admin}/admin/fault", json={"mode": mode, **options}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def breaker(router: str, venue: str) -> dict[str, Any]:
+    venues = httpx.get(f"{router}/venues", timeout=10).json()["venues"]
+    return next(v for v in venues if v["venue"] == venue)
+
+
+def time_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> float:
+    """Seconds until `predicate()` holds (fails the test past `timeout`)."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, f"condition not met within {timeout} s"
+        time.sleep(interval)
+    return time.monotonic() - start

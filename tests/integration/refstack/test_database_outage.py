@@ -1,0 +1,72 @@
+"""The database crashes mid-load and comes back: honest 503s meanwhile, then recovery, and the clients'
+ledger reconciles to zero acknowledged orders lost, zero duplicates and no zero balance ever shown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tradestack.refstack.local import LocalRefStack
+from tradestack.refstack.loadgen import LoadPlan, run_load
+from tradestack.refstack.reconcile import reconcile
+
+from .helpers import time_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def crash_stack():
+    """A stack of its own: crashing the shared one's database would couple these tests to the others."""
+    stack = LocalRefStack(accounts=100)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_database_crash_mid_load_loses_nothing_and_never_shows_a_zero_balance(crash_stack, tmp_path):
+    endpoints = crash_stack.endpoints()
+    gateway = endpoints["gateways"]["gateway-1"]
+    ledger = tmp_path / "ledger.sqlite"
+    plan = LoadPlan(endpoints=(gateway,), rate=50, duration_s=9, sessions=10, accounts=100, assets_every_s=0.5,
+                    overnight_share=0.2, give_up_s=30, seed=11)
+    with httpx.Client(timeout=10) as http, ThreadPoolExecutor(1) as pool:
+        seen = http.get(f"{gateway}/v1/accounts/acct-00050/assets").json()  # the gateway now knows a value
+        load = pool.submit(lambda: asyncio.run(run_load(plan, ledger)))
+        time.sleep(2.5)
+        crash_stack.pg.stop("immediate")  # a crash: recovery from WAL on restart
+        crashed = time.monotonic()
+        during = http.get(f"{gateway}/v1/accounts/acct-00050/assets")
+        placing = http.post(f"{gateway}/v1/orders", json={"account": "acct-00050", "client_order_id": "crash-1",
+                                                          "symbol": "AAPL", "side": "buy", "qty": 1})
+        not_ready = http.get(f"{gateway}/readyz").status_code
+        time.sleep(2.0)
+        crash_stack.pg.start()
+        restarted = time.monotonic()
+        back = time_until(lambda: http.get(f"{gateway}/readyz").status_code == 200, timeout=30)
+        run, stats = load.result()
+    print(f"\ndatabase down {restarted - crashed:.1f} s; gateway ready {back:.2f} s after restart; "
+          f"load {stats.summary()}")
+
+    assert during.status_code == 503 and int(during.headers["Retry-After"]) >= 1
+    last = during.json()["last_known"]
+    assert last["stale"] is True and last["as_of"] == seen["as_of"] and last["cash"] == seen["cash"]
+    assert placing.status_code == 503 and "Retry-After" in placing.headers
+    assert not_ready == 503
+    assert stats.server_errors > 0  # the clients did see the outage, as 503s, and retried
+
+    report = reconcile(ledger, endpoints["database"], [v["admin"] for v in endpoints["venues"].values()],
+                       settle_s=30)
+    document = report.to_dict()
+    assert report.ok, document
+    assert document["acked_missing"]["count"] == 0
+    assert document["duplicates"] == {"database": 0, "venues": {"count": 0, "sample": []}}
+    assert document["bad_balances_seen"]["count"] == 0
+    assert document["assets_seen"].get("stale", 0) + document["assets_seen"].get("unavailable", 0) > 0
+    assert document["outcomes"].get("acked", 0) == stats.sent  # every order got through in the end
