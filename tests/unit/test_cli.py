@@ -135,3 +135,32 @@ def test_console_script_runs_as_a_real_process():
                           check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ok"] is True
+
+
+# -- refstack -------------------------------------------------------------------------------------
+def test_refstack_serve_with_a_bad_config_names_the_file_and_line(tmp_path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text("dsn: host=127.0.0.1\nport: 99999\nadmission:\n  max_in_flight: 0\n")
+    r = run("refstack", "serve", "gateway", "--config", str(config))
+    assert r.exit_code == ExitCode.BAD_INPUT
+    assert f"{config}:2:7: port:" in r.output and f"{config}:4:18: admission.max_in_flight:" in r.output
+
+
+def test_refstack_load_refuses_an_endpoint_that_is_not_http():
+    r = run("refstack", "load", "--endpoint", "ftp://127.0.0.1:21", "--duration", "1")
+    assert r.exit_code == ExitCode.BAD_INPUT and "not an http(s) URL: ftp://127.0.0.1:21" in r.output
+
+
+def test_refstack_reconcile_without_a_ledger_is_bad_input_with_json(tmp_path):
+    r = run("refstack", "reconcile", "--ledger", str(tmp_path / "none.sqlite"), "--dsn", "host=127.0.0.1",
+            "--json")
+    assert r.exit_code == ExitCode.BAD_INPUT
+    assert json.loads(r.stdout) == {"ok": False, "exit_code": 2,
+                                    "errors": [f"{tmp_path / 'none.sqlite'}: no such ledger "
+                                               "(`tradestack refstack load --ledger` writes one)"]}
+
+
+@pytest.mark.parametrize("command", ["run", "load", "reconcile", "serve"])
+def test_refstack_help_has_an_example(command):
+    r = run("refstack", command, "--help")
+    assert r.exit_code == 0 and "Example:" in r.output

@@ -73,7 +73,7 @@ def reconcile(ledger_path: Path, dsn: str, venue_admin: list[str] | None = None,
               settle_s: float = 15.0) -> Reconciliation:
     """Compare; first wait up to `settle_s` for orders still being routed to reach a final state."""
     if not ledger_path.exists():
-        raise InputError(f"no ledger at {ledger_path}", source=ledger_path)
+        raise InputError("no such ledger (`tradestack refstack load --ledger` writes one)", source=ledger_path)
     ledger = Ledger(ledger_path)
     try:
         sent, seen = ledger.orders(), ledger.assets()
