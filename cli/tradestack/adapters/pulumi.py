@@ -19,7 +19,10 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from pulumi import automation as auto
+from ._loop import ensure_event_loop
+
+ensure_event_loop()  # importing Pulumi initialises gRPC's asyncio support, which needs a current loop
+from pulumi import automation as auto  # noqa: E402
 
 from ..errors import EnvironmentProblem, InputError, TradestackError
 from ..paths import state_dir

@@ -279,21 +279,20 @@ def create_app(config: GatewayConfig) -> FastAPI:
     async def place_order(req: OrderRequest, response: Response) -> dict[str, Any]:
         """Place an order. 201 once it is committed; a retry with the same client_order_id returns it (200)."""
         async with gw.db() as conn:
-            try:
-                async with conn.transaction():
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute(
-                        f"INSERT INTO orders (id, account, client_order_id, symbol, side, qty, order_type, "
-                        f"limit_price, session, state) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,'accepted') "
-                        f"ON CONFLICT (account, client_order_id) DO NOTHING RETURNING {ORDER_COLUMNS}",
-                        (uuid.uuid4(), req.account, req.client_order_id, req.symbol, req.side, req.qty, req.type,
-                         req.limit_price, req.session))
-                    row = await cur.fetchone()
-                    if row is not None:
-                        await conn.execute("SELECT pg_notify(%s, '')", (NEW_ORDER_CHANNEL,))
+            try:  # one statement, committed on its own: insert (or find the retry) and wake the routers
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(
+                    f"WITH ins AS (INSERT INTO orders (id, account, client_order_id, symbol, side, qty, order_type, "
+                    f"limit_price, session, state) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,'accepted') "
+                    f"ON CONFLICT (account, client_order_id) DO NOTHING RETURNING {ORDER_COLUMNS}) "
+                    f"SELECT ins.*, pg_notify(%s, '') AS notified FROM ins",
+                    (uuid.uuid4(), req.account, req.client_order_id, req.symbol, req.side, req.qty, req.type,
+                     req.limit_price, req.session, NEW_ORDER_CHANNEL))
+                row = await cur.fetchone()
             except psycopg.errors.ForeignKeyViolation:
                 raise ApiError(404, "unknown account", f"no account {req.account!r}") from None
             if row is not None:
+                row.pop("notified")
                 return row
             row = await _fetch_order(conn, "account = %s AND client_order_id = %s", req.account, req.client_order_id)
         if row is None:  # only if deleted in between, which nothing does

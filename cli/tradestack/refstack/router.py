@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from decimal import Decimal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import protocol
+from .batching import BatchWriter
 from .breaker import CircuitBreaker, State
 from .config import RouterConfig
 from .schema import NEW_ORDER_CHANNEL
@@ -37,13 +39,23 @@ from .venuelink import NotSent, SessionLost, VenueLink
 log = logging.getLogger("tradestack.router")
 DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
+# The claim reads only `accepted` orders through the partial index (state, created_at); orders
+# whose router died mid-routing are put back to `accepted` by RELEASE_EXPIRED, run now and then.
 CLAIM = """
 UPDATE orders SET state = 'routing', router = %(me)s, updated_at = now(),
        lease_until = now() + make_interval(secs => %(lease)s)
-WHERE id IN (SELECT id FROM orders
-             WHERE state = 'accepted' OR (state = 'routing' AND lease_until < now())
+WHERE id IN (SELECT id FROM orders WHERE state = 'accepted'
              ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)
 RETURNING id, account, symbol, side, qty, order_type, limit_price, session, attempt, cancel_requested
+"""
+RELEASE_EXPIRED = """
+WITH expired AS (
+    SELECT id, router FROM orders WHERE state = 'routing' AND lease_until < now() FOR UPDATE SKIP LOCKED),
+released AS (
+    UPDATE orders o SET state = 'accepted', router = NULL, updated_at = now()
+    FROM expired WHERE o.id = expired.id RETURNING o.id, expired.router)
+INSERT INTO order_events (order_id, state, detail)
+SELECT id, 'accepted', 'lease of ' || coalesce(router, '?') || ' ended; routing again' FROM released
 """
 
 
@@ -63,6 +75,7 @@ class Router:
                                         reconnect_timeout=3600,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
                                                 "options": "-c statement_timeout=5000"})
+        self.writer = BatchWriter(self.pool)
         self.venues: dict[str, Venue] = {}
         for endpoint in config.venues:
             link = VenueLink(endpoint, self._reporter(endpoint.name), self._lost(endpoint.name))
@@ -91,21 +104,15 @@ class Router:
             cur = await conn.execute(sql, args)
             return cur.rowcount
 
-    async def event(self, conn: psycopg.AsyncConnection[Any], order_id: Any, state: str, venue: str | None,
-                    detail: str | None) -> None:
-        await conn.execute("INSERT INTO order_events (order_id, state, venue, detail) VALUES (%s,%s,%s,%s)",
-                           (order_id, state, venue, detail))
-
     async def transition(self, order_id: Any, state: str, *, venue: str | None = None, reason: str | None = None,
                          from_states: tuple[str, ...], extra: str = "", extra_args: tuple[Any, ...] = ()) -> bool:
-        """Move an order to `state` only from `from_states` (so late or repeated reports are harmless)."""
-        async with self.db() as conn, conn.transaction():
-            cur = await conn.execute(
-                f"UPDATE orders SET state = %s, reason = %s, updated_at = now(){extra} "
-                f"WHERE id = %s AND state = ANY(%s)", (state, reason, *extra_args, order_id, list(from_states)))
-            if cur.rowcount:
-                await self.event(conn, order_id, state, venue, reason)
-            return bool(cur.rowcount)
+        """Move an order to `state` only from `from_states` (so late or repeated reports are harmless),
+        journalling the event in the same statement: one round trip."""
+        return bool(await self.writer.execute(
+            f"WITH moved AS (UPDATE orders SET state = %s, reason = %s, updated_at = now(){extra} "
+            f"WHERE id = %s AND state = ANY(%s) RETURNING id) "
+            f"INSERT INTO order_events (order_id, state, venue, detail) SELECT id, %s, %s, %s FROM moved",
+            (state, reason, *extra_args, order_id, list(from_states), state, venue, reason)))
 
     async def alert(self, venue: str, kind: str, detail: str) -> None:
         log.warning("alert %s %s: %s", venue, kind, detail)
@@ -162,14 +169,11 @@ class Router:
                 continue
             attempt += 1
             vid = protocol.venue_order_id(str(oid), attempt)
-            async with self.db() as conn, conn.transaction():
-                cur = await conn.execute(
-                    "UPDATE orders SET state = 'sent', venue = %s, venue_order_id = %s, attempt = %s, "
-                    "sent_at = now(), updated_at = now() WHERE id = %s AND router = %s AND state = 'routing'",
-                    (name, vid, attempt, oid, self.me))
-                if not cur.rowcount:
-                    return  # our lease ended and another router has it
-                await self.event(conn, oid, "sent", name, vid)
+            # write-ahead: recorded as sent (with its venue order id) before a byte goes to the venue
+            if not await self.transition(oid, "sent", venue=name, from_states=("routing",),
+                                         extra=", venue = %s, venue_order_id = %s, attempt = %s, sent_at = now()",
+                                         extra_args=(name, vid, attempt)):
+                return  # our lease ended and another router has it
             message = {"type": "new", "venue_order_id": vid, "symbol": order["symbol"], "side": order["side"],
                        "qty": order["qty"], "order_type": order["order_type"],
                        "limit_price": None if order["limit_price"] is None else str(order["limit_price"])}
@@ -234,23 +238,25 @@ class Router:
                 await self.reject(oid, name, f"{name} rejected it: {reason}")
 
     async def fill(self, oid: str, name: str, vid: str, message: protocol.Message) -> None:
-        async with self.db() as conn, conn.transaction():
-            cur = await conn.execute(
-                "UPDATE orders SET state = 'filled', fill_price = %s, venue = %s, venue_order_id = %s, reason = NULL, "
-                "updated_at = now() WHERE id = %s AND state IN ('sent', 'venue_unknown', 'acked') "
-                "RETURNING account, symbol, side, qty", (message["price"], name, vid, oid))
-            row = await cur.fetchone()
-            if row is None:
-                return
-            account, symbol, side, qty = row
-            sign = 1 if side == "buy" else -1
-            await conn.execute("UPDATE accounts SET cash = cash - %s * %s * %s, updated_at = now() WHERE account = %s",
-                               (sign, qty, message["price"], account))
-            await conn.execute("INSERT INTO positions (account, symbol, qty) VALUES (%s, %s, %s) "
-                               "ON CONFLICT (account, symbol) DO UPDATE SET qty = positions.qty + EXCLUDED.qty",
-                               (account, symbol, sign * qty))
-            await self.event(conn, oid, "filled", name, f"{qty} @ {message['price']}")
-        self.routed.labels(name, "filled").inc()
+        """Order filled, cash and position moved, event journalled: one statement, so all or nothing."""
+        price = Decimal(str(message["price"]))
+        count = await self.writer.execute("""
+            WITH f AS (
+                UPDATE orders SET state = 'filled', fill_price = %(price)s, venue = %(venue)s,
+                       venue_order_id = %(vid)s, reason = NULL, updated_at = now()
+                WHERE id = %(id)s AND state IN ('sent', 'venue_unknown', 'acked')
+                RETURNING id, account, symbol, qty, CASE WHEN side = 'buy' THEN qty ELSE -qty END AS signed),
+            cash AS (
+                UPDATE accounts a SET cash = a.cash - f.signed * %(price)s, updated_at = now()
+                FROM f WHERE a.account = f.account),
+            pos AS (
+                INSERT INTO positions (account, symbol, qty) SELECT account, symbol, signed FROM f
+                ON CONFLICT (account, symbol) DO UPDATE SET qty = positions.qty + EXCLUDED.qty)
+            INSERT INTO order_events (order_id, state, venue, detail)
+            SELECT id, 'filled', %(venue)s, qty || ' @ ' || %(price)s FROM f""",
+            {"price": price, "venue": name, "vid": vid, "id": oid})
+        if count:
+            self.routed.labels(name, "filled").inc()
 
     async def cancelled(self, oid: str, name: str, reason: str, unsolicited: bool) -> None:
         async with self.db() as conn:
@@ -321,6 +327,8 @@ class Router:
             try:
                 await self.execute("INSERT INTO routers (instance, last_seen) VALUES (%s, now()) ON CONFLICT "
                                    "(instance) DO UPDATE SET last_seen = now()", (self.me,))
+                if await self.execute(RELEASE_EXPIRED):
+                    self.wake.set()
                 self.db_ok = True
             except DB_ERRORS:
                 self.db_ok = False
@@ -410,6 +418,7 @@ class Router:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.pool.open(wait=False)
+        self.writer.start()
         loops = [self.dispatch_loop(stop), self.listen_loop(stop), self.heartbeat_loop(stop),
                  self.reconcile_loop(stop), *(self.venue_loop(n, stop) for n in self.venues)]
         running = [asyncio.create_task(loop) for loop in loops]
@@ -423,10 +432,12 @@ class Router:
                 await asyncio.wait(set(self.tasks), timeout=self.config.breaker.ack_timeout_s + 1)
             for venue in self.venues.values():
                 await venue.link.aclose()
+            await self.writer.stop()
             await self.pool.close()
 
     def status(self) -> dict[str, Any]:
         return {"instance": self.me, "database": "ok" if self.db_ok else "unreachable",
+                "writes": {"statements": self.writer.statements, "batches": self.writer.batches},
                 "venues": [{**v.breaker.snapshot(), "connected": v.link.connected} for v in self.venues.values()]}
 
 

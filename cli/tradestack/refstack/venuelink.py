@@ -34,6 +34,7 @@ class VenueLink:
         self._waiters: dict[Key, asyncio.Future[protocol.Message]] = {}
         self._ids = itertools.count(1)
         self._connecting = asyncio.Lock()
+        self._reports: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -98,8 +99,10 @@ class VenueLink:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(message)
                     continue
-                if kind == "order":
-                    await self._on_report(message)
+                if kind == "order":  # recorded concurrently: the session keeps reading while the database writes
+                    task = asyncio.create_task(self._on_report(message))
+                    self._reports.add(task)
+                    task.add_done_callback(self._reports.discard)
         except (ConnectionError, OSError) as exc:
             why = f"session to {self.endpoint.name} lost: {exc}"
         finally:
