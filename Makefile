@@ -53,6 +53,7 @@ test-unit: setup
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
 	$(BIN)/python tests/bench/bench_lab.py
+	$(BIN)/python tests/bench/bench_refstack.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -251,7 +251,7 @@ def test_lab_passes_depth_one_and_fails_carrier_pair_at_depth_two():
     assert pair["sites_down"] == ["hk1", "wit"]
     assert pair["services"]["consensus"]["reason"] == "quorum"
     assert pair["services"]["gateway"]["ok"] is True
-    assert pair["services"]["gateway"]["metrics"]["orders_per_second"] == {"required": 750.0, "available": 900.0}
+    assert pair["services"]["gateway"]["metrics"]["orders_per_second"] == {"required": 750.0, "available": 1200.0}  # 3 x 400 in sz1
 
 
 def test_json_document_shape():

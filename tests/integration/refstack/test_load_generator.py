@@ -1,0 +1,50 @@
+"""The load generator behaves like a broker app: it fails over between endpoints with backoff and
+records every order; a gateway lost mid-load costs retries, not orders."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tradestack.refstack.config import Admission
+from tradestack.refstack.ledger import Ledger
+from tradestack.refstack.loadgen import LoadPlan, run_load
+from tradestack.refstack.localpg import free_port
+from tradestack.refstack.reconcile import reconcile
+
+from .conftest import ACCOUNTS
+
+pytestmark = pytest.mark.integration
+
+
+def test_sessions_whose_endpoint_is_dead_fail_over_and_every_order_lands(endpoints, gateway, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: a site whose carrier is gone
+    ledger = tmp_path / "ledger.sqlite"
+    plan = LoadPlan(endpoints=(dead, gateway), rate=60, duration_s=2, sessions=6, accounts=ACCOUNTS, seed=5)
+    _, stats = asyncio.run(run_load(plan, ledger))
+    assert stats.acked == stats.sent == 120 and stats.failovers >= 3  # half the sessions started on `dead`
+    book = Ledger(ledger)
+    try:
+        orders = book.orders()
+    finally:
+        book.close()
+    assert {o.endpoint for o in orders} == {gateway}
+    assert max(o.endpoints_tried for o in orders) == 2
+    assert reconcile(ledger, endpoints["database"]).ok
+
+
+def test_a_gateway_stopped_mid_load_costs_retries_not_orders(refstack, endpoints, gateway, tmp_path):
+    other = refstack.add_gateway("gateway-b", Admission()).url
+    ledger = tmp_path / "ledger.sqlite"
+    plan = LoadPlan(endpoints=(other, gateway), rate=80, duration_s=4, sessions=8, accounts=ACCOUNTS, seed=9)
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(lambda: asyncio.run(run_load(plan, ledger)))
+        time.sleep(1.5)
+        refstack.stop_service("gateway-b")
+        _, stats = load.result()
+    report = reconcile(ledger, endpoints["database"], [v["admin"] for v in endpoints["venues"].values()])
+    assert report.ok, report.to_dict()
+    assert stats.acked == stats.sent and stats.failovers > 0
