@@ -49,7 +49,7 @@ def serve(kind: Kind = typer.Argument(..., help="Which component."),
 @app.command()
 def run(ctx: typer.Context,
         accounts: int = typer.Option(1000, min=1, max=1_000_000, help="Accounts to create (acct-00000 ...)."),
-        orders_per_second: float = typer.Option(300.0, min=1, help="Gateway admission: sustained order rate."),
+        orders_per_second: float = typer.Option(400.0, min=1, help="Gateway admission: sustained order rate."),
         max_in_flight: int = typer.Option(64, min=1, help="Gateway admission: requests in flight."),
         keep: bool = typer.Option(False, "--keep", help="Keep the database and logs after stopping."),
         json: bool = JsonOpt) -> None:

@@ -23,7 +23,7 @@ class Admission(_Strict):
     """Per-instance limits; set them from the capacity the topology declares for one gateway."""
 
     max_in_flight: int = Field(64, ge=1, description="requests processed at once; more get 429")
-    orders_per_second: float = Field(300.0, gt=0, description="sustained order rate (token bucket)")
+    orders_per_second: float = Field(400.0, gt=0, description="sustained order rate (token bucket); the lab declares 400 per gateway")
     burst: int = Field(50, ge=1, description="orders accepted at once above the sustained rate")
     retry_after_s: int = Field(1, ge=1, le=60)
 
