@@ -39,8 +39,12 @@ def test_addresses_only_from_the_benchmark_range(plan):
 
 def test_hosts_per_placement(plan):
     names = {h.netns for h in plan.hosts}
-    assert len(names) == 15  # 6 gateways + 4 routers + 2 databases + 3 consensus members
+    assert len(names) == 18  # 6 gateways + 4 routers + 2 databases + 3 consensus members + 2 venues + clients
     assert "lab-sz1-gateway-3" in names and "lab-wit-consensus-1" in names
+    outside = {h.netns: (h.service, h.lan_ip, h.gateway) for h in plan.hosts if h.site is None}
+    assert outside == {"lab-upstream-exchange": ("venue", "198.19.16.1", None),
+                       "lab-upstream-overnight-ats": ("venue", "198.19.17.1", None),
+                       "lab-clients": ("loadgen", "198.19.0.1", None)}
 
 
 def test_fault_map_covers_every_risk_group(plan):
@@ -60,6 +64,10 @@ def test_inventory_groups(plan):
     assert len(groups["gateway"]["hosts"]) == 6 and "role_standby" in groups
     host = inv["all"]["hosts"]["lab-sz1-orderdb-1"]
     assert host["site"] == "sz1" and host["lan_address"].startswith("198.18.1.")
+    assert set(groups["venue"]["hosts"]) == {"lab-upstream-exchange", "lab-upstream-overnight-ats"}
+    assert set(groups["outside"]["hosts"]) == {*groups["venue"]["hosts"], "lab-clients"}
+    assert inv["all"]["hosts"]["lab-upstream-exchange"]["upstream"] == "exchange"
+    assert "site" not in inv["all"]["hosts"]["lab-clients"]
 
 
 def test_two_stacks_get_different_management_networks():

@@ -82,13 +82,17 @@ class Router:
 
 @dataclass(frozen=True)
 class Host:
+    """A namespace reachable over SSH: a service instance in a site, or an upstream venue or the clients
+    outside every site (those route with BGP, so they have no default gateway)."""
+
     netns: str
-    site: str
+    site: str | None
     service: str
     index: int
     lan_ip: str
-    gateway: str
+    gateway: str | None
     mgmt_ip: str
+    upstream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,14 +124,21 @@ class LabPlan:
     def inventory(self, topology: Topology) -> dict[str, Any]:
         """Ansible inventory (YAML-ready): groups per site, service and site role, with host vars."""
         roles = {s.name: s.role for s in topology.sites}
-        hosts = {h.netns: {
-            "ansible_host": h.mgmt_ip, "netns": h.netns, "site": h.site, "service": h.service,
-            "instance": h.index, "lan_address": h.lan_ip, "public_address": h.lan_ip,
-            "site_prefix": self.site_prefixes[h.site], "site_role": roles[h.site],
-        } for h in self.hosts}
+        hosts: dict[str, dict[str, Any]] = {}
         groups: dict[str, dict[str, Any]] = {}
         for h in self.hosts:
-            for group in (f"site_{h.site}", h.service.replace("-", "_"), f"role_{roles[h.site]}"):
+            hostvars: dict[str, Any] = {"ansible_host": h.mgmt_ip, "netns": h.netns, "service": h.service,
+                                        "instance": h.index, "lan_address": h.lan_ip, "public_address": h.lan_ip}
+            names = [h.service.replace("-", "_")]
+            if h.site:
+                hostvars |= {"site": h.site, "site_prefix": self.site_prefixes[h.site], "site_role": roles[h.site]}
+                names += [f"site_{h.site}", f"role_{roles[h.site]}"]
+            else:
+                names.append("outside")
+            if h.upstream:
+                hostvars["upstream"] = h.upstream
+            hosts[h.netns] = hostvars
+            for group in names:
                 groups.setdefault(group, {"hosts": {}})["hosts"][h.netns] = {}
         return {"all": {"hosts": hosts, "children": groups,
                         "vars": {"ansible_user": "root", "tradestack_stack": self.stack}}}
@@ -223,6 +234,16 @@ def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None) -> La
                                   End(edge, f"h{n_host}", None, bridge="lan")))
                 links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
                                   End(None, f"{stack}m{len(hosts)}", None, bridge=mgmt_bridge)))
+
+    # Venues and clients are hosts too (the deploy puts venue simulators and the load generator there);
+    # added after the sites so site hosts keep their management addresses.
+    outside = [(f"{stack}-upstream-{up.name}", "venue", upstream_addrs[up.name], up.name) for up in topology.upstreams]
+    outside.append((clients, "loadgen", CLIENTS_ADDR, None))
+    for ns, service, address, upstream in outside:
+        mgmt_ip = next(mgmt_hosts)
+        hosts.append(Host(ns, None, service, 1, address, None, mgmt_ip, upstream))
+        links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
+                          End(None, f"{stack}m{len(hosts)}", None, bridge=mgmt_bridge)))
 
     for r in routers.values():
         if not r.router_id:

@@ -77,11 +77,13 @@ def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
                                 *([bridges[(r.netns, "lan")]] if r.announce_lan else [])]))
     known: list[pulumi.Output[str]] = []
     for h in plan.hosts:
-        route = DefaultRoute(f"route-{h.netns}", {"netns": h.netns, "gateway": h.gateway},
-                             opts(depends_on=link_of[h.netns]))
+        ready: list[pulumi.Resource] = list(link_of[h.netns])
+        if h.gateway:  # site hosts; venues and clients route with BGP
+            ready.append(DefaultRoute(f"route-{h.netns}", {"netns": h.netns, "gateway": h.gateway},
+                                      opts(depends_on=link_of[h.netns])))
         sshd = Daemon(f"sshd-{h.netns}", {"netns": h.netns, "kind": "sshd", "workdir": str(workdir / h.netns),
                                    "config": daemons.sshd_config(h, workdir / h.netns),
                                    "authorized_key": key.public_key, "pid": None, "host_key": None},
-               opts(depends_on=[route, *link_of[h.netns]]))
+               opts(depends_on=ready))
         known.append(sshd.host_key.apply(lambda k, ip=h.mgmt_ip: f"{ip} {k[0]} {k[1]}"))  # type: ignore[attr-defined]
     return {"key": key, "known_hosts": pulumi.Output.all(*known).apply(lambda lines: "\n".join(lines) + "\n")}
