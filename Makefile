@@ -15,7 +15,8 @@ help:
 	@echo "make test    set up, then run every test tier (JUnit XML in reports/)"
 	@echo "make bench   print benchmark figures"
 
-DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql
+DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql \
+                   etcd-server etcd-client patroni python3-etcd haproxy keepalived supervisor python3-venv
 
 setup: $(STAMP) system toolchain
 

@@ -16,3 +16,9 @@ def state_dir() -> Path:
 
 def logs_dir() -> Path:
     return state_dir() / "logs"
+
+
+def cache_dir() -> Path:
+    """Build caches that outlive clones: $XDG_CACHE_HOME/tradestack, else ~/.cache/tradestack."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "tradestack"

@@ -160,7 +160,7 @@ def test_refstack_reconcile_without_a_ledger_is_bad_input_with_json(tmp_path):
                                                "(`tradestack refstack load --ledger` writes one)"]}
 
 
-@pytest.mark.parametrize("command", ["run", "load", "reconcile", "serve"])
+@pytest.mark.parametrize("command", ["run", "load", "reconcile", "serve", "migrate"])
 def test_refstack_help_has_an_example(command):
     r = run("refstack", command, "--help")
     assert r.exit_code == 0 and "Example:" in r.output

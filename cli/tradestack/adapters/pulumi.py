@@ -21,11 +21,12 @@ from typing import Any
 
 from ._loop import ensure_event_loop
 
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's INFO lines (e.g. on fork) are noise in our output
 ensure_event_loop()  # importing Pulumi initialises gRPC's asyncio support, which needs a current loop
 from pulumi import automation as auto  # noqa: E402
 
 from ..errors import EnvironmentProblem, InputError, TradestackError
-from ..paths import state_dir
+from ..paths import cache_dir, state_dir
 
 PULUMI_ENV = "TRADESTACK_PULUMI"  # path of a pulumi binary to use
 BACKEND_ENV = "TRADESTACK_PULUMI_BACKEND"  # backend URL (default: file:// under the state dir)
@@ -48,8 +49,7 @@ def sdk_version() -> str:
 
 
 def toolchain_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tradestack" / "pulumi" / f"v{sdk_version()}"
+    return cache_dir() / "pulumi" / f"v{sdk_version()}"
 
 
 def find_cli() -> Path:
@@ -192,6 +192,31 @@ class PulumiStack:
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
         return {k: v.value for k, v in outs.items() if secrets_too or not v.secret}
+
+    def config(self) -> dict[str, str]:
+        """The stack's plain (non-secret) configuration."""
+        stack = self._open(create=False)
+        try:
+            return {k: v.value for k, v in stack.get_all_config().items() if not v.secret}
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+
+    def secrets(self, names: list[str], generate: Callable[[], str]) -> dict[str, str]:
+        """Stack secrets `tradestack:<name>` (encrypted in the state); any missing one is generated and stored."""
+        stack = self._open(create=False)
+        try:
+            have = stack.get_all_config()
+            found: dict[str, str] = {}
+            for name in names:
+                key = f"tradestack:{name}"
+                if key in have:
+                    found[name] = have[key].value
+                else:
+                    found[name] = generate()
+                    stack.set_config(key, auto.ConfigValue(found[name], secret=True))
+            return found
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
 
     def _call(self, op: Callable[[auto.Stack], Any], create: bool) -> Any:
         stack = self._open(create)

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..errors import TradestackError
 from ..refstack.config import Admission, GatewayConfig, RouterConfig, VenueConfig, load_config
 from ..refstack.local import LocalRefStack
 from .edge import err, out, print_json, want_json
@@ -94,6 +95,35 @@ def _render(endpoints: dict[str, object]) -> None:
         table.add_row(f"venue {name}", f"orders {venue['orders']}, admin {venue['admin']}")
     table.add_row("logs", str(endpoints["logs"]))
     out.print(table)
+
+
+@app.command()
+def migrate(ctx: typer.Context,
+            dsn: str = typer.Option(..., "--dsn", envvar="TRADESTACK_DSN",
+                                    help="Database to prepare (or $TRADESTACK_DSN, which keeps a password out of "
+                                         "the process list)."),
+            seed_accounts: int = typer.Option(0, "--seed-accounts", min=0, help="Create acct-00000.. up to N."),
+            json: bool = JsonOpt) -> None:
+    """Create the schema (idempotent) and seed accounts; reports whether anything changed.
+
+    Example: [bold]TRADESTACK_DSN="host=... dbname=tradestack" tradestack refstack migrate --seed-accounts 1000[/]
+    """
+    import psycopg
+
+    from ..refstack.schema import migrate as create_schema
+    from ..refstack.schema import seed_accounts as seed
+
+    want_json(ctx, json)
+    try:
+        created = create_schema(dsn)
+        seeded = seed(dsn, seed_accounts) if seed_accounts else 0
+    except psycopg.Error as exc:
+        raise TradestackError(f"cannot prepare the database: {str(exc).strip().splitlines()[0]}") from None
+    document = {"ok": True, "changed": bool(created or seeded), "schema_created": created, "accounts_created": seeded}
+    if json:
+        print_json(document)
+    else:
+        out.print(f"schema {'created' if created else 'up to date'}; {seeded} accounts created")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,24 @@ class LabStack:
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
         return self._pulumi.outputs(secrets_too)
+
+    def topology_path(self) -> Path:
+        """The topology file the stack was brought up from (its configuration records it)."""
+        if self.topology is not None:
+            return Path(self.topology)
+        return Path(self._pulumi.config()["tradestack:topology"])
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        """Deploy secrets kept encrypted in the stack's configuration, generated on first use."""
+        return self._pulumi.secrets(names, lambda: secrets.token_urlsafe(24))
+
+    def access_files(self) -> AccessFiles:
+        """The inventory, key and known_hosts written by `up` (rewritten if missing)."""
+        d = access_dir(self.name, self.home)
+        files = AccessFiles(d / "inventory.yml", d / "id_ed25519", d / "known_hosts")
+        if not all(p.exists() for p in (files.inventory, files.private_key, files.known_hosts)):
+            return self.write_access_files()
+        return files
 
     def leftovers(self) -> list[str]:
         """Namespaces with this stack's prefix that exist now (after destroy: should be none)."""

@@ -83,17 +83,19 @@ def account_name(i: int) -> str:
     return f"acct-{i:05d}"
 
 
-def migrate(dsn: str) -> None:
-    """Create the schema if it is missing (idempotent)."""
+def migrate(dsn: str) -> bool:
+    """Create the schema if it is missing (idempotent); True if anything was created."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        before = conn.execute("SELECT to_regclass('public.orders') IS NOT NULL").fetchone()
         conn.execute(DDL)
+        return not (before and before[0])
 
 
 def seed_accounts(dsn: str, count: int, cash: Decimal = Decimal("1000000")) -> int:
-    """Create accounts acct-00000.. with `cash` each; existing accounts are left alone."""
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO accounts (account, cash, initial_cash) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            [(account_name(i), cash, cash) for i in range(count)])
+    """Create accounts acct-00000.. with `cash` each; existing accounts are left alone. Returns how many were new."""
+    with psycopg.connect(dsn) as conn:
+        created = conn.execute(
+            "INSERT INTO accounts (account, cash, initial_cash) SELECT a, %s, %s FROM unnest(%s::text[]) AS a "
+            "ON CONFLICT DO NOTHING", (cash, cash, [account_name(i) for i in range(count)])).rowcount
         conn.commit()
-        return count
+        return created

@@ -1,0 +1,78 @@
+"""`tradestack deploy`: the trading stack onto a stack's hosts (ansible-runner, live progress)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..exitcodes import ExitCode
+from .edge import err, out, print_json, want_json
+
+
+class _Events:
+    """Runner events -> one live line: the current task and how many hosts are done with it."""
+
+    def __init__(self, progress: Progress, task: Any):
+        self.progress, self.task = progress, task
+        self.name, self.done, self.changed, self.failed = "starting", 0, 0, 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, data = event.get("event", ""), event.get("event_data") or {}
+        if kind == "playbook_on_task_start":
+            self.name, self.done = data.get("task", "?"), 0
+        elif kind in ("runner_on_ok", "runner_on_skipped", "runner_on_failed", "runner_on_unreachable"):
+            self.done += 1
+            self.changed += bool((data.get("res") or {}).get("changed"))
+            self.failed += kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors")
+        self.progress.update(self.task, description=f"{escape(self.name)} [dim]({self.done} hosts; "
+                                                    f"{self.changed} changed, {self.failed} failed so far)[/]")
+
+
+def deploy(ctx: typer.Context,
+           stack: str = typer.Option("lab", "--stack", "-s", help="Stack whose hosts to deploy to."),
+           limit: str = typer.Option(None, "--limit", "-l", help="Only these hosts (Ansible pattern)."),
+           tags: str = typer.Option(None, "--tags", "-t", help="Only tasks with these tags."),
+           check: bool = typer.Option(False, "--check", help="Say what would change; change nothing."),
+           json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout.")) -> None:
+    """Deploy etcd, PostgreSQL + Patroni, HAProxy + keepalived and the trading services to a stack.
+
+    Secrets come from the stack's encrypted configuration and never appear in output or artifacts;
+    runner artifacts are kept per run under ~/.tradestack/stacks/STACK/deploys/.
+
+    Example: [bold]sudo tradestack deploy --stack lab[/]   then   [bold]tradestack status --stack lab[/]
+    """
+    from ..deploy import run
+
+    want_json(ctx, json)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("preparing", total=None)
+        planned = run.plan(stack, limit=limit, tags=tags, check=check,
+                           on_step=lambda s: progress.update(task, description=s))
+        result = run.apply(planned, _Events(progress, task))
+    hosts = {h: vars(s) for h, s in sorted(result.hosts.items())}
+    document = {"ok": result.ok, "stack": stack, "check": check, "status": result.status, "rc": result.rc,
+                "changed": result.changed, "hosts": hosts,
+                "failures": [vars(f) for f in result.failures], "artifacts": str(result.artifacts)}
+    if json:
+        print_json(document)
+    else:
+        table = Table("host", "ok", "changed", "failed", "unreachable",
+                      title=f"deploy {'--check ' if check else ''}{stack}: {result.status}")
+        for host, s in hosts.items():
+            table.add_row(host, str(s["ok"]), str(s["changed"]), str(s["failed"]), str(s["unreachable"]),
+                          style="red" if s["failed"] or s["unreachable"] else None)
+        out.print(table)
+        for failure in result.failures:
+            err.print(f"[bold red]{'unreachable' if failure.unreachable else 'failed'}:[/] {escape(failure.host)}\n"
+                      f"  task: {escape(failure.task)}\n  {escape(failure.message)}", highlight=False)
+        if not hosts and not result.ok:
+            err.print(f"[bold red]the playbook did not run[/] (status {result.status}, rc {result.rc}); "
+                      f"see {result.artifacts}/stdout", highlight=False)
+        err.print(f"artifacts: {result.artifacts}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(ExitCode.FAILED)

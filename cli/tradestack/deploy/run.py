@@ -1,0 +1,67 @@
+"""One deploy: gather what the playbooks need, run them, keep the artifacts (plan, then apply)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..adapters.ansible import PlaybookResult, PlaybookSpec, run_playbook
+from ..lab.stack import LabStack
+from ..paths import state_dir
+from ..topology import load_topology
+from . import variables, wheelhouse
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOKS = ROOT / "playbooks"
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    stack: str
+    spec: PlaybookSpec
+
+    def describe(self) -> dict[str, Any]:
+        """What will run, without secrets."""
+        s = self.spec
+        return {"stack": self.stack, "playbook": str(s.project_dir / s.playbook), "inventory": str(s.inventory),
+                "limit": s.limit, "tags": s.tags, "check": s.check, "artifacts": str(s.run_dir),
+                "vars": s.extravars}
+
+
+def runs_dir(stack: str) -> Path:
+    return state_dir() / "stacks" / stack / "deploys"
+
+
+def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, check: bool = False,
+         playbook: str = "site.yml", on_step: Callable[[str], None] = lambda s: None) -> DeployPlan:
+    """Read the stack, its topology and secrets; build the wheelhouse; decide the playbook run."""
+    stack = LabStack(stack_name)
+    on_step("reading the stack")
+    outputs = stack.outputs()
+    topology = load_topology(stack.topology_path())
+    secrets = stack.secrets(list(variables.SECRET_NAMES))
+    files = stack.access_files()
+    on_step("building the wheelhouse")
+    wheels = wheelhouse.build(ROOT)
+    chosen = variables.build(topology, outputs, secrets, lab=stack.is_lab, wheelhouse=str(wheels.directory),
+                             wheel=wheels.wheel, wheel_sha256=wheels.sha256)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
+                        run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,
+                                                                         **chosen.public},
+                        secret_vars=chosen.secret, limit=limit, tags=tags, check=check,
+                        env={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                             "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1",
+                             "ANSIBLE_DEPRECATION_WARNINGS": "False", "ANSIBLE_PIPELINING": "True",
+                             "ANSIBLE_RETRY_FILES_ENABLED": "False"})
+    return DeployPlan(stack_name, spec)
+
+
+def apply(deploy: DeployPlan, on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+          cancel: Callable[[], bool] = lambda: False) -> PlaybookResult:
+    return run_playbook(deploy.spec, on_event, cancel)

@@ -1,0 +1,62 @@
+"""What the playbooks are told, derived from the topology and the stack's outputs (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from ..topology.model import Topology
+
+SECRET_NAMES = ("dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword")
+VIP_HOST = 5  # the gateways' virtual IP is .5 of each site LAN
+VENUE_PORT = 9001
+GATEWAY_IN_FLIGHT = 256
+
+
+@dataclass(frozen=True)
+class DeployVars:
+    public: dict[str, Any]   # safe to log and keep in artifacts
+    secret: dict[str, Any]   # passed through a file that lives only as long as the run
+
+
+def site_vips(site_prefixes: dict[str, str], sites_with_gateways: list[str]) -> dict[str, str]:
+    return {site: str(ipaddress.ip_network(site_prefixes[site]).network_address + VIP_HOST)
+            for site in sites_with_gateways}
+
+
+def routes(upstreams: list[str]) -> list[dict[str, Any]]:
+    """Regular session: the first upstream, no alternate. Overnight: the others first, then the first."""
+    if not upstreams:
+        return []
+    regular = {"session": "regular", "venues": [upstreams[0]], "reroute": False}
+    overnight = {"session": "overnight", "venues": [*upstreams[1:], upstreams[0]], "reroute": True}
+    return [regular, overnight]
+
+
+def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], *, lab: bool,
+          wheelhouse: str, wheel: str, wheel_sha256: str, seed_accounts: int = 1000) -> DeployVars:
+    gateway = next((s for s in topology.services if s.name == "gateway"), None)
+    sites = [site for site, n in (gateway.placement.items() if gateway else []) if n > 0]
+    capacity = (gateway.capacity if gateway else None) or {}
+    rate = float(capacity.get("orders_per_second", 400))
+    upstreams = [u.name for u in topology.upstreams]
+    public: dict[str, Any] = {
+        "tradestack_vips": site_vips(outputs["site_prefixes"], sites),
+        "tradestack_admission": {"max_in_flight": GATEWAY_IN_FLIGHT, "orders_per_second": rate,
+                                 "burst": max(1, int(rate / 10)), "retry_after_s": 1},
+        "tradestack_venues": [{"name": u, "host": outputs["upstreams"][u], "port": VENUE_PORT} for u in upstreams],
+        "tradestack_routes": routes(upstreams),
+        "tradestack_wheelhouse": wheelhouse,
+        "tradestack_wheel": wheel,
+        "tradestack_wheel_sha256": wheel_sha256,
+        "tradestack_seed_accounts": seed_accounts,
+    }
+    if lab:  # one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml
+        public |= {"tradestack_supervisor": "supervisord", "tradestack_install_packages": False,
+                   "tradestack_manage_sshd": False, "tradestack_time_sync": False,
+                   "tradestack_shared_filesystem": True}
+    secret = {"postgres_superuser_password": secrets["dbSuperuserPassword"],
+              "postgres_replication_password": secrets["dbReplicationPassword"],
+              "tradestack_db_password": secrets["dbAppPassword"]}
+    return DeployVars(public, secret)

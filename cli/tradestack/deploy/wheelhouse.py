@@ -1,0 +1,50 @@
+"""The project's wheel and every dependency, built once per source tree and cached outside the clone."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import TradestackError
+from ..paths import cache_dir
+
+
+class WheelhouseError(TradestackError):
+    """The wheelhouse could not be built."""
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    directory: Path
+    wheel: str      # file name of the project's own wheel
+    sha256: str
+
+
+def source_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    files = [root / "pyproject.toml", *sorted((root / "cli").rglob("*.py"))]
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build(root: Path) -> Wheelhouse:
+    """Build (or reuse) the wheelhouse for the source tree at `root`."""
+    target = cache_dir() / "wheelhouse" / source_digest(root)
+    done = target / ".complete"
+    if not done.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                                 "--wheel-dir", str(target), str(root)], capture_output=True, text=True,
+                                timeout=1800)
+        if result.returncode != 0:
+            raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
+        done.touch()
+    wheels = sorted(target.glob("tradestack-*.whl"))
+    if len(wheels) != 1:
+        raise WheelhouseError(f"expected one tradestack wheel in {target}, found {len(wheels)}")
+    return Wheelhouse(target, wheels[0].name, hashlib.sha256(wheels[0].read_bytes()).hexdigest())
