@@ -29,6 +29,7 @@ app.add_typer(capacity.app, name="capacity")
 app.add_typer(stack.app, name="stack")
 app.add_typer(refstack.app, name="refstack")
 app.command("deploy")(deploy.deploy)
+app.command("status")(deploy.status)
 
 
 def _version(value: bool) -> None:

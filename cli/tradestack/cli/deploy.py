@@ -76,3 +76,53 @@ def deploy(ctx: typer.Context,
         err.print(f"artifacts: {result.artifacts}", highlight=False)
     if not result.ok:
         raise typer.Exit(ExitCode.FAILED)
+
+
+def status(ctx: typer.Context,
+           stack: str = typer.Option("lab", "--stack", "-s", help="Deployed stack to look at."),
+           json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")) -> None:
+    """One view of a deployed stack: per site the hosts and their programs, the VIP holder and the
+    carriers; the Patroni leader and synchronous standby with lag; etcd members and leader.
+
+    Exit 1 when something is down (a program not running, no leader, no sync standby, no VIP holder).
+
+    Example: [bold]sudo tradestack status --stack lab[/]
+    """
+    from ..deploy.status import collect, problems
+
+    want_json(ctx, json)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("reading the stack", total=None)
+        view = collect(stack, on_step=lambda s: progress.update(task, description=s))
+    issues = problems(view)
+    if json:
+        print_json({"ok": not issues, "problems": issues, **view})
+    else:
+        _render_status(view, issues)
+    if issues:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _render_status(view: dict[str, Any], issues: list[str]) -> None:
+    table = Table("site", "host", "service", "programs", title=f"stack {view['stack']}")
+    for site, info in view["sites"].items():
+        for host, h in info["hosts"].items():
+            progs = ", ".join(f"{p} {'[green]' if s == 'running' else '[red]'}{s}[/]" for p, s in h["programs"].items())
+            table.add_row(f"{site} ({info['role']})", host, h["service"], progs if h["reachable"] else "[red]unreachable[/]")
+    for host, h in view["outside"].items():
+        progs = ", ".join(f"{p} {s}" for p, s in h["programs"].items())
+        table.add_row("outside", host, h["service"], progs if h["reachable"] else "[red]unreachable[/]")
+    out.print(table)
+    for site, info in view["sites"].items():
+        carriers = ", ".join(f"{c} {'up' if up else 'DOWN'}" for c, up in info["carriers"].items())
+        vip = info["vip"]
+        vip_text = f"VIP {vip['address']} on {vip['holder'] or '[red]nobody[/]'}" if vip else "no VIP"
+        out.print(f"[bold]{site}[/]: {vip_text}; carriers: {carriers}")
+    db = view["database"]
+    lags = ", ".join(f"{m['name']} {m['role']} lag {m['lag']}" for m in db["members"])
+    out.print(f"[bold]database[/]: leader {db['leader']}, sync standby {', '.join(db['sync_standby']) or 'none'} ({lags})")
+    etcd = view["consensus"]
+    out.print(f"[bold]etcd[/]: {len(etcd['members'])} members, leader {etcd['leader']}")
+    for issue in issues:
+        err.print(f"[bold red]problem:[/] {escape(issue)}", highlight=False)

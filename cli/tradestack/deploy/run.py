@@ -33,6 +33,13 @@ class DeployPlan:
                 "vars": s.extravars}
 
 
+def ansible_env() -> dict[str, str]:
+    """Ansible from this interpreter's environment, host keys checked, no colour or retry files."""
+    return {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DEPRECATION_WARNINGS": "False",
+            "ANSIBLE_PIPELINING": "True", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
+
+
 def runs_dir(stack: str) -> Path:
     return state_dir() / "stacks" / stack / "deploys"
 
@@ -54,11 +61,7 @@ def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, 
     spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
                         run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,
                                                                          **chosen.public},
-                        secret_vars=chosen.secret, limit=limit, tags=tags, check=check,
-                        env={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                             "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1",
-                             "ANSIBLE_DEPRECATION_WARNINGS": "False", "ANSIBLE_PIPELINING": "True",
-                             "ANSIBLE_RETRY_FILES_ENABLED": "False"})
+                        secret_vars=chosen.secret, limit=limit, tags=tags, check=check, env=ansible_env())
     return DeployPlan(stack_name, spec)
 
 

@@ -163,7 +163,7 @@ def delete_link(ns_name: str | None, ifname: str) -> None:
 
 
 def link_state(ns_name: str | None, ifname: str) -> dict[str, Any] | None:
-    """{"up": bool, "addresses": [...], "master": ifname|None}, or None when it does not exist."""
+    """{"up": bool (admin), "oper": "UP"|"DOWN"|..., "addresses": [...], "master": ifname|None}, or None."""
     if ns_name and not ns_exists(ns_name):
         return None
     with ipr(ns_name) as ns:
@@ -174,7 +174,8 @@ def link_state(ns_name: str | None, ifname: str) -> dict[str, Any] | None:
         master = link.get("master")
         master_name = ns.link("get", index=master)[0].get("ifname") if master else None
         addrs = sorted(f"{a.get('address')}/{a['prefixlen']}" for a in ns.addr("dump", index=idx))
-        return {"up": bool(link["flags"] & 1), "addresses": addrs, "master": master_name}
+        return {"up": bool(link["flags"] & 1), "oper": link.get_attr("IFLA_OPERSTATE"), "addresses": addrs,
+                "master": master_name}
 
 
 def create_veth(a: dict[str, Any], b: dict[str, Any]) -> None:

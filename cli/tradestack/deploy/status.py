@@ -1,0 +1,127 @@
+"""One view of a deployed stack: hosts and programs per site, VIP holders, Patroni leader and sync
+standby with lag, etcd members and leader, carriers. Collected by a read-only playbook."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..adapters.ansible import PlaybookSpec, run_playbook
+from ..lab import netlink
+from ..lab.stack import LabStack
+from ..topology import load_topology
+from . import run, variables
+
+
+def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    stack = LabStack(stack_name)
+    outputs = stack.outputs()
+    topology = load_topology(stack.topology_path())
+    files = stack.access_files()
+    results: dict[str, dict[str, Any]] = {}
+
+    def keep(event: dict[str, Any]) -> None:
+        data = event.get("event_data") or {}
+        if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+            results.setdefault(data.get("host", "?"), {})[data.get("task", "?")] = data.get("res") or {}
+            if event.get("event") == "runner_on_unreachable":
+                results[data.get("host", "?")]["unreachable"] = True
+
+    on_step("asking every host")
+    spec = PlaybookSpec(project_dir=run.PLAYBOOKS, playbook="status.yml", inventory=files.inventory,
+                        run_dir=run.runs_dir(stack_name).parent / "status",
+                        extravars={"tradestack_stack": stack_name,
+                                   **({"tradestack_supervisor": "supervisord"} if stack.is_lab else {})},
+                        env=run.ansible_env())
+    run_playbook(spec, keep)
+    inventory_hosts = _inventory_hosts(files.inventory)
+    vips = variables.site_vips(outputs["site_prefixes"], [s.name for s in topology.sites])
+    sites: dict[str, Any] = {}
+    for site in topology.sites:
+        hosts = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items()
+                 if hv.get("site") == site.name}
+        holders = [name for name, h in hosts.items() if vips[site.name] in h.get("addresses", [])]
+        carriers = {u.carrier: _uplink_up(stack_name, site.name, u.carrier) if stack.is_lab else None
+                    for u in site.uplinks}
+        sites[site.name] = {"role": site.role, "hosts": hosts, "carriers": carriers,
+                            "vip": {"address": vips[site.name], "holder": holders[0] if holders else None}
+                            if any(h["service"] == "gateway" for h in hosts.values()) else None}
+    outside = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items() if not hv.get("site")}
+    return {"stack": stack_name, "sites": sites, "outside": outside,
+            "database": _patroni(results), "consensus": _etcd(results, inventory_hosts)}
+
+
+def _inventory_hosts(path: Any) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    return yaml.safe_load(path.read_text())["all"]["hosts"]
+
+
+def _host(res: dict[str, Any], hostvars: dict[str, Any]) -> dict[str, Any]:
+    programs: dict[str, str] = {}
+    for line in (res.get("Supervised programs", {}).get("stdout") or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            programs[parts[0]] = parts[1].lower()
+    addresses = [line.split()[3].split("/")[0] for line in
+                 (res.get("Addresses on the site LAN (the VIP holder has two)", {}).get("stdout") or "").splitlines()
+                 if len(line.split()) > 3]
+    return {"service": hostvars.get("service"), "reachable": not res.get("unreachable"), "programs": programs,
+            "addresses": addresses}
+
+
+def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    for res in results.values():
+        cluster = res.get("Patroni's view of the cluster", {})
+        content = cluster.get("json") or (json.loads(cluster["content"]) if cluster.get("content") else None)
+        if content and content.get("members"):
+            members = [{"name": m["name"], "role": m["role"], "state": m.get("state"), "lag": m.get("lag"),
+                        "timeline": m.get("timeline")} for m in content["members"]]
+            leader = next((m["name"] for m in members if m["role"] == "leader"), None)
+            sync = [m["name"] for m in members if m["role"] == "sync_standby"]
+            return {"leader": leader, "sync_standby": sync, "members": members}
+    return {"leader": None, "sync_standby": [], "members": [], "error": "no Patroni node answered"}
+
+
+def _etcd(results: dict[str, dict[str, Any]], hosts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    by_address = {hv.get("lan_address"): name for name, hv in hosts.items()}
+    for res in results.values():
+        out = res.get("Etcd members and leader", {}).get("stdout")
+        if out:
+            statuses = json.loads(out)
+            leader_id = next((s["Status"]["leader"] for s in statuses), None)
+            members = []
+            for s in statuses:
+                address = s["Endpoint"].split("//")[1].split(":")[0]
+                members.append({"name": by_address.get(address, address), "endpoint": s["Endpoint"],
+                                "leader": s["Status"]["header"]["member_id"] == leader_id})
+            return {"members": members, "leader": next((m["name"] for m in members if m["leader"]), None)}
+    return {"members": [], "leader": None, "error": "no etcd member answered"}
+
+
+def _uplink_up(stack: str, site: str, carrier: str) -> bool | None:
+    state = netlink.link_state(f"{stack}-{site}-edge", f"c-{carrier}")
+    return None if state is None else state["up"] and state["oper"] == "UP"
+
+
+def problems(view: dict[str, Any]) -> list[str]:
+    """What is wrong in a status view, one line each (empty: healthy)."""
+    found: list[str] = []
+    for site, info in view["sites"].items():
+        for host, h in info["hosts"].items():
+            if not h["reachable"]:
+                found.append(f"{host} is unreachable")
+            found += [f"{host}: {p} is {s}" for p, s in h["programs"].items() if s != "running"]
+        if info["vip"] and not info["vip"]["holder"]:
+            found.append(f"{site}: nobody holds the VIP {info['vip']['address']}")
+        found += [f"{site}: carrier {c} is down" for c, up in info["carriers"].items() if up is False]
+    for host, h in view["outside"].items():
+        found += [f"{host}: {p} is {s}" for p, s in h["programs"].items() if s != "running"]
+    if not view["database"]["leader"]:
+        found.append("database: no Patroni leader")
+    elif len(view["database"]["members"]) > 1 and not view["database"]["sync_standby"]:
+        found.append("database: no synchronous standby")
+    if not view["consensus"]["leader"]:
+        found.append("etcd: no leader")
+    return found
