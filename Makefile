@@ -42,8 +42,10 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/tradestack topology validate $(TOPOLOGY)
-	$(BIN)/tradestack stack up --stack lab --topology $(TOPOLOGY)
 	$(BIN)/tradestack capacity check $(TOPOLOGY)
+	$(BIN)/tradestack stack up --stack lab --topology $(TOPOLOGY)
+	$(BIN)/tradestack deploy --stack lab
+	$(BIN)/tradestack status --stack lab
 
 test: setup
 	$(BIN)/pytest --junitxml=reports/junit.xml

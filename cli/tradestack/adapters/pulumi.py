@@ -218,6 +218,12 @@ class PulumiStack:
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
 
+    def set_secret(self, name: str, value: str) -> None:
+        try:
+            self._open(create=False).set_config(f"tradestack:{name}", auto.ConfigValue(value, secret=True))
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+
     def _call(self, op: Callable[[auto.Stack], Any], create: bool) -> Any:
         stack = self._open(create)
         try:

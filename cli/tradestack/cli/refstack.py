@@ -176,8 +176,9 @@ def load(ctx: typer.Context,
 @app.command()
 def reconcile(ctx: typer.Context,
               ledger: Path = typer.Option(Path("ledger.sqlite"), "--ledger", help="The load generator's ledger."),
-              dsn: str = typer.Option(..., "--dsn", help="System of record, e.g. 'host=127.0.0.1 port=5432 "
-                                                         "user=tradestack dbname=tradestack'."),
+              dsn: str = typer.Option(..., "--dsn", envvar="TRADESTACK_DSN",
+                                      help="System of record, e.g. 'host=127.0.0.1 port=5432 user=tradestack "
+                                           "dbname=tradestack' (or $TRADESTACK_DSN)."),
               venue: list[str] = typer.Option([], "--venue-admin", help="Venue admin URL (for duplicate checks)."),
               settle: float = typer.Option(15.0, min=0, help="Seconds to wait for orders still being routed."),
               json: bool = JsonOpt) -> None:

@@ -109,6 +109,10 @@ class LabStack:
         """Deploy secrets kept encrypted in the stack's configuration, generated on first use."""
         return self._pulumi.secrets(names, lambda: secrets.token_urlsafe(24))
 
+    def set_secret(self, name: str, value: str) -> None:
+        """Set (or rotate) one deploy secret; the next deploy uses it."""
+        self._pulumi.set_secret(name, value)
+
     def access_files(self) -> AccessFiles:
         """The inventory, key and known_hosts written by `up` (rewritten if missing)."""
         d = access_dir(self.name, self.home)

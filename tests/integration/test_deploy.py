@@ -1,0 +1,224 @@
+"""The trading stack deployed onto the shared lab stack with Ansible, then broken: idempotent deploys,
+orders through every site's VIP over every carrier, database failover and VIP moves measured, secrets
+kept out of every artifact and output. Destructive tests come last and restore what they break."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradestack.cli.app import app
+from tradestack.deploy import run
+from tradestack.lab import netlink
+
+pytestmark = pytest.mark.integration
+
+PLANTED = "planted-Secret-7f3e9c1d5b2a"  # the app database password, planted to be searched for
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def deployed(lab):
+    stack = lab["stack"]
+    stack.set_secret("dbAppPassword", PLANTED)
+    first = run.apply(run.plan(stack.name))
+    assert first.ok, [vars(f) for f in first.failures]
+    return {"stack": stack, "first": first, "inventory": _inventory(stack)}
+
+
+def _inventory(stack) -> dict:
+    import yaml
+
+    return yaml.safe_load(stack.access_files().inventory.read_text())["all"]["hosts"]
+
+
+def _in(ns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def _http(ns: str, method: str, url: str, body: dict | None = None) -> tuple[int, dict | None]:
+    argv = ["curl", "-s", "-m", "5", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method, url]
+    if body is not None:
+        argv += ["-H", "content-type: application/json", "-d", json.dumps(body)]
+    done = _in(ns, *argv)
+    try:
+        return int(done.stdout or 0), json.loads(done.stderr) if done.stderr.strip() else None
+    except ValueError:
+        return int(done.stdout or 0), None
+
+
+def _vips(inventory: dict) -> dict[str, str]:
+    sites = {hv["site"]: hv["site_prefix"] for hv in inventory.values() if hv.get("service") == "gateway"}
+    return {site: prefix.rsplit(".", 1)[0] + ".5" for site, prefix in sites.items()}
+
+
+def test_a_second_deploy_changes_nothing_and_check_mode_agrees(deployed):
+    again = run.apply(run.plan(deployed["stack"].name))
+    assert again.ok and again.changed == 0, {h: vars(s) for h, s in again.hosts.items() if s.changed}
+    check = run.apply(run.plan(deployed["stack"].name, check=True))
+    assert check.ok and check.changed == 0, {h: vars(s) for h, s in check.hosts.items() if s.changed}
+
+
+def test_orders_through_each_site_vip_over_each_carrier_are_acknowledged_and_routed(deployed, lab):
+    stack = deployed["stack"]
+    clients = f"{stack.name}-clients"
+    topology_sites = {"sz1": ["ct", "cu"], "hk1": ["ct", "cm"]}
+    for site, vip in _vips(deployed["inventory"]).items():
+        for carrier in topology_sites[site]:
+            others = [c for c in topology_sites[site] if c != carrier]
+            for other in others:  # only this carrier reaches the site now
+                netlink.set_link_up(f"{stack.name}-{site}-edge", f"c-{other}", False)
+            try:
+                cid = f"vip-{site}-{carrier}"
+                code, order = _wait_for_order(clients, vip, cid)
+                assert code == 201, (site, carrier, code, order)
+                routed = _wait(lambda: _http(clients, "GET", f"http://{vip}:8080/v1/orders/{order['id']}")[1],
+                               lambda o: o and o["state"] == "filled")
+                assert routed["venue"] == "overnight-ats"
+                code, assets = _http(clients, "GET", f"http://{vip}:8080/v1/accounts/acct-00001/assets")
+                assert code == 200 and assets["stale"] is False
+            finally:
+                for other in others:
+                    netlink.set_link_up(f"{stack.name}-{site}-edge", f"c-{other}", True)
+
+
+def _wait_for_order(clients: str, vip: str, cid: str, timeout: float = 30) -> tuple[int, dict | None]:
+    body = {"account": "acct-00001", "client_order_id": cid, "symbol": "AAPL", "side": "buy", "qty": 1,
+            "session": "overnight"}
+    deadline = time.monotonic() + timeout
+    while True:  # BGP needs a moment to move the path to the remaining carrier
+        code, order = _http(clients, "POST", f"http://{vip}:8080/v1/orders", body)
+        if code in (200, 201) or time.monotonic() > deadline:
+            return (201 if code in (200, 201) else code), order
+        time.sleep(0.5)
+
+
+def _wait(fetch, accept, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    value = fetch()
+    while not accept(value):
+        assert time.monotonic() < deadline, value
+        time.sleep(0.2)
+        value = fetch()
+    return value
+
+
+def test_status_shows_leader_sync_standby_vips_and_etcd(deployed):
+    r = CliRunner().invoke(app, ["status", "--stack", deployed["stack"].name, "--json"])
+    assert r.exit_code == 0, r.output
+    view = json.loads(r.stdout)
+    assert view["ok"] and view["database"]["leader"].endswith("sz1-orderdb-1")
+    assert view["database"]["sync_standby"] == [view["database"]["leader"].replace("sz1", "hk1")]
+    assert all(info["vip"]["holder"] for info in view["sites"].values() if info["vip"])
+    assert len(view["consensus"]["members"]) == 3 and view["consensus"]["leader"]
+
+
+def test_the_planted_secret_is_in_no_artifact_and_no_output(deployed):
+    r = CliRunner().invoke(app, ["deploy", "--stack", deployed["stack"].name, "--json"])
+    assert r.exit_code == 0, r.output
+    assert PLANTED not in r.output
+    runs = run.runs_dir(deployed["stack"].name)
+    leaks = subprocess.run(["grep", "-rl", PLANTED, str(runs), str(runs.parent / "status")],
+                           capture_output=True, text=True)
+    assert leaks.stdout == "", leaks.stdout
+    assert len(list(runs.iterdir())) >= 3  # artifacts are kept, per run
+
+
+def test_an_unreachable_host_gives_one_clear_block_not_a_traceback(deployed):
+    stack = deployed["stack"]
+    victim = f"{stack.name}-wit-consensus-1"
+    netlink.set_link_up(victim, "mgmt0", False)
+    try:
+        r = CliRunner().invoke(app, ["deploy", "--stack", stack.name, "--limit", victim])
+    finally:
+        netlink.set_link_up(victim, "mgmt0", True)
+    assert r.exit_code == 1
+    assert f"unreachable: {victim}" in r.output and "Traceback" not in r.output
+
+
+def _kill_host(host: str) -> None:
+    """A host dies: every process in its namespace, and its LAN port (a dead host answers no ARP)."""
+    netlink.kill_namespace_processes(host, signal.SIGKILL)
+    netlink.set_link_up(host, "lan0", False)
+
+
+def _restore(deployed, host: str) -> None:
+    """The host comes back: LAN port up, the lab stack repairs its sshd and route, a limited deploy its programs."""
+    stack = deployed["stack"]
+    netlink.set_link_up(host, "lan0", True)
+    stack.refresh()
+    stack.up()
+    result = run.apply(run.plan(stack.name, limit=host))
+    assert result.ok, [vars(f) for f in result.failures]
+
+
+def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no_order(deployed, tmp_path):
+    stack = deployed["stack"]
+    name = stack.name
+    leader, standby = f"{name}-sz1-orderdb-1", f"{name}-hk1-orderdb-1"
+    inventory = deployed["inventory"]
+    standby_ip = inventory[standby]["lan_address"]
+    probe = f"{name}-sz1-router-1"
+    vips = _vips(inventory)
+    ledger = Path("/var/lib/tradestack") / f"{name}-failover-ledger.sqlite"
+    ledger.unlink(missing_ok=True)
+    load = subprocess.Popen(["ip", "netns", "exec", f"{name}-clients", str(VENV_BIN / "tradestack"), "refstack", "load",
+                             "-e", f"http://{vips['sz1']}:8080", "-e", f"http://{vips['hk1']}:8080",
+                             "--rate", "40", "--duration", "35", "--sessions", "8", "--overnight", "0.5",
+                             "--ledger", str(ledger), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(5)
+        killed = time.monotonic()
+        _kill_host(leader)
+        while _in(probe, "curl", "-s", "-m", "1", "-o", "/dev/null", "-w", "%{http_code}",
+                  f"http://{standby_ip}:8008/primary").stdout != "200":
+            assert time.monotonic() - killed < 60, "the standby was not promoted within 60 s"
+            time.sleep(0.2)
+        promoted = time.monotonic() - killed
+        out, errors = load.communicate(timeout=120)
+    finally:
+        if load.poll() is None:
+            load.kill()
+    print(f"\nno writable leader for {promoted:.1f} s after the leader host was killed; load: {out.strip()[:400]}")
+    assert load.returncode == 0, errors[-2000:]
+    secrets = stack.secrets(["dbAppPassword"])
+    reconciliation = subprocess.run(
+        ["ip", "netns", "exec", probe, str(VENV_BIN / "tradestack"), "refstack", "reconcile", "--ledger", str(ledger),
+         "--venue-admin", "http://198.19.16.1:9101", "--venue-admin", "http://198.19.17.1:9101", "--settle", "60",
+         "--json"], capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TRADESTACK_DSN": f"host=127.0.0.1 port=5433 user=tradestack "
+                                                        f"password={secrets['dbAppPassword']} dbname=tradestack"})
+    report = json.loads(reconciliation.stdout)
+    assert reconciliation.returncode == 0, report
+    assert report["acked_missing"]["count"] == 0 and report["duplicates"]["database"] == 0
+    _restore(deployed, leader)
+    view = _wait(lambda: json.loads(CliRunner().invoke(app, ["status", "--stack", name, "--json"]).stdout),
+                 lambda v: v["database"]["sync_standby"] == [leader], timeout=60)
+    assert view["database"]["leader"] == standby  # the old leader rejoined as the synchronous standby
+
+
+def test_killing_the_vrrp_master_moves_the_vip_within_seconds(deployed):
+    stack = deployed["stack"]
+    name = stack.name
+    vip = _vips(deployed["inventory"])["sz1"]
+    gateways = [f"{name}-sz1-gateway-{i}" for i in (1, 2, 3)]
+    holder = next(g for g in gateways if vip in _in(g, "ip", "-4", "-o", "addr", "show", "lan0").stdout)
+    killed = time.monotonic()
+    _kill_host(holder)
+    while not any(vip in _in(g, "ip", "-4", "-o", "addr", "show", "lan0").stdout for g in gateways if g != holder):
+        assert time.monotonic() - killed < 30, "the VIP did not move within 30 s"
+        time.sleep(0.1)
+    moved = time.monotonic() - killed
+    code, _ = _wait_for_order(f"{name}-clients", vip, "after-vip-move")
+    served = time.monotonic() - killed
+    print(f"\nVIP {vip} moved {moved:.1f} s after its holder died; orders accepted again after {served:.1f} s")
+    assert code == 201
+    _restore(deployed, holder)
