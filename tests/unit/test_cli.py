@@ -164,3 +164,9 @@ def test_refstack_reconcile_without_a_ledger_is_bad_input_with_json(tmp_path):
 def test_refstack_help_has_an_example(command):
     r = run("refstack", command, "--help")
     assert r.exit_code == 0 and "Example:" in r.output
+
+
+@pytest.mark.parametrize("command", [["deploy"], ["status"]])
+def test_deploy_and_status_help_explain_with_an_example(command):
+    r = run(*command, "--help")
+    assert r.exit_code == 0 and "Example:" in r.output and "--stack" in r.output
