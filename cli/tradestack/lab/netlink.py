@@ -121,13 +121,22 @@ def namespace_pids(name: str) -> list[int]:
 
 
 def kill_namespace_processes(name: str, sig: int = signal.SIGKILL) -> list[int]:
-    pids = namespace_pids(name)
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    return pids
+    """Signal every process in the namespace. With SIGKILL, repeat until none is left: a supervisor
+    killed a moment after one of its children may have started a replacement in between."""
+    killed: list[int] = []
+    for _ in range(50 if sig == signal.SIGKILL else 1):
+        pids = namespace_pids(name)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        killed += pids
+        if sig == signal.SIGKILL:
+            time.sleep(0.02)
+    return killed
 
 
 def run_in(ns: str | None, argv: list[str], check: bool = True, timeout: float = 30,

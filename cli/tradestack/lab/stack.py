@@ -38,6 +38,11 @@ def access_dir(stack: str, home: Path | None = None) -> Path:
     return (home or state_dir()) / "stacks" / stack
 
 
+# Where deploys keep host state and virtual environments (playbooks: tradestack_base, tradestack_venv).
+HOST_STATE = Path("/var/lib/tradestack")
+HOST_VENVS = Path("/opt/tradestack")
+
+
 class LabStack:
     """The lab for one stack name. `topology` is only needed to create the stack or change it."""
 
@@ -93,6 +98,9 @@ class LabStack:
         require_net_admin()
         result = self._pulumi.destroy(on_event)
         shutil.rmtree(workdir(self.name, self.home), ignore_errors=True)
+        # the lab's hosts share this machine's disk: what a deploy left on them goes with them
+        for path in [*HOST_STATE.glob(f"{self.name}-*"), HOST_VENVS / self.name]:
+            shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(access_dir(self.name, self.home), ignore_errors=True)
         return result
 
