@@ -18,7 +18,8 @@ from tradestack.cli.app import app
 from tradestack.deploy import run
 from tradestack.lab import netlink
 
-pytestmark = pytest.mark.integration
+# deploying from nothing (wheelhouse, virtualenv, bootstrap) and failovers take minutes on 2 cores
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 PLANTED = "planted-Secret-7f3e9c1d5b2a"  # the app database password, planted to be searched for
 VENV_BIN = Path(sys.executable).parent

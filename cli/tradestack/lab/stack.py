@@ -100,7 +100,10 @@ class LabStack:
         shutil.rmtree(workdir(self.name, self.home), ignore_errors=True)
         # the lab's hosts share this machine's disk: what a deploy left on them goes with them
         for path in [*HOST_STATE.glob(f"{self.name}-*"), HOST_VENVS / self.name]:
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         shutil.rmtree(access_dir(self.name, self.home), ignore_errors=True)
         return result
 
