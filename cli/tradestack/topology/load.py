@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import Problem, TopologyError
+from ..errors import TopologyError
 from ..yamlsource import YamlDocument, load_yaml, parse_yaml, validate_model
 from .model import Topology
 
