@@ -123,7 +123,10 @@ LIVE = {"account": "acct-00001", "cash": "1000.0000", "positions": [], "as_of": 
     (503, {"error": "database unavailable", "last_known": {**LIVE, "stale": False}}, "bad"),
     (503, {"error": "database unavailable"}, "unavailable"),
     (429, {"error": "too many requests"}, "unavailable"),
-    (500, {"detail": "boom"}, "bad"),
+    (500, {"detail": "boom"}, "bad"),                         # the gateway failed instead of saying 503
+    (502, None, "unavailable"),                               # the proxy lost the gateway: an error, no data
+    (504, None, "unavailable"),
+    (404, {"error": "no such account"}, "bad"),               # a real account shown as missing
 ])
 def test_a_balance_view_is_judged_as_a_client_would_see_it(status, body, verdict):
     assert judge_assets("c1", "acct-00001", "http://gw", status, body).verdict == verdict

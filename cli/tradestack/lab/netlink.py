@@ -171,6 +171,15 @@ def delete_link(ns_name: str | None, ifname: str) -> None:
             ns.link("del", index=idx)
 
 
+def interfaces_up(ns_name: str | None) -> dict[str, bool]:
+    """Every interface of a namespace: is it administratively and operationally up? (empty: no namespace)"""
+    if ns_name and not ns_exists(ns_name):
+        return {}
+    with ipr(ns_name) as ns:
+        return {link.get_attr("IFLA_IFNAME"): bool(link["flags"] & 1) and link.get_attr("IFLA_OPERSTATE") == "UP"
+                for link in ns.get_links()}
+
+
 def link_state(ns_name: str | None, ifname: str) -> dict[str, Any] | None:
     """{"up": bool (admin), "oper": "UP"|"DOWN"|..., "addresses": [...], "master": ifname|None}, or None."""
     if ns_name and not ns_exists(ns_name):

@@ -132,6 +132,11 @@ class LabStack:
             return self.write_access_files()
         return files
 
+    @property
+    def daemons_dir(self) -> Path:
+        """Where this stack's BIRD and sshd keep config, sockets and logs (one folder per namespace)."""
+        return workdir(self.name, self.home)
+
     def leftovers(self) -> list[str]:
         """Namespaces with this stack's prefix that exist now (after destroy: should be none)."""
         return netlink.list_namespaces(f"{self.name}-")

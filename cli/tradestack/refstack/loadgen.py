@@ -249,9 +249,9 @@ def judge_assets(client_id: str, account: str, endpoint: str, status: int, body:
                 return view("bad", detail="503 with a last value not marked stale")
             return view("stale", str(last.get("cash")), len(last.get("positions") or []), True)
         return view("unavailable", detail="503")
-    if status == 429:
-        return view("unavailable", detail="429")
-    return view("bad", detail=f"unexpected status {status}")
+    if status in (429, 502, 504):  # throttled, or a proxy that could not reach a gateway: honest, no data
+        return view("unavailable", detail=str(status))
+    return view("bad", detail=f"unexpected status {status}")  # a 500 is the gateway failing instead of a 503
 
 
 async def run_load(plan: LoadPlan, ledger_path: Path,
