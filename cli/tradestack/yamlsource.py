@@ -135,12 +135,29 @@ def validate_model(model: type[M], doc: YamlDocument,
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        problems = [doc.problem(err["loc"], _message(err), at_key=err["type"] in _AT_KEY)
+        problems = [doc.problem(_in_data(doc.data, err["loc"]), _message(err), at_key=err["type"] in _AT_KEY)
                     for err in exc.errors(include_url=False)]
         raise error_type(problems, source=doc.path) from None
 
 
 _AT_KEY = {"extra_forbidden", "missing"}
+
+
+def _in_data(data: Any, loc: Sequence[str | int]) -> PathKey:
+    """pydantic's error path without the parts that are not in the document: the tag a discriminated
+    union inserts (faults[0].link-down.duration_s is faults[0].duration_s in the file)."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        elif isinstance(data, dict) and i + 1 < len(loc) and isinstance(part, str):
+            continue  # a union tag: the next part names the field
+        out.append(part)
+        if not isinstance(data, (dict, list)):
+            data = None
+    return tuple(out)
 
 
 def _message(err: Any) -> str:

@@ -230,17 +230,22 @@ class Lab:
         netlink.set_link_up(host, "lan0", False)
 
     def revive(self, host: str, on_step: Any = lambda s: None) -> None:
-        """A crashed host comes back: LAN port up, the lab stack repairs its sshd and route, a deploy limited
-        to it restarts its programs."""
-        netlink.set_link_up(host, "lan0", True)
-        on_step(f"repairing {host} (lab stack)")
+        """A crashed host comes back: see revive_many."""
+        self.revive_many([host], on_step)
+
+    def revive_many(self, hosts: list[str], on_step: Any = lambda s: None) -> None:
+        """Crashed hosts come back: LAN ports up, the lab stack repairs their sshd and routes, one deploy
+        limited to them restarts their programs."""
+        for host in hosts:
+            netlink.set_link_up(host, "lan0", True)
+        on_step(f"repairing {len(hosts)} host(s) (lab stack)")
         self.stack.refresh()
         self.stack.up()
-        on_step(f"redeploying {host}")
-        result = deploy_run.apply(deploy_run.plan(self.name, limit=host))
+        on_step(f"redeploying {', '.join(hosts)}")
+        result = deploy_run.apply(deploy_run.plan(self.name, limit=",".join(hosts)))
         if not result.ok:
-            raise LabActionError(f"redeploying {host} failed: " + "; ".join(f"{f.task}: {f.message}"
-                                                                         for f in result.failures[:3]))
+            raise LabActionError("redeploying failed: " + "; ".join(f"{f.host}: {f.task}: {f.message}"
+                                                                  for f in result.failures[:3]))
 
     def freeze(self, host: str, frozen: bool) -> list[int]:
         """SIGSTOP (or SIGCONT) every process of a host."""

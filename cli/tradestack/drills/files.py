@@ -1,0 +1,39 @@
+"""Drill files: read and validate them (file:line on every problem); the built-in catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from ..yamlsource import load_yaml, validate_model
+from .model import Drill
+
+CATALOGUE = Path(__file__).resolve().parent / "catalogue"
+
+
+class DrillFileError(InputError):
+    """A drill file is unreadable or invalid."""
+
+
+def load_drill(path: Path) -> Drill:
+    doc = load_yaml(path, DrillFileError)
+    if not isinstance(doc.data, dict):
+        raise DrillFileError([doc.problem((), "a drill file must be a mapping (name:, faults:, ...)")],
+                             source=path)
+    return validate_model(Drill, doc, DrillFileError)
+
+
+def catalogue() -> dict[str, Path]:
+    """Built-in drill name -> file."""
+    return {p.stem: p for p in sorted(CATALOGUE.glob("*.yaml"))}
+
+
+def resolve(name_or_file: str) -> Drill:
+    """A catalogue drill by name, or a drill file by path."""
+    path = Path(name_or_file)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_drill(path)
+    known = catalogue()
+    if name_or_file not in known:
+        raise InputError(f"no drill {name_or_file!r}: give a drill file, or one of {', '.join(known)}")
+    return load_drill(known[name_or_file])

@@ -1,0 +1,236 @@
+"""Drills without a lab: drill files, figures (golden values), verdicts, reports, history, CLI edges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradestack.cli.app import app
+from tradestack.drills import engine, figures, files, history, model, report
+from tradestack.drills.figures import ClientOrder, Sample, Window
+from tradestack.errors import InputError
+
+pytestmark = pytest.mark.unit
+
+
+# -- drill files ------------------------------------------------------------------------------------
+def test_every_catalogue_drill_validates_and_the_catalogue_has_the_ten_named_drills():
+    names = set(files.catalogue())
+    assert names == {"carrier-outage", "facility-power-flash", "site-power-loss", "db-primary-crash",
+                     "gateway-host-crash", "gray-host-freeze", "carrier-blackhole", "site-partition",
+                     "upstream-outage", "load-spike"}
+    for name in names:
+        drill = files.resolve(name)
+        assert drill.name == name and drill.faults
+
+
+def test_a_bad_drill_file_names_file_line_and_field(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: broken\ndescription: x\nfaults:\n  - kind: link-down\n    group: carrier:ct\n"
+                    "    duration_s: -3\n  - kind: meteor\nexpect:\n  max_recovery_s: fast\n")
+    with pytest.raises(files.DrillFileError) as caught:
+        files.load_drill(path)
+    text = str(caught.value)
+    assert f"{path}:6:17: faults[0].duration_s: Input should be greater than or equal to 0" in text
+    assert f"{path}:7:" in text and "meteor" in text
+    assert f"{path}:9:19: expect.max_recovery_s" in text
+
+
+def test_an_unknown_drill_name_lists_the_catalogue():
+    with pytest.raises(InputError, match="no drill 'nope': give a drill file, or one of carrier-blackhole"):
+        files.resolve("nope")
+
+
+def test_unknown_fields_are_errors_not_ignored(tmp_path: Path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: t\ndescription: x\nfaults: [{kind: link-down, group: carrier:ct, duraton_s: 3}]\n")
+    with pytest.raises(files.DrillFileError, match=r"typo.yaml:3:\d+: faults\[0\].duraton_s: unknown field"):
+        files.load_drill(path)
+
+
+def test_fault_window_runs_from_first_injection_to_last_restore():
+    drill = model.Drill(name="d", description="x", faults=[
+        model.LinkDown(kind="link-down", group="carrier:ct", at_s=0, duration_s=10),
+        model.HostFreeze(kind="host-freeze", host="sz1-gateway-2", at_s=5, duration_s=12)])
+    assert drill.fault_window_s == 17
+
+
+# -- figures (hand-computed) ------------------------------------------------------------------------
+def _order(sent: float, latency_ms: float = 10, outcome: str = "acked", attempts: int = 1,
+           endpoint: str = "http://a") -> ClientOrder:
+    return ClientOrder(sent, latency_ms, outcome, attempts, endpoint)
+
+
+def test_recovery_is_when_the_last_unclean_order_after_injection_was_answered():
+    orders = [_order(100.0), _order(101.0), _order(102.0, latency_ms=3000),  # answered at 105.0
+              _order(103.0, outcome="unknown", attempts=3, latency_ms=1500),  # answered at 104.5
+              _order(106.0), _order(110.0), _order(119.0)]
+    assert figures.recovery(orders, injected=101.5, ended=120.0) == pytest.approx(3.5)
+
+
+def test_recovery_is_zero_when_clients_never_noticed_and_none_when_service_never_came_back():
+    assert figures.recovery([_order(100.0), _order(105.0)], injected=101.0, ended=120.0) == 0.0
+    never = [_order(100.0), _order(102.0, outcome="unknown", attempts=4, latency_ms=500)]
+    assert figures.recovery(never, injected=101.0, ended=120.0) is None  # no clean order afterwards
+    late = [_order(100.0), _order(118.0, outcome="unknown", latency_ms=100), _order(119.0)]
+    assert figures.recovery(late, injected=101.0, ended=120.0) is None  # not sustained before the end
+
+
+def test_a_retried_order_is_not_clean_even_if_acked():
+    assert not _order(1.0, attempts=2).clean and not _order(1.0, latency_ms=1001).clean and _order(1.0).clean
+
+
+def _sample(t: float, leader: str | None = "db1", vip: str | None = "g1", breakers: int = 0,
+            routing: int = 0) -> Sample:
+    return Sample(t, leader, {"sz1": vip}, breakers, routing)
+
+
+def test_detection_no_leader_time_and_vip_moves_from_samples():
+    samples = [_sample(0.0), _sample(0.5), _sample(1.0), _sample(1.5, leader=None, vip=None),
+               _sample(2.0, leader=None, vip="g2"), _sample(2.5, leader="db2", vip="g2"), _sample(3.0, leader="db2")]
+    assert figures.detection(samples, injected=1.2) == pytest.approx(0.3)
+    assert figures.no_leader(samples) == pytest.approx(1.0)
+    assert figures.vip_moves(samples, injected=1.2) == {"sz1": pytest.approx(0.8)}
+
+
+def test_nothing_changed_means_no_detection():
+    samples = [_sample(0.0), _sample(1.0), _sample(2.0)]
+    assert figures.detection(samples, injected=0.5) is None
+
+
+def test_compute_splits_latency_by_phase_and_counts_errors():
+    orders = [_order(1.0, 10), _order(2.0, 20), _order(5.0, 900), _order(6.0, 50, "unknown", 2),
+              _order(9.0, 30, endpoint="http://b")]
+    f = figures.compute(orders, [], Window(injected=4.0, restored=8.0, ended=10.0))
+    assert f.orders == 5 and f.client_errors == 1 and f.error_rate == pytest.approx(0.2)
+    assert f.latency_p99_ms == {"before": 20, "during": 900, "after": 30}
+    assert f.served_by == {"http://a": 3, "http://b": 1}
+
+
+def test_percentile_is_nearest_rank():
+    assert figures.percentile([float(v) for v in range(1, 101)], 0.99) == 99.0
+    assert figures.percentile([5.0], 0.99) == 5.0 and figures.percentile([], 0.5) is None
+
+
+def test_timeline_bins_by_send_time():
+    orders = [_order(10.1), _order(10.2), _order(10.7, outcome="refused", attempts=2)]
+    assert figures.timeline(orders, start=10.0) == [{"t": 0.0, "acked": 2, "errors": 0, "p99_ms": 10},
+                                                     {"t": 0.5, "acked": 0, "errors": 1, "p99_ms": None}]
+
+
+# -- verdicts -----------------------------------------------------------------------------------------
+def _reconciliation(lost: int = 0, dupes: int = 0, bad: int = 0, silent: int = 0) -> dict:
+    def cut(n: int) -> dict:
+        return {"count": n, "sample": []}
+    return {"ok": not (lost or dupes or bad or silent), "acked_missing": cut(lost), "acked_id_mismatch": cut(0),
+            "duplicates": {"database": dupes, "venues": cut(0)}, "bad_balances_seen": cut(bad),
+            "wrong_balances": cut(0), "unsettled": cut(0), "silently_ended": cut(silent),
+            "not_placed_but_present": cut(0)}
+
+
+def _drill(**expect) -> model.Drill:
+    return model.Drill(name="d", description="x", faults=[model.LinkDown(kind="link-down", group="carrier:ct")],
+                       expect=model.Expectations(**expect))
+
+
+def test_an_unmeetable_recovery_bound_fails_the_verdict():
+    figs = figures.Figures(recovery_s=2.5)
+    checks = engine.verdict_checks(_drill(max_recovery_s=0.001), figs, _reconciliation(), engine.Journal())
+    failed = [c for c in checks if not c["ok"]]
+    assert [c["check"] for c in failed] == ["recovery time (s)"] and failed[0]["actual"] == 2.5
+
+
+def test_lost_orders_silent_cancels_and_failed_restores_each_fail_their_check():
+    journal = engine.Journal()
+    with journal.step("restore: carrier ct"):
+        raise RuntimeError("nft said no")
+    checks = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(lost=2, silent=1), journal)
+    failed = {c["check"]: c["actual"] for c in checks if not c["ok"]}
+    assert failed == {"every step and restore succeeded": ["restore: carrier ct"], "acknowledged orders lost": 2,
+                      "every order accounted for (none pending, none ended without a reason)": 1}
+    assert journal.steps[0].detail == "RuntimeError: nft said no"
+
+
+def test_no_reconciliation_is_a_failed_check_not_a_pass():
+    checks = engine.verdict_checks(_drill(), figures.Figures(), None, engine.Journal())
+    assert {"check": "reconciliation ran", "expected": "yes", "actual": "no", "ok": False} in checks
+
+
+def test_only_a_lab_may_be_drilled_without_yes_and_a_stack_setting():
+    engine.authorize(is_lab=True, yes=False, drills_allowed=False)
+    with pytest.raises(engine.DrillRefused, match="does not allow drills"):
+        engine.authorize(is_lab=False, yes=True, drills_allowed=False)
+    with pytest.raises(engine.DrillRefused, match="--yes"):
+        engine.authorize(is_lab=False, yes=False, drills_allowed=True)
+    engine.authorize(is_lab=False, yes=True, drills_allowed=True)
+
+
+def test_two_reconciliations_add_up():
+    merged = engine._merge(_reconciliation(lost=1), _reconciliation(lost=2, dupes=1))
+    assert merged["acked_missing"]["count"] == 3 and merged["duplicates"]["database"] == 1 and not merged["ok"]
+
+
+# -- reports and history ----------------------------------------------------------------------------
+def _document(verdict: str = "pass") -> dict:
+    return {"run": "20260101T000000Z-carrier-outage", "drill": "carrier-outage", "stack": "lab",
+            "description": "carrier <ct> fails", "verdict": verdict,
+            "checks": [{"check": "acknowledged orders lost", "expected": "<= 0", "actual": 0, "ok": True}],
+            "figures": {"recovery_s": 1.2}, "reconciliation": _reconciliation(), "started": 1000.0,
+            "ended": 1060.0, "plan": {"steps": ["preflight", "inject"]}, "marks": {"load_started": 0.5,
+                                                                                  "injected": 5.5, "restored": 20.5},
+            "journal": [{"name": "inject", "started": 1005.5, "ended": 1005.6, "ok": True, "detail": "x"}],
+            "timeline": [{"t": 0.0, "acked": 10, "errors": 0, "p99_ms": 12.0},
+                         {"t": 5.0, "acked": 3, "errors": 4, "p99_ms": 900.0}],
+            "samples": [{"t": 1.0, "leader": "db1", "vip_holders": {"sz1": "g1"}},
+                        {"t": 6.0, "leader": "db2", "vip_holders": {"sz1": "g1"}}],
+            "interrupted": None, "aborted": None}
+
+
+def test_the_html_report_is_self_contained_escaped_and_has_the_plot(tmp_path: Path):
+    paths = report.write(_document(), tmp_path)
+    page = paths["html"].read_text()
+    assert 'id="verdict">PASS<' in page and "carrier &lt;ct&gt; fails" in page
+    assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(paths["json"].read_text())["run"] == "20260101T000000Z-carrier-outage"
+    assert report._failovers(_document()) == [(6.0, "database leader: db2")]
+
+
+def test_history_keeps_runs_newest_first_and_reports_unknown_runs_clearly():
+    older, newer = _document("fail"), {**_document(), "run": "20260102T000000Z-carrier-outage", "started": 2000.0}
+    history.record(older)
+    history.record(newer)
+    rows = history.runs("lab")
+    assert [r.run for r in rows] == [newer["run"], older["run"]] and rows[1].verdict == "fail"
+    assert rows[0].recovery_s == 1.2 and rows[0].acked_lost == 0
+    assert history.load("lab", older["run"])["verdict"] == "fail"
+    with pytest.raises(InputError, match="no drill run 'x' on stack 'lab'"):
+        history.load("lab", "x")
+
+
+def test_drill_cli_list_history_and_report(tmp_path: Path):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["drill", "list", "--json"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 10
+    history.record(_document())
+    shown = runner.invoke(app, ["drill", "history", "--stack", "lab", "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["runs"][0]["verdict"] == "pass"
+    rebuilt = runner.invoke(app, ["drill", "report", _document()["run"], "--stack", "lab", "--out", str(tmp_path)])
+    assert rebuilt.exit_code == 0 and (tmp_path / "report.html").exists()
+    missing = runner.invoke(app, ["drill", "report", "nope", "--stack", "lab"])
+    assert missing.exit_code == 2 and "no drill run 'nope'" in missing.output
+
+
+def test_drill_run_help_explains_restore_and_exit_codes():
+    r = CliRunner().invoke(app, ["drill", "run", "--help"])
+    assert r.exit_code == 0 and "Restore always runs" in r.output and "130" in r.output and "Example" in r.output
+
+
+def test_a_bad_drill_file_is_exit_2_with_its_line(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\n")
+    r = CliRunner().invoke(app, ["drill", "run", str(path), "--dry-run"])
+    assert r.exit_code == 2 and f"{path}:1:1" in r.output and "Traceback" not in r.output
