@@ -49,3 +49,21 @@ def lab(lab_home: Path):
         stack.destroy()
         mp.undo()
         shutil.rmtree(lab_home, ignore_errors=True)
+
+
+PLANTED = "planted-Secret-7f3e9c1d5b2a"  # the app database password, planted to be searched for
+
+
+@pytest.fixture(scope="session")
+def deployed(lab):
+    """The trading stack deployed once onto the session's lab (deploy and drill tests share it)."""
+    import yaml
+
+    from tradestack.deploy import run
+
+    stack = lab["stack"]
+    stack.set_secret("dbAppPassword", PLANTED)
+    first = run.apply(run.plan(stack.name))
+    assert first.ok, [vars(f) for f in first.failures]
+    inventory = yaml.safe_load(stack.access_files().inventory.read_text())["all"]["hosts"]
+    return {"stack": stack, "first": first, "inventory": inventory}

@@ -18,26 +18,12 @@ from tradestack.deploy import run
 from tradestack.drills.lab import Lab
 from tradestack.lab import netlink, routing
 
+from .conftest import PLANTED
+
 # deploying from nothing (wheelhouse, virtualenv, bootstrap) and failovers take minutes on 2 cores
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
-PLANTED = "planted-Secret-7f3e9c1d5b2a"  # the app database password, planted to be searched for
 VENV_BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def deployed(lab):
-    stack = lab["stack"]
-    stack.set_secret("dbAppPassword", PLANTED)
-    first = run.apply(run.plan(stack.name))
-    assert first.ok, [vars(f) for f in first.failures]
-    return {"stack": stack, "first": first, "inventory": _inventory(stack)}
-
-
-def _inventory(stack) -> dict:
-    import yaml
-
-    return yaml.safe_load(stack.access_files().inventory.read_text())["all"]["hosts"]
 
 
 def _in(ns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

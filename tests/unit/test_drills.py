@@ -234,3 +234,27 @@ def test_a_bad_drill_file_is_exit_2_with_its_line(tmp_path: Path):
     path.write_text("name: x\n")
     r = CliRunner().invoke(app, ["drill", "run", str(path), "--dry-run"])
     assert r.exit_code == 2 and f"{path}:1:1" in r.output and "Traceback" not in r.output
+
+
+# -- measured capacity (judging one run) -------------------------------------------------------------
+def test_a_capacity_scenario_passes_only_when_enough_is_acked_fast_enough():
+    from tradestack.capacity.verify import judge
+
+    good = judge("all sites up", 100, 10, {"ok": True, "acked": 990, "throttled": 0, "server_errors": 0,
+                                           "unknown": 0, "latency_ms": {"p50": 12, "p99": 80}})
+    assert good.ok and good.acked_per_s == 99.0
+    short = judge("site sz1 down", 100, 10, {"ok": True, "acked": 600, "throttled": 300, "latency_ms": {"p99": 80}})
+    assert not short.ok and short.detail == "carried 60/s of 100/s" and short.throttled == 300
+    slow = judge("all sites up", 100, 10, {"ok": True, "acked": 1000, "latency_ms": {"p99": 900}})
+    assert not slow.ok and slow.detail == "p99 900 ms > 250 ms"
+    broken = judge("all sites up", 100, 10, {"ok": False, "error": "boom"})
+    assert not broken.ok and "boom" in broken.detail
+
+
+def test_only_one_drill_per_stack_at_a_time():
+    with engine.stack_lock("lab"):
+        with pytest.raises(engine.DrillRefused, match="another drill is running on stack 'lab'"):
+            with engine.stack_lock("lab"):
+                pass
+    with engine.stack_lock("lab"):  # released again
+        pass

@@ -92,3 +92,48 @@ def _render(report: CapacityReport, max_rows: int) -> None:
     else:
         out.print(f"[bold red]FAIL[/]: {failing.size} of {report.scenario_count} scenarios "
                   f"(depth {report.depth}) leave a service down or short", highlight=False)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    stack: str = typer.Option("lab", "--stack", "-s", help="Deployed stack to measure."),
+    fraction: float = typer.Option(1.0, "--fraction", min=0.001, max=10,
+                                   help="Share of peak x headroom to drive (1 = the full requirement)."),
+    duration: float = typer.Option(20.0, "--duration", min=1, max=3600, help="Seconds of load per scenario."),
+    sessions: int = typer.Option(64, "--sessions", min=1, max=10_000, help="Concurrent client sessions."),
+    only: list[str] = typer.Option([], "--only", metavar="all|SITE",
+                                   help="Only these scenarios: `all` (every site up) or a site to cut off."),
+    json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Measure what the deployed stack carries at peak x headroom: with every site up, then with each site
+    cut off in turn (restored, and steady again, before the next). The dynamic twin of `capacity check`.
+
+    A scenario passes when clients got at least 95% of the target acknowledged with p99 <= 250 ms.
+    Exit 0 when every scenario passes, 1 when one does not.
+
+    Example: [bold]sudo tradestack capacity verify --stack lab --duration 30[/]
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..capacity.verify import verify as run_verify
+    from .edge import err
+
+    want_json(ctx, json)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("preparing", total=None)
+        results = run_verify(stack, fraction=fraction, duration_s=duration, sessions=sessions, only=only or None,
+                             on_step=lambda s: progress.update(task, description=s))
+    ok = all(m.ok for m in results)
+    if json:
+        print_json({"ok": ok, "stack": stack, "scenarios": [m.to_dict() for m in results]})
+    else:
+        table = Table("scenario", "target/s", "acked/s", "p50 ms", "p99 ms", "429s", "5xx", "unknown", "",
+                      title=f"measured capacity of {stack}")
+        for m in results:
+            table.add_row(m.scenario, f"{m.target_per_s:g}", f"{m.acked_per_s:g}", str(m.p50_ms), str(m.p99_ms),
+                          str(m.throttled), str(m.server_errors), str(m.unknown),
+                          "[green]pass[/]" if m.ok else f"[red]FAIL[/] {escape(m.detail)}")
+        out.print(table)
+    raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)

@@ -1,0 +1,110 @@
+"""Every catalogue drill for real on the deployed lab, under client load: reports, verdicts, figures;
+an interrupted drill restores; an unmeetable expectation fails with exit 1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradestack.cli.app import app
+from tradestack.drills import files, history
+from tradestack.drills.lab import Lab
+from tradestack.lab import netlink, routing
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+MUST_PASS = {"db-primary-crash", "carrier-outage", "facility-power-flash", "site-power-loss"}
+
+
+def _run(stack: str, drill: str) -> tuple[int, dict]:
+    r = CliRunner().invoke(app, ["drill", "run", drill, "--stack", stack, "--json"])
+    assert r.stdout.strip().startswith("{"), r.output[-3000:]
+    return r.exit_code, json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(files.catalogue()))
+def test_catalogue_drill_runs_under_load_and_reports(deployed, name):
+    stack = deployed["stack"].name
+    code, result = _run(stack, name)
+    print(f"\n{name}: {result['verdict']}; figures {json.dumps(result['figures'])}")
+    failed = [c for c in result["checks"] if not c["ok"]]
+    assert code == (0 if result["verdict"] == "pass" else 1)
+    assert result["figures"]["orders"] > 0
+    assert Path(result["reports"]["html"]).exists() and Path(result["reports"]["png"]).stat().st_size > 1000
+    assert history.load(stack, result["run"])["verdict"] == result["verdict"]
+    restores = [s for s in result["journal"] if s["name"].startswith("restore")]
+    assert restores and all(s["ok"] for s in restores), restores
+    if name in MUST_PASS:
+        assert result["verdict"] == "pass", failed
+        lost = next(c for c in result["checks"] if c["check"] == "acknowledged orders lost")
+        assert lost["actual"] == 0
+    if name == "upstream-outage":
+        accounted = next(c for c in result["checks"] if c["check"].startswith("every order accounted"))
+        assert accounted["ok"], accounted
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(deployed):
+    stack = deployed["stack"]
+    fmap = stack.outputs()["fault_map"]["carrier:ct"]["links"]
+    r = CliRunner().invoke(app, ["drill", "run", "carrier-outage", "--stack", stack.name, "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert any("carrier:ct down" in s for s in plan["steps"]) and plan["rate"] == 48
+    assert all((netlink.link_state(link["netns"], link["ifname"]) or {}).get("up") for link in fmap)
+
+
+def test_sigint_mid_fault_restores_the_fault_map_and_exits_130(deployed):
+    stack = deployed["stack"]
+    links = stack.outputs()["fault_map"]["carrier:ct"]["links"]
+    proc = subprocess.Popen([sys.executable, "-m", "tradestack", "drill", "run", "carrier-outage", "--stack",
+                             stack.name, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links):
+            assert proc.poll() is None and time.monotonic() < deadline, "the fault was never injected"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links)
+    assert routing.unconverged(stack.daemons_dir) == []
+    result = json.loads(out)
+    assert result["verdict"] == "interrupted" and result["interrupted"]
+    assert any(s["name"].startswith("restore") and s["ok"] for s in result["journal"])
+
+
+def test_an_unmeetable_expectation_fails_with_a_clear_verdict_and_exit_1(deployed, tmp_path):
+    drill = tmp_path / "impossible.yaml"
+    drill.write_text("name: impossible\ndescription: a frozen VIP holder, recovered in a millisecond\n"
+                     "faults: [{kind: host-freeze, host: '@vip-holder:sz1', duration_s: 4}]\n"
+                     "load: {peak_fraction: 0.05, sessions: 8}\ntiming: {baseline_s: 3, recovery_s: 8, settle_s: 30}\n"
+                     "expect: {max_recovery_s: 0.001}\n")
+    code, result = _run(deployed["stack"].name, str(drill))
+    assert code == 1 and result["verdict"] == "fail"
+    failed = [c for c in result["checks"] if not c["ok"]]
+    assert [c["check"] for c in failed] == ["recovery time (s)"], failed
+    assert Lab(deployed["stack"]).vip_holders()["sz1"] is not None
+
+
+def test_capacity_verify_measures_every_site_up_and_one_site_cut_off(deployed):
+    stack = deployed["stack"]
+    r = CliRunner().invoke(app, ["capacity", "verify", "--stack", stack.name, "--fraction", "0.05", "--duration", "6",
+                                 "--sessions", "16", "--only", "all", "--only", "wit", "--json"])
+    result = json.loads(r.stdout)
+    print(f"\nmeasured: {json.dumps(result['scenarios'])}")
+    assert [m["scenario"] for m in result["scenarios"]] == ["all sites up", "site wit down"]
+    every = result["scenarios"][0]
+    assert every["ok"] and every["acked_per_s"] >= 0.95 * every["target_per_s"] == pytest.approx(0.95 * 37.5)
+    assert r.exit_code == (0 if result["ok"] else 1)
+    links = stack.outputs()["fault_map"]["site:wit"]["links"]
+    assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links)
