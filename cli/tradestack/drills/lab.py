@@ -153,8 +153,11 @@ class Lab:
     def programs(self, host: str) -> dict[str, str]:
         """Supervised programs of a lab host and their state (empty when its supervisor is gone)."""
         conf = HOST_STATE / host / "supervisor" / "supervisord.conf"
-        done = subprocess.run(["ip", "netns", "exec", host, "supervisorctl", "-c", str(conf), "status"],
-                              capture_output=True, text=True, timeout=15, check=False)
+        try:
+            done = subprocess.run(["ip", "netns", "exec", host, "supervisorctl", "-c", str(conf), "status"],
+                                  capture_output=True, text=True, timeout=10, check=False)
+        except subprocess.TimeoutExpired:  # a frozen supervisor holds its socket open and never answers
+            return {"supervisord": "unresponsive"}
         return {p[0]: p[1].lower() for p in (line.split() for line in done.stdout.splitlines()) if len(p) >= 2}
 
     def _live(self, hosts: list[Host]) -> list[Host]:
