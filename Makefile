@@ -57,6 +57,7 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
 	$(BIN)/python tests/bench/bench_lab.py
 	$(BIN)/python tests/bench/bench_refstack.py
+	$(BIN)/python tests/bench/bench_drills.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

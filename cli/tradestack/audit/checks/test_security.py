@@ -1,0 +1,71 @@
+"""Security controls: key-only sshd, non-root services, the database off public addresses, secret files."""
+
+from __future__ import annotations
+
+import pytest
+
+SERVICE_USERS = {"tradestack-gateway": "tradestack", "tradestack-router": "tradestack",
+                 "tradestack-venue": "tradestack", "patroni": "postgres", "etcd": "etcd"}
+
+
+@pytest.mark.control("SEC-01")
+@pytest.mark.targets("hostname", lambda ctx: ctx.names())
+def test_sshd_allows_no_passwords_and_no_root_password_login(audit, evidence, hostname):
+    config = audit.inventory[hostname]["sshd_config"]
+    out = evidence.run(audit.host(hostname), hostname, f"/usr/sbin/sshd -T -f {config}")
+    effective = dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
+    assert out.rc == 0, f"sshd -T failed: {out.stderr.strip()[:200]}"
+    assert effective.get("passwordauthentication") == "no", "PasswordAuthentication is not 'no'"
+    assert effective.get("kbdinteractiveauthentication", "no") == "no", "KbdInteractiveAuthentication is on"
+    assert effective.get("permitrootlogin") in ("without-password", "prohibit-password", "no"), \
+        f"PermitRootLogin is {effective.get('permitrootlogin')!r}"
+
+
+@pytest.mark.control("SEC-02")
+@pytest.mark.targets("hostname", lambda ctx: [h for h in ctx.names() if ctx.inventory[h]["service"] != "loadgen"])
+def test_trading_services_run_as_non_root_users(audit, evidence, hostname):
+    host = audit.host(hostname)
+    conf = f"{audit['state_base']}/{hostname}/supervisor/supervisord.conf"
+    checked = 0
+    for program, user in SERVICE_USERS.items():
+        pid = evidence.run(host, hostname, f"supervisorctl -c {conf} pid {program}").stdout.strip()
+        if not pid.isdigit() or pid == "0":
+            continue
+        owner = evidence.run(host, hostname, f"ps -o user= -p {pid}").stdout.strip()
+        assert owner == user and owner != "root", f"{program} runs as {owner!r}, not {user!r}"
+        checked += 1
+    assert checked or audit.inventory[hostname]["service"] not in ("gateway", "router", "venue", "orderdb",
+                                                                   "consensus"), "no service process found"
+
+
+@pytest.mark.control("SEC-03")
+@pytest.mark.targets("hostname", lambda ctx: ctx.names("orderdb"))
+def test_the_database_listens_only_on_the_site_lan_and_loopback(audit, evidence, hostname):
+    out = evidence.run(audit.host(hostname), hostname, "ss -Hltn 'sport = :5432'")
+    addresses = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.stdout.splitlines() if line.split()}
+    allowed = {audit.inventory[hostname]["lan_address"], "127.0.0.1"}
+    assert addresses, "PostgreSQL is not listening"
+    assert addresses <= allowed, f"PostgreSQL listens on {sorted(addresses - allowed)} (allowed: {sorted(allowed)})"
+
+
+def _secret_files(ctx) -> list[str]:
+    files = []
+    for name in ctx.names():
+        service = ctx.inventory[name]["service"]
+        if service == "orderdb":
+            files.append(f"{name}:{ctx['state_base']}/{name}/patroni/patroni.yml:postgres")
+        elif service in ("gateway", "router"):
+            files.append(f"{name}:{ctx['state_base']}/{name}/app/{service}.json:tradestack")
+    return files
+
+
+@pytest.mark.control("SEC-04")
+@pytest.mark.targets("secret", _secret_files)
+def test_secret_files_are_0600_and_owned_by_their_service_user(audit, evidence, secret):
+    hostname, path, user = secret.split(":")
+    f = audit.host(hostname).file(path)
+    evidence.note(hostname, f"stat {path}", f"mode {oct(f.mode) if f.exists else '-'}, owner "
+                                           f"{f.user if f.exists else '-'}")
+    assert f.exists, f"{path} is missing"
+    assert f.mode == 0o600, f"{path} has mode {oct(f.mode)}, not 0o600"
+    assert f.user == user, f"{path} is owned by {f.user}, not {user}"

@@ -1,0 +1,126 @@
+"""`audit run`: the controls as testinfra tests against a deployed stack, then the reports.
+
+pytest runs in-process with our plugin (`pytest.main([...], plugins=[...])`), in parallel across
+hosts with pytest-xdist; its JUnit XML is one of the reports, the plugin's records feed the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .. import __version__
+from ..drills import files as drill_files
+from ..drills import history as drill_history
+from ..errors import TradestackError
+from ..lab.stack import HOST_STATE, LabStack
+from ..topology import load_topology
+from ..topology.riskgroups import uplink_groups
+from . import catalogue
+from .report import write_reports
+
+
+class AuditError(TradestackError):
+    """The audit could not run (not: a control failed; that is a result)."""
+
+
+@dataclass
+class AuditResult:
+    ok: bool                       # every selected high-severity control passed
+    controls: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+    artifacts: dict[str, Path]
+    summary: dict[str, Any]
+
+
+def context(stack: LabStack, selected: list[str], results_file: Path, max_age_days: float) -> dict[str, Any]:
+    """What the checks need to know, from the stack and its topology (no secrets)."""
+    files = stack.access_files()
+    topology = load_topology(stack.topology_path())
+    outputs = stack.outputs()
+    inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
+    hosts = {name: {"service": hv["service"], "site": hv.get("site"), "lan_address": hv["lan_address"],
+                    "sshd_config": str(stack.daemons_dir / name / "sshd_config") if stack.is_lab
+                    else "/etc/ssh/sshd_config"}
+             for name, hv in inventory.items()}
+    uplinks = {site.name: [{"carrier": u.carrier, "router": f"{stack.name}-{site.name}-edge",
+                            "facilities": [g for g in uplink_groups(site, i) if not g.startswith("carrier:")],
+                            "probe": f"ip netns exec {stack.name}-{site.name}-edge ip -o link show dev c-{u.carrier}"}
+                           for i, u in enumerate(site.uplinks)] for site in topology.sites}
+    gateway_sites = sorted({h["site"] for h in hosts.values() if h["service"] == "gateway" and h["site"]})
+    from ..deploy.variables import site_vips
+
+    history_file = drill_history.drills_dir(stack.name) / "history.sqlite"
+    return {"stack": stack.name, "inventory_file": str(files.inventory), "hosts": hosts,
+            "topology": str(stack.topology_path()), "site_roles": {s.name: s.role for s in topology.sites},
+            "uplinks": uplinks, "vips": site_vips(outputs["site_prefixes"], gateway_sites),
+            "placement": {s.name: dict(s.placement) for s in topology.services},
+            "state_base": str(HOST_STATE), "catalogue_drills": sorted(drill_files.catalogue()),
+            "drill_history": str(history_file) if history_file.exists() else None,
+            "evidence_max_age_days": max_age_days, "controls": selected, "results_file": str(results_file)}
+
+
+def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, workers: int = 4,
+        max_age_days: float = 30.0, on_step: Callable[[str], None] = lambda s: None) -> AuditResult:
+    all_controls = catalogue.controls()
+    chosen = catalogue.select(all_controls, controls)
+    stack = LabStack(stack_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.timezone.utc)
+    with tempfile.TemporaryDirectory(prefix="tradestack-audit-") as tmp:
+        results_file = Path(tmp) / "records.json"
+        ctx_file = Path(tmp) / "context.json"
+        ctx = context(stack, [c.id for c in chosen], results_file, max_age_days)
+        ctx_file.write_text(json.dumps(ctx))
+        junit = out_dir / "junit.xml"
+        args = [str(catalogue.CHECKS), "-p", "tradestack.audit.plugin", "--audit-context", str(ctx_file),
+                f"--junitxml={junit}", "-o", "junit_family=xunit2", "-o", "junit_suite_name=tradestack-audit",
+                "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(catalogue.CHECKS),
+                "-c", os.devnull]
+        if workers > 1:
+            args += ["-n", str(workers)]
+        on_step(f"running {len(chosen)} controls on {len(ctx['hosts'])} hosts ({workers} in parallel)")
+        # testinfra reads the inventory with `ansible-inventory`: the one installed beside this interpreter
+        path = os.environ.get("PATH", "/usr/bin:/bin")
+        os.environ["PATH"] = f"{Path(sys.executable).parent}:{path}"
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is for --json; pytest's progress goes to stderr
+                code = pytest.main(args)
+        finally:
+            os.environ["PATH"] = path
+        if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not results_file.exists():
+            raise AuditError(f"the audit could not run (pytest exit {int(code)}); see the output above")
+        records = json.loads(results_file.read_text())
+    summary = {"stack": stack_name, "topology": ctx["topology"], "tool": f"tradestack {__version__}",
+               "started": started.isoformat(), "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
+               "hosts": sorted(ctx["hosts"])}
+    per_control = verdicts(chosen, records)
+    ok = all(c["verdict"] in ("pass", "skipped") for c in per_control if c["severity"] == "high")
+    on_step("writing reports")
+    artifacts = write_reports(out_dir, summary, per_control, records, ok)
+    return AuditResult(ok, per_control, records, artifacts, summary)
+
+
+def verdicts(chosen: list[catalogue.Control], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per control: pass (every target passed), fail (any failed), skipped (all skipped, with the reasons)."""
+    out = []
+    for c in chosen:
+        mine = [r for r in records if r["control"] == c.id]
+        outcomes = {r["outcome"] for r in mine}
+        verdict = ("fail" if "failed" in outcomes or not mine else "skipped" if outcomes == {"skipped"}
+                   else "pass")
+        out.append({**c.model_dump(), "verdict": verdict, "targets": len(mine),
+                    "failed": [f"{r['target']}: {r['reason']}" for r in mine if r["outcome"] == "failed"],
+                    "skipped": [f"{r['target']}: {r['reason']}" for r in mine if r["outcome"] == "skipped"]})
+    return out

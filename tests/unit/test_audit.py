@@ -1,0 +1,75 @@
+"""The audit without hosts: the catalogue, verdicts per control, reports and their manifest, CLI edges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradestack.audit import catalogue, report
+from tradestack.audit.run import verdicts
+from tradestack.cli.app import app
+from tradestack.errors import InputError
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_catalogue_covers_resilience_security_operations_and_evidence_and_every_control_has_checks():
+    items = catalogue.controls()
+    ids = [c.id for c in items]
+    assert len(ids) == len(set(ids)) == 13
+    assert {i.split("-")[0] for i in ids} == {"RES", "SEC", "OPS", "EVD"}
+    assert all(c.refs and c.rationale for c in items)
+    implemented = "".join(p.read_text() for p in catalogue.CHECKS.glob("test_*.py"))
+    assert all(f'pytest.mark.control("{i}")' in implemented for i in ids)
+
+
+def test_unknown_control_ids_are_input_errors_listing_the_known_ones():
+    with pytest.raises(InputError, match="unknown control.s. NOPE-99; known: RES-01"):
+        catalogue.select(catalogue.controls(), ["RES-01", "NOPE-99"])
+    assert [c.id for c in catalogue.select(catalogue.controls(), ["SEC-04"])] == ["SEC-04"]
+
+
+def _record(control: str, target: str, outcome: str, reason: str = "") -> dict:
+    return {"nodeid": f"x[{target}]", "control": control, "target": target, "outcome": outcome, "reason": reason,
+            "duration_s": 0.1, "evidence": [{"host": target, "at": 0.0, "command": "true", "rc": 0, "output": "<ok>"}]}
+
+
+def test_a_control_fails_if_any_target_fails_and_is_skipped_only_if_all_are():
+    chosen = catalogue.select(catalogue.controls(), ["RES-01", "SEC-04", "EVD-01", "OPS-02"])
+    records = [_record("RES-01", "db1", "passed"), _record("RES-01", "db2", "passed"),
+               _record("SEC-04", "gw1", "passed"), _record("SEC-04", "gw2", "failed", "mode 0o644"),
+               _record("EVD-01", "carrier-outage", "skipped", "no run yet")]
+    by_id = {c["id"]: c for c in verdicts(chosen, records)}
+    assert by_id["RES-01"]["verdict"] == "pass" and by_id["RES-01"]["targets"] == 2
+    assert by_id["SEC-04"]["verdict"] == "fail" and by_id["SEC-04"]["failed"] == ["gw2: mode 0o644"]
+    assert by_id["EVD-01"]["verdict"] == "skipped" and by_id["EVD-01"]["skipped"] == ["carrier-outage: no run yet"]
+    assert by_id["OPS-02"]["verdict"] == "fail"  # nothing checked is not a pass
+
+
+def test_reports_are_escaped_self_contained_and_the_manifest_catches_tampering(tmp_path: Path):
+    chosen = catalogue.select(catalogue.controls(), ["SEC-04"])
+    records = [_record("SEC-04", "gw<1>", "failed", "mode 0o644")]
+    (tmp_path / "junit.xml").write_text("<testsuites/>")
+    summary = {"stack": "lab", "topology": "t.yaml", "tool": "tradestack 0", "started": "s", "ended": "e",
+               "hosts": ["gw<1>"]}
+    paths = report.write_reports(tmp_path, summary, verdicts(chosen, records), records, ok=False)
+    page = paths["html"].read_text()
+    assert 'id="verdict" class="bad">FAIL' in page and "gw&lt;1&gt;" in page and "SEC-04" in page
+    assert "DORA Art. 9(4)(d)" in page and "http" not in page
+    assert json.loads(paths["json"].read_text())["controls"][0]["verdict"] == "fail"
+    assert report.verify_manifest(tmp_path) == []
+    paths["json"].write_text(paths["json"].read_text().replace('"fail"', '"pass"'))
+    assert report.verify_manifest(tmp_path) == ["audit.json"]
+
+
+def test_audit_cli_lists_controls_and_refuses_unknown_ones_with_exit_2():
+    runner = CliRunner()
+    listed = runner.invoke(app, ["audit", "controls", "--json"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["controls"]) == 13
+    bad = runner.invoke(app, ["audit", "run", "--controls", "XYZ-01", "--stack", "lab"])
+    assert bad.exit_code == 2 and "unknown control(s) XYZ-01" in bad.output
+    helped = runner.invoke(app, ["audit", "run", "--help"])
+    assert helped.exit_code == 0 and "severity high" in helped.output and "Example" in helped.output
