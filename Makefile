@@ -16,7 +16,8 @@ help:
 	@echo "make bench   print benchmark figures"
 
 DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql \
-                   etcd-server etcd-client patroni python3-etcd haproxy keepalived supervisor python3-venv
+                   etcd-server etcd-client patroni python3-etcd haproxy keepalived supervisor python3-venv \
+                   chromium
 
 setup: $(STAMP) system toolchain
 

@@ -151,5 +151,6 @@ class Collector:
 def _failure_text(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return str(crash.message).splitlines()[0][:400] if crash.message else "failed"
+        first = str(crash.message).splitlines()[0] if crash.message else "failed"
+        return first.removeprefix("AssertionError: ")[:400]
     return str(report.longrepr).strip().splitlines()[-1][:400]

@@ -151,7 +151,10 @@ class LabStack:
         inventory["all"]["vars"].update({
             "ansible_ssh_private_key_file": str(key),
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes "
-                                       "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s",
+                                       "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s "
+                                       # a host that vanishes mid-run is given up in seconds, not after TCP's
+                                       # retransmission timeout (a shared master connection would hang on it)
+                                       "-o ConnectTimeout=10 -o ServerAliveInterval=2 -o ServerAliveCountMax=3",
             "ansible_python_interpreter": "/usr/bin/python3",
         })
         inv = ensure_private(d / "inventory.yml", yaml.safe_dump(inventory, sort_keys=False))
