@@ -258,3 +258,14 @@ def test_only_one_drill_per_stack_at_a_time():
                 pass
     with engine.stack_lock("lab"):  # released again
         pass
+
+
+def test_a_load_spike_that_times_out_or_fails_fails_its_check():
+    ok = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(), engine.Journal(),
+                               {"ok": True, "acked": 500, "throttled": 900, "server_errors": 0, "unknown": 0})
+    bad = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(), engine.Journal(),
+                                {"ok": True, "server_errors": 3, "unknown": 2})
+    spike = "load spike answered with 429s, no 5xx or timeouts"
+    assert next(c for c in ok if c["check"] == spike)["ok"]
+    assert next(c for c in bad if c["check"] == spike) == {"check": spike, "expected": "0 of either", "actual": 5,
+                                                            "ok": False}

@@ -111,7 +111,8 @@ def run(ctx: typer.Context,
 
 
 def _summary(document: dict[str, Any]) -> dict[str, Any]:
-    keep = ("run", "drill", "stack", "verdict", "checks", "figures", "interrupted", "aborted", "journal", "marks")
+    keep = ("run", "drill", "stack", "verdict", "checks", "figures", "load", "spike", "interrupted", "aborted",
+            "journal", "marks")
     return {k: document[k] for k in keep}
 
 

@@ -289,7 +289,10 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         ledger = ledgers / f"{run_id}.sqlite"
         spike = next((actions.SpikeLoad(lab, ledgers / f"{run_id}-spike.sqlite",
                                         round(lab.topology.peak.get("orders_per_second", 100) * f.multiplier, 2),
-                                        f.duration_s, max(drill.load.sessions, 32))
+                                        # closed-loop clients: enough of them to offer the rate at ~0.25 s a turn
+                                        f.duration_s, max(drill.load.sessions, 32,
+                                                          min(500, int(lab.topology.peak.get("orders_per_second",
+                                                                                             100) * f.multiplier / 4))))
                       for f in drill.faults if isinstance(f, model.LoadSpike)), None)
         observer = Observer(lab, lambda s: _guard(events.sample, s))
         applied: list[actions.Action] = []
@@ -337,7 +340,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                                 journal.marks.get("restored", time.time()),
                                 journal.marks.get("load_ended", time.time()))
         figs = figures.compute(orders, observer.samples, window) if orders else None
-        checks = verdict_checks(drill, figs, reconciliation, journal)
+        checks = verdict_checks(drill, figs, reconciliation, journal, spike.summary if spike else None)
         verdict = "interrupted" if journal.interrupted else ("pass" if all(c["ok"] for c in checks) else "fail")
         return DrillResult(run_id, p, journal, figs, reconciliation, verdict, checks,
                            figures.timeline(orders, journal.marks.get("load_started", started)), observer.samples,
@@ -364,8 +367,8 @@ def _inject_and_hold(drill: model.Drill, lab: Lab, journal: Journal, applied: li
                 action = actions.prepare(fault, lab, spike=spike)
                 s.detail = action.text
                 applied.append(action)
+                journal.marks.setdefault("injected", time.time())  # the fault starts biting as it is applied
                 action.inject()
-                journal.marks.setdefault("injected", time.time())
                 active.append((t0 + fault.at_s + fault.duration_s, action))
                 _guard(events.phase, "fault", action.text)
         for due, action in list(active):
@@ -464,12 +467,13 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def verdict_checks(drill: model.Drill, figs: figures.Figures | None, rec: dict[str, Any] | None,
-                   journal: Journal) -> list[dict[str, Any]]:
+                   journal: Journal, spike: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Each expectation (and the engine's own: restores and steady state) as {check, expected, actual, ok}."""
     e = drill.expect
     checks: list[dict[str, Any]] = []
 
     def add(name: str, expected: Any, actual: Any, ok: bool) -> None:
+        actual = round(actual, 3) if isinstance(actual, float) else actual
         checks.append({"check": name, "expected": expected, "actual": actual, "ok": bool(ok)})
 
     failed = [s.name for s in journal.steps if s.ok is False]
@@ -483,6 +487,10 @@ def verdict_checks(drill: model.Drill, figs: figures.Figures | None, rec: dict[s
     if e.max_error_rate is not None:
         rate = figs.error_rate if figs else None
         add("client error rate", f"<= {e.max_error_rate:g}", rate, rate is not None and rate <= e.max_error_rate)
+    if spike is not None:  # overload must be refused fast (429), never time out or fail
+        bad = int(spike.get("server_errors", 0)) + int(spike.get("unknown", 0)) if spike.get("ok") else None
+        add("load spike answered with 429s, no 5xx or timeouts", "0 of either",
+            bad if bad is not None else f"spike load failed: {spike.get('error')}", bad == 0)
     if rec is None:
         add("reconciliation ran", "yes", "no", False)
         return checks
