@@ -238,7 +238,7 @@ def _guard(call: Callable[..., None], *args: Any) -> None:
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C for the duration of the run (both end in restore)."""
+    """SIGTERM and SIGINT raise KeyboardInterrupt for the duration of the run (both end in restore)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -246,11 +246,15 @@ def _signals_raise() -> Iterator[None]:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # SIGINT too, explicitly: a process started in the background of a shell inherits SIGINT ignored,
+    # and a drill must stop (and restore) when it is told to
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager

@@ -127,12 +127,13 @@ class Lab:
         return {}
 
     def vip_holders(self) -> dict[str, str | None]:
-        """Site -> the gateway host that has the site's VIP on its LAN port."""
+        """Site -> the gateway host that has the site's VIP on its LAN port (a port that is up: a dead host
+        keeps the address configured, but holds nothing)."""
         holders: dict[str, str | None] = {}
         for site, vip in self.vips.items():
             holders[site] = next((g.name for g in self.of("gateway", site)
-                                  if any(a.startswith(f"{vip}/") for a in
-                                         (netlink.link_state(g.name, "lan0") or {}).get("addresses", []))), None)
+                                  if (state := netlink.link_state(g.name, "lan0") or {}).get("up")  # a dead port
+                                  and any(a.startswith(f"{vip}/") for a in state.get("addresses", []))), None)
         return holders
 
     def breakers(self) -> dict[str, dict[str, str]]:
