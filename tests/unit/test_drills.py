@@ -84,8 +84,8 @@ def test_a_retried_order_is_not_clean_even_if_acked():
 
 
 def _sample(t: float, leader: str | None = "db1", vip: str | None = "g1", breakers: int = 0,
-            routing: int = 0) -> Sample:
-    return Sample(t, leader, {"sz1": vip}, breakers, routing)
+            sessions: int = 30) -> Sample:
+    return Sample(t, leader, {"sz1": vip}, breakers, sessions)
 
 
 def test_detection_no_leader_time_and_vip_moves_from_samples():
@@ -96,9 +96,11 @@ def test_detection_no_leader_time_and_vip_moves_from_samples():
     assert figures.vip_moves(samples, injected=1.2) == {"sz1": pytest.approx(0.8)}
 
 
-def test_nothing_changed_means_no_detection():
+def test_nothing_changed_means_no_detection_and_a_withdrawn_bgp_path_is_a_reaction():
     samples = [_sample(0.0), _sample(1.0), _sample(2.0)]
     assert figures.detection(samples, injected=0.5) is None
+    withdrawn = [_sample(0.0), _sample(0.4), _sample(0.9, sessions=28), _sample(1.4, sessions=28)]
+    assert figures.detection(withdrawn, injected=0.5) == pytest.approx(0.4)
 
 
 def test_compute_splits_latency_by_phase_and_counts_errors():

@@ -191,7 +191,7 @@ class Observer(threading.Thread):
                 breakers = self.lab.breakers()
                 sample = figures.Sample(t, self.lab.database_leader(), self.lab.vip_holders(),
                                         sum(s != "closed" for r in breakers.values() for s in r.values()),
-                                        len(self.lab.routing_problems()))
+                                        self.lab.bgp_established())
             except Exception:  # an observation that fails is a gap in the timeline, not a failed drill
                 continue
             self.samples.append(sample)
@@ -225,7 +225,7 @@ class DrillResult:
                 "journal": [s.to_dict() for s in self.journal.steps], "interrupted": self.journal.interrupted,
                 "aborted": self.journal.aborted, "timeline": self.timeline,
                 "samples": [{"t": round(s.t - self.started, 3), "leader": s.leader, "vip_holders": s.vip_holders,
-                             "breakers_open": s.breakers_open, "routing_problems": s.routing_problems}
+                             "breakers_open": s.breakers_open, "bgp_established": s.bgp_established}
                             for s in self.samples]}
 
 

@@ -37,7 +37,7 @@ class Sample:
     leader: str | None
     vip_holders: dict[str, str | None]
     breakers_open: int            # venue breakers not closed, over every router
-    routing_problems: int         # BGP sessions on live links that are not Established
+    bgp_established: int          # BGP sessions Established, over every router: a withdrawn path shows here
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def detection(samples: list[Sample], injected: float) -> float | None:
     for s in samples:
         if s.t > injected and (s.leader != base.leader or s.vip_holders != base.vip_holders
                                or s.breakers_open != base.breakers_open
-                               or s.routing_problems != base.routing_problems):
+                               or s.bgp_established != base.bgp_established):
             return s.t - injected
     return None
 

@@ -149,6 +149,9 @@ class Lab:
     def routing_problems(self) -> list[str]:
         return routing.unconverged(self.stack.daemons_dir)
 
+    def bgp_established(self) -> int:
+        return sum(s.state == "Established" for s in routing.sessions(self.stack.daemons_dir))
+
     def programs(self, host: str) -> dict[str, str]:
         """Supervised programs of a lab host and their state (empty when its supervisor is gone)."""
         conf = HOST_STATE / host / "supervisor" / "supervisord.conf"
