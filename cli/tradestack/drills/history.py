@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..lab.stack import access_dir
+from ..paths import state_dir
 
 
 def drills_dir(stack: str) -> Path:
-    return access_dir(stack) / "drills"
+    """Reports and history outlive the stack's lab (destroying a lab must not destroy audit evidence)."""
+    return state_dir() / "drills" / stack
 
 
 def _connect(stack: str) -> sqlite3.Connection:
