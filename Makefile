@@ -47,6 +47,8 @@ demo: setup
 	$(BIN)/tradestack stack up --stack lab --topology $(TOPOLOGY)
 	$(BIN)/tradestack deploy --stack lab
 	$(BIN)/tradestack status --stack lab
+	$(BIN)/tradestack drill run carrier-outage --stack lab
+	$(BIN)/tradestack audit run --stack lab --out reports/audit
 
 test: setup
 	$(BIN)/pytest --junitxml=reports/junit.xml
