@@ -73,3 +73,27 @@ def test_audit_cli_lists_controls_and_refuses_unknown_ones_with_exit_2():
     assert bad.exit_code == 2 and "unknown control(s) XYZ-01" in bad.output
     helped = runner.invoke(app, ["audit", "run", "--help"])
     assert helped.exit_code == 0 and "severity high" in helped.output and "Example" in helped.output
+
+
+def test_the_plugin_imports_and_every_check_module_compiles():
+    import importlib
+    import py_compile
+
+    importlib.import_module("tradestack.audit.plugin")
+    for path in sorted(catalogue.CHECKS.glob("test_*.py")):  # their markers exist only under the audit's pytest
+        py_compile.compile(str(path), doraise=True)
+
+
+def test_an_unreachable_host_is_a_readable_failure_with_its_evidence():
+    from tradestack.audit.plugin import Evidence
+
+    class Unreachable:
+        def run(self, command):
+            raise RuntimeError("CommandResult(backend=x, exit_status=255, command=b'date', _stdout=b'', "
+                               "_stderr=b'ssh: connect to host 198.19.196.24 port 22: No route to host\\r\\n')")
+
+    ev = Evidence()
+    with pytest.raises(AssertionError, match="h1 is unreachable over SSH: ssh: connect to host 198.19.196.24 "
+                                             "port 22: No route to host"):
+        ev.run(Unreachable(), "h1", "date")
+    assert ev.items[0]["rc"] == 255 and ev.items[0]["command"] == "date"

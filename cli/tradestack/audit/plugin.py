@@ -56,7 +56,8 @@ class Evidence:
         try:
             result = host.run(command)
         except RuntimeError as exc:  # testinfra's SSH backend: the host could not be reached at all
-            detail = str(exc).split("_stderr=", 1)[-1].strip("b'\") if "_stderr=" in str(exc) else str(exc)
+            text = str(exc)
+            detail = text.split("_stderr=", 1)[-1].strip("b')").replace("\\r\\n", " ") if "_stderr=" in text else text
             self.items.append({"host": name, "at": time.time(), "command": command, "rc": 255,
                                "output": detail[-EXCERPT:]})
             raise AssertionError(f"{name} is unreachable over SSH: {detail.strip()[:200]}") from None
