@@ -189,9 +189,10 @@ class Observer(threading.Thread):
             t = time.time()
             try:
                 breakers = self.lab.breakers()
-                sample = figures.Sample(t, self.lab.database_leader(), self.lab.vip_holders(),
-                                        sum(s != "closed" for r in breakers.values() for s in r.values()),
-                                        self.lab.bgp_established())
+                leader, holders, sessions = self.lab.database_leader(), self.lab.vip_holders(), self.lab.bgp_established()
+                # stamped when the probes are done: a probe that ran into a fault must not count as before it
+                sample = figures.Sample(time.time(), leader, holders,
+                                        sum(s != "closed" for r in breakers.values() for s in r.values()), sessions)
             except Exception:  # an observation that fails is a gap in the timeline, not a failed drill
                 continue
             self.samples.append(sample)
