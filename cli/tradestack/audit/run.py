@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from .. import __version__
+from ..deploy.variables import site_vips
 from ..drills import files as drill_files
 from ..drills import history as drill_history
 from ..errors import TradestackError
@@ -59,7 +60,6 @@ def context(stack: LabStack, selected: list[str], results_file: Path, max_age_da
                             "probe": f"ip netns exec {stack.name}-{site.name}-edge ip -o link show dev c-{u.carrier}"}
                            for i, u in enumerate(site.uplinks)] for site in topology.sites}
     gateway_sites = sorted({h["site"] for h in hosts.values() if h["service"] == "gateway" and h["site"]})
-    from ..deploy.variables import site_vips
 
     history_file = drill_history.drills_dir(stack.name) / "history.sqlite"
     return {"stack": stack.name, "inventory_file": str(files.inventory), "hosts": hosts,

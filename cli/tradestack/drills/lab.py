@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,7 +295,3 @@ class Lab:
 def ledger_dir(stack: str) -> Path:
     """Drill ledgers live on the hosts' shared disk, so the clients namespace writes them where we read."""
     return HOST_STATE / f"{stack}-drills"
-
-
-def now() -> float:
-    return time.time()
