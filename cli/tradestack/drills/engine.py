@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TradestackError
+from ..lab import netlink
 from ..lab.stack import LabStack, access_dir
 from ..refstack.ledger import Ledger
 from . import actions, figures, model
@@ -167,12 +168,7 @@ def steady_problems(lab: Lab) -> list[str]:
 
 
 def wait_steady(lab: Lab, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        problems = steady_problems(lab)
-        if not problems or time.monotonic() > deadline:
-            return problems
-        time.sleep(1.0)
+    return netlink.until_clear(lambda: steady_problems(lab), timeout, interval=1.0)
 
 
 class Observer(threading.Thread):

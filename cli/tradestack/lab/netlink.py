@@ -270,3 +270,13 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def until_clear(problems: Any, timeout: float, interval: float = 0.25) -> list[str]:
+    """Call `problems()` until it returns nothing or `timeout` passes; return what is left (empty: clear)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = problems()
+        if not left or time.monotonic() > deadline:
+            return list(left)
+        time.sleep(interval)

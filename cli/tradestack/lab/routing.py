@@ -7,7 +7,6 @@ carrier down before that isolates a site it never meant to (the lab's BIRD recon
 from __future__ import annotations
 
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +51,4 @@ def unconverged(workdir: Path) -> list[str]:
 
 def wait_converged(workdir: Path, timeout: float = 30.0) -> list[str]:
     """Wait until every session on a live link is Established; return what is still not (empty: converged)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = unconverged(workdir)
-        if not missing or time.monotonic() > deadline:
-            return missing
-        time.sleep(0.25)
+    return netlink.until_clear(lambda: unconverged(workdir), timeout)
