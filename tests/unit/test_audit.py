@@ -97,3 +97,24 @@ def test_an_unreachable_host_is_a_readable_failure_with_its_evidence():
                                              "port 22: No route to host"):
         ev.run(Unreachable(), "h1", "date")
     assert ev.items[0]["rc"] == 255 and ev.items[0]["command"] == "date"
+
+
+def test_evidence_recorded_by_a_check_reaches_the_records_even_when_it_fails(tmp_path: Path):
+    import subprocess
+    import sys
+
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "test_one.py").write_text(
+        "import pytest\n\n@pytest.mark.control('OPS-01')\ndef test_x(evidence):\n"
+        "    evidence.note('h1', 'date', 'Mon')\n    assert False, 'clock off by 9 s'\n")
+    results = tmp_path / "records.json"
+    context = tmp_path / "context.json"
+    context.write_text(json.dumps({"hosts": {}, "controls": ["OPS-01"], "results_file": str(results)}))
+    done = subprocess.run([sys.executable, "-m", "pytest", str(checks), "-p", "tradestack.audit.plugin",
+                           "--audit-context", str(context), "-c", "/dev/null", "-q", "-p", "no:cacheprovider",
+                           "--rootdir", str(checks)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:]
+    [record] = json.loads(results.read_text())
+    assert record["control"] == "OPS-01" and record["outcome"] == "failed" and record["reason"] == "clock off by 9 s"
+    assert record["evidence"][0]["command"] == "date" and record["evidence"][0]["output"] == "Mon"

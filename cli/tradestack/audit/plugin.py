@@ -125,28 +125,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class Collector:
-    """One record per test: control, target, outcome, reason, evidence (xdist sends reports here too)."""
+    """One record per test: control, target, outcome, reason, evidence (xdist sends reports here too).
+    The outcome comes from the call (or a setup that skipped or failed); the evidence from the teardown
+    report, which is the first to carry what the `evidence` fixture recorded when it finished."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.records: list[dict[str, Any]] = []
+        self.records: dict[str, dict[str, Any]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
         if report.when == "call" or (report.when == "setup" and (report.skipped or report.failed)):
-            props = dict(report.user_properties)
             reason = ""
             if report.skipped and isinstance(report.longrepr, tuple):
                 reason = str(report.longrepr[2]).removeprefix("Skipped: ")
             elif report.failed:
                 reason = _failure_text(report)
-            self.records.append({
+            self.records[report.nodeid] = {
                 "nodeid": report.nodeid, "control": props.get("control"),
                 "target": report.nodeid.split("[", 1)[1].rstrip("]") if "[" in report.nodeid else "",
                 "outcome": report.outcome, "reason": reason, "duration_s": round(report.duration, 3),
-                "evidence": json.loads(props.get("evidence", "[]"))})
+                "evidence": json.loads(props.get("evidence", "[]"))}
+        elif report.when == "teardown" and report.nodeid in self.records and "evidence" in props:
+            self.records[report.nodeid]["evidence"] = json.loads(props["evidence"])
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.path.write_text(json.dumps(self.records, indent=1))
+        self.path.write_text(json.dumps(list(self.records.values()), indent=1))
 
 
 def _failure_text(report: pytest.TestReport) -> str:

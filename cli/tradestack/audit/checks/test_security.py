@@ -14,6 +14,8 @@ def test_sshd_allows_no_passwords_and_no_root_password_login(audit, evidence, ho
     config = audit.inventory[hostname]["sshd_config"]
     out = evidence.run(audit.host(hostname), hostname, f"/usr/sbin/sshd -T -f {config}")
     effective = dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
+    evidence.note(hostname, f"effective settings of {config}", "\n".join(
+        f"{k} {effective.get(k)}" for k in ("passwordauthentication", "kbdinteractiveauthentication", "permitrootlogin")))
     assert out.rc == 0, f"sshd -T failed: {out.stderr.strip()[:200]}"
     assert effective.get("passwordauthentication") == "no", "PasswordAuthentication is not 'no'"
     assert effective.get("kbdinteractiveauthentication", "no") == "no", "KbdInteractiveAuthentication is on"
