@@ -3,12 +3,47 @@
 from __future__ import annotations
 
 import os
+import pwd
+import grp
+import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tradestack.hostsettings import HostSettings
+
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+
+# Everything machine-wide this session creates is named for this run only, so every run is a first
+# run (no user, group, state root or stack left by an earlier one can hide a first-run bug) and
+# nobody's own lab or service user is touched. Only version-keyed build caches are shared.
+RUN = secrets.token_hex(3)
+STACK = f"it{RUN}"
+HOSTS = HostSettings(service_user=f"ts{RUN}", service_group=f"ts{RUN}g",
+                     state_root=f"/var/lib/tradestack-it/{RUN}", software_root=f"/opt/tradestack-it/{RUN}")
+
+
+def _exists(lookup, name: str) -> bool:
+    try:
+        lookup(name)
+        return True
+    except KeyError:
+        return False
+
+
+def remove_host_settings(settings: HostSettings) -> None:
+    """Remove what a deploy under `settings` created machine-wide (a run-unique user, group and roots)."""
+    if _exists(pwd.getpwnam, settings.service_user):
+        subprocess.run(["userdel", settings.service_user], check=False, capture_output=True)
+    if _exists(grp.getgrnam, settings.service_group):
+        subprocess.run(["groupdel", settings.service_group], check=False, capture_output=True)
+    for root in (settings.state_root, settings.software_root):
+        shutil.rmtree(root, ignore_errors=True)
+        parent = Path(root).parent
+        if parent.name == "tradestack-it" and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,19 +71,25 @@ def _isolated_state(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def lab(lab_home: Path):
-    """The lab topology brought up once as stack `itlab`; destroyed at the end of the session."""
+    """The lab topology brought up once as stack `it<run>`, with run-unique host settings; destroyed at the
+    end of the session together with the user, group and directories its deploys created."""
     from tradestack.lab.stack import LabStack  # here: Pulumi's gRPC only loads when the lab is used
 
+    assert not _exists(pwd.getpwnam, HOSTS.service_user) and not Path(HOSTS.state_root).exists(), \
+        "this run's names are already taken: not a first run"
     mp = pytest.MonkeyPatch()
     mp.setenv("TRADESTACK_HOME", str(lab_home))
-    stack = LabStack("itlab", TOPOLOGIES / "lab.yaml")
-    result, files = stack.up()
+    stack = LabStack(STACK, TOPOLOGIES / "lab.yaml", host_settings=HOSTS)
     try:
-        yield {"stack": stack, "up": result, "files": files, "outputs": stack.outputs()}
+        result, files = stack.up()
+        yield {"stack": stack, "up": result, "files": files, "outputs": stack.outputs(), "settings": HOSTS}
     finally:
-        stack.destroy()
-        mp.undo()
-        shutil.rmtree(lab_home, ignore_errors=True)
+        try:
+            stack.destroy()
+        finally:
+            remove_host_settings(HOSTS)
+            mp.undo()
+            shutil.rmtree(lab_home, ignore_errors=True)
 
 
 PLANTED = "planted-Secret-7f3e9c1d5b2a"  # the app database password, planted to be searched for

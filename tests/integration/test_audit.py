@@ -73,8 +73,9 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     gateway = f"{name}-sz1-gateway-3"
     sshd_conf = stack.daemons_dir / gateway / "sshd_config"
     original_sshd = sshd_conf.read_text()
-    secret = Path("/var/lib/tradestack") / f"{name}-sz1-router-2" / "app" / "router.json"
-    supervisor = f"/var/lib/tradestack/{standby}/supervisor/supervisord.conf"
+    settings = stack.host_settings
+    secret = settings.host_dir(f"{name}-sz1-router-2") / "app" / "router.json"
+    supervisor = str(settings.host_dir(standby) / "supervisor" / "supervisord.conf")
 
     def hup_sshd() -> None:
         os.kill(int((stack.daemons_dir / gateway / "sshd.pid").read_text().split()[0]), signal.SIGHUP)
@@ -100,7 +101,7 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     assert red["RES-06"] == [f"orderdb@{site}: orderdb in {site}: 0 running of 1 placed"]
     assert red["SEC-01"] == [f"{gateway}: PasswordAuthentication is not 'no'"]
     assert red["RES-03"] == ["sz1: sz1: carrier uplinks up: ['ct'] (need 2)"]
-    assert red["SEC-04"] == [f"{name}-sz1-router-2:{secret}:tradestack: {secret} has mode 0o644, not 0o600"]
+    assert red["SEC-04"] == [f"{name}-sz1-router-2:{secret}:{settings.service_user}: {secret} has mode 0o644, not 0o600"]
     page = (tmp_path / "broken" / "audit.html").read_text()
     assert "passwordauthentication yes" in page and "mode 0o644" in page and "c-cu" in page
     assert lab.wait_routing(30) == []

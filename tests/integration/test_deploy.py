@@ -141,7 +141,7 @@ def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no
     standby_ip = inventory[standby]["lan_address"]
     probe = f"{name}-sz1-router-1"
     vips = _vips(inventory)
-    ledger = Path("/var/lib/tradestack") / f"{name}-failover-ledger.sqlite"
+    ledger = Path(stack.host_settings.state_root) / f"{name}-failover-ledger.sqlite"
     ledger.unlink(missing_ok=True)
     load = subprocess.Popen(["ip", "netns", "exec", f"{name}-clients", str(VENV_BIN / "tradestack"), "refstack", "load",
                              "-e", f"http://{vips['sz1']}:8080", "-e", f"http://{vips['hk1']}:8080",

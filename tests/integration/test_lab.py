@@ -100,7 +100,7 @@ def test_ansible_reaches_every_host_over_ssh_with_pinned_keys(lab, hosts):
 
 def test_deleted_namespace_is_drift_that_up_repairs(lab, hosts, listeners):
     stack: LabStack = lab["stack"]
-    victim = "itlab-hk1-gateway-3"
+    victim = f"{stack.name}-hk1-gateway-3"
     netlink.delete_namespace(victim)
     drift = stack.refresh()
     assert drift.changed and drift.changes.get("delete", 0) + drift.changes.get("update", 0) > 0, drift.changes
@@ -116,15 +116,16 @@ def test_second_stack_side_by_side_and_destroy_leaves_nothing(lab, hosts, listen
         "name": "small", "peak": {"orders_per_second": 10}, "headroom": 1.0, "carriers": [{"name": "ct"}],
         "sites": [{"name": "sz1", "role": "active", "uplinks": [{"carrier": "ct"}]}],
         "services": [{"name": "gateway", "kind": "stateless", "placement": {"sz1": 1}}]}))
-    other = LabStack("itlab2", small)
+    name = f"{lab['stack'].name[:7]}b"  # a second run-unique name
+    other = LabStack(name, small)
     try:
         other.up()
-        assert set(netlink.list_namespaces("itlab2-")) >= {"itlab2-sz1-gateway-1", "itlab2-carrier-ct"}
+        assert set(netlink.list_namespaces(f"{name}-")) >= {f"{name}-sz1-gateway-1", f"{name}-carrier-ct"}
         assert probe.connect(listeners["sz1"][0], listeners["hk1"][1], PORT)  # first stack unaffected
     finally:
         other.destroy()
     assert other.leftovers() == []
-    assert not Path("/sys/class/net/itlab2-mgmt").exists()
-    assert "itlab2" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not Path(f"/sys/class/net/{name}-mgmt").exists()
+    assert name not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert probe.connect(listeners["sz1"][0], listeners["hk1"][1], PORT)
-    print(json.dumps({"first_stack_namespaces": len(netlink.list_namespaces("itlab-"))}))
+    print(json.dumps({"first_stack_namespaces": len(netlink.list_namespaces(f"{lab['stack'].name}-"))}))

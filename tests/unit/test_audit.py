@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tradestack.audit import catalogue, report
-from tradestack.audit.run import verdicts
+from tradestack.audit.evidence import DAY, Run, judge
+from tradestack.audit.run import passes, verdicts
 from tradestack.cli.app import app
 from tradestack.errors import InputError
 
@@ -47,6 +48,38 @@ def test_a_control_fails_if_any_target_fails_and_is_skipped_only_if_all_are():
     assert by_id["SEC-04"]["verdict"] == "fail" and by_id["SEC-04"]["failed"] == ["gw2: mode 0o644"]
     assert by_id["EVD-01"]["verdict"] == "skipped" and by_id["EVD-01"]["skipped"] == ["carrier-outage: no run yet"]
     assert by_id["OPS-02"]["verdict"] == "fail"  # nothing checked is not a pass
+
+
+def test_a_high_severity_control_without_evidence_fails_the_audit_a_medium_one_does_not():
+    chosen = catalogue.select(catalogue.controls(), ["RES-01", "RES-06"])  # high, medium
+    all_pass = [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "passed")]
+    assert passes(verdicts(chosen, all_pass))
+    assert not passes(verdicts(chosen, [_record("RES-01", "db1", "skipped", "no leader to ask"),
+                                        _record("RES-06", "x", "passed")]))
+    assert passes(verdicts(chosen, [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "skipped")]))
+    assert not passes(verdicts(chosen, [_record("RES-06", "x", "passed")]))  # RES-01 checked nothing
+
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("runs, ok, finding", [
+    ([], False, "no run of d in the drill history: no evidence it was ever tested"),
+    ([Run("r1", NOW - 3600, "fail"), Run("r2", NOW - 7200, "aborted")], False, "2 run(s) of d, none passing (latest: fail)"),
+    ([Run("r1", NOW - 40 * DAY, "pass")], False, "last passing run of d is 40.0 days old (max 30)"),
+    ([Run("old", NOW - 40 * DAY, "pass"), Run("new", NOW - DAY, "pass")], True, None),
+    ([Run("p", NOW - 2 * DAY, "pass"), Run("f", NOW - DAY, "fail")], True, None),  # last failed, a recent pass holds
+])
+def test_evd01_judges_missing_failed_or_stale_evidence_as_findings(runs, ok, finding):
+    judged = judge("d", runs, NOW, 30)
+    assert judged.ok is ok and judged.finding == finding
+
+
+def test_evd01_evidence_names_the_last_run_its_verdict_and_age():
+    judged = judge("db-primary-crash", [Run("r9", NOW - 2 * DAY, "pass"), Run("r10", NOW - DAY / 2, "fail")], NOW, 30)
+    assert judged.summary() == ("db-primary-crash: last run r10, fail, 0.50 days ago; last pass 2.00 days ago; "
+                                "2 run(s)")
+    assert judge("x", [], NOW, 30).summary() == "x: never run"
 
 
 def test_reports_are_escaped_self_contained_and_the_manifest_catches_tampering(tmp_path: Path):

@@ -52,3 +52,34 @@ def test_only_a_lab_switches_to_supervisord_and_a_shared_filesystem():
     assert build(lab=True).public["tradestack_supervisor"] == "supervisord"
     assert build(lab=True).public["tradestack_shared_filesystem"] is True
     assert "tradestack_supervisor" not in build(lab=False).public  # real hosts keep systemd (group_vars)
+
+
+def test_host_settings_reach_the_playbooks_and_default_to_the_documented_names():
+    from tradestack.hostsettings import HostSettings
+
+    assert {k: build().public[k] for k in ("tradestack_user", "tradestack_group", "tradestack_root",
+                                            "tradestack_software_root")} == {
+        "tradestack_user": "tradestack", "tradestack_group": "tradestack",
+        "tradestack_root": "/var/lib/tradestack", "tradestack_software_root": "/opt/tradestack"}
+    mine = HostSettings("ts1a2b3c", "ts1a2b3cg", "/var/lib/tradestack-it/1a2b3c", "/opt/tradestack-it/1a2b3c")
+    public = variables.build(load_topology(LAB), OUTPUTS, SECRETS, lab=True, wheelhouse="/w", wheel="t.whl",
+                             wheel_sha256="abc", settings=mine).public
+    assert (public["tradestack_user"], public["tradestack_group"], public["tradestack_root"]) == \
+        ("ts1a2b3c", "ts1a2b3cg", "/var/lib/tradestack-it/1a2b3c")
+
+
+def test_host_settings_round_trip_through_stack_config_and_refuse_bad_names():
+    from tradestack.errors import InputError
+    from tradestack.hostsettings import HostSettings
+
+    mine = HostSettings(service_user="svc", state_root="/srv/ts/state")
+    config = mine.to_config()
+    assert config["tradestack:serviceUser"] == "svc" and config["tradestack:stateRoot"] == "/srv/ts/state"
+    assert HostSettings.from_config({**config, "tradestack:topology": "x"}) == mine
+    assert HostSettings.from_config({}) == HostSettings()
+    assert mine.host_dir("lab-sz1-gateway-1") == Path("/srv/ts/state/lab-sz1-gateway-1")
+    with pytest.raises(InputError, match="service_user: 'Root Admin' is not a valid user or group name; "
+                                         "state_root: 'relative/path' must be an absolute path"):
+        HostSettings(service_user="Root Admin", state_root="relative/path")
+    with pytest.raises(InputError, match="software_root: '/opt' must be an absolute path at least two levels"):
+        HostSettings(software_root="/opt")  # never let a destroy or a test clean-up remove a top-level folder

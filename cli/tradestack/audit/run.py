@@ -25,7 +25,7 @@ from ..deploy.variables import site_vips
 from ..drills import files as drill_files
 from ..drills import history as drill_history
 from ..errors import TradestackError
-from ..lab.stack import HOST_STATE, LabStack
+from ..lab.stack import LabStack
 from ..topology import load_topology
 from ..topology.riskgroups import uplink_groups
 from . import catalogue
@@ -48,6 +48,7 @@ class AuditResult:
 def context(stack: LabStack, selected: list[str], results_file: Path, max_age_days: float) -> dict[str, Any]:
     """What the checks need to know, from the stack and its topology (no secrets)."""
     files = stack.access_files()
+    settings = stack.host_settings
     topology = load_topology(stack.topology_path())
     outputs = stack.outputs()
     inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
@@ -66,7 +67,8 @@ def context(stack: LabStack, selected: list[str], results_file: Path, max_age_da
             "topology": str(stack.topology_path()), "site_roles": {s.name: s.role for s in topology.sites},
             "uplinks": uplinks, "vips": site_vips(outputs["site_prefixes"], gateway_sites),
             "placement": {s.name: dict(s.placement) for s in topology.services},
-            "state_base": str(HOST_STATE), "catalogue_drills": sorted(drill_files.catalogue()),
+            "state_base": settings.state_root, "service_user": settings.service_user,
+            "catalogue_drills": sorted(drill_files.catalogue()),
             "drill_history": str(history_file) if history_file.exists() else None,
             "evidence_max_age_days": max_age_days, "controls": selected, "results_file": str(results_file)}
 
@@ -106,10 +108,15 @@ def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, wo
                "started": started.isoformat(), "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
                "hosts": sorted(ctx["hosts"])}
     per_control = verdicts(chosen, records)
-    ok = all(c["verdict"] in ("pass", "skipped") for c in per_control if c["severity"] == "high")
+    ok = passes(per_control)
     on_step("writing reports")
     artifacts = write_reports(out_dir, summary, per_control, records, ok)
     return AuditResult(ok, per_control, records, artifacts, summary)
+
+
+def passes(per_control: list[dict[str, Any]]) -> bool:
+    """The audit passes when every high-severity control passed; one that found no evidence (all skipped) did not."""
+    return all(c["verdict"] == "pass" for c in per_control if c["severity"] == "high")
 
 
 def verdicts(chosen: list[catalogue.Control], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..drills import actions
 from ..drills.engine import stack_lock, wait_steady
-from ..drills.lab import Lab, ledger_dir
+from ..drills.lab import Lab
 from ..lab.stack import LabStack
 
 CARRIED_SHARE = 0.95       # a scenario passes when clients got at least this share of the target acked
@@ -79,7 +79,7 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
             try:
                 if site is not None:
                     time.sleep(5)  # let clients, BGP and (if it was there) the database leader move first
-                ledger = ledger_dir(stack) / f"capacity-{site or 'all'}.sqlite"
+                ledger = lab.ledger_dir / f"capacity-{site or 'all'}.sqlite"
                 proc = actions.start_load(lab, ledger, target, duration_s, sessions, 0.0, 0.0)
                 summary = actions.finish_load(proc, timeout=duration_s + 60)
                 results.append(judge(name, target, duration_s, summary))

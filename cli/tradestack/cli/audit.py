@@ -48,7 +48,8 @@ def run(ctx: typer.Context,
     """Check every control on the stack's hosts (over SSH, from its Ansible inventory) and write junit.xml,
     audit.json, audit.html and manifest.sha256 to --out.
 
-    Exit 0 when every control of severity high passes, 1 otherwise, 2 for unusable input.
+    Exit 0 when every control of severity high passes, 1 otherwise (a high control that found no evidence
+    does not pass), 2 for unusable input. EVD-01 fails for every catalogue drill without a recent passing run.
 
     Example: [bold]sudo tradestack audit run --stack lab --out reports/audit[/]
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json as jsonlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,17 @@ if TYPE_CHECKING:  # Pulumi (and gRPC) load only when a stack command runs, not 
     from ..lab.stack import LabStack
 
 
-def _open(name: str, topology: Path | None = None) -> "LabStack":
+def _open(name: str, topology: Path | None = None, host_settings: dict[str, str | None] | None = None) -> "LabStack":
+    """The stack; host settings given on the command line replace only those named, keeping the rest."""
+    from ..hostsettings import HostSettings
     from ..lab.stack import LabStack
 
-    return LabStack(name, topology)
+    given = {k: v for k, v in (host_settings or {}).items() if v is not None}
+    if not given:
+        return LabStack(name, topology)
+    current = LabStack(name)
+    base = current.host_settings if current.exists() else HostSettings()
+    return LabStack(name, topology, host_settings=dataclasses.replace(base, **given))
 
 app = typer.Typer(no_args_is_help=True, help="Manage the lab as a Pulumi stack (needs root).")
 
@@ -89,13 +97,25 @@ def preview(ctx: typer.Context, stack: str = StackOpt, topology: Path = Topology
 
 @app.command()
 def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, yes: bool = YesOpt,
+       service_user: str = typer.Option(None, "--service-user", help="User the trading services run as "
+                                        "(a stack setting; default tradestack)."),
+       service_group: str = typer.Option(None, "--service-group", help="Their group (default tradestack)."),
+       state_root: str = typer.Option(None, "--state-root", help="Root of per-host state on the hosts "
+                                      "(default /var/lib/tradestack)."),
+       software_root: str = typer.Option(None, "--software-root", help="Root of per-stack software on the hosts "
+                                         "(default /opt/tradestack)."),
        json: bool = JsonOpt) -> None:
     """Create or update the lab network for a topology; write the inventory, SSH key and known_hosts.
+
+    The host settings (--service-user, --service-group, --state-root, --software-root) are kept in the
+    stack's configuration and used by every later deploy, drill and audit of the stack; set them when the
+    stack is created (a deploy does not remove what it created under earlier names).
 
     Example: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
     """
     want_json(ctx, json)
-    lab = _open(stack, topology)
+    lab = _open(stack, topology, {"service_user": service_user, "service_group": service_group,
+                                  "state_root": state_root, "software_root": software_root})
     _confirm(lab, "Update", yes)
     result, files = _run("bringing the lab up", lab.expected_resources(), lab.up)
     access = {"inventory": str(files.inventory), "private_key": str(files.private_key),

@@ -56,7 +56,8 @@ def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, 
     on_step("building the wheelhouse")
     wheels = wheelhouse.build(ROOT)
     chosen = variables.build(topology, outputs, secrets, lab=stack.is_lab, wheelhouse=str(wheels.directory),
-                             wheel=wheels.wheel, wheel_sha256=wheels.sha256)
+                             wheel=wheels.wheel, wheel_sha256=wheels.sha256,
+                             settings=stack.host_settings)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
                         run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,

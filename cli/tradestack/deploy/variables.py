@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from ..hostsettings import HostSettings
 from ..topology.model import Topology
 
 SECRET_NAMES = ("dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword")
@@ -35,7 +36,8 @@ def routes(upstreams: list[str]) -> list[dict[str, Any]]:
 
 
 def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], *, lab: bool,
-          wheelhouse: str, wheel: str, wheel_sha256: str, seed_accounts: int = 1000) -> DeployVars:
+          wheelhouse: str, wheel: str, wheel_sha256: str, seed_accounts: int = 1000,
+          settings: HostSettings = HostSettings()) -> DeployVars:
     gateway = next((s for s in topology.services if s.name == "gateway"), None)
     sites = [site for site, n in (gateway.placement.items() if gateway else []) if n > 0]
     capacity = (gateway.capacity if gateway else None) or {}
@@ -51,6 +53,7 @@ def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], 
         "tradestack_wheel": wheel,
         "tradestack_wheel_sha256": wheel_sha256,
         "tradestack_seed_accounts": seed_accounts,
+        **settings.playbook_vars(),
     }
     if lab:  # one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml
         public |= {"tradestack_supervisor": "supervisord", "tradestack_install_packages": False,

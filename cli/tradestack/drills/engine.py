@@ -27,7 +27,7 @@ from ..lab import netlink
 from ..lab.stack import LabStack, access_dir
 from ..refstack.ledger import Ledger
 from . import actions, figures, model
-from .lab import Lab, ledger_dir
+from .lab import Lab
 
 SAMPLE_S = 0.5
 STEADY_TIMEOUT_S = 180.0
@@ -286,7 +286,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         started = time.time()
         run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{drill.name}"
         journal = Journal()
-        ledgers = ledger_dir(p.stack)
+        ledgers = lab.ledger_dir
         ledger = ledgers / f"{run_id}.sqlite"
         spike = next((actions.SpikeLoad(lab, ledgers / f"{run_id}-spike.sqlite",
                                         round(lab.topology.peak.get("orders_per_second", 100) * f.multiplier, 2),

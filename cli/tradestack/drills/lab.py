@@ -20,7 +20,7 @@ from ..deploy import variables
 from ..errors import InputError, TradestackError
 from ..lab import faults as lab_faults
 from ..lab import netlink, routing
-from ..lab.stack import HOST_STATE, LabStack
+from ..lab.stack import LabStack
 from ..topology import load_topology
 from ..topology.model import Topology
 
@@ -55,6 +55,15 @@ class Lab:
         gateway_sites = sorted({h.site for h in self.hosts.values() if h.service == "gateway" and h.site})
         self.vips = variables.site_vips(self.outputs["site_prefixes"], gateway_sites)
         self.clients_ns = self.outputs["clients"]["netns"]
+        self.settings = stack.host_settings
+
+    def supervisor_conf(self, host: str) -> Path:
+        return self.settings.host_dir(host) / "supervisor" / "supervisord.conf"
+
+    @property
+    def ledger_dir(self) -> Path:
+        """Drill ledgers live on the hosts' shared disk, so the clients namespace writes them where we read."""
+        return Path(self.settings.state_root) / f"{self.name}-drills"
 
     # -- names -----------------------------------------------------------------------------------
     def of(self, service: str, site: str | None = None) -> list[Host]:
@@ -153,7 +162,7 @@ class Lab:
 
     def programs(self, host: str) -> dict[str, str]:
         """Supervised programs of a lab host and their state (empty when its supervisor is gone)."""
-        conf = HOST_STATE / host / "supervisor" / "supervisord.conf"
+        conf = self.supervisor_conf(host)
         try:
             done = subprocess.run(["ip", "netns", "exec", host, "supervisorctl", "-c", str(conf), "status"],
                                   capture_output=True, text=True, timeout=10, check=False)
@@ -249,7 +258,7 @@ class Lab:
         self.stack.up()
         on_step(f"starting the supervisor of {', '.join(hosts)}")
         for host in hosts:
-            conf = HOST_STATE / host / "supervisor" / "supervisord.conf"
+            conf = self.supervisor_conf(host)
             if not conf.exists():
                 raise LabActionError(f"{host} was never deployed (no {conf})")
             if self.programs(host):
@@ -264,7 +273,7 @@ class Lab:
         return netlink.kill_namespace_processes(host, signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def kill_program(self, host: str, program: str) -> int:
-        conf = HOST_STATE / host / "supervisor" / "supervisord.conf"
+        conf = self.supervisor_conf(host)
         done = subprocess.run(["ip", "netns", "exec", host, "supervisorctl", "-c", str(conf), "pid", program],
                               capture_output=True, text=True, timeout=15, check=False)
         pid = done.stdout.strip()
@@ -291,7 +300,3 @@ class Lab:
     def wait_routing(self, timeout: float = 30.0) -> list[str]:
         return routing.wait_converged(self.stack.daemons_dir, timeout)
 
-
-def ledger_dir(stack: str) -> Path:
-    """Drill ledgers live on the hosts' shared disk, so the clients namespace writes them where we read."""
-    return HOST_STATE / f"{stack}-drills"

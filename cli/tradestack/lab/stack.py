@@ -13,6 +13,7 @@ import yaml
 
 from ..adapters.pulumi import OpResult, PulumiStack, StackSpec, ensure_private
 from ..errors import InputError
+from ..hostsettings import HostSettings
 from ..paths import state_dir
 from ..topology import load_topology
 from . import netlink
@@ -38,17 +39,13 @@ def access_dir(stack: str, home: Path | None = None) -> Path:
     return (home or state_dir()) / "stacks" / stack
 
 
-# Where deploys keep host state and virtual environments (playbooks: tradestack_base, tradestack_venv).
-HOST_STATE = Path("/var/lib/tradestack")
-HOST_VENVS = Path("/opt/tradestack")
-
-
 class LabStack:
     """The lab for one stack name. `topology` is only needed to create the stack or change it."""
 
     is_lab = True
 
-    def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None):
+    def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None,
+                 host_settings: HostSettings | None = None):
         self.name = name
         self.home = state_dir()  # pinned: every path of this stack stays under one state dir
         config = {"tradestack:workdir": str(workdir(name, self.home))}
@@ -57,6 +54,8 @@ class LabStack:
             config["tradestack:topology"] = str(Path(topology).resolve())
         if mgmt_slot is not None:
             config["tradestack:mgmtSlot"] = str(mgmt_slot)
+        if host_settings is not None:
+            config |= host_settings.to_config()
         self.topology = topology
         self._spec = StackSpec(PROJECT, name, program, config)
         self._stack: PulumiStack | None = None
@@ -74,6 +73,9 @@ class LabStack:
         plan = plan_lab(load_topology(self.topology), self.name)
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
                 + 2 * len(plan.hosts))
+
+    def exists(self) -> bool:
+        return self._pulumi.exists()
 
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():
@@ -96,10 +98,11 @@ class LabStack:
 
     def destroy(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
         require_net_admin()
+        settings = self.host_settings
         result = self._pulumi.destroy(on_event)
         shutil.rmtree(workdir(self.name, self.home), ignore_errors=True)
         # the lab's hosts share this machine's disk: what a deploy left on them goes with them
-        for path in [*HOST_STATE.glob(f"{self.name}-*"), HOST_VENVS / self.name]:
+        for path in [*Path(settings.state_root).glob(f"{self.name}-*"), Path(settings.software_root) / self.name]:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -115,6 +118,11 @@ class LabStack:
         if self.topology is not None:
             return Path(self.topology)
         return Path(self._pulumi.config()["tradestack:topology"])
+
+    @property
+    def host_settings(self) -> HostSettings:
+        """The machine-wide names deploys use on this stack's hosts (its configuration, else the defaults)."""
+        return HostSettings.from_config(self._pulumi.config())
 
     def secrets(self, names: list[str]) -> dict[str, str]:
         """Deploy secrets kept encrypted in the stack's configuration, generated on first use."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-SERVICE_USERS = {"tradestack-gateway": "tradestack", "tradestack-router": "tradestack",
-                 "tradestack-venue": "tradestack", "patroni": "postgres", "etcd": "etcd"}
+
+
+def service_users(service_user: str) -> dict[str, str]:
+    """Each supervised program and the user it must run as (the trading services' user is a stack setting)."""
+    return {"tradestack-gateway": service_user, "tradestack-router": service_user,
+            "tradestack-venue": service_user, "patroni": "postgres", "etcd": "etcd"}
 
 
 @pytest.mark.control("SEC-01")
@@ -29,7 +33,7 @@ def test_trading_services_run_as_non_root_users(audit, evidence, hostname):
     host = audit.host(hostname)
     conf = f"{audit['state_base']}/{hostname}/supervisor/supervisord.conf"
     checked = 0
-    for program, user in SERVICE_USERS.items():
+    for program, user in service_users(audit["service_user"]).items():
         pid = evidence.run(host, hostname, f"supervisorctl -c {conf} pid {program}").stdout.strip()
         if not pid.isdigit() or pid == "0":
             continue
@@ -56,7 +60,7 @@ def _secret_files(ctx) -> list[str]:
         if service == "orderdb":
             files.append(f"{name}:{ctx['state_base']}/{name}/patroni/patroni.yml:postgres")
         elif service in ("gateway", "router"):
-            files.append(f"{name}:{ctx['state_base']}/{name}/app/{service}.json:tradestack")
+            files.append(f"{name}:{ctx['state_base']}/{name}/app/{service}.json:{ctx['service_user']}")
     return files
 
 
