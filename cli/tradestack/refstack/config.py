@@ -76,6 +76,10 @@ class RouterConfig(_Strict):
     poll_s: float = Field(0.2, gt=0, description="look for work at least this often (NOTIFY wakes it sooner)")
     batch: int = Field(100, ge=1, le=10000)
     concurrency: int = Field(256, ge=1, description="orders in flight to venues at once")
+    sweep_after_s: float = Field(1.0, gt=0, description="an order left acked or venue_unknown this long is "
+                                                         "checked against its venue by the sweep")
+    sweep_every_s: float = Field(2.0, gt=0, description="start a full sweep of non-final orders at most this often")
+    sweep_page: int = Field(500, ge=1, le=5000, description="orders asked about in one status request")
 
     @model_validator(mode="after")
     def _routes_name_venues(self) -> "RouterConfig":

@@ -2,8 +2,9 @@
 
 What must hold after any failure: no acknowledged order missing, no order twice (in the
 database or at the venues), every order settled in a final state with a reason where it was
-not filled, no balance shown to a client as zero or unmarked-stale, and every account's cash
-and positions equal to what its fills imply.
+not filled, every order's state equal to what its venue's book says of it, no balance shown to a
+client as zero or unmarked-stale, and every account's cash and positions equal to what its fills
+imply (so, with the states agreeing, to what the venues' fills imply).
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ class Reconciliation:
     assets_seen: dict[str, int] = field(default_factory=dict)
     bad_balances_seen: list[str] = field(default_factory=list)       # zero/empty/malformed shown: must be empty
     wrong_balances: list[str] = field(default_factory=list)          # cash/positions not implied by fills
+    venue_mismatch: list[str] = field(default_factory=list)          # state differs from the venue's book
     settle_wait_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not (self.acked_missing or self.id_mismatch or self.duplicates_in_database or self.duplicates_at_venues
                     or self.not_placed_but_present or self.unsettled or self.silent or self.bad_balances_seen
-                    or self.wrong_balances)
+                    or self.wrong_balances or self.venue_mismatch)
 
     def to_dict(self, sample: int = 10) -> dict[str, Any]:
         def cut(items: list[str]) -> dict[str, Any]:
@@ -65,7 +67,8 @@ class Reconciliation:
             "unknown_outcomes_resolved": self.unknown_resolved, "final_states": self.final_states,
             "unsettled": cut(self.unsettled), "silently_ended": cut(self.silent),
             "assets_seen": self.assets_seen, "bad_balances_seen": cut(self.bad_balances_seen),
-            "wrong_balances": cut(self.wrong_balances), "settle_wait_s": round(self.settle_wait_s, 2),
+            "wrong_balances": cut(self.wrong_balances), "venue_mismatch": cut(self.venue_mismatch),
+            "settle_wait_s": round(self.settle_wait_s, 2),
         }
 
 
@@ -114,7 +117,10 @@ def reconcile(ledger_path: Path, dsn: str, venue_admin: list[str] | None = None,
 
     report.assets_seen = dict(Counter(v.verdict for v in seen))
     report.bad_balances_seen = [f"{v.account} at {v.endpoint}: {v.detail}" for v in seen if v.verdict == "bad"]
-    report.duplicates_at_venues = _venue_duplicates(venue_admin or [])
+    books = _venue_books(venue_admin or [])
+    report.duplicates_at_venues = _venue_duplicates(books)
+    if books:
+        report.venue_mismatch = _venue_mismatch(stored, books)
     return report
 
 
@@ -136,7 +142,8 @@ def _settle(conn: psycopg.Connection[Any], keys: list[tuple[str, str]], settle_s
 
 def _stored(conn: psycopg.Connection[Any], keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     cur = conn.cursor(row_factory=dict_row)
-    cur.execute("SELECT o.id, o.account, o.client_order_id, o.state, o.reason, o.order_type FROM orders o "
+    cur.execute("SELECT o.id, o.account, o.client_order_id, o.state, o.reason, o.order_type, o.venue, "
+                "o.venue_order_id FROM orders o "
                 "JOIN unnest(%s::text[], %s::text[]) AS k(account, cid) "
                 "ON o.account = k.account AND o.client_order_id = k.cid", ([k[0] for k in keys], [k[1] for k in keys]))
     found: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -164,15 +171,81 @@ def _wrong_balances(conn: psycopg.Connection[Any], accounts: list[str]) -> list[
     return wrong
 
 
-def _venue_duplicates(admin_urls: list[str]) -> list[str]:
-    """An order that executed (not rejected) at more than one venue, or under two venue ids."""
-    executed: Counter[str] = Counter()
+def _venue_books(admin_urls: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """venue name -> venue order id -> what the venue's own book says of it."""
+    books: dict[str, dict[str, dict[str, Any]]] = {}
     for url in admin_urls:
         try:
             book = httpx.get(f"{url.rstrip('/')}/admin/orders", timeout=10).json()
         except (httpx.HTTPError, ValueError) as exc:
             raise ReconcileError(f"cannot read the venue book at {url}: {exc}") from None
-        for order in book["orders"]:
+        books[book["venue"]] = {o["venue_order_id"]: o for o in book["orders"]}
+    return books
+
+
+def _venue_duplicates(books: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """An order that executed (not rejected) at more than one venue, or under two venue ids."""
+    executed: Counter[str] = Counter()
+    for book in books.values():
+        for order in book.values():
             if order["state"] != "rejected":
                 executed[order["order_id"]] += 1
     return [f"order {oid} executed {n} times" for oid, n in executed.items() if n > 1]
+
+
+# what the system of record may say of an order, given its venue's state for the order's venue order id
+AGREES = {"filled": {"filled"}, "acked": {"acked"}, "cancelled": {"cancelled", "cancelled_by_venue"},
+          "rejected": {"rejected"}}
+
+
+def _venue_mismatch(stored: dict[tuple[str, str], list[dict[str, Any]]],
+                    books: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Orders whose state disagrees with their venue's book: a fill or cancel the system of record missed
+    (a wrong balance), or an execution the venue never had."""
+    wrong = []
+    for rows in stored.values():
+        for row in rows:
+            if row["venue"] not in books or not row["venue_order_id"]:
+                continue
+            at_venue = books[row["venue"]].get(row["venue_order_id"])
+            ref = f"{row['account']}/{row['client_order_id']} ({row['venue_order_id']} at {row['venue']})"
+            if at_venue is None:
+                if row["state"] in ("filled", "acked", "cancelled_by_venue"):
+                    wrong.append(f"{ref}: {row['state']} here, unknown to the venue")
+            elif row["state"] not in AGREES.get(at_venue["state"], set()):
+                wrong.append(f"{ref}: {row['state']} here, {at_venue['state']} at the venue")
+    return wrong
+
+
+@dataclass
+class Agreement:
+    """The whole system of record against the venues' books, ledger aside."""
+
+    orders: int = 0
+    in_flight: list[str] = field(default_factory=list)       # neither final nor resting at a venue
+    venue_mismatch: list[str] = field(default_factory=list)
+    wrong_balances: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.in_flight or self.venue_mismatch or self.wrong_balances)
+
+
+def agreement(dsn: str, venue_admin: list[str]) -> Agreement:
+    """Does every order's state, and so every balance, agree with the venues right now?"""
+    books = _venue_books(venue_admin)
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            cur.execute("SELECT id, account, client_order_id, state, order_type, venue, venue_order_id FROM orders")
+            rows = cur.fetchall()
+            accounts = sorted({r["account"] for r in rows})
+            wrong = _wrong_balances(conn, accounts)
+    except psycopg.OperationalError as exc:
+        raise ReconcileError(f"cannot read the system of record: {str(exc).strip().splitlines()[0]}") from None
+    stored = {(r["account"], r["client_order_id"]): [r] for r in rows}
+    return Agreement(orders=len(rows),
+                     in_flight=[f"{r['account']}/{r['client_order_id']}: {r['state']}" for r in rows
+                                if r["state"] not in FINAL_STATES
+                                and not (r["state"] == "acked" and r["order_type"] == "limit")],
+                     venue_mismatch=_venue_mismatch(stored, books), wrong_balances=wrong)

@@ -10,6 +10,11 @@
 - An order sent without an answer becomes `venue_unknown` (explicit, readable by the client)
   until the venue is reachable again and says what it knows; "unknown" fences the id at the
   venue and the order is routed again. Nothing is left pending or silently cancelled.
+- No execution report is lost: a report is confirmed to the venue only once it is committed, and
+  retried while the database is away; the venue sends unconfirmed reports again at every logon.
+  Behind that, a sweep that keeps nothing in memory asks the venues about every non-final order
+  left unchanged for `sweep_after_s`, so the system of record converges with the venues within
+  seconds of the database being writable again, whatever was lost with a process.
 """
 
 from __future__ import annotations
@@ -48,6 +53,17 @@ WHERE id IN (SELECT id FROM orders WHERE state = 'accepted'
              ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)
 RETURNING id, account, symbol, side, qty, order_type, limit_price, session, attempt, cancel_requested
 """
+# The sweep pages through non-final orders by (created_at, id); its cursor is advanced only after a page is
+# recorded, so a failed database call repeats that page instead of skipping it.
+SWEEP = """
+SELECT id::text, venue_order_id, state, created_at FROM orders
+WHERE venue = %(venue)s AND venue_order_id IS NOT NULL
+  AND state IN ('sent', 'venue_unknown', 'acked')
+  AND ((state <> 'sent' AND updated_at < now() - make_interval(secs => %(after)s))
+       OR (state = 'sent' AND sent_at < now() - make_interval(secs => %(lease)s)))
+  AND (%(c_at)s::timestamptz IS NULL OR (created_at, id) > (%(c_at)s::timestamptz, %(c_id)s::uuid))
+ORDER BY created_at, id LIMIT %(n)s
+"""
 RELEASE_EXPIRED = """
 WITH expired AS (
     SELECT id, router FROM orders WHERE state = 'routing' AND lease_until < now() FOR UPDATE SKIP LOCKED),
@@ -60,11 +76,12 @@ SELECT id, 'accepted', 'lease of ' || coalesce(router, '?') || ' ended; routing 
 
 
 class Venue:
-    """A venue as the router sees it: its session, its breaker, what needs checking after recovery."""
+    """A venue as the router sees it: its session, its breaker, where its sweep has got to."""
 
     def __init__(self, link: VenueLink, breaker: CircuitBreaker):
         self.link, self.breaker = link, breaker
-        self.recheck_acked = False
+        self.sweep_cursor: tuple[Any, str] | None = None  # (created_at, id) of the last order swept in this pass
+        self.sweep_started = float("-inf")
 
 
 class Router:
@@ -74,11 +91,12 @@ class Router:
         self.pool = AsyncConnectionPool(config.dsn, min_size=2, max_size=20, open=False, timeout=2,
                                         reconnect_timeout=3600,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
+                                                "application_name": f"tradestack-{self.me}",
                                                 "options": "-c statement_timeout=5000"})
         self.writer = BatchWriter(self.pool)
         self.venues: dict[str, Venue] = {}
         for endpoint in config.venues:
-            link = VenueLink(endpoint, self._reporter(endpoint.name), self._lost(endpoint.name))
+            link = VenueLink(endpoint, self.me, self._reporter(endpoint.name), self._lost(endpoint.name))
             self.venues[endpoint.name] = Venue(link, CircuitBreaker(endpoint.name, config.breaker))
         self.wake = asyncio.Event()
         self.in_flight = 0
@@ -198,7 +216,7 @@ class Router:
                 tried.append(f"{name} rejected it: {answer.get('reason')}")
                 await self.transition(oid, "routing", venue=name, from_states=("sent",))
                 continue
-            await self.apply(name, answer)
+            await self.record(name, answer)
             return
         await self.reject(oid, None, "not routed: " + "; ".join(tried))
 
@@ -210,12 +228,24 @@ class Router:
     # -- execution reports --------------------------------------------------------------------
     def _reporter(self, name: str) -> Any:
         async def report(message: protocol.Message) -> None:
-            try:
-                await self.apply(name, message, unsolicited=True)
-            except DB_ERRORS as exc:
-                log.warning("could not record %s from %s (%s); will reconcile", message["type"], name, exc)
-                self.venues[name].recheck_acked = True
+            await self.record(name, message, unsolicited=True)
         return report
+
+    async def record(self, name: str, message: protocol.Message, unsolicited: bool = False) -> None:
+        """Apply a venue's report, retrying while the database is away; once committed, confirm it to the
+        venue. Until then the venue keeps it, and sends it again if this process or its session dies."""
+        delay = 0.05
+        while True:
+            try:
+                await self.apply(name, message, unsolicited)
+                break
+            except DB_ERRORS as exc:
+                if delay == 0.05:
+                    log.warning("could not record %s from %s (%s); retrying", message["type"], name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        if "seq" in message:
+            self.venues[name].link.confirm(int(message["seq"]))
 
     async def apply(self, name: str, message: protocol.Message, unsolicited: bool = False) -> None:
         """Record what a venue said about an order (idempotent: guarded by the states it may come from)."""
@@ -329,6 +359,9 @@ class Router:
                                    "(instance) DO UPDATE SET last_seen = now()", (self.me,))
                 if await self.execute(RELEASE_EXPIRED):
                     self.wake.set()
+                if not self.db_ok:  # writable again: have the venues repeat whatever is still unconfirmed
+                    for venue in self.venues.values():
+                        venue.link.resend()
                 self.db_ok = True
             except DB_ERRORS:
                 self.db_ok = False
@@ -353,7 +386,6 @@ class Router:
                     await venue.link.ping(timeout)
                     breaker.close()
                     self.open_gauge.labels(name).set(0)
-                    venue.recheck_acked = True
                     log.info("%s: circuit closed after probe", name)
                 except (NotSent, SessionLost, TimeoutError) as exc:
                     venue.link.close("probe failed")
@@ -362,51 +394,64 @@ class Router:
                 await asyncio.wait_for(stop.wait(), 0.1 if breaker.state is not State.CLOSED else 0.25)
 
     async def reconcile_loop(self, stop: asyncio.Event) -> None:
-        """Ask reachable venues about orders whose state is in doubt, and forward client cancels."""
+        """Sweep reachable venues for orders whose state may lag theirs, and forward client cancels."""
         while not stop.is_set():
             for name, venue in self.venues.items():
                 if venue.breaker.state is State.CLOSED and venue.link.connected:
                     try:
-                        await self.reconcile(name, venue)
+                        await self.sweep(name, venue)
                         await self.forward_cancels(name, venue)
                     except DB_ERRORS as exc:
-                        log.warning("reconcile %s: %s", name, exc)
+                        log.warning("sweep %s: %s", name, exc)
                     except (NotSent, SessionLost, TimeoutError):
                         pass  # the venue loop trips the breaker
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.3)
 
-    async def reconcile(self, name: str, venue: Venue) -> None:
-        acked = venue.recheck_acked
-        venue.recheck_acked = False
+    async def sweep(self, name: str, venue: Venue) -> None:
+        """One page of the sweep: ask the venue about non-final orders it has had long enough to have
+        answered, and record wherever it knows more than we do. Depends on nothing kept in memory but a
+        cursor; a failure (database or venue) raises before the cursor moves, so the page is swept again."""
+        now = asyncio.get_running_loop().time()
+        if venue.sweep_cursor is None and now - venue.sweep_started < self.config.sweep_every_s:
+            return
+        if venue.sweep_cursor is None:
+            venue.sweep_started = now
+        c_at, c_id = venue.sweep_cursor or (None, None)
         async with self.db() as conn:
-            cur = await conn.execute(
-                "SELECT id, venue_order_id FROM orders WHERE venue = %s AND venue_order_id IS NOT NULL AND ("
-                "state = 'venue_unknown' OR (state = 'sent' AND sent_at < now() - make_interval(secs => %s))"
-                " OR (%s AND state = 'acked')) LIMIT 500", (name, self.config.lease_s, acked))
+            cur = await conn.execute(SWEEP, {"venue": name, "after": self.config.sweep_after_s,
+                                             "lease": self.config.lease_s, "c_at": c_at, "c_id": c_id,
+                                             "n": self.config.sweep_page})
             rows = await cur.fetchall()
-        for oid, vid in rows:
-            try:
-                answer = await venue.link.request({"type": "status", "venue_order_id": vid}, ("status", vid),
-                                                  self.config.breaker.ack_timeout_s)
-            except BaseException:
-                venue.recheck_acked = venue.recheck_acked or acked
-                raise
-            state = answer.get("state")
-            if state == "unknown":  # never reached the market; the venue has now fenced the id
-                await self.transition(oid, "accepted", venue=name, from_states=("sent", "venue_unknown"),
-                                      reason=None, extra=", router = NULL")
-                self.wake.set()
-            elif state == "acked":
+        if rows:
+            answers = await venue.link.statuses([vid for _, vid, _, _ in rows], self.config.breaker.ack_timeout_s * 4)
+            known = {str(a.get("venue_order_id")): a for a in answers}
+            for oid, vid, state, _ in rows:
+                if vid in known:
+                    await self.resolve(name, oid, vid, state, known[vid])
+        venue.sweep_cursor = (rows[-1][3], rows[-1][0]) if len(rows) == self.config.sweep_page else None
+
+    async def resolve(self, name: str, oid: str, vid: str, state: str, answer: protocol.Message) -> None:
+        """Bring one order in line with what its venue says of it (nothing is written where they agree)."""
+        venue_state = answer.get("state")
+        if venue_state == "unknown":
+            if state in ("sent", "venue_unknown"):  # never reached the market; the venue has now fenced the id
+                if await self.transition(oid, "accepted", venue=name, from_states=("sent", "venue_unknown"),
+                                         reason=None, extra=", router = NULL"):
+                    self.wake.set()
+            else:
+                log.error("order %s is %s here but unknown to %s", oid, state, name)
+        elif venue_state == "acked":
+            if state != "acked":
                 await self.apply(name, {"type": "ack", "venue_order_id": vid})
-            elif state == "filled":
-                await self.apply(name, {"type": "fill", "venue_order_id": vid, "price": answer.get("price")})
-            elif state == "cancelled":
-                await self.apply(name, {"type": "cancelled", "venue_order_id": vid, "reason": answer.get("reason")},
-                                 unsolicited=True)
-            elif state == "rejected":
-                await self.apply(name, {"type": "reject", "venue_order_id": vid, "code": protocol.SYSTEM,
-                                        "reason": answer.get("reason")})
+        elif venue_state == "filled":
+            await self.apply(name, {"type": "fill", "venue_order_id": vid, "price": answer.get("price")})
+        elif venue_state == "cancelled":
+            await self.apply(name, {"type": "cancelled", "venue_order_id": vid, "reason": answer.get("reason")},
+                             unsolicited=True)
+        elif venue_state == "rejected":
+            await self.apply(name, {"type": "reject", "venue_order_id": vid, "code": protocol.SYSTEM,
+                                    "reason": answer.get("reason")})
 
     async def forward_cancels(self, name: str, venue: Venue) -> None:
         async with self.db() as conn:

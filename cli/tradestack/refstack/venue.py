@@ -8,7 +8,13 @@ Fault modes (admin endpoint `PUT /admin/fault`):
 - `reject-all`: every new order is rejected with code SYSTEM;
 - `cancel-all`: resting orders are cancelled now, and each new order is acknowledged, then cancelled;
 - `flap`: alternates between down and normal every `flap_period_ms`.
-Market orders fill at once at the reference price; limit orders rest until cancelled.
+Market orders fill at the reference price, at once or `fill_delay_ms` after their ack (in any mode, as
+a real market's fills come on their own); limit orders rest until cancelled.
+
+Execution reports to a logged-on session carry a per-session `seq` and are kept until confirmed, and
+sent again on the session's next logon or on its `resend` request (see `protocol`). An unsolicited
+report (a venue cancel) goes to the session that sent the order, or, while that one is away, to any
+session that is logged on; with none, it waits for the owner's next logon.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Fault(BaseModel):
     mode: Mode = "normal"
     latency_ms: int = Field(0, ge=0, le=600_000)
     flap_period_ms: int = Field(500, ge=50, le=600_000)
+    fill_delay_ms: int = Field(0, ge=0, le=600_000, description="market orders fill this long after their ack")
 
 
 @dataclass
@@ -45,7 +52,7 @@ class VenueOrder:
     state: str = "acked"  # acked (resting) | filled | cancelled | rejected
     fill_price: float | None = None
     reason: str | None = None
-    owner: asyncio.StreamWriter | None = field(default=None, repr=False)
+    owner: str | None = field(default=None, repr=False)  # session id of the router that sent it
 
     def report(self) -> protocol.Message:
         if self.state == "filled":
@@ -67,8 +74,13 @@ class Venue:
         self.orders: dict[str, VenueOrder] = {}
         self.fenced: set[str] = set()
         self.resends = 0  # `new` for an id already known: answered with its state, never doubled
+        self.reports_resent = 0  # unconfirmed reports sent again after a logon or a resend request
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.StreamWriter] = set()
+        self._session_of: dict[asyncio.StreamWriter, str] = {}    # connection -> logged-on session id
+        self._live: dict[str, asyncio.StreamWriter] = {}          # session id -> its current connection
+        self._outbox: dict[str, dict[int, protocol.Message]] = {}  # session id -> seq -> unconfirmed report
+        self._next_seq: dict[str, int] = {}
         self._flapper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -108,7 +120,7 @@ class Venue:
             for order in self.orders.values():
                 if order.state == "acked":
                     self._cancel(order, "venue cancelled all resting orders")
-                    self._push(order, order.report())
+                    self._push(order)
         if fault.mode == "flap":
             self._flapper = asyncio.create_task(self._flap(fault.flap_period_ms / 1000))
 
@@ -141,6 +153,9 @@ class Venue:
             pass
         finally:
             self._sessions.discard(writer)
+            session = self._session_of.pop(writer, None)
+            if session is not None and self._live.get(session) is writer:
+                del self._live[session]
             writer.close()
 
     async def _delayed(self, writer: asyncio.StreamWriter, message: protocol.Message, delay: float) -> None:
@@ -151,69 +166,139 @@ class Venue:
         kind, vid = message["type"], str(message.get("venue_order_id", ""))
         if kind == "ping":
             self._write(writer, {"type": "pong", "id": message.get("id")})
+        elif kind == "logon":
+            self._logon(writer, str(message.get("session") or ""))
+        elif kind == "confirm":
+            session = self._session_of.get(writer)
+            seqs = message.get("seq")
+            for seq in seqs if isinstance(seqs, list) else [seqs]:
+                if session is not None:
+                    self._outbox.get(session, {}).pop(seq, None)
+        elif kind == "resend":
+            session = self._session_of.get(writer)
+            if session is not None:
+                self._resend(session, writer)
         elif kind == "new":
             self._new(writer, vid, message)
         elif kind == "cancel":
             order = self.orders.get(vid)
             if order is not None and order.state == "acked":
                 self._cancel(order, "cancelled on request")
-                self._write(writer, order.report())
+                self._report(writer, order.report())
             else:
                 self._write(writer, {"type": "cancel_reject", "venue_order_id": vid,
                                      "reason": "not resting" if order else "unknown order"})
+        elif kind == "status" and isinstance(message.get("venue_order_ids"), list):
+            self._write(writer, {"type": "statuses", "id": message.get("id"),
+                                 "orders": [self._status(str(v)) for v in message["venue_order_ids"]]})
         elif kind == "status":
-            order = self.orders.get(vid)
-            if order is None:
-                self.fenced.add(vid)  # declared unknown: a late copy of it must never execute
-                self._write(writer, {"type": "status", "venue_order_id": vid, "state": "unknown"})
-            else:
-                self._write(writer, {"type": "status", "venue_order_id": vid, "state": order.state,
-                                     "price": order.fill_price, "reason": order.reason})
+            self._write(writer, {"type": "status", **self._status(vid)})
         else:
             self._write(writer, {"type": "error", "reason": f"unknown message type {kind!r}"})
 
+    def _status(self, vid: str) -> protocol.Message:
+        order = self.orders.get(vid)
+        if order is None:
+            self.fenced.add(vid)  # declared unknown: a late copy of it must never execute
+            return {"venue_order_id": vid, "state": "unknown"}
+        return {"venue_order_id": vid, "state": order.state, "price": order.fill_price, "reason": order.reason}
+
     def _new(self, writer: asyncio.StreamWriter, vid: str, message: protocol.Message) -> None:
         if vid in self.fenced:
-            self._write(writer, {"type": "reject", "venue_order_id": vid, "code": protocol.FENCED,
-                                 "reason": "order id was reported unknown earlier and is fenced"})
+            self._report(writer, {"type": "reject", "venue_order_id": vid, "code": protocol.FENCED,
+                                  "reason": "order id was reported unknown earlier and is fenced"})
             return
         known = self.orders.get(vid)
         if known is not None:
             self.resends += 1
-            known.owner = writer
-            self._write(writer, known.report())
+            known.owner = self._session_of.get(writer, known.owner)
+            self._report(writer, known.report())
             return
         try:
             order = VenueOrder(vid, str(message["symbol"]), str(message["side"]), int(message["qty"]),
                                str(message["order_type"]),
                                None if message.get("limit_price") is None else float(message["limit_price"]),
-                               owner=writer)
+                               owner=self._session_of.get(writer))
         except (KeyError, TypeError, ValueError) as exc:
-            self._write(writer, {"type": "reject", "venue_order_id": vid, "code": protocol.BUSINESS,
-                                 "reason": f"malformed order: {exc}"})
+            self._report(writer, {"type": "reject", "venue_order_id": vid, "code": protocol.BUSINESS,
+                                  "reason": f"malformed order: {exc}"})
             return
         self.orders[vid] = order
         if self.fault.mode == "reject-all":
             order.state, order.reason = "rejected", f"{self.config.name} is rejecting all orders"
-            self._write(writer, order.report())
+            self._report(writer, order.report())
             return
-        self._write(writer, {"type": "ack", "venue_order_id": vid})
+        self._report(writer, {"type": "ack", "venue_order_id": vid})
         if self.fault.mode == "cancel-all":
             self._cancel(order, "venue cancelled all resting orders")
-            self._write(writer, order.report())
+            self._report(writer, order.report())
+        elif order.order_type == "market" and self.fault.fill_delay_ms:
+            task = asyncio.create_task(self._fill_later(order, self.fault.fill_delay_ms / 1000))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif order.order_type == "market":
             order.state, order.fill_price = "filled", self.config.reference_price
-            self._write(writer, order.report())
+            self._report(writer, order.report())
+
+    async def _fill_later(self, order: VenueOrder, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if order.state == "acked":
+            order.state, order.fill_price = "filled", self.config.reference_price
+            self._push(order)
 
     @staticmethod
     def _cancel(order: VenueOrder, reason: str) -> None:
         order.state, order.reason = "cancelled", reason
 
-    def _push(self, order: VenueOrder, message: protocol.Message) -> None:
-        """An unsolicited report: to the session that sent the order, else to any open session."""
-        target = order.owner if order.owner in self._sessions else next(iter(self._sessions), None)
-        if target is not None:
-            self._write(target, message)
+    # -- sessions and their reports ----------------------------------------------------------
+    def _logon(self, writer: asyncio.StreamWriter, session: str) -> None:
+        if not session:
+            self._write(writer, {"type": "error", "reason": "logon needs a session id"})
+            return
+        previous = self._live.get(session)
+        if previous is not None and previous is not writer:  # the newest connection of a session wins
+            self._session_of.pop(previous, None)
+            previous.close()
+        self._session_of[writer], self._live[session] = session, writer
+        self._write(writer, {"type": "logon_ack", "session": session, "next_seq": self._next_seq.get(session, 1),
+                             "unconfirmed": len(self._outbox.get(session, {}))})
+        self._resend(session, writer)
+
+    def _resend(self, session: str, writer: asyncio.StreamWriter) -> None:
+        for seq in sorted(self._outbox.get(session, {})):
+            self.reports_resent += 1
+            self._write(writer, {**self._outbox[session][seq], "resent": True})
+
+    def _sequenced(self, session: str, message: protocol.Message) -> protocol.Message:
+        seq = self._next_seq.get(session, 1)
+        self._next_seq[session] = seq + 1
+        numbered = {**message, "seq": seq}
+        self._outbox.setdefault(session, {})[seq] = numbered
+        return numbered
+
+    def _report(self, writer: asyncio.StreamWriter, message: protocol.Message) -> None:
+        """An execution report on the session that asked: numbered and kept until confirmed if it logged on."""
+        session = self._session_of.get(writer)
+        self._write(writer, self._sequenced(session, message) if session is not None else message)
+
+    def _push(self, order: VenueOrder) -> None:
+        """An unsolicited report: to the order's session, else to any logged-on session (which then owns the
+        order), else kept for the owner's next logon. Sessions that never logged on get it unnumbered."""
+        message = order.report()
+        if order.owner is not None and order.owner not in self._live and self._live:
+            order.owner = next(iter(self._live))
+        if order.owner is not None:
+            numbered = self._sequenced(order.owner, message)
+            writer = self._live.get(order.owner)
+            if writer is not None:
+                self._write(writer, numbered)
+            return
+        anonymous = next(iter(self._sessions), None)
+        if anonymous is not None:
+            self._write(anonymous, message)
+
+    def unconfirmed(self) -> int:
+        return sum(len(box) for box in self._outbox.values())
 
     @staticmethod
     def _write(writer: asyncio.StreamWriter, message: protocol.Message) -> None:
@@ -222,7 +307,8 @@ class Venue:
 
     def book(self) -> dict[str, object]:
         return {"venue": self.config.name, "fault": self.fault.model_dump(), "resends": self.resends,
-                "fenced": len(self.fenced),
+                "fenced": len(self.fenced), "unconfirmed_reports": self.unconfirmed(),
+                "reports_resent": self.reports_resent,
                 "orders": [{"venue_order_id": o.venue_order_id, "order_id": protocol.order_id_of(o.venue_order_id),
                             "state": o.state, "qty": o.qty, "price": o.fill_price, "reason": o.reason}
                            for o in self.orders.values()]}

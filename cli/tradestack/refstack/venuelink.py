@@ -21,14 +21,18 @@ class SessionLost(ConnectionError):
 
 Key = tuple[str, str]
 ANSWERS = {"ack": "order", "fill": "order", "reject": "order", "cancelled": "order", "status": "status",
-           "pong": "ping"}
+           "statuses": "statuses", "pong": "ping"}
 
 
 class VenueLink:
-    def __init__(self, endpoint: VenueEndpoint, on_report: Callable[[protocol.Message], Awaitable[None]],
-                 on_lost: Callable[[str], None]):
-        self.endpoint = endpoint
+    """`session` is the router's session id at the venue (its instance name): it logs on with it at every
+    connect, so the venue sends again every report this router has not confirmed yet."""
+
+    def __init__(self, endpoint: VenueEndpoint, session: str,
+                 on_report: Callable[[protocol.Message], Awaitable[None]], on_lost: Callable[[str], None]):
+        self.endpoint, self.session = endpoint, session
         self._on_report, self._on_lost = on_report, on_lost
+        self._confirms: list[int] = []
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._waiters: dict[Key, asyncio.Future[protocol.Message]] = {}
@@ -51,6 +55,7 @@ class VenueLink:
                 raise NotSent(f"cannot connect to {self.endpoint.name} at {self.endpoint.host}:"
                               f"{self.endpoint.port}: {exc or type(exc).__name__}") from exc
             self._writer = writer
+            writer.write(protocol.encode({"type": "logon", "session": self.session}))
             self._reader_task = asyncio.create_task(self._read(reader, writer))
 
     def close(self, why: str = "closed by router") -> None:
@@ -85,6 +90,32 @@ class VenueLink:
         ident = str(next(self._ids))
         await self.request({"type": "ping", "id": ident}, ("ping", ident), timeout)
 
+    async def statuses(self, venue_order_ids: list[str], timeout: float) -> list[protocol.Message]:
+        """What the venue knows of each order, in one round trip (ids it never saw come back `unknown`)."""
+        ident = str(next(self._ids))
+        answer = await self.request({"type": "status", "id": ident, "venue_order_ids": venue_order_ids},
+                                    ("statuses", ident), timeout)
+        return list(answer.get("orders", []))
+
+    def confirm(self, seq: int) -> None:
+        """The report numbered `seq` is committed: the venue may forget it. Confirms written in one go per loop
+        turn; one lost with the session is harmless (the venue resends, recording it again changes nothing)."""
+        if not self._confirms:
+            asyncio.get_running_loop().call_soon(self._flush_confirms)
+        self._confirms.append(seq)
+
+    def _flush_confirms(self) -> None:
+        seqs, self._confirms = self._confirms, []
+        if seqs and self.connected:
+            assert self._writer is not None
+            self._writer.write(protocol.encode({"type": "confirm", "seq": seqs}))
+
+    def resend(self) -> None:
+        """Ask for every unconfirmed report again (FIX ResendRequest)."""
+        if self.connected:
+            assert self._writer is not None
+            self._writer.write(protocol.encode({"type": "resend"}))
+
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         why = f"{self.endpoint.name} closed the session"
         try:
@@ -94,7 +125,7 @@ class VenueLink:
                 except ValueError:
                     continue
                 kind = ANSWERS.get(message["type"])
-                ident = str(message.get("id") if kind == "ping" else message.get("venue_order_id"))
+                ident = str(message.get("id") if kind in ("ping", "statuses") else message.get("venue_order_id"))
                 waiter = self._waiters.pop((kind, ident), None) if kind else None
                 if waiter is not None and not waiter.done():
                     waiter.set_result(message)
