@@ -1,27 +1,34 @@
-"""Benchmark: recovery times of `db-primary-crash` and `carrier-outage`, repeated on one deployed lab.
+"""Benchmark: the database-crash and site-power-loss drills, repeated on one deployed lab.
 
-Brings up its own lab stack (`benchdr`), deploys it, runs each drill REPEAT times and prints the
-median and worst recovery time, detection time and time without a database leader; the last run
-of each drill's report (JSON, HTML, timeline plot) is kept in tests/bench/results/DRILL/ (the README
+Prints, per drill, the pass rate, median and worst recovery time, time without a database leader and
+detection, and the orders left unsettled or out of line with their venue over every repetition; the
+last report of each drill (JSON, HTML, timeline plot) is kept in tests/bench/results/DRILL/ (the README
 shows it). Needs root.
 
-Run: sudo .venv/bin/python tests/bench/bench_drills.py [REPEAT]   (default 3; about 2 min a run)
+By default it brings up and deploys its own lab under run-unique names (stack, service user, state
+root) and removes all of it afterwards; `--stack NAME` uses an already deployed stack instead.
+
+Run: sudo .venv/bin/python tests/bench/bench_drills.py [--repeat 5] [--stack lab]   (about 2 min a run)
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import os
+import secrets
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 from tradestack.deploy import run as deploy_run
 from tradestack.drills import engine, files, report
+from tradestack.hostsettings import HostSettings
 from tradestack.lab.stack import LabStack
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
 RESULTS = Path(__file__).resolve().parent / "results"
+DRILLS = ("db-primary-crash", "site-power-loss")
 
 
 def _figure(values: list[float | None]) -> str:
@@ -32,27 +39,54 @@ def _figure(values: list[float | None]) -> str:
     return f"median {statistics.median(known):.2f} s, worst {max(known):.2f} s{missing}"
 
 
+def _count(rec: dict | None, *keys: str) -> int | None:
+    return None if rec is None else sum(rec[k]["count"] for k in keys)
+
+
+def bench(stack: str, repeat: int) -> None:
+    print(f"{dt.date.today()}: {', '.join(DRILLS)} x{repeat} on stack {stack}")
+    for name in DRILLS:
+        results = [engine.run(engine.plan(files.resolve(name), stack)) for _ in range(repeat)]
+        figs = [r.figures for r in results]
+        recs = [r.reconciliation for r in results]
+        kept = report.write(results[-1].to_dict(), RESULTS / name)
+        passed = sum(r.verdict == "pass" for r in results)
+        unsettled = [_count(r, "unsettled", "venue_mismatch") for r in recs]
+        lost = [_count(r, "acked_missing", "acked_id_mismatch") for r in recs]
+        print(f"{name}: {passed}/{repeat} passed, verdicts {[r.verdict for r in results]}")
+        print(f"  recovery (fault to sustained service): {_figure([f.recovery_s if f else None for f in figs])}")
+        print(f"  without a database leader: {_figure([f.no_leader_s if f else None for f in figs])}")
+        print(f"  detection: {_figure([f.detection_s if f else None for f in figs])}")
+        print(f"  orders per run: {[f.orders if f else None for f in figs]}; client errors: "
+              f"{[f.client_errors if f else None for f in figs]}")
+        print(f"  acknowledged orders lost per run: {lost}; left unsettled or out of line with the venue: {unsettled}")
+        print(f"  last report: {kept['html']}")
+
+
 def main() -> None:
-    repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--stack", help="an already deployed stack (default: a run-unique one, removed after)")
+    args = parser.parse_args()
+    if args.stack:
+        bench(args.stack, args.repeat)
+        return
+    run = secrets.token_hex(3)
+    settings = HostSettings(f"tb{run}", f"tb{run}g", f"/var/lib/tradestack-bench/{run}",
+                            f"/opt/tradestack-bench/{run}")
     with tempfile.TemporaryDirectory() as home:
         os.environ["TRADESTACK_HOME"] = home
-        stack = LabStack("benchdr", TOPOLOGIES / "lab.yaml")
+        stack = LabStack(f"bd{run}", TOPOLOGIES / "lab.yaml", host_settings=settings)
         stack.up()
         try:
             deployed = deploy_run.apply(deploy_run.plan(stack.name))
             if not deployed.ok:
                 raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
-            for name in ("db-primary-crash", "carrier-outage"):
-                results = [engine.run(engine.plan(files.resolve(name), stack.name)) for _ in range(repeat)]
-                figs = [r.figures for r in results]
-                kept = report.write(results[-1].to_dict(), RESULTS / name)
-                print(f"  last report: {kept['html']}")
-                print(f"{name} x{repeat}: verdicts {[r.verdict for r in results]}")
-                print(f"  recovery (fault to sustained service): {_figure([f.recovery_s if f else None for f in figs])}")
-                print(f"  detection: {_figure([f.detection_s if f else None for f in figs])}")
-                print(f"  without a database leader: {_figure([f.no_leader_s if f else None for f in figs])}")
+            bench(stack.name, args.repeat)
         finally:
             stack.destroy()
+            os.system(f"userdel {settings.service_user}; groupdel {settings.service_group}; "
+                      f"rm -rf {settings.state_root} {settings.software_root}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,22 @@ def test_a_second_deploy_changes_nothing_and_keeps_the_planted_secret_out_of_out
     assert len(list(runs.iterdir())) >= 2  # artifacts are kept, per run
 
 
+def test_the_first_deploy_created_this_runs_own_user_group_and_state_root(deployed):
+    """The session's lab was deployed on a machine where its service user, group and roots did not exist
+    (the lab fixture checks): a first run, with every host deploying in parallel on one shared filesystem."""
+    import grp
+    import pwd
+
+    stack, inventory = deployed["stack"], deployed["inventory"]
+    settings = stack.host_settings
+    user, group = pwd.getpwnam(settings.service_user), grp.getgrnam(settings.service_group)
+    assert user.pw_gid == group.gr_gid and user.pw_shell == "/usr/sbin/nologin"
+    assert all(settings.host_dir(h).is_dir() for h in inventory)
+    config = settings.host_dir(f"{stack.name}-sz1-gateway-1") / "app" / "gateway.json"
+    assert (config.stat().st_uid, config.stat().st_gid) == (user.pw_uid, group.gr_gid)
+    assert (Path(settings.software_root) / stack.name / "venv" / "bin" / "tradestack").exists()
+
+
 def test_check_mode_on_a_deployed_stack_reports_no_changes(deployed):
     check = run.apply(run.plan(deployed["stack"].name, check=True))
     assert check.ok and check.changed == 0, {h: vars(s) for h, s in check.hosts.items() if s.changed}
@@ -131,6 +147,18 @@ def test_an_unreachable_host_gives_one_clear_block_not_a_traceback(deployed):
         netlink.set_link_up(victim, "mgmt0", True)
     assert r.exit_code == 1
     assert f"unreachable: {victim}" in r.output and "Traceback" not in r.output
+
+
+def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing_on_a_deployed_gateway(deployed):
+    """Through a site's VIP and HAProxy to a deployed gateway, from the clients' namespace."""
+    from .refstack.helpers import schemathesis_all
+
+    name = deployed["stack"].name
+    vip = _vips(deployed["inventory"])["sz1"]
+    code, output = schemathesis_all(f"http://{vip}:8080/openapi.json", prefix=("ip", "netns", "exec", f"{name}-clients"),
+                                    max_examples=20)
+    assert code == 0, output
+    assert "No issues found" in output and "Missing test data" not in output, output
 
 
 def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no_order(deployed, tmp_path):

@@ -124,13 +124,13 @@ def test_timeline_bins_by_send_time():
 
 
 # -- verdicts -----------------------------------------------------------------------------------------
-def _reconciliation(lost: int = 0, dupes: int = 0, bad: int = 0, silent: int = 0) -> dict:
+def _reconciliation(lost: int = 0, dupes: int = 0, bad: int = 0, silent: int = 0, missed: int = 0) -> dict:
     def cut(n: int) -> dict:
         return {"count": n, "sample": []}
-    return {"ok": not (lost or dupes or bad or silent), "acked_missing": cut(lost), "acked_id_mismatch": cut(0),
-            "duplicates": {"database": dupes, "venues": cut(0)}, "bad_balances_seen": cut(bad),
-            "wrong_balances": cut(0), "unsettled": cut(0), "silently_ended": cut(silent),
-            "not_placed_but_present": cut(0)}
+    return {"ok": not (lost or dupes or bad or silent or missed), "acked_missing": cut(lost),
+            "acked_id_mismatch": cut(0), "duplicates": {"database": dupes, "venues": cut(0)},
+            "bad_balances_seen": cut(bad), "wrong_balances": cut(0), "unsettled": cut(0),
+            "silently_ended": cut(silent), "not_placed_but_present": cut(0), "venue_mismatch": cut(missed)}
 
 
 def _drill(**expect) -> model.Drill:
@@ -154,6 +154,11 @@ def test_lost_orders_silent_cancels_and_failed_restores_each_fail_their_check():
     assert failed == {"every step and restore succeeded": ["restore: carrier ct"], "acknowledged orders lost": 2,
                       "every order accounted for (none pending, none ended without a reason)": 1}
     assert journal.steps[0].detail == "RuntimeError: nft said no"
+
+
+def test_a_fill_the_system_of_record_missed_fails_the_drill():
+    checks = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(missed=1), engine.Journal())
+    assert [c["check"] for c in checks if not c["ok"]] == ["every order as its venue's book says"]
 
 
 def test_no_reconciliation_is_a_failed_check_not_a_pass():

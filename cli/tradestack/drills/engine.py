@@ -501,6 +501,9 @@ def verdict_checks(drill: model.Drill, figs: figures.Figures | None, rec: dict[s
     add("duplicate orders", f"<= {e.max_duplicates}", dupes, dupes <= e.max_duplicates)
     wrong = rec["bad_balances_seen"]["count"] + rec["wrong_balances"]["count"]
     add("wrong or zero balances shown", f"<= {e.wrong_balances}", wrong, wrong <= e.wrong_balances)
+    # a fill or cancel the system of record missed leaves the account's cash and positions wrong
+    missed = rec["venue_mismatch"]["count"]
+    add("every order as its venue's book says", 0, missed, missed == 0)
     if e.every_order_accounted:
         open_ = rec["unsettled"]["count"] + rec["silently_ended"]["count"] + rec["not_placed_but_present"]["count"]
         add("every order accounted for (none pending, none ended without a reason)", 0, open_, open_ == 0)

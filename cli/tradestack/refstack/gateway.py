@@ -22,14 +22,14 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import FastAPI, Path, Request
+from fastapi import Body, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
                                generate_latest)
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
@@ -42,24 +42,53 @@ AccountPath = Annotated[str, Path(pattern=ACCOUNT_PATTERN, description="account 
 
 
 # -- API models -------------------------------------------------------------------------------
-class OrderRequest(BaseModel):
+# A price is a decimal string (never a binary float): more than 0, at most 1,000,000, at most four decimals.
+# The pattern says exactly that, so the published schema accepts exactly what the server does.
+PRICE_PATTERN = (r"^(?:0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9])"
+                 r"|[1-9][0-9]{0,5}(?:\.[0-9]{1,4})?|1000000(?:\.0{1,4})?)$")
+
+
+class _OrderFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     account: str = Field(pattern=ACCOUNT_PATTERN, examples=["acct-00001"])
     client_order_id: str = Field(pattern=CLIENT_ID_PATTERN, description="the client's idempotency key")
     symbol: str = Field(pattern=r"^[A-Z0-9][A-Z0-9.]{0,11}$", examples=["AAPL", "0700.HK"])
     side: Literal["buy", "sell"]
     qty: int = Field(ge=1, le=1_000_000)
-    type: Literal["market", "limit"] = "market"
-    limit_price: Decimal | None = Field(None, gt=0, le=1_000_000, max_digits=12, decimal_places=4)
     session: Literal["regular", "overnight"] = "regular"
 
-    @model_validator(mode="after")
-    def _price_matches_type(self) -> "OrderRequest":
-        if self.type == "limit" and self.limit_price is None:
-            raise ValueError("a limit order needs limit_price")
-        if self.type == "market" and self.limit_price is not None:
-            raise ValueError("a market order takes no limit_price")
-        return self
+
+class MarketOrderRequest(_OrderFields):
+    """A market order: fills at the venue's price; it takes no limit price."""
+    type: Literal["market"] = "market"
+    limit_price: None = Field(None, description="market orders take no limit price")
+
+    @property
+    def price(self) -> Decimal | None:
+        return None
+
+
+class LimitOrderRequest(_OrderFields):
+    """A limit order: rests at the venue at `limit_price` or better."""
+    type: Literal["limit"]
+    limit_price: str = Field(pattern=PRICE_PATTERN, examples=["50.25"], description="decimal string, e.g. \"50.25\"")
+
+    @property
+    def price(self) -> Decimal | None:
+        return Decimal(self.limit_price)
+
+
+OrderRequest = MarketOrderRequest | LimitOrderRequest
+
+# A created (or found) order leads to its reads, its cancel and its account (OpenAPI links).
+ORDER_LINKS = {
+    "GetOrder": {"operationId": "getOrder", "parameters": {"order_id": "$response.body#/id"}},
+    "CancelOrder": {"operationId": "cancelOrder", "parameters": {"order_id": "$response.body#/id"}},
+    "GetOrderByClientId": {"operationId": "getOrderByClientId",
+                           "parameters": {"account": "$response.body#/account",
+                                          "client_order_id": "$response.body#/client_order_id"}},
+    "GetAssets": {"operationId": "getAssets", "parameters": {"account": "$response.body#/account"}},
+}
 
 
 class Order(BaseModel):
@@ -107,11 +136,16 @@ class ErrorBody(BaseModel):
     last_known: Assets | None = Field(None, description="assets only: last value read, marked stale")
 
 
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "required": True,
+                               "schema": {"type": "integer", "minimum": 1}}}
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "the body is not valid JSON", 404: "unknown account or order", 409: "conflicts with an existing order", 422: "invalid request",
             429: "admission limit reached; retry after Retry-After seconds",
             503: "database unavailable; retry after Retry-After seconds"}
-    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+    return {code: {"model": ErrorBody, "description": text[code], **({"headers": RETRY_AFTER} if code in (429, 503)
+                                                                     else {})} for code in codes}
 
 
 class DatabaseUnavailable(Exception):
@@ -230,7 +264,7 @@ async def _fetch_order(conn: psycopg.AsyncConnection[Any], where: str, *args: An
 
 def _same_order(row: dict[str, Any], req: OrderRequest) -> bool:
     return (row["symbol"], row["side"], row["qty"], row["type"], row["limit_price"], row["session"]) == \
-        (req.symbol, req.side, req.qty, req.type, req.limit_price, req.session)
+        (req.symbol, req.side, req.qty, req.type, req.price, req.session)
 
 
 def create_app(config: GatewayConfig) -> FastAPI:
@@ -273,10 +307,12 @@ def create_app(config: GatewayConfig) -> FastAPI:
         return JSONResponse(ErrorBody(error=exc.error, detail=exc.detail).model_dump(exclude_none=True),
                             status_code=exc.status)
 
-    @app.post("/v1/orders", status_code=201, response_model=Order, responses={
-        200: {"model": Order, "description": "a retry: the order placed earlier with this client_order_id"},
+    @app.post("/v1/orders", status_code=201, response_model=Order, operation_id="placeOrder", responses={
+        201: {"description": "the order, committed", "links": ORDER_LINKS},
+        200: {"model": Order, "description": "a retry: the order placed earlier with this client_order_id",
+              "links": ORDER_LINKS},
         **_errors(400, 404, 409, 422, 429, 503)})
-    async def place_order(req: OrderRequest, response: Response) -> dict[str, Any]:
+    async def place_order(req: Annotated[OrderRequest, Body()], response: Response) -> dict[str, Any]:
         """Place an order. 201 once it is committed; a retry with the same client_order_id returns it (200)."""
         async with gw.db() as conn:
             try:  # one statement, committed on its own: insert (or find the retry) and wake the routers
@@ -287,7 +323,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
                     f"ON CONFLICT (account, client_order_id) DO NOTHING RETURNING {ORDER_COLUMNS}) "
                     f"SELECT ins.*, pg_notify(%s, '') AS notified FROM ins",
                     (uuid.uuid4(), req.account, req.client_order_id, req.symbol, req.side, req.qty, req.type,
-                     req.limit_price, req.session, NEW_ORDER_CHANNEL))
+                     req.price, req.session, NEW_ORDER_CHANNEL))
                 row = await cur.fetchone()
             except psycopg.errors.ForeignKeyViolation:
                 raise ApiError(404, "unknown account", f"no account {req.account!r}") from None
@@ -304,7 +340,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         response.status_code = 200
         return row
 
-    @app.get("/v1/orders/{order_id}", response_model=Order, responses=_errors(404, 422, 429, 503))
+    @app.get("/v1/orders/{order_id}", response_model=Order, operation_id="getOrder",
+             responses=_errors(404, 422, 429, 503))
     async def get_order(order_id: uuid.UUID) -> dict[str, Any]:
         """One order by its id, with its state and, when rejected or cancelled, the reason."""
         async with gw.db() as conn:
@@ -314,7 +351,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         return row
 
     @app.get("/v1/accounts/{account}/orders/{client_order_id}", response_model=Order,
-             responses=_errors(404, 422, 429, 503))
+             operation_id="getOrderByClientId", responses=_errors(404, 422, 429, 503))
     async def get_order_by_client_id(
             account: AccountPath,
             client_order_id: Annotated[str, Path(pattern=CLIENT_ID_PATTERN)]) -> dict[str, Any]:
@@ -325,7 +362,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
             raise ApiError(404, "unknown order", f"account {account!r} has no order {client_order_id!r}")
         return row
 
-    @app.post("/v1/orders/{order_id}/cancel", response_model=Order, responses={
+    @app.post("/v1/orders/{order_id}/cancel", response_model=Order, operation_id="cancelOrder", responses={
         202: {"model": Order, "description": "cancel requested from the venue; poll the order"},
         **_errors(404, 409, 422, 429, 503)})
     async def cancel_order(order_id: uuid.UUID, response: Response) -> dict[str, Any]:
@@ -350,7 +387,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
             raise ApiError(404, "unknown order", f"no order {order_id}")
         raise ApiError(409, "order is final", f"order {order_id} is already {row['state']}")
 
-    @app.get("/v1/accounts/{account}/assets", response_model=Assets, responses=_errors(404, 422, 429, 503))
+    @app.get("/v1/accounts/{account}/assets", response_model=Assets, operation_id="getAssets",
+             responses=_errors(404, 422, 429, 503))
     async def assets(account: AccountPath) -> Assets:
         """Cash and positions. When the database is unreachable: 503 with the last value seen, marked stale."""
         try:

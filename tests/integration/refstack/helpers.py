@@ -49,3 +49,17 @@ def time_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) ->
         assert time.monotonic() - start < timeout, f"condition not met within {timeout} s"
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def schemathesis_all(url: str, *, prefix: tuple[str, ...] = (), max_examples: int = 30, seed: int = 20261124,
+                     timeout: float = 900) -> tuple[int, str]:
+    """schemathesis's CLI with every check and every phase (stateful included) against a served OpenAPI."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).parent / "schemathesis")
+    done = subprocess.run([*prefix, exe, "run", url, "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
+                           "--max-examples", str(max_examples), "--seed", str(seed), "--no-color", "-w", "1"],
+                          capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout[-6000:] + done.stderr[-2000:]

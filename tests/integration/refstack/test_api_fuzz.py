@@ -15,6 +15,8 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error, r
 from tradestack.refstack.config import GatewayConfig
 from tradestack.refstack.gateway import create_app
 
+from .helpers import schemathesis_all
+
 pytestmark = pytest.mark.integration
 
 schema = schemathesis.openapi.from_dict(create_app(GatewayConfig(dsn="host=unused")).openapi())
@@ -28,3 +30,11 @@ def test_gateway_answers_any_input_without_5xx_and_as_documented(case, gateway):
     if 400 <= response.status_code < 500 and case.path.startswith("/v1/"):
         body = response.json()
         assert body.get("error") and (body.get("detail") or body.get("problems")), body
+
+
+def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(gateway):
+    """The published contract is exact: schema-valid input is accepted, invalid refused, every answer as
+    documented, and the links from a created order reach its reads and its cancel."""
+    code, output = schemathesis_all(f"{gateway}/openapi.json")
+    assert code == 0, output
+    assert "No issues found" in output and "Missing test data" not in output, output
