@@ -1,5 +1,5 @@
 """The compliance audit for real on the freshly deployed lab (it runs before any drill): every control
-passes; then four things broken at once, each on its own host or site, turn exactly their controls red
+passes but EVD-01, which fails listing every catalogue drill (no evidence is not a pass); then four things broken at once, each on its own host or site, turn exactly their controls red
 with readable evidence; the HTML report renders in headless Chromium; the manifest verifies."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from tradestack.lab import netlink
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
-def _audit(stack: str, out: Path) -> tuple[int, dict]:
+def _audit(stack: str, out: Path, *extra: str) -> tuple[int, dict]:
     done = subprocess.run([sys.executable, "-m", "tradestack", "audit", "run", "--stack", stack, "--out", str(out),
-                           "--json"], capture_output=True, text=True, timeout=900, env={**os.environ})
+                           "--json", *extra], capture_output=True, text=True, timeout=900, env={**os.environ})
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     return done.returncode, json.loads(done.stdout)
 
@@ -39,15 +39,18 @@ def clean_audit(deployed, tmp_path_factory):
     return code, result, out
 
 
-def test_on_a_fresh_deploy_every_control_passes_and_drill_evidence_skips_with_a_reason(clean_audit):
+def test_on_a_fresh_deploy_every_control_passes_but_drill_evidence_which_fails_listing_every_drill(clean_audit):
+    from tradestack.drills import files
+
     code, result, out = clean_audit
-    assert _red(result) == {} and code == 0 and result["ok"]
-    evidence = next(c for c in result["controls"] if c["id"] == "EVD-01")
-    assert evidence["verdict"] == "skipped" and all("no run of" in s for s in evidence["skipped"])
+    red = _red(result)
+    assert set(red) == {"EVD-01"} and code == 0 and result["ok"]  # EVD-01 is medium: high controls decide
+    assert sorted(f.split(":")[0] for f in red["EVD-01"]) == sorted(files.catalogue())
+    assert all("no evidence it was ever tested" in f for f in red["EVD-01"])
     assert {p.name for p in out.iterdir()} >= {"junit.xml", "audit.json", "audit.html", "manifest.sha256"}
     assert verify_manifest(out) == []
     junit = (out / "junit.xml").read_text()
-    assert 'name="control" value="SEC-04"' in junit and "<skipped" in junit
+    assert 'name="control" value="SEC-04"' in junit and "<failure" in junit
 
 
 def test_the_html_report_renders_in_headless_chromium_with_ids_and_verdicts(clean_audit, tmp_path):
@@ -95,7 +98,7 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
         subprocess.run(["supervisorctl", "-c", supervisor, "start", "patroni"], check=True, capture_output=True)
     red = _red(result)
     assert code == 1 and not result["ok"]
-    assert set(red) == {"RES-01", "RES-06", "SEC-01", "RES-03", "SEC-04"}, red
+    assert set(red) == {"RES-01", "RES-06", "SEC-01", "RES-03", "SEC-04", "EVD-01"}, red
     assert any("no synchronous standby" in f or "does not answer" in f for f in red["RES-01"]), red["RES-01"]
     site = lab.hosts[standby].site
     assert red["RES-06"] == [f"orderdb@{site}: orderdb in {site}: 0 running of 1 placed"]

@@ -108,3 +108,19 @@ def test_capacity_verify_measures_every_site_up_and_one_site_cut_off(deployed):
     assert r.exit_code == (0 if result["ok"] else 1)
     links = stack.outputs()["fault_map"]["site:wit"]["links"]
     assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links)
+
+
+def test_drill_evidence_passes_for_exactly_the_catalogue_drills_with_a_recent_passing_run(deployed, tmp_path):
+    """After the catalogue ran above, EVD-01 names exactly the drills that have no passing run (none, when all
+    passed); before any drill ran it named them all (test_audit)."""
+    stack = deployed["stack"].name
+    from .test_audit import _audit
+
+    _, result = _audit(stack, tmp_path, "--controls", "EVD-01")
+    evidence = result["controls"][0]
+    never_passed = sorted(d for d in files.catalogue() if not any(row.verdict == "pass"
+                                                                  for row in history.runs(stack, d)))
+    assert sorted(f.split(":")[0] for f in evidence["failed"]) == never_passed
+    assert evidence["verdict"] == ("pass" if not never_passed else "fail"), evidence
+    page = (tmp_path / "audit.html").read_text()
+    assert all(f"{d}: last run " in page for d in files.catalogue() if d not in never_passed)

@@ -123,6 +123,14 @@ def test_timeline_bins_by_send_time():
                                                      {"t": 0.5, "acked": 0, "errors": 1, "p99_ms": None}]
 
 
+def test_a_gap_in_which_nothing_was_sent_is_zero_orders_not_a_line_across_it():
+    orders = [_order(10.1), _order(11.6)]
+    assert figures.timeline(orders, start=10.0) == [
+        {"t": 0.0, "acked": 1, "errors": 0, "p99_ms": 10}, {"t": 0.5, "acked": 0, "errors": 0, "p99_ms": None},
+        {"t": 1.0, "acked": 0, "errors": 0, "p99_ms": None}, {"t": 1.5, "acked": 1, "errors": 0, "p99_ms": 10}]
+    assert figures.continuous(figures.timeline(orders, start=10.0)) == figures.timeline(orders, start=10.0)
+
+
 # -- verdicts -----------------------------------------------------------------------------------------
 def _reconciliation(lost: int = 0, dupes: int = 0, bad: int = 0, silent: int = 0, missed: int = 0) -> dict:
     def cut(n: int) -> dict:

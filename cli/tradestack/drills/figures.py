@@ -159,7 +159,18 @@ def timeline(orders: list[ClientOrder], start: float, bin_s: float = 0.5) -> lis
     bins: dict[int, list[ClientOrder]] = {}
     for o in orders:
         bins.setdefault(int((o.sent - start) // bin_s), []).append(o)
-    return [{"t": round(k * bin_s, 3), "acked": sum(o.outcome == "acked" for o in v),
-             "errors": sum(not o.clean for o in v),
-             "p99_ms": _r(percentile([o.latency_ms for o in v if o.outcome == "acked"], 0.99))}
-            for k, v in sorted(bins.items())]
+    return continuous([{"t": round(k * bin_s, 3), "acked": sum(o.outcome == "acked" for o in v),
+                        "errors": sum(not o.clean for o in v),
+                        "p99_ms": _r(percentile([o.latency_ms for o in v if o.outcome == "acked"], 0.99))}
+                       for k, v in sorted(bins.items())], bin_s)
+
+
+def continuous(rows: list[dict[str, Any]], bin_s: float = 0.5) -> list[dict[str, Any]]:
+    """A bin in which nothing was sent (every client waiting on an answer) is a bin of zero orders, not a
+    straight line drawn from the bin before it to the bin after."""
+    if not rows:
+        return []
+    have = {round(r["t"] / bin_s): r for r in rows}
+    first, last = min(have), max(have)
+    return [have.get(k) or {"t": round(k * bin_s, 3), "acked": 0, "errors": 0, "p99_ms": None}
+            for k in range(first, last + 1)]

@@ -15,10 +15,12 @@ import matplotlib
 matplotlib.use("Agg")  # no display: reports are built on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from . import figures  # noqa: E402
+
 
 def plot_png(report: dict[str, Any]) -> bytes:
     """Throughput, client errors and p99 latency over time, with the fault window and failover markers."""
-    timeline = report.get("timeline") or []
+    timeline = figures.continuous(report.get("timeline") or [])
     marks = report.get("marks") or {}
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, constrained_layout=True)
     t = [b["t"] for b in timeline]
