@@ -29,7 +29,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                generate_latest)
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
@@ -78,7 +78,17 @@ class LimitOrderRequest(_OrderFields):
         return Decimal(self.limit_price)
 
 
-OrderRequest = MarketOrderRequest | LimitOrderRequest
+def _order_type(value: Any) -> str:
+    """Which schema a body is judged by: its `type`, market when absent (so problems name the fields of the
+    order the client meant, e.g. `body.qty`, not those of every kind of order)."""
+    kind = value.get("type", "market") if isinstance(value, dict) else getattr(value, "type", "market")
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+OrderRequest = Annotated[Annotated[MarketOrderRequest, Tag("market")] | Annotated[LimitOrderRequest, Tag("limit")],
+                         Discriminator(_order_type, custom_error_type="order_type",
+                                       custom_error_message="type must be 'market' (the default) or 'limit'")]
+ORDER_KINDS = ("market", "limit")
 
 # A created (or found) order leads to its reads, its cancel and its account (OpenAPI links).
 ORDER_LINKS = {
@@ -164,6 +174,11 @@ _ROUTES = [(re.compile(p), name) for p, name in (
     (r"^/v1/orders/[^/]+/cancel$", "/v1/orders/{id}/cancel"),
     (r"^/v1/accounts/[^/]+/assets$", "/v1/accounts/{account}/assets"),
     (r"^/v1/accounts/[^/]+/orders/[^/]+$", "/v1/accounts/{account}/orders/{client_order_id}"))]
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`body.limit.qty` (the order kind pydantic validated against) reads as the client wrote it: `body.qty`."""
+    return (loc[0], *loc[2:]) if len(loc) > 2 and loc[0] == "body" and loc[1] in ORDER_KINDS else loc
 
 
 def _route(path: str) -> str:
@@ -285,7 +300,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [FieldProblem(field=".".join(str(p) for p in e["loc"]), message=e["msg"]) for e in exc.errors()]
+        problems = [FieldProblem(field=".".join(str(p) for p in _field_path(e["loc"])), message=e["msg"])
+                    for e in exc.errors()]
         body = ErrorBody(error="invalid request", detail=f"{len(problems)} problem(s) in the request",
                          problems=problems)
         return JSONResponse(body.model_dump(exclude_none=True), status_code=422)

@@ -63,3 +63,12 @@ def schemathesis_all(url: str, *, prefix: tuple[str, ...] = (), max_examples: in
                            "--max-examples", str(max_examples), "--seed", str(seed), "--no-color", "-w", "1"],
                           capture_output=True, text=True, timeout=timeout)
     return done.returncode, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def schemathesis_clean(code: int, output: str) -> bool:
+    """No failure and no error in any phase, the stateful one included (a warning such as "missing test data"
+    for random ids is not a failure)."""
+    last = output.strip().splitlines()[-1] if output.strip() else ""
+    phases = ("Examples", "Coverage", "Fuzzing", "Stateful")
+    return (code == 0 and "failure" not in last and "error" not in last
+            and all(f"✅ {p}" in output for p in phases) and "❌" not in output)

@@ -15,7 +15,7 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error, r
 from tradestack.refstack.config import GatewayConfig
 from tradestack.refstack.gateway import create_app
 
-from .helpers import schemathesis_all
+from .helpers import schemathesis_all, schemathesis_clean
 
 pytestmark = pytest.mark.integration
 
@@ -36,5 +36,4 @@ def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(gate
     """The published contract is exact: schema-valid input is accepted, invalid refused, every answer as
     documented, and the links from a created order reach its reads and its cancel."""
     code, output = schemathesis_all(f"{gateway}/openapi.json")
-    assert code == 0, output
-    assert "No issues found" in output and "Missing test data" not in output, output
+    assert schemathesis_clean(code, output), output
