@@ -88,7 +88,7 @@ def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, wo
         junit = out_dir / "junit.xml"
         args = [str(catalogue.CHECKS), "-p", "tradestack.audit.plugin", "--audit-context", str(ctx_file),
                 f"--junitxml={junit}", "-o", "junit_family=xunit2", "-o", "junit_suite_name=tradestack-audit",
-                "-q", "--no-header", "--tb=no", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(catalogue.CHECKS),
+                "-q", "--no-header", "--tb=no", "-rN", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(catalogue.CHECKS),
                 "-c", os.devnull]
         if workers > 1:
             args += ["-n", str(workers)]
