@@ -140,6 +140,9 @@ def load(ctx: typer.Context,
          json: bool = JsonOpt) -> None:
     """Drive orders through the gateways like broker apps do; record every order in a ledger.
 
+    SIGTERM (or Ctrl-C) ends the run early and cleanly: orders in flight are answered and recorded, the
+    summary is printed as for a full run (`planned` then covers the time it ran).
+
     Example: [bold]tradestack refstack load -e http://127.0.0.1:8080 --rate 200 --duration 30[/]
     """
     import asyncio
@@ -162,7 +165,14 @@ def load(ctx: typer.Context,
             progress.update(task, completed=stats.sent, line=f"acked {stats.acked}  429 {stats.throttled}  "
                                                               f"unknown {stats.unknown}")
 
-        run_id, stats = asyncio.run(run_load(plan, ledger, show))
+        async def until_told() -> tuple[str, LoadStats]:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            return await run_load(plan, ledger, show, stop)
+
+        run_id, stats = asyncio.run(until_told())
     summary = {"run": run_id, "ledger": str(ledger), **stats.summary()}
     if json:
         print_json({"ok": True, **summary})

@@ -162,8 +162,11 @@ def start_load(lab: Lab, ledger: Path, rate: float, duration_s: float, sessions:
                             text=True, start_new_session=True)  # Ctrl-C on the drill must not kill it mid-write
 
 
-def finish_load(proc: subprocess.Popen[str], timeout: float) -> dict[str, object]:
-    """Wait for a load generator to end by itself (or stop it), and return its JSON summary."""
+def finish_load(proc: subprocess.Popen[str], timeout: float, stop: bool = False) -> dict[str, object]:
+    """Wait for a load generator to end by itself, or `stop` it now (SIGTERM ends it cleanly, in-flight
+    orders answered), and return its JSON summary."""
+    if stop:
+        proc.terminate()
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -31,6 +31,7 @@ from .lab import Lab
 
 SAMPLE_S = 0.5
 STEADY_TIMEOUT_S = 180.0
+LOAD_CEILING_S = 600.0  # beyond the planned load: the longest restores may take before clients stop on their own
 
 
 class DrillRefused(TradestackError):
@@ -112,8 +113,9 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
     rate = _rate(drill, lab)
     load_s = drill.timing.baseline_s + drill.fault_window_s + drill.timing.recovery_s
     steps = [f"preflight: stack {stack} is steady (routing, database leader and sync standby, VIPs, programs)",
-             f"load: {rate:g} orders/s over {drill.load.sessions} sessions for {load_s:g} s against "
-             + ", ".join(lab.endpoints()),
+             f"load: {rate:g} orders/s over {drill.load.sessions} sessions against " + ", ".join(lab.endpoints())
+             + f", from the baseline until {drill.timing.recovery_s:g} s after every fault is restored "
+               f"(about {load_s:g} s when restores are quick)",
              f"baseline: {drill.timing.baseline_s:g} s"]
     for f in sorted(drill.faults, key=lambda f: f.at_s):
         start = drill.timing.baseline_s + f.at_s
@@ -302,7 +304,8 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         with _signals_raise():
             try:
                 with journal.step("start load"):
-                    load_proc = actions.start_load(lab, ledger, p.rate, p.load_s, drill.load.sessions,
+                    # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
+                    load_proc = actions.start_load(lab, ledger, p.rate, p.load_s + LOAD_CEILING_S, drill.load.sessions,
                                                    drill.load.overnight_share, drill.load.limit_share)
                 observer.start()
                 journal.marks["load_started"] = time.time()
@@ -317,10 +320,11 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                     _restore_all(applied, journal, events)
                     journal.marks["restored"] = time.time()
                     if load_proc is not None:
-                        if journal.interrupted:
-                            load_proc.terminate()
-                        _guard(events.phase, "load", "waiting for the clients to finish")
-                        load_summary = actions.finish_load(load_proc, timeout=p.load_s + 60)
+                        if not journal.interrupted and not journal.aborted:
+                            _guard(events.phase, "recovery", f"{drill.timing.recovery_s:g} s of load after the restore")
+                            _observe_until(journal.marks["restored"] + drill.timing.recovery_s, journal)
+                        _guard(events.phase, "load", "stopping the clients")
+                        load_summary = actions.finish_load(load_proc, timeout=60, stop=True)
                     journal.marks["load_ended"] = time.time()
                     observer.stopping.set()
                     observer.join(timeout=10)
@@ -346,6 +350,12 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         return DrillResult(run_id, p, journal, figs, reconciliation, verdict, checks,
                            figures.timeline(orders, journal.marks.get("load_started", started)), observer.samples,
                            load_summary, spike.summary if spike else None, started, time.time())
+
+
+def _observe_until(t: float, journal: Journal) -> None:
+    """Let clients run until `t`; a Ctrl-C or SIGTERM (noted while restoring) cuts it short."""
+    while time.time() < t and not journal.interrupted:
+        time.sleep(min(0.2, max(0.0, t - time.time())))
 
 
 def _sleep_until(t: float) -> None:

@@ -72,10 +72,13 @@ class LoadStats:
 
 
 class LoadGenerator:
-    def __init__(self, plan: LoadPlan, ledger: Ledger, on_progress: Callable[[LoadStats], None] = lambda s: None):
+    def __init__(self, plan: LoadPlan, ledger: Ledger, on_progress: Callable[[LoadStats], None] = lambda s: None,
+                 stop: asyncio.Event | None = None):
         if not plan.endpoints:
             raise ValueError("a load plan needs at least one endpoint")
         self.plan, self.ledger, self.on_progress = plan, ledger, on_progress
+        self.stop = stop or asyncio.Event()  # set: end now, as if the duration were up (a drill ends its load so)
+        self._end = float("inf")
         self.run_id = uuid.uuid4().hex[:8]
         self.stats = LoadStats(planned=int(plan.rate * plan.duration_s))
         self.rng = random.Random(plan.seed)
@@ -92,7 +95,9 @@ class LoadGenerator:
         timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
             start = time.monotonic()
+            self._end = start + plan.duration_s
             flusher = asyncio.create_task(self._flush_loop())
+            stopper = asyncio.create_task(self._stop_early(start))
             sessions = [asyncio.create_task(self._session(client, k, start)) for k in range(plan.sessions)]
             if plan.assets_every_s > 0:
                 sessions += [asyncio.create_task(self._viewer(client, k, start)) for k in range(plan.sessions)]
@@ -102,8 +107,16 @@ class LoadGenerator:
                 for task in sessions:
                     task.cancel()
                 flusher.cancel()
+                stopper.cancel()
                 self._flush()
         return self.stats
+
+    async def _stop_early(self, start: float) -> None:
+        await self.stop.wait()
+        now = time.monotonic()
+        if now < self._end:  # what was planned is what the shorter run should have sent
+            self._end = now
+            self.stats.planned = int(self.plan.rate * (now - start))
 
     def _flush(self) -> None:
         orders, assets, self._orders, self._assets = self._orders, self._assets, [], []
@@ -123,7 +136,7 @@ class LoadGenerator:
             due = start + (k + j * plan.sessions) / plan.rate
             # the run lasts its duration: a session that fell behind (an overloaded system answers slowly)
             # stops at the end instead of sending its backlog late; `sent` < `planned` shows the shortfall
-            if due - start >= plan.duration_s or time.monotonic() - start >= plan.duration_s:
+            if due >= self._end or time.monotonic() >= self._end:
                 return
             delay = due - time.monotonic()
             if delay > 0:
@@ -138,8 +151,10 @@ class LoadGenerator:
         client_id = f"{self.run_id}-c{k:05d}"
         account = account_name(k % plan.accounts)
         t = start + (k / plan.sessions) * plan.assets_every_s
-        while t - start < plan.duration_s:
+        while t < self._end:
             await asyncio.sleep(max(0.0, t - time.monotonic()))
+            if time.monotonic() >= self._end:
+                return
             await self._assets_view(client, client_id, account, self._preferred[k])
             t += plan.assets_every_s
 
@@ -256,11 +271,12 @@ def judge_assets(client_id: str, account: str, endpoint: str, status: int, body:
     return view("bad", detail=f"unexpected status {status}")  # a 500 is the gateway failing instead of a 503
 
 
-async def run_load(plan: LoadPlan, ledger_path: Path,
-                   on_progress: Callable[[LoadStats], None] = lambda s: None) -> tuple[str, LoadStats]:
+async def run_load(plan: LoadPlan, ledger_path: Path, on_progress: Callable[[LoadStats], None] = lambda s: None,
+                   stop: asyncio.Event | None = None) -> tuple[str, LoadStats]:
+    """Run a load plan; `stop` ends it early (orders in flight are still answered and recorded)."""
     ledger = Ledger(ledger_path)
     try:
-        generator = LoadGenerator(plan, ledger, on_progress)
+        generator = LoadGenerator(plan, ledger, on_progress, stop)
         stats = await generator.run()
         return generator.run_id, stats
     finally:

@@ -48,3 +48,31 @@ def test_a_gateway_stopped_mid_load_costs_retries_not_orders(refstack, endpoints
     report = reconcile(ledger, endpoints["database"], [v["admin"] for v in endpoints["venues"].values()])
     assert report.ok, report.to_dict()
     assert stats.acked == stats.sent and stats.failovers > 0
+
+
+def test_sigterm_ends_a_load_run_early_and_cleanly_with_its_summary(gateway, tmp_path):
+    """How a drill ends its clients once it has watched long enough after the restore."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    ledger = tmp_path / "ledger.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "tradestack", "refstack", "load", "-e", gateway, "--rate", "40",
+                             "--duration", "600", "--sessions", "4", "--accounts", str(ACCOUNTS), "--ledger",
+                             str(ledger), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - started
+    summary = json.loads(out)
+    assert proc.returncode == 0 and summary["ok"], err[-2000:]
+    assert took < 15  # not the 600 s it was started for
+    assert 40 <= summary["planned"] <= 40 * 15 and summary["sent"] == summary["acked"] > 0
+    assert summary["planned"] - summary["sent"] <= 8  # what was planned is what the shorter run had time for
+    book = Ledger(ledger)
+    try:
+        assert len(book.orders()) == summary["sent"]
+    finally:
+        book.close()
