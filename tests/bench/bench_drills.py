@@ -17,7 +17,9 @@ import argparse
 import datetime as dt
 import os
 import secrets
+import shutil
 import statistics
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -41,6 +43,14 @@ def _figure(values: list[float | None]) -> str:
 
 def _count(rec: dict | None, *keys: str) -> int | None:
     return None if rec is None else sum(rec[k]["count"] for k in keys)
+
+
+def remove_created(settings: HostSettings) -> None:
+    """What the deploy created under this run's own names: its user, group and roots (argv, no shell)."""
+    subprocess.run(["userdel", settings.service_user], check=False, capture_output=True)
+    subprocess.run(["groupdel", settings.service_group], check=False, capture_output=True)
+    for root in (settings.state_root, settings.software_root):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def bench(stack: str, repeat: int) -> None:
@@ -85,8 +95,7 @@ def main() -> None:
             bench(stack.name, args.repeat)
         finally:
             stack.destroy()
-            os.system(f"userdel {settings.service_user}; groupdel {settings.service_group}; "
-                      f"rm -rf {settings.state_root} {settings.software_root}")
+            remove_created(settings)
 
 
 if __name__ == "__main__":
