@@ -16,6 +16,8 @@ from ..drills import actions
 from ..drills.engine import stack_lock, wait_steady
 from ..drills.lab import Lab
 from ..lab.stack import LabStack
+from ..topology import load_topology
+from .measured import MeasuredCapacity, ScenarioFigure, derive
 
 CARRIED_SHARE = 0.95       # a scenario passes when clients got at least this share of the target acked
 LATENCY_BOUND_MS = 250.0   # ... with p99 latency of acknowledged orders at or under this
@@ -33,16 +35,23 @@ class Measurement:
     unknown: int
     ok: bool
     detail: str = ""
+    cut_site: str | None = None
+    sessions: int = 0
+
+    @property
+    def within_bound(self) -> bool:
+        return self.p99_ms is not None and self.p99_ms <= LATENCY_BOUND_MS
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def judge(scenario: str, target: float, duration_s: float, summary: dict[str, Any]) -> Measurement:
+def judge(scenario: str, target: float, duration_s: float, summary: dict[str, Any], cut_site: str | None = None,
+          sessions: int = 0) -> Measurement:
     """One load run's summary against its target (pure)."""
     if not summary.get("ok", True) or "acked" not in summary:
         return Measurement(scenario, target, 0.0, None, None, 0, 0, 0, False,
-                           f"the load generator failed: {summary.get('error', 'no summary')}")
+                           f"the load generator failed: {summary.get('error', 'no summary')}", cut_site, sessions)
     latency = summary.get("latency_ms") or {}
     acked_per_s = round(summary["acked"] / duration_s, 2)
     p99 = latency.get("p99")
@@ -52,7 +61,7 @@ def judge(scenario: str, target: float, duration_s: float, summary: dict[str, An
                          else ""]
     return Measurement(scenario, target, acked_per_s, latency.get("p50"), p99, int(summary.get("throttled", 0)),
                        int(summary.get("server_errors", 0)), int(summary.get("unknown", 0)), ok,
-                       "; ".join(w for w in why if w))
+                       "; ".join(w for w in why if w), cut_site, sessions)
 
 
 def scenarios(lab: Lab) -> list[str | None]:
@@ -82,7 +91,7 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
                 ledger = lab.ledger_dir / f"capacity-{site or 'all'}.sqlite"
                 proc = actions.start_load(lab, ledger, target, duration_s, sessions, 0.0, 0.0)
                 summary = actions.finish_load(proc, timeout=duration_s + 60)
-                results.append(judge(name, target, duration_s, summary))
+                results.append(judge(name, target, duration_s, summary, site, sessions))
             finally:
                 if site is not None:
                     on_step(f"{name}: restoring")
@@ -98,3 +107,12 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
 def _with_detail(m: Measurement, text: str) -> Measurement:
     m.ok, m.detail = False, "; ".join(x for x in (m.detail, text) if x)
     return m
+
+
+def measured_capacity(stack: str, results: list[Measurement]) -> MeasuredCapacity:
+    """The measured-capacity file's content for these results (what `--write-measured` writes)."""
+    topology = load_topology(LabStack(stack).topology_path())
+    figures = [ScenarioFigure(scenario=m.scenario, cut_site=m.cut_site, target_per_s=m.target_per_s,
+                              acked_per_s=m.acked_per_s, p99_ms=m.p99_ms, within_bound=m.within_bound,
+                              sessions=m.sessions) for m in results]
+    return derive(topology, stack, figures, LATENCY_BOUND_MS)

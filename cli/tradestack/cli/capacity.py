@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..capacity import CapacityReport, check_capacity
+from ..capacity.measured import Comparison, compare, load_measured
 from ..exitcodes import ExitCode
 from ..topology import load_topology
 from .edge import out, print_json, want_json
@@ -28,6 +30,10 @@ def check(
     failing_only: bool = typer.Option(False, "--failing-only",
                                       help="In --json, list only failing scenarios (large topologies)."),
     max_rows: int = typer.Option(40, "--max-rows", min=1, help="Failing scenarios shown in the table."),
+    measured: Path | None = typer.Option(None, "--measured", metavar="FILE",
+                                         help="Also compare each service's declared per-instance capacity with "
+                                              "what `capacity verify --write-measured` measured; declaring more "
+                                              "than was measured fails."),
     json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Check every failure scenario against peak x headroom; list deficits and single points of failure.
@@ -43,17 +49,40 @@ def check(
 
       [bold]tradestack capacity check infra/topologies/lab.yaml --fail carrier:ct,carrier:cm[/]
 
+      [bold]tradestack capacity check infra/topologies/lab.yaml --measured infra/measured/lab.yaml[/]
+
     Exit 0 when every scenario passes, 1 when any fails, 2 for unusable input.
     """
     want_json(ctx, json)
     topology = load_topology(file)
     scenarios = [[g.strip() for g in item.split(",") if g.strip()] for item in fail] or None
     report = check_capacity(topology, depth, scenarios=scenarios)
+    rows = compare(topology, load_measured(measured)) if measured else None
+    ok = report.ok and all(r.ok for r in rows or [])
     if json:
-        print_json(report.to_dict(failing_only=failing_only))
+        doc = report.to_dict(failing_only=failing_only)
+        if rows is not None:
+            doc = {**doc, "ok": ok, "measured": {"file": str(measured), "ok": all(r.ok for r in rows),
+                                                 "services": [asdict(r) for r in rows]}}
+        print_json(doc)
     else:
         _render(report, max_rows)
-    raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FAILED)
+        if rows is not None:
+            _render_measured(rows, measured)
+    raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def _render_measured(rows: list[Comparison], path: Path | None) -> None:
+    table = Table("service", "metric", "declared / instance", "measured / instance", "",
+                  title=f"declared vs measured ({path})", title_justify="left")
+    for r in rows:
+        table.add_row(r.service, r.metric, f"{r.declared:g}" if r.declared is not None else "-",
+                      f"{r.measured:g}" if r.measured is not None else "not measured",
+                      "[green]ok[/]" if r.ok else f"[red]FAIL[/] {escape(r.detail)}")
+    out.print(table)
+    bad = [r for r in rows if not r.ok]
+    out.print("[bold green]PASS[/]: nothing declared beyond what was measured" if not bad else
+              f"[bold red]FAIL[/]: {len(bad)} declared figure(s) beyond what was measured", highlight=False)
 
 
 def _render(report: CapacityReport, max_rows: int) -> None:
@@ -104,6 +133,9 @@ def verify(
     sessions: int = typer.Option(64, "--sessions", min=1, max=10_000, help="Concurrent client sessions."),
     only: list[str] = typer.Option([], "--only", metavar="all|SITE",
                                    help="Only these scenarios: `all` (every site up) or a site to cut off."),
+    write_measured: Path | None = typer.Option(None, "--write-measured", metavar="FILE",
+                                               help="Write what one instance of each service was measured to "
+                                                    "carry, for `capacity check --measured FILE`."),
     json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Measure what the deployed stack carries at peak x headroom: with every site up, then with each site
@@ -112,11 +144,16 @@ def verify(
     A scenario passes when clients got at least 95% of the target acknowledged with p99 <= 250 ms.
     Exit 0 when every scenario passes, 1 when one does not.
 
-    Example: [bold]sudo tradestack capacity verify --stack lab --duration 30[/]
+    With --write-measured FILE, what one instance of each service carried (the most any scenario within the
+    latency bound showed: the stack's rate over the instances alive) is written there, for
+    `capacity check --measured FILE`; it is written even when a scenario fails (that is a measurement too).
+
+    Example: [bold]sudo tradestack capacity verify --stack lab --duration 30 --write-measured measured.yaml[/]
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..capacity.verify import verify as run_verify
+    from ..capacity.measured import dump_measured
+    from ..capacity.verify import measured_capacity, verify as run_verify
     from .edge import err
 
     want_json(ctx, json)
@@ -126,8 +163,12 @@ def verify(
         results = run_verify(stack, fraction=fraction, duration_s=duration, sessions=sessions, only=only or None,
                              on_step=lambda s: progress.update(task, description=s))
     ok = all(m.ok for m in results)
+    if write_measured is not None:
+        write_measured.parent.mkdir(parents=True, exist_ok=True)
+        write_measured.write_text(dump_measured(measured_capacity(stack, results)))
     if json:
-        print_json({"ok": ok, "stack": stack, "scenarios": [m.to_dict() for m in results]})
+        print_json({"ok": ok, "stack": stack, "scenarios": [m.to_dict() for m in results],
+                    **({"measured_file": str(write_measured)} if write_measured else {})})
     else:
         table = Table("scenario", "target/s", "acked/s", "p50 ms", "p99 ms", "429s", "5xx", "unknown", "",
                       title=f"measured capacity of {stack}")

@@ -136,6 +136,9 @@ def load(ctx: typer.Context,
          accounts: int = typer.Option(1000, min=1, help="Accounts acct-00000.. to spread orders over."),
          overnight: float = typer.Option(0.0, min=0, max=1, help="Share of overnight-session orders."),
          limit: float = typer.Option(0.0, min=0, max=1, help="Share of limit orders (they rest at the venue)."),
+         assets_every: float = typer.Option(1.0, "--assets-every", min=0,
+                                            help="Each session refreshes its balance screen this often, in "
+                                                 "seconds (0: never)."),
          ledger: Path = typer.Option(Path("ledger.sqlite"), "--ledger", help="SQLite ledger to write."),
          json: bool = JsonOpt) -> None:
     """Drive orders through the gateways like broker apps do; record every order in a ledger.
@@ -156,7 +159,8 @@ def load(ctx: typer.Context,
     if bad:
         raise typer.BadParameter(f"not an http(s) URL: {', '.join(bad)}", param_hint="--endpoint")
     plan = LoadPlan(endpoints=tuple(e.rstrip("/") for e in endpoint), rate=rate, duration_s=duration,
-                    sessions=sessions, accounts=accounts, overnight_share=overnight, limit_share=limit)
+                    sessions=sessions, accounts=accounts, overnight_share=overnight, limit_share=limit,
+                    assets_every_s=assets_every)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("load", total=int(rate * duration), line="")

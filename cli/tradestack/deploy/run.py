@@ -37,7 +37,15 @@ def ansible_env() -> dict[str, str]:
     """Ansible from this interpreter's environment, host keys checked, no colour or retry files."""
     return {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DEPRECATION_WARNINGS": "False",
-            "ANSIBLE_PIPELINING": "True", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
+            "ANSIBLE_PIPELINING": "True", "ANSIBLE_RETRY_FILES_ENABLED": "False", **_mitogen()}
+
+
+def _mitogen() -> dict[str, str]:
+    """Mitogen's strategy: one persistent Python per host over SSH instead of one per task."""
+    import ansible_mitogen
+
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"),
+            "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
 def runs_dir(stack: str) -> Path:

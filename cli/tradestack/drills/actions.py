@@ -150,14 +150,14 @@ class SpikeLoad:
 
 
 def start_load(lab: Lab, ledger: Path, rate: float, duration_s: float, sessions: int, overnight: float,
-               limit: float) -> subprocess.Popen[str]:
+               limit: float, assets_every_s: float = 1.0) -> subprocess.Popen[str]:
     """The reference load generator in the clients namespace, against every site's public address."""
     ledger.parent.mkdir(parents=True, exist_ok=True)
     ledger.unlink(missing_ok=True)
     argv = ["ip", "netns", "exec", lab.clients_ns, sys.executable, "-m", "tradestack", "refstack", "load",
             *[arg for e in lab.endpoints() for arg in ("-e", e)], "--rate", f"{rate:g}", "--duration",
             f"{duration_s:g}", "--sessions", str(sessions), "--overnight", f"{overnight:g}", "--limit",
-            f"{limit:g}", "--ledger", str(ledger), "--json"]
+            f"{limit:g}", "--assets-every", f"{assets_every_s:g}", "--ledger", str(ledger), "--json"]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, start_new_session=True)  # Ctrl-C on the drill must not kill it mid-write
 
