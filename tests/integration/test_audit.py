@@ -73,11 +73,11 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     lab = Lab(stack)
     members = lab.database_members()
     standby = next(m for m, role in members.items() if role == "sync_standby")
-    gateway = f"{name}-sz1-gateway-3"
+    gateway = f"{name}-sz1-gateway-2"
     sshd_conf = stack.daemons_dir / gateway / "sshd_config"
     original_sshd = sshd_conf.read_text()
     settings = stack.host_settings
-    secret = settings.host_dir(f"{name}-sz1-router-2") / "app" / "router.json"
+    secret = settings.host_dir(f"{name}-sz1-router-1") / "app" / "router.json"
     supervisor = str(settings.host_dir(standby) / "supervisor" / "supervisord.conf")
 
     def hup_sshd() -> None:
@@ -104,7 +104,7 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     assert red["RES-06"] == [f"orderdb@{site}: orderdb in {site}: 0 running of 1 placed"]
     assert red["SEC-01"] == [f"{gateway}: PasswordAuthentication is not 'no'"]
     assert red["RES-03"] == ["sz1: sz1: carrier uplinks up: ['ct'] (need 2)"]
-    assert red["SEC-04"] == [f"{name}-sz1-router-2:{secret}:{settings.service_user}: {secret} has mode 0o644, not 0o600"]
+    assert red["SEC-04"] == [f"{name}-sz1-router-1:{secret}:{settings.service_user}: {secret} has mode 0o644, not 0o600"]
     page = (tmp_path / "broken" / "audit.html").read_text()
     assert "passwordauthentication yes" in page and "mode 0o644" in page and "c-cu" in page
     assert lab.wait_routing(30) == []

@@ -100,7 +100,7 @@ def test_ansible_reaches_every_host_over_ssh_with_pinned_keys(lab, hosts):
 
 def test_deleted_namespace_is_drift_that_up_repairs(lab, hosts, listeners):
     stack: LabStack = lab["stack"]
-    victim = f"{stack.name}-hk1-gateway-3"
+    victim = f"{stack.name}-hk1-gateway-2"
     netlink.delete_namespace(victim)
     drift = stack.refresh()
     assert drift.changed and drift.changes.get("delete", 0) + drift.changes.get("update", 0) > 0, drift.changes

@@ -93,7 +93,7 @@ def test_bad_file_exit_2_with_file_and_line_no_traceback(tmp_path):
     bad.write_text(Path(LAB).read_text().replace("carrier: cu", "carrier: cx"))
     r = run("capacity", "check", str(bad))
     assert r.exit_code == ExitCode.BAD_INPUT
-    assert f"{bad}:17:18: sites[0].uplinks[1].carrier: carrier 'cx' is not defined" in r.stderr
+    assert f"{bad}:20:18: sites[0].uplinks[1].carrier: carrier 'cx' is not defined" in r.stderr
     assert "Traceback" not in r.output + r.stderr
 
 

@@ -39,8 +39,8 @@ def test_addresses_only_from_the_benchmark_range(plan):
 
 def test_hosts_per_placement(plan):
     names = {h.netns for h in plan.hosts}
-    assert len(names) == 18  # 6 gateways + 4 routers + 2 databases + 3 consensus members + 2 venues + clients
-    assert "lab-sz1-gateway-3" in names and "lab-wit-consensus-1" in names
+    assert len(names) == 14  # 4 gateways + 2 routers + 2 databases + 3 consensus members + 2 venues + clients
+    assert "lab-sz1-gateway-2" in names and "lab-sz1-gateway-3" not in names and "lab-wit-consensus-1" in names
     outside = {h.netns: (h.service, h.lan_ip, h.gateway) for h in plan.hosts if h.site is None}
     assert outside == {"lab-upstream-exchange": ("venue", "198.19.16.1", None),
                        "lab-upstream-overnight-ats": ("venue", "198.19.17.1", None),
@@ -61,7 +61,7 @@ def test_inventory_groups(plan):
     inv = plan.inventory(load_topology(TOPOLOGIES / "lab.yaml"))
     groups = inv["all"]["children"]
     assert set(groups["site_wit"]["hosts"]) == {"lab-wit-consensus-1"}
-    assert len(groups["gateway"]["hosts"]) == 6 and "role_standby" in groups
+    assert len(groups["gateway"]["hosts"]) == 4 and "role_standby" in groups
     host = inv["all"]["hosts"]["lab-sz1-orderdb-1"]
     assert host["site"] == "sz1" and host["lan_address"].startswith("198.18.1.")
     assert set(groups["venue"]["hosts"]) == {"lab-upstream-exchange", "lab-upstream-overnight-ats"}

@@ -14,13 +14,16 @@ from typing import Any
 
 from ..drills import actions
 from ..drills.engine import stack_lock, wait_steady
-from ..drills.lab import Lab
+from ..drills.lab import GATEWAY_PORT, PATRONI_PORT, Lab
+from ..lab import netlink
 from ..lab.stack import LabStack
 from ..topology import load_topology
 from .measured import MeasuredCapacity, ScenarioFigure, derive
 
 CARRIED_SHARE = 0.95       # a scenario passes when clients got at least this share of the target acked
 LATENCY_BOUND_MS = 250.0   # ... with p99 latency of acknowledged orders at or under this
+ANSWERED_SHARE = 0.999     # ... and this share of the sessions' balance-screen refreshes answered live
+SERVE_WITHIN_S = 90.0      # a cut site's survivors must serve within this before they are measured
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Measurement:
     detail: str = ""
     cut_site: str | None = None
     sessions: int = 0
+    refreshes_answered: float | None = None  # share of balance-screen refreshes answered live
 
     @property
     def within_bound(self) -> bool:
@@ -55,13 +59,30 @@ def judge(scenario: str, target: float, duration_s: float, summary: dict[str, An
     latency = summary.get("latency_ms") or {}
     acked_per_s = round(summary["acked"] / duration_s, 2)
     p99 = latency.get("p99")
-    ok = acked_per_s >= CARRIED_SHARE * target and p99 is not None and p99 <= LATENCY_BOUND_MS
+    views = sum(int(summary.get(f"assets_{v}", 0)) for v in ("ok", "stale", "unavailable", "bad"))
+    answered = round(int(summary.get("assets_ok", 0)) / views, 5) if views else None
+    held = answered is None or answered >= ANSWERED_SHARE
+    ok = acked_per_s >= CARRIED_SHARE * target and p99 is not None and p99 <= LATENCY_BOUND_MS and held
     why = [] if ok else [f"carried {acked_per_s:g}/s of {target:g}/s" if acked_per_s < CARRIED_SHARE * target
                          else "", f"p99 {p99} ms > {LATENCY_BOUND_MS:g} ms" if p99 is None or p99 > LATENCY_BOUND_MS
-                         else ""]
+                         else "", "" if held else f"balance screens answered {answered:.2%} < {ANSWERED_SHARE:.1%}"]
     return Measurement(scenario, target, acked_per_s, latency.get("p50"), p99, int(summary.get("throttled", 0)),
                        int(summary.get("server_errors", 0)), int(summary.get("unknown", 0)), ok,
-                       "; ".join(w for w in why if w), cut_site, sessions)
+                       "; ".join(w for w in why if w), cut_site, sessions, answered)
+
+
+def survivors_not_serving(lab: Lab, cut: str) -> list[str]:
+    """Empty once the sites that are not cut off serve: a database primary among them (Patroni's word, asked
+    from one of their routers) and a VIP of theirs that answers ready to the clients; else why not."""
+    probe = next((r for r in lab.of("router") if r.site != cut), None)
+    if probe is not None and not any(
+            lab.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary", timeout=0.5)[0] == 200
+            for db in lab.of("orderdb") if db.site != cut):
+        return [f"no database primary outside {cut} yet"]
+    for site, vip in sorted(lab.vips.items()):
+        if site != cut and lab.http(lab.clients_ns, "GET", f"http://{vip}:{GATEWAY_PORT}/readyz", timeout=2)[0] == 200:
+            return []
+    return [f"no site but {cut} answers ready on its VIP"]
 
 
 def scenarios(lab: Lab) -> list[str | None]:
@@ -70,26 +91,35 @@ def scenarios(lab: Lab) -> list[str | None]:
     return [None, *sites]
 
 
-def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessions: int = 64,
+def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessions: int | None = None,
            only: list[str] | None = None,
            on_step: Callable[[str], None] = lambda s: None) -> list[Measurement]:
-    """Measure each scenario in turn; every cut site is restored (and the stack steady) before the next."""
+    """Measure each scenario in turn; every cut site is restored (and the stack steady) before the next.
+
+    Clients: the required order rate (peak x headroom x `fraction`) over the required sessions (likewise), each
+    session holding its connection and refreshing its balance screen as often as the topology declares."""
     lab = Lab(LabStack(stack))
     topology = lab.topology
     target = round(topology.required("orders_per_second") * fraction, 2)
+    if sessions is None:
+        sessions = max(1, round(topology.required("sessions") * fraction)) if "sessions" in topology.peak else 64
+    refresh = topology.session_refresh_s
     chosen = [s for s in scenarios(lab) if only is None or (s or "all") in only]
     results: list[Measurement] = []
     with stack_lock(stack):
         for site in chosen:
             name = "all sites up" if site is None else f"site {site} down"
-            on_step(f"{name}: {target:g} orders/s for {duration_s:g} s")
+            on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s")
             if site is not None:
                 lab.links_down(f"site:{site}", True)
             try:
-                if site is not None:
-                    time.sleep(5)  # let clients, BGP and (if it was there) the database leader move first
+                if site is not None:  # measured once the survivors serve: the failover itself is the drills' part
+                    waited = time.monotonic()
+                    left = netlink.until_clear(lambda: survivors_not_serving(lab, site), SERVE_WITHIN_S, interval=1.0)
+                    on_step(f"{name}: survivors serve after {time.monotonic() - waited:.0f} s; "
+                            f"{target:g} orders/s for {duration_s:g} s" if not left else f"{name}: {left[0]}")
                 ledger = lab.ledger_dir / f"capacity-{site or 'all'}.sqlite"
-                proc = actions.start_load(lab, ledger, target, duration_s, sessions, 0.0, 0.0)
+                proc = actions.start_load(lab, ledger, target, duration_s, sessions, 0.0, 0.0, assets_every_s=refresh)
                 summary = actions.finish_load(proc, timeout=duration_s + 60)
                 results.append(judge(name, target, duration_s, summary, site, sessions))
             finally:
@@ -114,5 +144,6 @@ def measured_capacity(stack: str, results: list[Measurement]) -> MeasuredCapacit
     topology = load_topology(LabStack(stack).topology_path())
     figures = [ScenarioFigure(scenario=m.scenario, cut_site=m.cut_site, target_per_s=m.target_per_s,
                               acked_per_s=m.acked_per_s, p99_ms=m.p99_ms, within_bound=m.within_bound,
-                              sessions=m.sessions) for m in results]
-    return derive(topology, stack, figures, LATENCY_BOUND_MS)
+                              sessions=m.sessions if (m.refreshes_answered or 0) >= ANSWERED_SHARE else 0)
+               for m in results]
+    return derive(topology, stack, figures, LATENCY_BOUND_MS, sessions_measured=True)

@@ -46,7 +46,8 @@ def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], 
     public: dict[str, Any] = {
         "tradestack_vips": site_vips(outputs["site_prefixes"], sites),
         "tradestack_admission": {"max_in_flight": GATEWAY_IN_FLIGHT, "orders_per_second": rate,
-                                 "burst": max(1, int(rate / 10)), "retry_after_s": 1},
+                                 # a quarter second of the declared rate: random arrivals near capacity are not refused
+                                 "burst": max(1, int(rate / 4)), "retry_after_s": 1},
         "tradestack_venues": [{"name": u, "host": outputs["upstreams"][u], "port": VENUE_PORT} for u in upstreams],
         "tradestack_routes": routes(upstreams),
         "tradestack_wheelhouse": wheelhouse,

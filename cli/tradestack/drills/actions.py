@@ -150,8 +150,9 @@ class SpikeLoad:
 
 
 def start_load(lab: Lab, ledger: Path, rate: float, duration_s: float, sessions: int, overnight: float,
-               limit: float, assets_every_s: float = 1.0) -> subprocess.Popen[str]:
-    """The reference load generator in the clients namespace, against every site's public address."""
+               limit: float, assets_every_s: float = 0.0) -> subprocess.Popen[str]:
+    """The reference load generator in the clients namespace, against every site's public address: `sessions`
+    clients, each holding its connection and refreshing its balance screen every `assets_every_s` (0: never)."""
     ledger.parent.mkdir(parents=True, exist_ok=True)
     ledger.unlink(missing_ok=True)
     argv = ["ip", "netns", "exec", lab.clients_ns, sys.executable, "-m", "tradestack", "refstack", "load",

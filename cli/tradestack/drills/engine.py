@@ -26,6 +26,7 @@ from ..errors import TradestackError
 from ..lab import netlink
 from ..lab.stack import LabStack, access_dir
 from ..refstack.ledger import Ledger
+from ..topology.model import Topology
 from . import actions, figures, model
 from .lab import Lab
 
@@ -111,9 +112,11 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
     for fault in drill.faults:
         actions.check(fault, lab)
     rate = _rate(drill, lab)
+    sessions, refresh = load_shape(drill.load, lab.topology)
     load_s = drill.timing.baseline_s + drill.fault_window_s + drill.timing.recovery_s
     steps = [f"preflight: stack {stack} is steady (routing, database leader and sync standby, VIPs, programs)",
-             f"load: {rate:g} orders/s over {drill.load.sessions} sessions against " + ", ".join(lab.endpoints())
+             f"load: {rate:g} orders/s over {sessions} sessions (each refreshing its balance every "
+             f"{refresh:g} s) against " + ", ".join(lab.endpoints())
              + f", from the baseline until {drill.timing.recovery_s:g} s after every fault is restored "
                f"(about {load_s:g} s when restores are quick)",
              f"baseline: {drill.timing.baseline_s:g} s"]
@@ -129,6 +132,13 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
 
 def _rate(drill: model.Drill, lab: Lab) -> float:
     return round(lab.topology.peak.get("orders_per_second", 100) * drill.load.peak_fraction, 2)
+
+
+def load_shape(load: model.Load, topology: Topology) -> tuple[int, float]:
+    """(sessions, balance refresh interval) of a drill's clients: its own, else the topology's peak sessions
+    scaled like its order rate, each refreshing as often as the topology declares (pure)."""
+    sessions = load.sessions or max(1, round(topology.peak.get("sessions", 64) * load.peak_fraction))
+    return sessions, load.refresh_s or topology.session_refresh_s
 
 
 @contextmanager
@@ -293,9 +303,8 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         spike = next((actions.SpikeLoad(lab, ledgers / f"{run_id}-spike.sqlite",
                                         round(lab.topology.peak.get("orders_per_second", 100) * f.multiplier, 2),
                                         # closed-loop clients: enough of them to offer the rate at ~0.25 s a turn
-                                        f.duration_s, max(drill.load.sessions, 32,
-                                                          min(500, int(lab.topology.peak.get("orders_per_second",
-                                                                                             100) * f.multiplier / 4))))
+                                        f.duration_s, max(32, min(2000, int(lab.topology.peak.get(
+                                            "orders_per_second", 100) * f.multiplier / 4))))
                       for f in drill.faults if isinstance(f, model.LoadSpike)), None)
         observer = Observer(lab, lambda s: _guard(events.sample, s))
         applied: list[actions.Action] = []
@@ -305,8 +314,10 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
             try:
                 with journal.step("start load"):
                     # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
-                    load_proc = actions.start_load(lab, ledger, p.rate, p.load_s + LOAD_CEILING_S, drill.load.sessions,
-                                                   drill.load.overnight_share, drill.load.limit_share)
+                    sessions, refresh = load_shape(drill.load, lab.topology)
+                    load_proc = actions.start_load(lab, ledger, p.rate, p.load_s + LOAD_CEILING_S, sessions,
+                                                   drill.load.overnight_share, drill.load.limit_share,
+                                                   assets_every_s=refresh)
                 observer.start()
                 journal.marks["load_started"] = time.time()
                 _guard(events.phase, "baseline", f"{drill.timing.baseline_s:g} s of load before any fault")

@@ -101,8 +101,11 @@ Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | Host
 
 
 class Load(_Strict):
-    peak_fraction: Annotated[float, Field(gt=0, le=10)] = 0.1   # of the topology's peak orders/s
-    sessions: Annotated[int, Field(ge=1, le=10_000)] = 8
+    """The drill's clients: a share of the topology's peak, both its order rate and its sessions (each session
+    holds its connection and refreshes its balance screen every `refresh_s`, the topology's when not given)."""
+    peak_fraction: Annotated[float, Field(gt=0, le=10)] = 1.0   # of the topology's peak orders/s and sessions
+    sessions: Annotated[int, Field(ge=1, le=20_000)] | None = None   # default: peak sessions x peak_fraction
+    refresh_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     overnight_share: Fraction = 0.5                              # orders for the overnight venue
     limit_share: Fraction = 0.0
 

@@ -75,6 +75,9 @@ class RouterConfig(_Strict):
     lease_s: float = Field(5.0, gt=0, description="an order claimed by a router that died is re-claimed after this")
     poll_s: float = Field(0.2, gt=0, description="look for work at least this often (NOTIFY wakes it sooner)")
     batch: int = Field(100, ge=1, le=10000)
+    claim_linger_s: float = Field(0.01, ge=0, le=1, description="after a wake, gather orders this long before "
+                                                                "claiming: one claim for many orders, not one "
+                                                                "per order and router")
     concurrency: int = Field(256, ge=1, description="orders in flight to venues at once")
     sweep_after_s: float = Field(1.0, gt=0, description="an order left acked or venue_unknown this long is "
                                                          "checked against its venue by the sweep")

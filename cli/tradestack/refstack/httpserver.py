@@ -13,7 +13,8 @@ import uvicorn
 async def serve_app(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve `app` until `stop` is set; in-flight requests finish (uvicorn's graceful shutdown)."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           http="httptools", lifespan="on", timeout_graceful_shutdown=5))
+                                           http="httptools", lifespan="on", timeout_graceful_shutdown=5,
+                                           proxy_headers=False, server_header=False))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours, below, own them
     task = asyncio.create_task(server.serve())
     stopper = asyncio.create_task(stop.wait())

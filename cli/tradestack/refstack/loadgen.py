@@ -24,6 +24,7 @@ import aiohttp
 from .ledger import AssetView, Ledger, SentOrder
 from .schema import account_name
 
+KEEPALIVE_S = 3600.0  # an app keeps its connection; the server or a proxy may still close it (it is reopened)
 SYMBOLS = ("AAPL", "MSFT", "TSLA", "NVDA", "0700.HK", "9988.HK")
 
 
@@ -45,6 +46,7 @@ class LoadPlan:
 
 @dataclass
 class LoadStats:
+    sessions: int = 0  # client sessions held, each with its own connection
     planned: int = 0
     sent: int = 0
     acked: int = 0
@@ -80,7 +82,7 @@ class LoadGenerator:
         self.stop = stop or asyncio.Event()  # set: end now, as if the duration were up (a drill ends its load so)
         self._end = float("inf")
         self.run_id = uuid.uuid4().hex[:8]
-        self.stats = LoadStats(planned=int(plan.rate * plan.duration_s))
+        self.stats = LoadStats(sessions=plan.sessions, planned=int(plan.rate * plan.duration_s))
         self.rng = random.Random(plan.seed)
         self._orders: list[SentOrder] = []
         self._preferred = [k % len(plan.endpoints) for k in range(plan.sessions)]  # spread like apps over sites
@@ -90,17 +92,19 @@ class LoadGenerator:
         plan = self.plan
         self.ledger.add_run(self.run_id, time.time(), json.dumps(asdict(plan)))
         # aiohttp rather than httpx here: the load generator must out-run the system it loads, and
-        # aiohttp's client costs a fraction of the CPU per request
-        connector = aiohttp.TCPConnector(limit=min(plan.sessions, 500))
+        # aiohttp's client costs a fraction of the CPU per request. Each session is one app: it holds its own
+        # connection (opened at its first request, kept alive) for its orders and its balance screen.
         timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S),
+                                         timeout=timeout) for _ in range(plan.sessions)]
+        try:
             start = time.monotonic()
             self._end = start + plan.duration_s
             flusher = asyncio.create_task(self._flush_loop())
             stopper = asyncio.create_task(self._stop_early(start))
-            sessions = [asyncio.create_task(self._session(client, k, start)) for k in range(plan.sessions)]
+            sessions = [asyncio.create_task(self._session(clients[k], k, start)) for k in range(plan.sessions)]
             if plan.assets_every_s > 0:
-                sessions += [asyncio.create_task(self._viewer(client, k, start)) for k in range(plan.sessions)]
+                sessions += [asyncio.create_task(self._viewer(clients[k], k, start)) for k in range(plan.sessions)]
             try:
                 await asyncio.gather(*sessions)
             finally:
@@ -109,6 +113,8 @@ class LoadGenerator:
                 flusher.cancel()
                 stopper.cancel()
                 self._flush()
+        finally:
+            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         return self.stats
 
     async def _stop_early(self, start: float) -> None:

@@ -324,9 +324,12 @@ class Router:
             self.in_flight -= 1
 
     async def dispatch_loop(self, stop: asyncio.Event) -> None:
+        full = False
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.config.poll_s)
+            if self.config.claim_linger_s and not full:
+                await asyncio.sleep(self.config.claim_linger_s)  # let the orders of the next few ms join
             self.wake.clear()
             try:
                 orders = await self.claim()
@@ -337,7 +340,8 @@ class Router:
             for order in orders:
                 self.in_flight += 1
                 self.spawn(self._guarded_route(order))
-            if len(orders) >= self.config.batch:
+            full = len(orders) >= self.config.batch
+            if full:
                 self.wake.set()  # more may be waiting
 
     async def listen_loop(self, stop: asyncio.Event) -> None:

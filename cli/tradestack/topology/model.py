@@ -73,6 +73,8 @@ class Topology(_Strict):
     name: Name
     peak: dict[Metric, PositiveNumber] = Field(min_length=1)
     headroom: float = Field(ge=1.0, le=100.0)
+    # each client session at peak holds its connection and refreshes its balance screen this often
+    session_refresh_s: float = Field(10.0, gt=0, le=3600)
     carriers: list[Carrier] = Field(min_length=1)
     sites: list[Site] = Field(min_length=1)
     upstreams: list[Upstream] = []
