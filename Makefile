@@ -56,11 +56,15 @@ test: setup
 test-unit: setup
 	$(BIN)/pytest -m unit
 
+# Every figure of the README's benchmark table; each lab benchmark deploys a lab of its own (about 40 min).
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
 	$(BIN)/python tests/bench/bench_lab.py
 	$(BIN)/python tests/bench/bench_refstack.py
+	$(BIN)/python tests/bench/bench_deploy.py
+	$(BIN)/python tests/bench/bench_cpu.py
 	$(BIN)/python tests/bench/bench_drills.py
+	$(BIN)/python tests/bench/bench_make_test.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -4,6 +4,10 @@ Drives the deployed lab through every site's VIP at stepped rates (the drills' o
 the clients namespace) and prints, per step, the carried rate, p50/p99, and per component the CPU
 milliseconds per acknowledged order, from the kernel's per-process accounting of each lab host
 (`/proc/PID/stat`, grouped by network namespace). The database primary and standby are told apart.
+Then the highest step carried at p99 <= 100 ms, and `capacity verify` at peak x headroom (orders and
+the peak's sessions) with every site up and each site cut off.
+
+By default it deploys a lab of its own (run-unique names, removed after); `--stack NAME` uses a deployed one.
 
 Usage: python tests/bench/bench_cpu.py [--stack lab] [--steps 100,200,300] [--seconds 15] [--json]
 """
@@ -11,17 +15,23 @@ Usage: python tests/bench/bench_cpu.py [--stack lab] [--steps 100,200,300] [--se
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import tempfile
 import time
 from pathlib import Path
 
+from tradestack.capacity import verify
+from tradestack.deploy import run as deploy_run
 from tradestack.drills import actions
 from tradestack.drills.lab import Lab
 from tradestack.lab import procstat
 from tradestack.lab.stack import LabStack
 
+from benchstack import fresh_stack
+
 TAIL_S = 2.0  # routing and fills of the last orders still count
+P99_BOUND_MS = 100.0
 
 
 def machine_busy() -> tuple[float, float]:
@@ -61,19 +71,13 @@ def step(lab: Lab, rate: float, seconds: float, sessions: int, assets_every_s: f
             "cpu_ms_per_order_total": round(sum(per.values()) * 1000 / max(1, acked), 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", default="lab")
-    parser.add_argument("--steps", default="100,200,300,400", help="offered orders/s, comma-separated")
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--sessions", type=int, default=64)
-    parser.add_argument("--assets-every", type=float, default=0.0,
-                        help="each session refreshes its balance screen this often (0: orders only)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    lab = Lab(LabStack(args.stack))
+def bench(stack: str, args: argparse.Namespace) -> None:
+    lab = Lab(LabStack(stack))
+    peak = lab.topology.peak.get("orders_per_second", 100)
+    rates = [float(r) for r in args.steps.split(",")] if args.steps else [round(peak * f) for f in
+                                                                          (0.5, 1.0, 1.25, 1.5, 1.75, 2.0)]
     results = []
-    for rate in (float(r) for r in args.steps.split(",")):
+    for rate in rates:
         r = step(lab, rate, args.seconds, args.sessions, args.assets_every)
         results.append(r)
         if not args.json:
@@ -84,9 +88,43 @@ def main() -> None:
             for comp, ms in r["cpu_ms_per_order"].items():
                 if ms >= 0.05:
                     print(f"    {comp:18s} {ms:7.2f} ms/order")
+    within = [r for r in results if (r["latency_ms"] or {}).get("p99") is not None
+              and r["latency_ms"]["p99"] <= P99_BOUND_MS and r["acked_per_s"] >= 0.95 * r["offered_per_s"]]
+    best = max((r["acked_per_s"] for r in within), default=None)
+    scenarios = [] if args.no_verify else verify.verify(stack, duration_s=args.seconds)
     if args.json:
-        print(json.dumps({"stack": args.stack, "steps": results}, indent=2))
+        print(json.dumps({"stack": stack, "steps": results, "carried_at_p99_bound_per_s": best,
+                          "verify": [m.to_dict() for m in scenarios]}, indent=2))
+        return
+    print(f"\n{dt.date.today()}: whole deployed lab, acked orders/s at p99 <= {P99_BOUND_MS:g} ms, every site up: "
+          f"{best if best is not None else 'none of the steps'}")
+    for m in scenarios:
+        screens = "-" if m.refreshes_answered is None else f"{m.refreshes_answered:.2%}"
+        print(f"capacity verify, {m.scenario}: {m.acked_per_s:g} of {m.target_per_s:g} orders/s, p99 {m.p99_ms} ms, "
+              f"{m.sessions} sessions held, balance screens answered {screens}: "
+              f"{'pass' if m.ok else 'FAIL ' + m.detail}")
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", help="an already deployed stack (default: a run-unique one, removed after)")
+    parser.add_argument("--steps", help="offered orders/s, comma-separated (default: 0.5 to 2 x the peak)")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--sessions", type=int, default=64)
+    parser.add_argument("--assets-every", type=float, default=0.0,
+                        help="each session refreshes its balance screen this often (0: orders only)")
+    parser.add_argument("--no-verify", action="store_true", help="only the stepped rates")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.stack:
+        bench(args.stack, args)
+        return
+    with fresh_stack("bc") as stack:
+        stack.up()
+        deployed = deploy_run.apply(deploy_run.plan(stack.name))
+        if not deployed.ok:
+            raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
+        bench(stack.name, args)
 
 if __name__ == "__main__":
     main()

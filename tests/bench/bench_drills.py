@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import secrets
-import shutil
 import statistics
-import subprocess
-import tempfile
 from pathlib import Path
 
 from tradestack.deploy import run as deploy_run
 from tradestack.drills import engine, files, report
-from tradestack.hostsettings import HostSettings
-from tradestack.lab.stack import LabStack
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+from benchstack import fresh_stack
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DRILLS = ("db-primary-crash", "site-power-loss")
 
@@ -43,14 +37,6 @@ def _figure(values: list[float | None]) -> str:
 
 def _count(rec: dict | None, *keys: str) -> int | None:
     return None if rec is None else sum(rec[k]["count"] for k in keys)
-
-
-def remove_created(settings: HostSettings) -> None:
-    """What the deploy created under this run's own names: its user, group and roots (argv, no shell)."""
-    subprocess.run(["userdel", settings.service_user], check=False, capture_output=True)
-    subprocess.run(["groupdel", settings.service_group], check=False, capture_output=True)
-    for root in (settings.state_root, settings.software_root):
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def bench(stack: str, repeat: int) -> None:
@@ -81,21 +67,12 @@ def main() -> None:
     if args.stack:
         bench(args.stack, args.repeat)
         return
-    run = secrets.token_hex(3)
-    settings = HostSettings(f"tb{run}", f"tb{run}g", f"/var/lib/tradestack-bench/{run}",
-                            f"/opt/tradestack-bench/{run}")
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["TRADESTACK_HOME"] = home
-        stack = LabStack(f"bd{run}", TOPOLOGIES / "lab.yaml", host_settings=settings)
+    with fresh_stack("bd") as stack:
         stack.up()
-        try:
-            deployed = deploy_run.apply(deploy_run.plan(stack.name))
-            if not deployed.ok:
-                raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
-            bench(stack.name, args.repeat)
-        finally:
-            stack.destroy()
-            remove_created(settings)
+        deployed = deploy_run.apply(deploy_run.plan(stack.name))
+        if not deployed.ok:
+            raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
+        bench(stack.name, args.repeat)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""A lab stack of the benchmarks' own: run-unique names (stack, service user, state roots), removed after."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tradestack.hostsettings import HostSettings
+from tradestack.lab.stack import LabStack
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+
+
+def remove_created(settings: HostSettings) -> None:
+    """What the deploy created under this run's own names: its user, group and roots (argv, no shell)."""
+    subprocess.run(["userdel", settings.service_user], check=False, capture_output=True)
+    subprocess.run(["groupdel", settings.service_group], check=False, capture_output=True)
+    for root in (settings.state_root, settings.software_root):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def fresh_stack(prefix: str, topology: str = "lab.yaml") -> Iterator[LabStack]:
+    """A stack not yet up (the caller brings it up), under names no earlier run used; destroyed after."""
+    run = secrets.token_hex(3)
+    settings = HostSettings(f"tb{run}", f"tb{run}g", f"/var/lib/tradestack-bench/{run}",
+                            f"/opt/tradestack-bench/{run}")
+    with tempfile.TemporaryDirectory() as home:
+        previous = os.environ.get("TRADESTACK_HOME")
+        os.environ["TRADESTACK_HOME"] = home
+        stack = LabStack(f"{prefix}{run}", TOPOLOGIES / topology, host_settings=settings)
+        try:
+            yield stack
+        finally:
+            stack.destroy()
+            remove_created(settings)
+            if previous is None:
+                os.environ.pop("TRADESTACK_HOME", None)
+            else:
+                os.environ["TRADESTACK_HOME"] = previous
