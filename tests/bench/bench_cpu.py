@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 from tradestack.capacity import verify
-from tradestack.deploy import run as deploy_run
 from tradestack.drills import actions
 from tradestack.drills.lab import Lab
 from tradestack.lab import procstat
 from tradestack.lab.stack import LabStack
 
-from benchstack import fresh_stack
+from benchstack import deployed_stack
 
 TAIL_S = 2.0  # routing and fills of the last orders still count
 P99_BOUND_MS = 100.0
@@ -119,12 +118,9 @@ def main() -> None:
     if args.stack:
         bench(args.stack, args)
         return
-    with fresh_stack("bc") as stack:
-        stack.up()
-        deployed = deploy_run.apply(deploy_run.plan(stack.name))
-        if not deployed.ok:
-            raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
-        bench(stack.name, args)
+    with deployed_stack("bc") as name:
+        bench(name, args)
+
 
 if __name__ == "__main__":
     main()

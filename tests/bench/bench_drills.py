@@ -18,10 +18,9 @@ import datetime as dt
 import statistics
 from pathlib import Path
 
-from tradestack.deploy import run as deploy_run
 from tradestack.drills import engine, files, report
 
-from benchstack import fresh_stack
+from benchstack import deployed_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DRILLS = ("db-primary-crash", "site-power-loss")
@@ -67,12 +66,8 @@ def main() -> None:
     if args.stack:
         bench(args.stack, args.repeat)
         return
-    with fresh_stack("bd") as stack:
-        stack.up()
-        deployed = deploy_run.apply(deploy_run.plan(stack.name))
-        if not deployed.ok:
-            raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
-        bench(stack.name, args.repeat)
+    with deployed_stack("bd") as name:
+        bench(name, args.repeat)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,16 @@ def fresh_stack(prefix: str, topology: str = "lab.yaml") -> Iterator[LabStack]:
                 os.environ.pop("TRADESTACK_HOME", None)
             else:
                 os.environ["TRADESTACK_HOME"] = previous
+
+
+@contextmanager
+def deployed_stack(prefix: str, topology: str = "lab.yaml") -> Iterator[str]:
+    """`fresh_stack`, brought up and deployed; yields its name."""
+    from tradestack.deploy import run as deploy_run
+
+    with fresh_stack(prefix, topology) as stack:
+        stack.up()
+        deployed = deploy_run.apply(deploy_run.plan(stack.name))
+        if not deployed.ok:
+            raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
+        yield stack.name
