@@ -161,7 +161,7 @@ class LoadGenerator:
             await asyncio.sleep(max(0.0, t - time.monotonic()))
             if time.monotonic() >= self._end:
                 return
-            await self._assets_view(client, client_id, account, self._preferred[k])
+            await self._assets_view(client, k, client_id, account)
             t += plan.assets_every_s
 
     def _body(self, account: str, client_order_id: str) -> dict[str, Any]:
@@ -227,16 +227,24 @@ class LoadGenerator:
                                       order["state"] if order else None, round(latency, 3), detail))
         return index
 
-    async def _assets_view(self, client: aiohttp.ClientSession, client_id: str, account: str, index: int) -> None:
-        endpoint = self.plan.endpoints[index]
-        try:
-            async with client.get(f"{endpoint}/v1/accounts/{account}/assets") as response:
-                status, text = response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            view = AssetView(client_id, account, time.time(), endpoint, None, None, None, False, "unavailable",
-                             f"{type(exc).__name__}")
-        else:
-            view = judge_assets(client_id, account, endpoint, status, _json(text))
+    async def _assets_view(self, client: aiohttp.ClientSession, k: int, client_id: str, account: str) -> None:
+        """One refresh of the balance screen. Like the app, a refresh that cannot reach its endpoint tries the
+        next one (and the session stays there); an answer, whatever it says, is what the client saw."""
+        endpoints, index = self.plan.endpoints, self._preferred[k]
+        for attempt in range(len(endpoints)):
+            endpoint = endpoints[index]
+            try:
+                async with client.get(f"{endpoint}/v1/accounts/{account}/assets") as response:
+                    status, text = response.status, await response.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                view = AssetView(client_id, account, time.time(), endpoint, None, None, None, False, "unavailable",
+                                 f"{type(exc).__name__}")
+                if attempt + 1 < len(endpoints):
+                    index = self._preferred[k] = (index + 1) % len(endpoints)
+                    continue
+            else:
+                view = judge_assets(client_id, account, endpoint, status, _json(text))
+            break
         self.stats.__dict__[f"assets_{view.verdict}"] += 1
         self._assets.append(view)
 

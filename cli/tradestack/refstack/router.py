@@ -38,7 +38,7 @@ from . import protocol
 from .batching import BatchWriter
 from .breaker import CircuitBreaker, State
 from .config import RouterConfig
-from .schema import NEW_ORDER_CHANNEL
+from .schema import NEW_ORDER_CHANNEL, SESSION_OPTIONS
 from .venuelink import NotSent, SessionLost, VenueLink
 
 log = logging.getLogger("tradestack.router")
@@ -92,7 +92,7 @@ class Router:
                                         reconnect_timeout=3600,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
                                                 "application_name": f"tradestack-{self.me}",
-                                                "options": "-c statement_timeout=5000"})
+                                                "options": SESSION_OPTIONS})
         self.writer = BatchWriter(self.pool)
         self.venues: dict[str, Venue] = {}
         for endpoint in config.venues:

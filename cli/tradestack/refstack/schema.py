@@ -99,3 +99,9 @@ def seed_accounts(dsn: str, count: int, cash: Decimal = Decimal("1000000")) -> i
             "ON CONFLICT DO NOTHING", (cash, cash, [account_name(i) for i in range(count)])).rowcount
         conn.commit()
         return created
+
+
+# Session options of every service connection: a statement is never stuck longer than 5 s, and every plan is
+# made for its own parameters: tables start empty after a deploy, and a generic plan cached by a long-lived
+# connection while `orders` was empty (a sequential scan) would stay with it as the table grows.
+SESSION_OPTIONS = "-c statement_timeout=5000 -c plan_cache_mode=force_custom_plan"
