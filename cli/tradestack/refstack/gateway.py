@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
 from .config import GatewayConfig
-from .schema import NEW_ORDER_CHANNEL, SESSION_OPTIONS, STATES
+from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES
 
 ACCOUNT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -250,7 +250,7 @@ class Gateway:
         self.metrics = Metrics()
         self.admission = AdmissionControl(config.admission)
         self.pool = AsyncConnectionPool(config.dsn, min_size=2, max_size=config.pool_size, open=False,
-                                        timeout=config.db_timeout_s, reconnect_timeout=3600,
+                                        timeout=config.db_timeout_s, reconnect_timeout=RECONNECT_TIMEOUT_S,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
                                                 "options": SESSION_OPTIONS})
         self.last_assets: OrderedDict[str, Assets] = OrderedDict()

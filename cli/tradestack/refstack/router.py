@@ -38,7 +38,7 @@ from . import protocol
 from .batching import BatchWriter
 from .breaker import CircuitBreaker, State
 from .config import RouterConfig
-from .schema import NEW_ORDER_CHANNEL, SESSION_OPTIONS
+from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS
 from .venuelink import NotSent, SessionLost, VenueLink
 
 log = logging.getLogger("tradestack.router")
@@ -89,7 +89,7 @@ class Router:
         self.config = config
         self.me = config.instance
         self.pool = AsyncConnectionPool(config.dsn, min_size=2, max_size=20, open=False, timeout=2,
-                                        reconnect_timeout=3600,
+                                        reconnect_timeout=RECONNECT_TIMEOUT_S,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
                                                 "application_name": f"tradestack-{self.me}",
                                                 "options": SESSION_OPTIONS})

@@ -105,3 +105,9 @@ def seed_accounts(dsn: str, count: int, cash: Decimal = Decimal("1000000")) -> i
 # made for its own parameters: tables start empty after a deploy, and a generic plan cached by a long-lived
 # connection while `orders` was empty (a sequential scan) would stay with it as the table grows.
 SESSION_OPTIONS = "-c statement_timeout=5000 -c plan_cache_mode=force_custom_plan"
+
+# How long a pool keeps retrying one lost connection before it starts over. psycopg_pool doubles the wait between
+# attempts up to this, so 3600 meant that after a minute-long outage (a site cut off from the primary) a service
+# waited another minute or two before it even tried the database again; starting over every few seconds keeps the
+# wait between attempts at a few seconds, however long the outage.
+RECONNECT_TIMEOUT_S = 5.0
