@@ -49,7 +49,7 @@ def check(
 
       [bold]tradestack capacity check infra/topologies/lab.yaml --fail carrier:ct,carrier:cm[/]
 
-      [bold]tradestack capacity check infra/topologies/lab.yaml --measured infra/measured/lab.yaml[/]
+      [bold]tradestack capacity check infra/topologies/lab.yaml --measured measured.yaml[/]
 
     Exit 0 when every scenario passes, 1 when any fails, 2 for unusable input.
     """
