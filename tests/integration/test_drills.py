@@ -56,7 +56,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(deployed):
     r = CliRunner().invoke(app, ["drill", "run", "carrier-outage", "--stack", stack.name, "--dry-run", "--json"])
     assert r.exit_code == 0, r.output
     plan = json.loads(r.stdout)
-    assert any("carrier:ct down" in s for s in plan["steps"]) and plan["rate"] == 48
+    peak = Lab(stack).topology.peak["orders_per_second"]
+    assert any("carrier:ct down" in s for s in plan["steps"]) and plan["rate"] == round(0.35 * peak, 2)
+    assert any("over 8 sessions (each refreshing its balance every 1 s)" in s for s in plan["steps"]), plan["steps"]
     assert all((netlink.link_state(link["netns"], link["ifname"]) or {}).get("up") for link in fmap)
 
 

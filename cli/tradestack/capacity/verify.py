@@ -23,7 +23,8 @@ from .measured import MeasuredCapacity, ScenarioFigure, derive
 CARRIED_SHARE = 0.95       # a scenario passes when clients got at least this share of the target acked
 LATENCY_BOUND_MS = 250.0   # ... with p99 latency of acknowledged orders at or under this
 ANSWERED_SHARE = 0.999     # ... and this share of the sessions' balance-screen refreshes answered live
-SERVE_WITHIN_S = 90.0      # a cut site's survivors must serve within this before they are measured
+SERVE_WITHIN_S = 90.0
+WARMUP_S = 15.0            # unmeasured load first: a stack just deployed has cold pools and caches      # a cut site's survivors must serve within this before they are measured
 
 
 @dataclass
@@ -92,12 +93,13 @@ def scenarios(lab: Lab) -> list[str | None]:
 
 
 def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessions: int | None = None,
-           only: list[str] | None = None,
+           only: list[str] | None = None, warmup_s: float = WARMUP_S,
            on_step: Callable[[str], None] = lambda s: None) -> list[Measurement]:
     """Measure each scenario in turn; every cut site is restored (and the stack steady) before the next.
 
     Clients: the required order rate (peak x headroom x `fraction`) over the required sessions (likewise), each
-    session holding its connection and refreshing its balance screen as often as the topology declares."""
+    session holding its connection and refreshing its balance screen as often as the topology declares. First,
+    `warmup_s` of the same load, not measured: a stack just deployed starts with cold pools and caches."""
     lab = Lab(LabStack(stack))
     topology = lab.topology
     target = round(topology.required("orders_per_second") * fraction, 2)
@@ -107,6 +109,11 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
     chosen = [s for s in scenarios(lab) if only is None or (s or "all") in only]
     results: list[Measurement] = []
     with stack_lock(stack):
+        if warmup_s > 0 and chosen:
+            on_step(f"warm-up: {target:g} orders/s over {sessions} sessions for {warmup_s:g} s (not measured)")
+            proc = actions.start_load(lab, lab.ledger_dir / "capacity-warmup.sqlite", target, warmup_s, sessions,
+                                      0.0, 0.0, assets_every_s=refresh)
+            actions.finish_load(proc, timeout=warmup_s + 60)
         for site in chosen:
             name = "all sites up" if site is None else f"site {site} down"
             on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s")

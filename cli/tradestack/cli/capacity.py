@@ -134,6 +134,8 @@ def verify(
                                         help="Concurrent client sessions, each holding its connection and "
                                              "refreshing its balance screen as the topology declares "
                                              "[default: the topology's peak sessions x headroom x fraction]."),
+    warmup: float = typer.Option(15.0, "--warmup", min=0, max=600,
+                                 help="Seconds of the same load first, not measured (cold pools and caches)."),
     only: list[str] = typer.Option([], "--only", metavar="all|SITE",
                                    help="Only these scenarios: `all` (every site up) or a site to cut off."),
     write_measured: Path | None = typer.Option(None, "--write-measured", metavar="FILE",
@@ -166,6 +168,7 @@ def verify(
                   transient=True) as progress:
         task = progress.add_task("preparing", total=None)
         results = run_verify(stack, fraction=fraction, duration_s=duration, sessions=sessions, only=only or None,
+                             warmup_s=warmup,
                              on_step=lambda s: progress.update(task, description=s))
     ok = all(m.ok for m in results)
     if write_measured is not None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from ..hostsettings import HostSettings
 from ..topology.model import Topology
-from . import wheelhouse as wheelhouse_module
 
 SECRET_NAMES = ("dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword")
 VIP_HOST = 5  # the gateways' virtual IP is .5 of each site LAN
@@ -54,7 +53,6 @@ def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], 
         "tradestack_wheelhouse": wheelhouse,
         "tradestack_wheel": wheel,
         "tradestack_wheel_sha256": wheel_sha256,
-        "tradestack_patroni_requirement": wheelhouse_module.PATRONI,
         "tradestack_seed_accounts": seed_accounts,
         **settings.playbook_vars(),
     }

@@ -12,12 +12,6 @@ from ..errors import TradestackError
 from ..paths import cache_dir
 
 
-# Host software installed from the wheelhouse rather than the distribution: Patroni 3.0 (Debian 12) can let a
-# demoted leader overwrite the new leader's key after a partition heals, promoting a second, diverged timeline
-# (fixed in Patroni 3.0.3, patroni/patroni#2689); 4.1 also ignores stale etcd members (patroni/patroni#3318).
-PATRONI = "patroni[etcd3,psycopg3]==4.1.5"
-
-
 class WheelhouseError(TradestackError):
     """The wheelhouse could not be built."""
 
@@ -32,7 +26,6 @@ class Wheelhouse:
 def source_digest(root: Path) -> str:
     digest = hashlib.sha256()
     files = [root / "pyproject.toml", *sorted((root / "cli").rglob("*.py"))]
-    digest.update(PATRONI.encode())
     for path in files:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
@@ -46,7 +39,7 @@ def build(root: Path) -> Wheelhouse:
     if not done.exists():
         target.mkdir(parents=True, exist_ok=True)
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                                 "--wheel-dir", str(target), str(root), PATRONI], capture_output=True, text=True,
+                                 "--wheel-dir", str(target), str(root)], capture_output=True, text=True,
                                 timeout=1800)
         if result.returncode != 0:
             raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
