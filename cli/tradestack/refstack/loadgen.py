@@ -183,6 +183,7 @@ class LoadGenerator:
         t0 = time.monotonic()
         attempts, tried, backoff = 0, {index}, 0.05
         outcome, status, order, detail = "unknown", None, None, None
+        maybe_placed = False  # an attempt reached a server and its answer was lost (or was a 5xx)
         stats.sent += 1
         while time.monotonic() - t0 < plan.give_up_s:
             attempts += 1
@@ -195,6 +196,7 @@ class LoadGenerator:
                 outcome, status, detail = "unknown", None, f"connect: {exc}"
             except (aiohttp.ClientError, TimeoutError) as exc:  # sent, answer lost: retrying the same id is safe
                 outcome, status, detail = "unknown", None, f"{type(exc).__name__}: {exc}"
+                maybe_placed = True
             else:
                 if status in (200, 201):
                     outcome, order, detail = "acked", json.loads(text), None
@@ -210,6 +212,7 @@ class LoadGenerator:
                     break
                 stats.server_errors += 1
                 outcome, detail = "unknown", f"{status}: {text[:200]}"
+                maybe_placed = True
             # failed here: next endpoint, with backoff
             stats.retries += 1
             if len(endpoints) > 1:
@@ -218,6 +221,10 @@ class LoadGenerator:
                 stats.failovers += 1
             await asyncio.sleep(backoff * (0.5 + self.rng.random()))
             backoff = min(backoff * 2, plan.max_backoff_s)
+        if outcome == "refused" and maybe_placed:
+            # a 429 to a retry says "not now", not "never placed": an earlier attempt may have been, so the
+            # client does not know (reconciliation finds out), rather than believing it was refused
+            outcome, detail = "unknown", f"gave up on 429s after an attempt whose answer was lost: {detail}"
         latency = (time.monotonic() - t0) * 1000
         setattr(stats, outcome, getattr(stats, outcome) + 1)
         if outcome == "acked":

@@ -76,3 +76,51 @@ def test_sigterm_ends_a_load_run_early_and_cleanly_with_its_summary(gateway, tmp
         assert len(book.orders()) == summary["sent"]
     finally:
         book.close()
+
+
+def _throttling_gateway(lose_first_answer: bool):
+    """A loopback server answering every order with 429; with `lose_first_answer`, the first attempt hangs past
+    the client's timeout (as a gateway does that committed the order but whose answer never made it back)."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def orders(request: web.Request) -> web.Response:
+        seen.append((await request.json())["client_order_id"])
+        if lose_first_answer and len(seen) == 1:
+            await asyncio.sleep(5)
+        return web.Response(status=429, text='{"detail": "busy"}', headers={"Retry-After": "0"})
+
+    app = web.Application()
+    app.router.add_post("/v1/orders", orders)
+    return app, seen
+
+
+@pytest.mark.parametrize("lose_first_answer, expected", [(False, "refused"), (True, "unknown")])
+def test_a_client_that_gives_up_on_429s_after_a_lost_answer_does_not_believe_it_was_refused(
+        tmp_path, lose_first_answer, expected):
+    """A 429 to a retry means "not now", not "never placed": an earlier attempt may have been placed."""
+    from aiohttp import web
+
+    async def scenario() -> tuple[list[str], str]:
+        app, seen = _throttling_gateway(lose_first_answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            plan = LoadPlan(endpoints=(f"http://127.0.0.1:{port}",), rate=1, duration_s=1, sessions=1,
+                            assets_every_s=0, request_timeout_s=0.3, give_up_s=1.5, max_backoff_s=0.1, seed=1)
+            await run_load(plan, tmp_path / "ledger.sqlite")
+        finally:
+            await runner.cleanup()
+        book = Ledger(tmp_path / "ledger.sqlite")
+        try:
+            (order,) = book.orders()
+        finally:
+            book.close()
+        return seen, order.outcome
+
+    seen, outcome = asyncio.run(scenario())
+    assert len(seen) >= 2 and len(set(seen)) == 1  # retried, always with the same client order id
+    assert outcome == expected
