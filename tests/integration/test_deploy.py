@@ -230,3 +230,10 @@ def test_killing_the_vrrp_master_moves_the_vip_within_seconds(deployed):
         lab.revive(holder)
     print(f"\nVIP {vip} moved {moved:.1f} s after its holder died; orders accepted again after {served:.1f} s")
     assert code == 201
+    # the old holder, back with keepalived and HAProxy running, does not take the VIP back (nopreempt): a second
+    # move would reset every client connection held through the new holder
+    assert netlink.wait_for(lambda: {"keepalived", "haproxy"} <= {p for p, s in lab.programs(holder).items()
+                                                                   if s == "running"}, 60, 0.5)
+    time.sleep(6)  # several VRRP adverts and the track script's rise
+    assert vip not in _in(holder, "ip", "-4", "-o", "addr", "show", "lan0").stdout
+    assert any(vip in _in(g, "ip", "-4", "-o", "addr", "show", "lan0").stdout for g in gateways if g != holder)
