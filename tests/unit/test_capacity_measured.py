@@ -95,3 +95,18 @@ def test_cli_check_measured_fails_exit_1_with_json(tmp_path: Path):
     assert ("gateway", "orders_per_second") in bad
     r = CliRunner().invoke(app, ["capacity", "check", str(LAB), "--measured", str(tmp_path / "nope.yaml")])
     assert r.exit_code == 2 and "file not found" in r.output and "Traceback" not in r.output
+
+
+def test_a_scenario_that_carried_its_target_shows_the_target_and_one_that_fell_short_what_it_acked():
+    """Clients got 97% of 100/s acknowledged in the window (the rest still in flight as it closed): the scenario
+    carried its target, so the stack showed 100/s. With 90% it fell short and showed only the 90/s it acked."""
+    topology = load_topology(LAB)
+    survivors = topology.service("gateway").instances - topology.service("gateway").placement["sz1"]
+
+    def one(acked: float) -> ScenarioFigure:
+        return ScenarioFigure(scenario="site sz1 down", cut_site="sz1", target_per_s=100, acked_per_s=acked,
+                              p99_ms=80, within_bound=True, sessions=0)
+
+    assert derive(topology, "lab", [one(97)], 250).services["gateway"].orders_per_second == round(100 / survivors, 1)
+    assert derive(topology, "lab", [one(97)], 250).services["orderdb"].orders_per_second == 100
+    assert derive(topology, "lab", [one(90)], 250).services["orderdb"].orders_per_second == 90
