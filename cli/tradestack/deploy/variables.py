@@ -8,6 +8,7 @@ from typing import Any
 
 from ..hostsettings import HostSettings
 from ..topology.model import Topology
+from . import wheelhouse as wheelhouse_module
 
 SECRET_NAMES = ("dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword")
 VIP_HOST = 5  # the gateways' virtual IP is .5 of each site LAN
@@ -46,13 +47,16 @@ def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], 
     public: dict[str, Any] = {
         "tradestack_vips": site_vips(outputs["site_prefixes"], sites),
         "tradestack_admission": {"max_in_flight": GATEWAY_IN_FLIGHT, "orders_per_second": rate,
-                                 # a quarter second of the declared rate: random arrivals near capacity are not refused
-                                 "burst": max(1, int(rate / 4)), "retry_after_s": 1},
+                                 # one second of the declared rate: arrivals at the declared capacity that bunch up
+                                 # (round-robin, clients catching up after a stall) are not refused; a quarter
+                                 # second refused 1-2% of them at exactly the declared rate, p99 over its bound
+                                 "burst": max(1, int(rate)), "retry_after_s": 1},
         "tradestack_venues": [{"name": u, "host": outputs["upstreams"][u], "port": VENUE_PORT} for u in upstreams],
         "tradestack_routes": routes(upstreams),
         "tradestack_wheelhouse": wheelhouse,
         "tradestack_wheel": wheel,
         "tradestack_wheel_sha256": wheel_sha256,
+        "tradestack_patroni_requirements": list(wheelhouse_module.PATRONI),
         "tradestack_seed_accounts": seed_accounts,
         **settings.playbook_vars(),
     }

@@ -12,6 +12,15 @@ from ..errors import TradestackError
 from ..paths import cache_dir
 
 
+# Host software installed from the wheelhouse rather than the distribution. Debian 12's Patroni 3.0.2 let a demoted
+# leader take the leader key back after a healed partition and promote a second, diverged timeline (patroni/patroni
+# #2689, fixed in 3.0.3): seen here when capacity verify cut one site and then the other, the new timeline began
+# behind what the other node had already acknowledged. 3.1 has the fix and still takes a 10 s ttl; from 3.2 on
+# Patroni raises any ttl below 20 s to 20, which doubles the time without a leader (22 s here, against 12 s).
+# 3.1 has no psycopg3 extra: the driver is named on its own (psycopg 3, as the trading services use).
+PATRONI = ("patroni[etcd3]==3.1.2", "psycopg[binary]>=3.2,<4")
+
+
 class WheelhouseError(TradestackError):
     """The wheelhouse could not be built."""
 
@@ -26,6 +35,7 @@ class Wheelhouse:
 def source_digest(root: Path) -> str:
     digest = hashlib.sha256()
     files = [root / "pyproject.toml", *sorted((root / "cli").rglob("*.py"))]
+    digest.update(" ".join(PATRONI).encode())
     for path in files:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
@@ -39,7 +49,7 @@ def build(root: Path) -> Wheelhouse:
     if not done.exists():
         target.mkdir(parents=True, exist_ok=True)
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                                 "--wheel-dir", str(target), str(root)], capture_output=True, text=True,
+                                 "--wheel-dir", str(target), str(root), *PATRONI], capture_output=True, text=True,
                                 timeout=1800)
         if result.returncode != 0:
             raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
