@@ -292,6 +292,30 @@ def test_drill_load_is_the_topologys_peak_sessions_and_refresh():
     from tradestack.topology import load_topology
 
     lab = load_topology(Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml")
-    assert load_shape(Load(), lab) == (800, 10.0)                        # at peak: every declared session
-    assert load_shape(Load(peak_fraction=0.5), lab) == (400, 10.0)       # scaled like the order rate
+    assert load_shape(Load(), lab) == (400, 10.0)                        # at peak: every declared session
+    assert load_shape(Load(peak_fraction=0.5), lab) == (200, 10.0)       # scaled like the order rate
     assert load_shape(Load(sessions=64, refresh_s=2.0), lab) == (64, 2.0)  # a drill may say its own
+
+
+def test_every_catalogue_drill_runs_at_the_full_peak_with_the_peaks_sessions():
+    """The seed outages happened at peak concurrency: no catalogue drill may try its faults under a token load."""
+    from tradestack.drills import files
+    from tradestack.drills.model import LoadSpike
+
+    for name in files.catalogue():
+        drill = files.resolve(name)
+        assert drill.load.peak_fraction == 1.0 and drill.load.sessions is None, name
+        assert all(f.multiplier >= 3 for f in drill.faults if isinstance(f, LoadSpike)), name
+
+
+def test_a_synchronous_standby_counts_only_once_it_streams():
+    """Patroni names a node that came back after a cut as synchronous standby while it still has to rewind: until
+    it streams it holds none of the new commits, and a failover to it finds no healthy node (seen in capacity verify:
+    the next site cut left no primary for 90 s)."""
+    from tradestack.deploy.status import synchronous_standbys
+
+    members = [{"name": "a", "role": "leader", "state": "running"},
+               {"name": "b", "role": "sync_standby", "state": "running", "lag": None},
+               {"name": "c", "role": "sync_standby", "state": "streaming", "lag": 0},
+               {"name": "d", "role": "replica", "state": "streaming", "lag": 0}]
+    assert synchronous_standbys(members) == ["c"]

@@ -71,6 +71,13 @@ def _host(res: dict[str, Any], hostvars: dict[str, Any]) -> dict[str, Any]:
             "addresses": addresses}
 
 
+def synchronous_standbys(members: list[dict[str, Any]]) -> list[str]:
+    """The members Patroni names synchronous standby that are streaming from the leader (pure). Being named is not
+    enough: Patroni names a node that came back after a cut while it still has to rewind onto the new timeline,
+    and until it streams it holds none of the new commits (a failover to it then finds no healthy node)."""
+    return [m["name"] for m in members if m.get("role") == "sync_standby" and m.get("state") == "streaming"]
+
+
 def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for res in results.values():
         cluster = res.get("Patroni's view of the cluster", {})
@@ -79,7 +86,7 @@ def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             members = [{"name": m["name"], "role": m["role"], "state": m.get("state"), "lag": m.get("lag"),
                         "timeline": m.get("timeline")} for m in content["members"]]
             leader = next((m["name"] for m in members if m["role"] == "leader"), None)
-            sync = [m["name"] for m in members if m["role"] == "sync_standby"]
+            sync = synchronous_standbys(members)
             return {"leader": leader, "sync_standby": sync, "members": members}
     return {"leader": None, "sync_standby": [], "members": [], "error": "no Patroni node answered"}
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..deploy import variables
+from ..deploy.status import synchronous_standbys
 from ..errors import InputError, TradestackError
 from ..lab import faults as lab_faults
 from ..lab import netlink, routing
@@ -125,13 +126,17 @@ class Lab:
         return None
 
     def database_members(self) -> dict[str, str]:
-        """Patroni's view: member -> role (leader, sync_standby, replica), from any live member."""
+        """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
+        standby that does not stream yet counts as a replica (status.synchronous_standbys)."""
         for db in self.of("orderdb"):
             for probe in self._live(self.of("router"))[:1]:
                 code, cluster = self.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/cluster",
                                           timeout=0.5)
                 if code == 200 and isinstance(cluster, dict):
-                    return {m["name"]: m["role"] for m in cluster.get("members", [])}
+                    members = cluster.get("members", [])
+                    syncs = synchronous_standbys(members)
+                    return {m["name"]: "replica" if m["role"] == "sync_standby" and m["name"] not in syncs
+                            else m["role"] for m in members}
         return {}
 
     def vip_holders(self) -> dict[str, str | None]:

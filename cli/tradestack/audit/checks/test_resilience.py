@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from tradestack.deploy.status import synchronous_standbys
+
 PROGRAMS = {"gateway": ["haproxy", "keepalived", "tradestack-gateway"], "router": ["haproxy", "tradestack-router"],
             "orderdb": ["patroni"], "consensus": ["etcd"], "venue": ["tradestack-venue"]}
 
@@ -20,7 +22,7 @@ def test_database_has_a_leader_and_a_sync_standby_in_another_site(audit, evidenc
     members = json.loads(out.stdout)["members"]
     site = {m["name"]: audit.inventory.get(m["name"], {}).get("site") for m in members}
     leaders = [m["name"] for m in members if m["role"] == "leader"]
-    syncs = [m["name"] for m in members if m["role"] == "sync_standby" and m.get("state") in ("streaming", "running")]
+    syncs = synchronous_standbys(members)
     assert len(leaders) == 1, f"leaders: {leaders or 'none'}"
     assert any(site[s] != site[leaders[0]] for s in syncs), \
         f"no synchronous standby in another site than the leader {leaders[0]} (sync standbys: {syncs or 'none'})"
