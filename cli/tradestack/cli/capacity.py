@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from pathlib import Path
 
@@ -167,9 +168,13 @@ def verify(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         task = progress.add_task("preparing", total=None)
+
+        def step(text: str) -> None:  # a live line, and a line per step that stays (a pipeline's log shows them)
+            progress.update(task, description=escape(text))
+            err.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {escape(text)}", highlight=False)
+
         results = run_verify(stack, fraction=fraction, duration_s=duration, sessions=sessions, only=only or None,
-                             warmup_s=warmup,
-                             on_step=lambda s: progress.update(task, description=s))
+                             warmup_s=warmup, on_step=step)
     ok = all(m.ok for m in results)
     if write_measured is not None:
         write_measured.parent.mkdir(parents=True, exist_ok=True)
