@@ -90,10 +90,12 @@ def test_unknown_group_in_fail_is_bad_input():
 
 def test_bad_file_exit_2_with_file_and_line_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(LAB).read_text().replace("carrier: cu", "carrier: cx"))
+    text = Path(LAB).read_text()
+    line = next(n for n, s in enumerate(text.splitlines(), 1) if "carrier: cu" in s)  # its first use, in sz1
+    bad.write_text(text.replace("carrier: cu", "carrier: cx"))
     r = run("capacity", "check", str(bad))
     assert r.exit_code == ExitCode.BAD_INPUT
-    assert f"{bad}:20:18: sites[0].uplinks[1].carrier: carrier 'cx' is not defined" in r.stderr
+    assert f"{bad}:{line}:18: sites[0].uplinks[1].carrier: carrier 'cx' is not defined" in r.stderr
     assert "Traceback" not in r.output + r.stderr
 
 

@@ -47,9 +47,9 @@ def only(text: str) -> str:
 def test_contract_example_validates_with_its_field_names():
     t = load_topology(LAB)
     assert t.name == "lab"
-    assert t.peak == {"orders_per_second": 140, "sessions": 800}
+    assert t.peak == {"orders_per_second": 60, "sessions": 400}
     assert t.session_refresh_s == 10
-    assert t.headroom == 1.25
+    assert t.headroom == 2.5
     assert [s.name for s in t.sites] == ["sz1", "hk1", "wit"]
     assert t.site("hk1").uplinks[1].risk_groups == ["facility:cm-tko"]
     assert t.service("orderdb").replication == "synchronous"
