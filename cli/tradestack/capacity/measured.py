@@ -4,8 +4,9 @@
 carried rate counts only when its p99 stayed within the latency bound. For a stateless service
 one instance carried (rate / instances alive in that scenario); for a replicated service the
 primary carried the whole rate. A scenario whose clients got their target acknowledged (but for the
-tail still in flight when its window closed: CARRIED_SHARE) carried its target rate. The most any passing scenario showed is the measured figure:
-it was demonstrated, so declaring up to it is honest; declaring more is not.
+tail still in flight when its window closed: CARRIED_SHARE) carried its target rate. The most any
+passing scenario showed is the measured figure: it was demonstrated, so declaring up to it is
+honest; declaring more is not.
 
 `capacity check --measured FILE` compares a topology's declared per-instance capacity with it.
 """
