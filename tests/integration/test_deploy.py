@@ -203,7 +203,8 @@ def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no
                                                         f"password={secrets['dbAppPassword']} dbname=tradestack"})
     report = json.loads(reconciliation.stdout)
     assert reconciliation.returncode == 0, report
-    assert report["acked_missing"]["count"] == 0 and report["duplicates"]["database"] == 0
+    assert report["acked_missing"]["count"] == 0 and report["duplicates"]["database"] == 0, report
+    assert report["duplicates"]["venues"]["count"] == 0, report["duplicates"]
     view = _wait(lambda: json.loads(CliRunner().invoke(app, ["status", "--stack", name, "--json"]).stdout),
                  lambda v: v["database"]["sync_standby"] == [leader], timeout=60)
     assert view["database"]["leader"] == standby  # the old leader rejoined as the synchronous standby

@@ -56,7 +56,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(deployed):
     plan = json.loads(r.stdout)
     topology = Lab(stack).topology
     assert any("carrier:ct down" in s for s in plan["steps"]) and plan["rate"] == topology.peak["orders_per_second"]
-    assert any(f"over {topology.peak['sessions']} sessions (each refreshing its balance every "
+    assert any(f"over {topology.peak['sessions']:g} sessions (each refreshing its balance every "
                f"{topology.session_refresh_s:g} s)" in s for s in plan["steps"]), plan["steps"]
     assert all((netlink.link_state(link["netns"], link["ifname"]) or {}).get("up") for link in fmap)
 

@@ -161,3 +161,16 @@ def test_venue_order_ids_carry_the_attempt_and_map_back_to_the_order():
         {"type": "ack", "venue_order_id": vid}
     with pytest.raises(ValueError):
         protocol.decode(b"[1, 2]\n")
+
+
+def test_venue_duplicates_count_only_the_orders_asked_about():
+    from tradestack.refstack.reconcile import _venue_duplicates
+
+    def order(vid: str, state: str) -> dict:
+        return {"venue_order_id": vid, "order_id": protocol.order_id_of(vid), "state": state}
+
+    books = {"exchange": {"a.1": order("a.1", "filled"), "b.1": order("b.1", "rejected"), "c.1": order("c.1", "filled")},
+             "ats": {"a.2": order("a.2", "acked"), "b.2": order("b.2", "filled"), "c.2": order("c.2", "filled")}}
+    assert _venue_duplicates(books, {"a", "b"}) == ["order a executed 2 times"]   # b's first copy was rejected
+    assert _venue_duplicates(books, {"b"}) == []
+    assert sorted(_venue_duplicates(books, {"a", "c"})) == ["order a executed 2 times", "order c executed 2 times"]

@@ -118,7 +118,7 @@ def reconcile(ledger_path: Path, dsn: str, venue_admin: list[str] | None = None,
     report.assets_seen = dict(Counter(v.verdict for v in seen))
     report.bad_balances_seen = [f"{v.account} at {v.endpoint}: {v.detail}" for v in seen if v.verdict == "bad"]
     books = _venue_books(venue_admin or [])
-    report.duplicates_at_venues = _venue_duplicates(books)
+    report.duplicates_at_venues = _venue_duplicates(books, {str(r["id"]) for rows in stored.values() for r in rows})
     if books:
         report.venue_mismatch = _venue_mismatch(stored, books)
     return report
@@ -183,12 +183,13 @@ def _venue_books(admin_urls: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     return books
 
 
-def _venue_duplicates(books: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """An order that executed (not rejected) at more than one venue, or under two venue ids."""
+def _venue_duplicates(books: dict[str, dict[str, dict[str, Any]]], orders: set[str]) -> list[str]:
+    """Which of `orders` (this ledger's, as stored) executed (not rejected) at more than one venue, or under
+    two venue ids. An earlier run's duplicate is that run's finding, not every later run's."""
     executed: Counter[str] = Counter()
     for book in books.values():
         for order in book.values():
-            if order["state"] != "rejected":
+            if order["state"] != "rejected" and order["order_id"] in orders:
                 executed[order["order_id"]] += 1
     return [f"order {oid} executed {n} times" for oid, n in executed.items() if n > 1]
 
@@ -225,10 +226,11 @@ class Agreement:
     in_flight: list[str] = field(default_factory=list)       # neither final nor resting at a venue
     venue_mismatch: list[str] = field(default_factory=list)
     wrong_balances: list[str] = field(default_factory=list)
+    duplicates_at_venues: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.in_flight or self.venue_mismatch or self.wrong_balances)
+        return not (self.in_flight or self.venue_mismatch or self.wrong_balances or self.duplicates_at_venues)
 
 
 def agreement(dsn: str, venue_admin: list[str]) -> Agreement:
@@ -248,4 +250,5 @@ def agreement(dsn: str, venue_admin: list[str]) -> Agreement:
                      in_flight=[f"{r['account']}/{r['client_order_id']}: {r['state']}" for r in rows
                                 if r["state"] not in FINAL_STATES
                                 and not (r["state"] == "acked" and r["order_type"] == "limit")],
-                     venue_mismatch=_venue_mismatch(stored, books), wrong_balances=wrong)
+                     venue_mismatch=_venue_mismatch(stored, books), wrong_balances=wrong,
+                     duplicates_at_venues=_venue_duplicates(books, {str(r["id"]) for r in rows}))
