@@ -20,7 +20,7 @@ from ..deploy import variables
 from ..deploy.status import synchronous_standbys
 from ..errors import InputError, TradestackError
 from ..lab import faults as lab_faults
-from ..lab import netlink, routing
+from ..lab import netlink, routing, supervisor
 from ..lab.stack import LabStack
 from ..topology import load_topology
 from ..topology.model import Topology
@@ -167,15 +167,7 @@ class Lab:
 
     def programs(self, host: str) -> dict[str, str]:
         """Supervised programs of a lab host and their state (empty when its supervisor is gone)."""
-        conf = self.supervisor_conf(host)
-        try:
-            done = subprocess.run(["ip", "netns", "exec", host, "supervisorctl", "-c", str(conf), "status"],
-                                  capture_output=True, text=True, timeout=10, check=False)
-        except subprocess.TimeoutExpired:  # a frozen supervisor holds its socket open and never answers
-            return {"supervisord": "unresponsive"}
-        states = {"RUNNING", "STARTING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN"}
-        return {p[0]: p[1].lower() for p in (line.split() for line in done.stdout.splitlines())
-                if len(p) >= 2 and p[1] in states}  # not "unix:///...sock no such file" from a dead supervisor
+        return supervisor.program_states(self.supervisor_conf(host).parent / "supervisor.sock")
 
     def _live(self, hosts: list[Host]) -> list[Host]:
         return [h for h in hosts if (netlink.link_state(h.name, "lan0") or {}).get("up")]

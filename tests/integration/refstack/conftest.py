@@ -15,7 +15,7 @@ ACCOUNTS = 500
 BREAKER = Breaker(ack_timeout_s=0.5, cooldown_s=1.0, max_cooldown_s=4.0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down with this package: its processes would idle through the lab tests
 def refstack() -> Iterator[LocalRefStack]:
     stack = LocalRefStack(accounts=ACCOUNTS, breaker=BREAKER)
     stack.start()
@@ -25,17 +25,17 @@ def refstack() -> Iterator[LocalRefStack]:
         stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def endpoints(refstack: LocalRefStack) -> dict[str, Any]:
     return refstack.endpoints()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(endpoints: dict[str, Any]) -> str:
     return endpoints["gateways"]["gateway-1"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def router(endpoints: dict[str, Any]) -> str:
     return endpoints["routers"]["router-1"]
 

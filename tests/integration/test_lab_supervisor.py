@@ -1,0 +1,57 @@
+"""Program states straight from a real supervisord's XML-RPC socket: running, exited, frozen, gone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tradestack.lab import supervisor
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
+              pytest.mark.skipif(shutil.which("supervisord") is None, reason="supervisord not installed (make setup)")]
+
+
+def _wait(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_states_come_from_the_socket_and_a_frozen_or_dead_supervisor_is_told_apart(tmp_path: Path):
+    sock, pidfile = tmp_path / "supervisor.sock", tmp_path / "supervisord.pid"
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(f"[unix_http_server]\nfile={sock}\nchmod=0700\n\n"
+                    f"[supervisord]\nlogfile={tmp_path}/supervisord.log\npidfile={pidfile}\nchildlogdir={tmp_path}\n\n"
+                    "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
+                    "supervisor.rpcinterface:make_main_rpcinterface\n\n"
+                    "[program:sleeper]\ncommand=sleep 600\nstartsecs=0\n\n"
+                    "[program:quitter]\ncommand=true\nstartsecs=0\nautorestart=false\n")
+    assert supervisor.program_states(sock) == {}  # nobody listens yet: nothing supervised
+    subprocess.run(["supervisord", "-c", str(conf)], check=True, timeout=30)
+    pid = None
+    try:
+        assert _wait(lambda: supervisor.program_states(sock) == {"sleeper": "running", "quitter": "exited"}), \
+            supervisor.program_states(sock)
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGSTOP)  # a frozen host: the socket accepts, nobody answers
+        try:
+            started = time.monotonic()
+            assert supervisor.program_states(sock, timeout=1.0) == {"supervisord": "unresponsive"}
+            assert time.monotonic() - started < 5
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert supervisor.program_states(sock)["sleeper"] == "running"
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            _wait(lambda: not Path(f"/proc/{pid}").exists())
+    assert _wait(lambda: supervisor.program_states(sock) == {})  # stopped (or crashed): nothing answers
