@@ -1,8 +1,9 @@
 """A lab host's supervised programs, asked of its supervisord over the XML-RPC unix socket.
 
 `supervisorctl status` is a Python process per question: about 0.35 s of CPU each, so one steady-state
-check of an 18-host lab cost six CPU-seconds, and a drill waiting for recovery starved the very stack it
-was timing. The socket is a file on the hosts' shared filesystem, so no namespace needs entering either.
+check of an 18-host lab cost six CPU-seconds, taken from the stack before and after every drill and in
+every wait for a restarted program. The socket is a file on the hosts' shared filesystem, so no namespace
+needs entering either.
 """
 
 from __future__ import annotations
