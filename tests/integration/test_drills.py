@@ -20,7 +20,9 @@ from tradestack.lab import netlink, routing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-TIMED = {"recovery time (s)", "client error rate"}
+# what depends on how fast this machine is on the day: recovery time, errors while recovering, and whether a
+# 3 x peak spike on a saturated 2-core machine was answered before the clients' timeout
+TIMED = {"recovery time (s)", "client error rate", "load spike answered with 429s, no 5xx or timeouts"}
 
 
 def _run(stack: str, drill: str) -> tuple[int, dict]:
