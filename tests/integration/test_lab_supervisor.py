@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -12,18 +11,13 @@ from pathlib import Path
 import pytest
 
 from tradestack.lab import supervisor
+from tradestack.lab.netlink import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
-              pytest.mark.skipif(shutil.which("supervisord") is None, reason="supervisord not installed (make setup)")]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def _wait(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+def _wait(predicate) -> bool:
+    return wait_for(predicate, 20.0, 0.2)
 
 
 def test_states_come_from_the_socket_and_a_frozen_or_dead_supervisor_is_told_apart(tmp_path: Path):

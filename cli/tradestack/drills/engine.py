@@ -454,7 +454,7 @@ def _client_orders(ledger: Path) -> list[figures.ClientOrder]:
 
 def _reconcile(lab: Lab, ledgers: list[Path], settle_s: float) -> dict[str, Any]:
     """The reference stack's reconciliation, run where the database proxy is (a live router host)."""
-    router = next(h for h in lab.of("router") if lab.programs(h.name).get("haproxy") == "running")
+    router = lab.database_vantage()
     merged: dict[str, Any] = {}
     for path in ledgers:
         if not path.exists():

@@ -93,6 +93,11 @@ class Lab:
         """What clients are given: every site's public address (reached over every carrier)."""
         return [f"http://{vip}:{GATEWAY_PORT}" for _, vip in sorted(self.vips.items())]
 
+    def database_vantage(self) -> Host:
+        """A live router host, whose local HAProxy leads to the database primary: where the system of record
+        is read from (`db_dsn`)."""
+        return next(h for h in self.of("router") if self.programs(h.name).get("haproxy") == "running")
+
     def db_dsn(self) -> str:
         password = self.stack.secrets(["dbAppPassword"])["dbAppPassword"]
         return (f"host=127.0.0.1 port={DB_PROXY_PORT} user=tradestack password={password} dbname=tradestack "
