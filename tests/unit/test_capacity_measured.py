@@ -110,3 +110,37 @@ def test_a_scenario_that_carried_its_target_shows_the_target_and_one_that_fell_s
     assert derive(topology, "lab", [one(97)], 250).services["gateway"].orders_per_second == round(100 / survivors, 1)
     assert derive(topology, "lab", [one(97)], 250).services["orderdb"].orders_per_second == 100
     assert derive(topology, "lab", [one(90)], 250).services["orderdb"].orders_per_second == 90
+
+
+def test_a_cut_sites_survivors_do_not_serve_while_commits_wait_for_its_synchronous_standby():
+    from tradestack.capacity.verify import sync_standbys_in
+    sites = {"lab-sz1-orderdb-1": "sz1", "lab-hk1-orderdb-1": "hk1"}
+    # Patroni's view just after sz1 is cut: its member record is stale and still named in the /sync key
+    stale = [{"name": "lab-hk1-orderdb-1", "role": "leader", "state": "running"},
+             {"name": "lab-sz1-orderdb-1", "role": "sync_standby", "state": "streaming"}]
+    assert sync_standbys_in(stale, sites, "sz1") == ["lab-sz1-orderdb-1"]
+    assert sync_standbys_in(stale, sites, "hk1") == []  # the leader's own site cut: a failover, not this wait
+    # once the primary's WAL sender timed out, Patroni dropped it from the /sync key (a replica, or gone)
+    dropped = [stale[0], {**stale[1], "role": "replica"}]
+    assert sync_standbys_in(dropped, sites, "sz1") == []
+    assert sync_standbys_in(stale[:1], sites, "sz1") == []
+
+
+def test_lab_yaml_declares_only_what_the_deployed_lab_was_measured_to_carry():
+    """infra/topologies/measured/lab.yaml is `capacity verify --write-measured` on the deployed lab (see the
+    README's "Measured here"): it must show peak x headroom carried within the bound with every site up and
+    with each site cut off, and lab.yaml must declare nothing beyond it."""
+    measured = LAB.parent / "measured" / "lab.yaml"
+    topology = load_topology(LAB)
+    m = load_measured(measured)
+    required = topology.required("orders_per_second")
+    by_cut = {s.cut_site: s for s in m.scenarios}
+    assert set(by_cut) == {None, *(s.name for s in topology.sites)}
+    for s in by_cut.values():
+        assert s.within_bound and s.target_per_s == required and s.acked_per_s >= 0.95 * required, s
+        assert s.sessions == topology.required("sessions"), s
+    r = CliRunner().invoke(app, ["capacity", "check", str(LAB), "--measured", str(measured), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["measured"]["ok"] is True
+    assert {s["service"] for s in doc["measured"]["services"]} == {"gateway", "router", "orderdb"}

@@ -8,7 +8,7 @@ this one measures it, through the same client path (VIPs over the carriers) real
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,16 +73,40 @@ def judge(scenario: str, target: float, duration_s: float, summary: dict[str, An
 
 def survivors_not_serving(lab: Lab, cut: str) -> list[str]:
     """Empty once the sites that are not cut off serve: a database primary among them (Patroni's word, asked
-    from one of their routers) and a VIP of theirs that answers ready to the clients; else why not."""
+    from one of their routers) whose commits no longer wait for a synchronous standby in the cut site, and a VIP
+    of theirs that answers ready to the clients; else why not.
+
+    The second condition is what a client sees: with a cut-off synchronous standby the primary answers
+    /primary at once, but every commit waits until its WAL sender times out and Patroni drops that standby
+    from synchronous_standby_names (wal_sender_timeout plus a loop, ~6 s in the lab)."""
     probe = next((r for r in lab.of("router") if r.site != cut), None)
-    if probe is not None and not any(
-            lab.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary", timeout=0.5)[0] == 200
-            for db in lab.of("orderdb") if db.site != cut):
-        return [f"no database primary outside {cut} yet"]
+    if probe is not None:
+        survivors = [db for db in lab.of("orderdb") if db.site != cut]
+        if not any(lab.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary",
+                            timeout=0.5)[0] == 200 for db in survivors):
+            return [f"no database primary outside {cut} yet"]
+        waited_on = sync_standbys_in(_cluster_members(lab, probe.name, survivors),
+                                     {h.name: h.site for h in lab.hosts.values()}, cut)
+        if waited_on:
+            return [f"commits still wait for synchronous standby {', '.join(waited_on)} in {cut}"]
     for site, vip in sorted(lab.vips.items()):
         if site != cut and lab.http(lab.clients_ns, "GET", f"http://{vip}:{GATEWAY_PORT}/readyz", timeout=2)[0] == 200:
             return []
     return [f"no site but {cut} answers ready on its VIP"]
+
+
+def _cluster_members(lab: Lab, probe: str, dbs: list[Any]) -> list[dict[str, Any]]:
+    """Patroni's /cluster members as the first surviving member that answers sees them."""
+    for db in dbs:
+        code, cluster = lab.http(probe, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/cluster", timeout=0.5)
+        if code == 200 and isinstance(cluster, dict):
+            return list(cluster.get("members", []))
+    return []
+
+
+def sync_standbys_in(members: list[dict[str, Any]], sites: Mapping[str, str | None], cut: str) -> list[str]:
+    """The synchronous standbys (Patroni's /sync key, whatever their last recorded state) that sit in `cut`."""
+    return sorted(m["name"] for m in members if m.get("role") == "sync_standby" and sites.get(m.get("name", "")) == cut)
 
 
 def scenarios(lab: Lab) -> list[str | None]:
