@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -17,8 +18,20 @@ from ..errors import EnvironmentProblem, InputError, TradestackError
 from ..exitcodes import ExitCode
 from ..paths import logs_dir
 
-out = Console(soft_wrap=True)  # results: stdout
-err = Console(stderr=True, soft_wrap=True)  # messages, progress: stderr
+# Not a terminal (a pipeline's log, a file): rich would lay tables out in 80 columns and fold every cell;
+# 160 keeps a report's table one row per line. COLUMNS, when set, still wins.
+LOG_WIDTH = 160
+
+
+def _console(stderr: bool) -> Console:
+    """The stream is looked up at each write (not bound here), so a test's captured stdout is honoured."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else LOG_WIDTH
+    return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
+out = _console(stderr=False)  # results: stdout
+err = _console(stderr=True)  # messages, progress: stderr
 
 
 def want_json(ctx: typer.Context, value: bool) -> None:
