@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tradestack.capacity.measured import load_measured
 from tradestack.cli.app import app
 from tradestack.drills import files, history
 from tradestack.drills.lab import Lab
@@ -103,21 +104,29 @@ def test_an_unmeetable_expectation_fails_with_a_clear_verdict_and_exit_1(deploye
     assert Lab(deployed["stack"]).vip_holders()["sz1"] is not None
 
 
-def test_capacity_verify_measures_every_site_up_and_one_site_cut_off(deployed):
+def test_capacity_verify_drives_peak_x_headroom_with_every_site_up_and_each_site_cut_off(deployed, tmp_path):
+    """At the full requirement (peak x headroom, orders and sessions), never a token fraction. Whether this
+    machine carried it today is a figure (printed here, kept in infra/topologies/measured/lab.yaml, `make bench`), not asserted:
+    what is asserted is that every scenario was driven at the requirement, measured, and restored."""
     stack = deployed["stack"]
-    r = CliRunner().invoke(app, ["capacity", "verify", "--stack", stack.name, "--fraction", "0.05", "--duration", "6",
-                                 "--sessions", "16", "--only", "all", "--only", "wit", "--json"])
+    measured = tmp_path / "measured.yaml"
+    r = CliRunner().invoke(app, ["capacity", "verify", "--stack", stack.name, "--duration", "10", "--warmup", "5",
+                                 "--write-measured", str(measured), "--json"])
     result = json.loads(r.stdout)
     print(f"\nmeasured: {json.dumps(result['scenarios'])}")
-    assert [m["scenario"] for m in result["scenarios"]] == ["all sites up", "site wit down"]
-    every = result["scenarios"][0]
-    required = Lab(stack).topology.required("orders_per_second")
-    assert every["target_per_s"] == pytest.approx(0.05 * required, abs=0.01)
-    assert every["ok"] and every["acked_per_s"] >= 0.95 * every["target_per_s"]
-    assert every["sessions"] == 16 and every["refreshes_answered"] >= 0.999  # each session held its connection
+    topology = Lab(stack).topology
+    assert [m["scenario"] for m in result["scenarios"]] == \
+        ["all sites up", *(f"site {s.name} down" for s in topology.sites)]
+    for m in result["scenarios"]:
+        assert m["target_per_s"] == pytest.approx(topology.required("orders_per_second"), abs=0.01), m
+        assert m["sessions"] == topology.required("sessions"), m
     assert r.exit_code == (0 if result["ok"] else 1)
-    links = stack.outputs()["fault_map"]["site:wit"]["links"]
-    assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links)
+    written = load_measured(measured)
+    assert [s.scenario for s in written.scenarios] == [m["scenario"] for m in result["scenarios"]]
+    assert set(written.services) == {s.name for s in topology.services if s.kind != "quorum"}
+    for site in topology.sites:  # every cut restored
+        links = stack.outputs()["fault_map"][f"site:{site.name}"]["links"]
+        assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links), site.name
 
 
 def test_drill_evidence_passes_for_exactly_the_catalogue_drills_with_a_recent_passing_run(deployed, tmp_path):
