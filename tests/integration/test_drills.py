@@ -106,8 +106,9 @@ def test_an_unmeetable_expectation_fails_with_a_clear_verdict_and_exit_1(deploye
 
 def test_capacity_verify_drives_peak_x_headroom_with_every_site_up_and_each_site_cut_off(deployed, tmp_path):
     """At the full requirement (peak x headroom, orders and sessions), never a token fraction. Whether this
-    machine carried it today is a figure (printed here, kept in infra/topologies/measured/lab.yaml, `make bench`), not asserted:
-    what is asserted is that every scenario was driven at the requirement, measured, and restored."""
+    machine carried it today is a figure (printed here; kept in infra/topologies/measured/lab.yaml; `make
+    bench`), not asserted: what is asserted is that every scenario was driven at the requirement, measured, and
+    restored."""
     stack = deployed["stack"]
     measured = tmp_path / "measured.yaml"
     r = CliRunner().invoke(app, ["capacity", "verify", "--stack", stack.name, "--duration", "10", "--warmup", "5",
