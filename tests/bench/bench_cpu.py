@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tradestack.capacity import verify
 from tradestack.drills import actions
-from tradestack.drills.lab import Lab
+from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.lab import procstat
 from tradestack.lab.stack import LabStack
 
@@ -48,7 +48,7 @@ def step(lab: Lab, rate: float, seconds: float, sessions: int, assets_every_s: f
             return "postgres primary" if host == leader else "postgres standby"
         return comp
 
-    with tempfile.TemporaryDirectory(dir=lab.ledger_dir.parent if lab.ledger_dir.parent.exists() else None) as tmp:
+    with tempfile.TemporaryDirectory(dir=lab.work_dir.parent if lab.work_dir.parent.exists() else None) as tmp:
         sampler = procstat.Sampler(f"{lab.name}-")
         busy0, total0 = machine_busy()
         sampler.start()

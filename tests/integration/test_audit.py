@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tradestack.audit.report import verify_manifest
-from tradestack.drills.lab import Lab
 from tradestack.lab import netlink
+from tradestack.lab.substrate import LabSubstrate as Lab
+from tradestack.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -108,4 +109,4 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     page = (tmp_path / "broken" / "audit.html").read_text()
     assert "passwordauthentication yes" in page and "mode 0o644" in page and "c-cu" in page
     assert lab.wait_routing(30) == []
-    assert netlink.wait_for(lambda: "sync_standby" in lab.database_members().values(), 90), "standby did not rejoin"
+    assert wait_for(lambda: "sync_standby" in lab.database_members().values(), 90), "standby did not rejoin"

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from tradestack.cli.app import app
 from tradestack.deploy import run
-from tradestack.drills.lab import Lab
-from tradestack.lab import netlink, routing
+from tradestack.lab import actuators, netlink, routing
+from tradestack.lab.substrate import LabSubstrate as Lab
+from tradestack.polling import wait_for
 
 from .conftest import PLANTED
 
@@ -179,7 +180,7 @@ def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no
     try:
         time.sleep(5)
         killed = time.monotonic()
-        lab.crash(leader)
+        actuators.crash(leader)
         try:
             while _in(probe, "curl", "-s", "-m", "1", "-o", "/dev/null", "-w", "%{http_code}",
                       f"http://{standby_ip}:8008/primary").stdout != "200":
@@ -188,7 +189,7 @@ def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no
             promoted = time.monotonic() - killed
             out, errors = load.communicate(timeout=120)
         finally:
-            lab.revive(leader)  # whatever happened: later tests need the whole stack
+            actuators.revive_many(lab, [leader])  # whatever happened: later tests need the whole stack
     finally:
         if load.poll() is None:
             load.kill()
@@ -218,7 +219,7 @@ def test_killing_the_vrrp_master_moves_the_vip_within_seconds(deployed):
     holder = next(g for g in gateways if vip in _in(g, "ip", "-4", "-o", "addr", "show", "lan0").stdout)
     lab = Lab(stack)
     killed = time.monotonic()
-    lab.crash(holder)
+    actuators.crash(holder)
     try:
         while not any(vip in _in(g, "ip", "-4", "-o", "addr", "show", "lan0").stdout for g in gateways
                       if g != holder):
@@ -228,12 +229,12 @@ def test_killing_the_vrrp_master_moves_the_vip_within_seconds(deployed):
         code, _ = _wait_for_order(f"{name}-clients", vip, "after-vip-move")
         served = time.monotonic() - killed
     finally:
-        lab.revive(holder)
+        actuators.revive_many(lab, [holder])
     print(f"\nVIP {vip} moved {moved:.1f} s after its holder died; orders accepted again after {served:.1f} s")
     assert code == 201
     # the old holder, back with keepalived and HAProxy running, does not take the VIP back (nopreempt): a second
     # move would reset every client connection held through the new holder
-    assert netlink.wait_for(lambda: {"keepalived", "haproxy"} <= {p for p, s in lab.programs(holder).items()
+    assert wait_for(lambda: {"keepalived", "haproxy"} <= {p for p, s in lab.programs(holder).items()
                                                                    if s == "running"}, 60, 0.5)
     time.sleep(6)  # several VRRP adverts and the track script's rise
     assert vip not in _in(holder, "ip", "-4", "-o", "addr", "show", "lan0").stdout

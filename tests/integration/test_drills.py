@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tradestack.capacity.measured import load_measured
 from tradestack.cli.app import app
 from tradestack.drills import files, history
-from tradestack.drills.lab import Lab
+from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.lab import netlink, routing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tradestack.lab import supervisor
-from tradestack.lab.netlink import wait_for
+from tradestack.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tradestack.deploy import variables
+from tradestack.substrates import HostTraits
 from tradestack.topology import load_topology
 
 pytestmark = pytest.mark.unit
@@ -15,10 +16,13 @@ LAB = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml"
 OUTPUTS = {"site_prefixes": {"sz1": "198.18.1.0/24", "hk1": "198.18.2.0/24", "wit": "198.18.3.0/24"},
            "upstreams": {"exchange": "198.19.16.1", "overnight-ats": "198.19.17.1"}}
 SECRETS = {"dbSuperuserPassword": "s" * 24, "dbReplicationPassword": "r" * 24, "dbAppPassword": "a" * 24}
+# one kernel, one filesystem, no systemd: what the lab substrate declares of its hosts
+SHARED = HostTraits(shared_filesystem=True, supervisor="supervisord", install_packages=False, manage_sshd=False,
+                    time_sync=False)
 
 
-def build(lab: bool = True) -> variables.DeployVars:
-    return variables.build(load_topology(LAB), OUTPUTS, SECRETS, lab=lab, wheelhouse="/w", wheel="t.whl",
+def build(traits: HostTraits = SHARED) -> variables.DeployVars:
+    return variables.build(load_topology(LAB), OUTPUTS, SECRETS, traits=traits, wheelhouse="/w", wheel="t.whl",
                            wheel_sha256="abc")
 
 
@@ -49,10 +53,13 @@ def test_secrets_never_travel_with_the_public_variables():
     assert not any(value in str(deploy.public) for value in SECRETS.values())
 
 
-def test_only_a_lab_switches_to_supervisord_and_a_shared_filesystem():
-    assert build(lab=True).public["tradestack_supervisor"] == "supervisord"
-    assert build(lab=True).public["tradestack_shared_filesystem"] is True
-    assert "tradestack_supervisor" not in build(lab=False).public  # real hosts keep systemd (group_vars)
+def test_only_hosts_that_differ_from_a_real_machine_switch_to_supervisord_and_a_shared_filesystem():
+    assert build(SHARED).public["tradestack_supervisor"] == "supervisord"
+    assert build(SHARED).public["tradestack_shared_filesystem"] is True
+    assert build(SHARED).public["tradestack_install_packages"] is False
+    real = build(HostTraits()).public  # real hosts keep systemd and the group_vars defaults
+    assert not {"tradestack_supervisor", "tradestack_shared_filesystem", "tradestack_install_packages",
+                "tradestack_manage_sshd", "tradestack_time_sync"} & set(real)
 
 
 def test_host_settings_reach_the_playbooks_and_default_to_the_documented_names():
@@ -63,7 +70,7 @@ def test_host_settings_reach_the_playbooks_and_default_to_the_documented_names()
         "tradestack_user": "tradestack", "tradestack_group": "tradestack",
         "tradestack_root": "/var/lib/tradestack", "tradestack_software_root": "/opt/tradestack"}
     mine = HostSettings("ts1a2b3c", "ts1a2b3cg", "/var/lib/tradestack-it/1a2b3c", "/opt/tradestack-it/1a2b3c")
-    public = variables.build(load_topology(LAB), OUTPUTS, SECRETS, lab=True, wheelhouse="/w", wheel="t.whl",
+    public = variables.build(load_topology(LAB), OUTPUTS, SECRETS, traits=SHARED, wheelhouse="/w", wheel="t.whl",
                              wheel_sha256="abc", settings=mine).public
     assert (public["tradestack_user"], public["tradestack_group"], public["tradestack_root"]) == \
         ("ts1a2b3c", "ts1a2b3cg", "/var/lib/tradestack-it/1a2b3c")

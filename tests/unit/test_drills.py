@@ -85,7 +85,7 @@ def test_a_retried_order_is_not_clean_even_if_acked():
 
 def _sample(t: float, leader: str | None = "db1", vip: str | None = "g1", breakers: int = 0,
             sessions: int = 30) -> Sample:
-    return Sample(t, leader, {"sz1": vip}, breakers, sessions)
+    return Sample(t, leader, {"sz1": vip}, breakers, {"bgp_established": sessions})
 
 
 def test_detection_no_leader_time_and_vip_moves_from_samples():
@@ -175,12 +175,12 @@ def test_no_reconciliation_is_a_failed_check_not_a_pass():
 
 
 def test_only_a_lab_may_be_drilled_without_yes_and_a_stack_setting():
-    engine.authorize(is_lab=True, yes=False, drills_allowed=False)
+    engine.authorize(disposable=True, yes=False, drills_allowed=False)
     with pytest.raises(engine.DrillRefused, match="does not allow drills"):
-        engine.authorize(is_lab=False, yes=True, drills_allowed=False)
+        engine.authorize(disposable=False, yes=True, drills_allowed=False)
     with pytest.raises(engine.DrillRefused, match="--yes"):
-        engine.authorize(is_lab=False, yes=False, drills_allowed=True)
-    engine.authorize(is_lab=False, yes=True, drills_allowed=True)
+        engine.authorize(disposable=False, yes=False, drills_allowed=True)
+    engine.authorize(disposable=False, yes=True, drills_allowed=True)
 
 
 def test_two_reconciliations_add_up():

@@ -25,8 +25,7 @@ from ..deploy.variables import site_vips
 from ..drills import files as drill_files
 from ..drills import history as drill_history
 from ..errors import TradestackError
-from ..lab.stack import LabStack
-from ..topology import load_topology
+from ..substrates import Substrate, open_stack
 from ..topology.riskgroups import uplink_groups
 from . import catalogue
 from .report import write_reports
@@ -45,20 +44,20 @@ class AuditResult:
     summary: dict[str, Any]
 
 
-def context(stack: LabStack, selected: list[str], results_file: Path, max_age_days: float) -> dict[str, Any]:
+def context(stack: Substrate, selected: list[str], results_file: Path, max_age_days: float) -> dict[str, Any]:
     """What the checks need to know, from the stack and its topology (no secrets)."""
     files = stack.access_files()
-    settings = stack.host_settings
-    topology = load_topology(stack.topology_path())
-    outputs = stack.outputs()
+    settings = stack.settings
+    topology = stack.topology
+    outputs = stack.outputs
+    facts = stack.audit_facts()
     inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
     hosts = {name: {"service": hv["service"], "site": hv.get("site"), "lan_address": hv["lan_address"],
-                    "sshd_config": str(stack.daemons_dir / name / "sshd_config") if stack.is_lab
-                    else "/etc/ssh/sshd_config"}
+                    "sshd_config": facts["sshd_config"].get(name, "/etc/ssh/sshd_config")}
              for name, hv in inventory.items()}
-    uplinks = {site.name: [{"carrier": u.carrier, "router": f"{stack.name}-{site.name}-edge",
+    uplinks = {site.name: [{"carrier": u.carrier,
                             "facilities": [g for g in uplink_groups(site, i) if not g.startswith("carrier:")],
-                            "probe": f"ip netns exec {stack.name}-{site.name}-edge ip -o link show dev c-{u.carrier}"}
+                            **facts["uplink_probes"].get(site.name, {}).get(u.carrier, {})}
                            for i, u in enumerate(site.uplinks)] for site in topology.sites}
     gateway_sites = sorted({h["site"] for h in hosts.values() if h["service"] == "gateway" and h["site"]})
 
@@ -77,7 +76,7 @@ def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, wo
         max_age_days: float = 30.0, on_step: Callable[[str], None] = lambda s: None) -> AuditResult:
     all_controls = catalogue.controls()
     chosen = catalogue.select(all_controls, controls)
-    stack = LabStack(stack_name)
+    stack = open_stack(stack_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="tradestack-audit-") as tmp:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..drills import actions
-from ..drills.engine import stack_lock, wait_steady
-from ..drills.lab import GATEWAY_PORT, PATRONI_PORT, Lab
-from ..lab import netlink
-from ..lab.stack import LabStack
-from ..topology import load_topology
+from ..drills.engine import stack_lock
+from ..drills.model import LinkDown
+from ..drills.steady import wait_steady
+from ..polling import until_clear
+from ..substrates import Substrate, open_stack
+from ..substrates.base import PATRONI_PORT
 from .measured import CARRIED_SHARE, MeasuredCapacity, ScenarioFigure, derive
 
 LATENCY_BOUND_MS = 250.0   # a scenario passes when it carried its target (CARRIED_SHARE) with p99 at or under this
@@ -71,7 +72,7 @@ def judge(scenario: str, target: float, duration_s: float, summary: dict[str, An
                        "; ".join(w for w in why if w), cut_site, sessions, answered)
 
 
-def survivors_not_serving(lab: Lab, cut: str) -> list[str]:
+def survivors_not_serving(stack: Substrate, cut: str) -> list[str]:
     """Empty once the sites that are not cut off serve: a database primary among them (Patroni's word, asked
     from one of their routers) whose commits no longer wait for a synchronous standby in the cut site, and a VIP
     of theirs that answers ready to the clients; else why not.
@@ -79,29 +80,20 @@ def survivors_not_serving(lab: Lab, cut: str) -> list[str]:
     The second condition is what a client sees: with a cut-off synchronous standby the primary answers
     /primary at once, but every commit waits until its WAL sender times out and Patroni drops that standby
     from synchronous_standby_names (wal_sender_timeout plus a loop, ~6 s in the lab)."""
-    probe = next((r for r in lab.of("router") if r.site != cut), None)
+    probe = next((r for r in stack.of("router") if r.site != cut), None)
     if probe is not None:
-        survivors = [db for db in lab.of("orderdb") if db.site != cut]
-        if not any(lab.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary",
-                            timeout=0.5)[0] == 200 for db in survivors):
+        survivors = [db for db in stack.of("orderdb") if db.site != cut]
+        if not any(stack.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary",
+                              timeout=0.5)[0] == 200 for db in survivors):
             return [f"no database primary outside {cut} yet"]
-        waited_on = sync_standbys_in(_cluster_members(lab, probe.name, survivors),
-                                     {h.name: h.site for h in lab.hosts.values()}, cut)
+        waited_on = sync_standbys_in(stack.cluster_members(probe.name, survivors),
+                                     {h.name: h.site for h in stack.hosts.values()}, cut)
         if waited_on:
             return [f"commits still wait for synchronous standby {', '.join(waited_on)} in {cut}"]
-    for site, vip in sorted(lab.vips.items()):
-        if site != cut and lab.http(lab.clients_ns, "GET", f"http://{vip}:{GATEWAY_PORT}/readyz", timeout=2)[0] == 200:
+    for site in sorted(stack.vips):
+        if site != cut and stack.vip_ready(site) == 200:
             return []
     return [f"no site but {cut} answers ready on its VIP"]
-
-
-def _cluster_members(lab: Lab, probe: str, dbs: list[Any]) -> list[dict[str, Any]]:
-    """Patroni's /cluster members as the first surviving member that answers sees them."""
-    for db in dbs:
-        code, cluster = lab.http(probe, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/cluster", timeout=0.5)
-        if code == 200 and isinstance(cluster, dict):
-            return list(cluster.get("members", []))
-    return []
 
 
 def sync_standbys_in(members: list[dict[str, Any]], sites: Mapping[str, str | None], cut: str) -> list[str]:
@@ -109,9 +101,9 @@ def sync_standbys_in(members: list[dict[str, Any]], sites: Mapping[str, str | No
     return sorted(m["name"] for m in members if m.get("role") == "sync_standby" and sites.get(m.get("name", "")) == cut)
 
 
-def scenarios(lab: Lab) -> list[str | None]:
+def scenarios(stack: Substrate) -> list[str | None]:
     """None (every site up), then each site that serves clients or holds data, one at a time."""
-    sites = [s.name for s in lab.topology.sites if any(h.site == s.name for h in lab.hosts.values())]
+    sites = [s.name for s in stack.topology.sites if any(h.site == s.name for h in stack.hosts.values())]
     return [None, *sites]
 
 
@@ -123,7 +115,7 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
     Clients: the required order rate (peak x headroom x `fraction`) over the required sessions (likewise), each
     session holding its connection and refreshing its balance screen as often as the topology declares. First,
     `warmup_s` of the same load, not measured: a stack just deployed starts with cold pools and caches."""
-    lab = Lab(LabStack(stack))
+    lab = open_stack(stack)
     topology = lab.topology
     target = round(topology.required("orders_per_second") * fraction, 2)
     if sessions is None:
@@ -134,29 +126,29 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
     with stack_lock(stack):
         if warmup_s > 0 and chosen:
             on_step(f"warm-up: {target:g} orders/s over {sessions} sessions for {warmup_s:g} s (not measured)")
-            proc = actions.start_load(lab, lab.ledger_dir / "capacity-warmup.sqlite", target, warmup_s, sessions,
+            proc = actions.start_load(lab, lab.work_dir / "capacity-warmup.sqlite", target, warmup_s, sessions,
                                       0.0, 0.0, assets_every_s=refresh)
             actions.finish_load(proc, timeout=warmup_s + 60)
         for site in chosen:
             name = "all sites up" if site is None else f"site {site} down"
             on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s")
-            if site is not None:
-                lab.links_down(f"site:{site}", True)
+            cut = lab.actuator(LinkDown(kind="link-down", group=f"site:{site}")) if site is not None else None
+            if cut is not None:
+                cut.inject()
             try:
                 if site is not None:  # measured once the survivors serve: the failover itself is the drills' part
                     waited = time.monotonic()
-                    left = netlink.until_clear(lambda: survivors_not_serving(lab, site), SERVE_WITHIN_S, interval=1.0)
+                    left = until_clear(lambda: survivors_not_serving(lab, site), SERVE_WITHIN_S, interval=1.0)
                     on_step(f"{name}: survivors serve after {time.monotonic() - waited:.0f} s; "
                             f"{target:g} orders/s for {duration_s:g} s" if not left else f"{name}: {left[0]}")
-                ledger = lab.ledger_dir / f"capacity-{site or 'all'}.sqlite"
+                ledger = lab.work_dir / f"capacity-{site or 'all'}.sqlite"
                 proc = actions.start_load(lab, ledger, target, duration_s, sessions, 0.0, 0.0, assets_every_s=refresh)
                 summary = actions.finish_load(proc, timeout=duration_s + 60)
                 results.append(judge(name, target, duration_s, summary, site, sessions))
             finally:
-                if site is not None:
+                if cut is not None:
                     on_step(f"{name}: restoring")
-                    lab.links_down(f"site:{site}", False)
-                    lab.wait_routing(30)
+                    cut.restore(on_step)
                     left = wait_steady(lab, 180)
                     if left:
                         results[-1:] = [_with_detail(m, "not steady after restore: " + "; ".join(left[:3]))
@@ -171,7 +163,7 @@ def _with_detail(m: Measurement, text: str) -> Measurement:
 
 def measured_capacity(stack: str, results: list[Measurement]) -> MeasuredCapacity:
     """The measured-capacity file's content for these results (what `--write-measured` writes)."""
-    topology = load_topology(LabStack(stack).topology_path())
+    topology = open_stack(stack).topology
     figures = [ScenarioFigure(scenario=m.scenario, cut_site=m.cut_site, target_per_s=m.target_per_s,
                               acked_per_s=m.acked_per_s, p99_ms=m.p99_ms, within_bound=m.within_bound,
                               sessions=m.sessions if (m.refreshes_answered or 0) >= ANSWERED_SHARE else 0)

@@ -78,7 +78,6 @@ def run(ctx: typer.Context,
     Example: [bold]sudo tradestack drill run db-primary-crash --stack lab[/]
     """
     from ..drills import engine, files, history, report
-    from ..lab.stack import LabStack
 
     want_json(ctx, json)
     chosen = files.resolve(drill)
@@ -91,7 +90,7 @@ def run(ctx: typer.Context,
             for i, step in enumerate(planned.steps, 1):
                 out.print(f"  {i}. {escape(step)}", highlight=False)
         return
-    engine.authorize(LabStack(stack).is_lab, yes, drills_allowed=False)
+    engine.authorize(planned.disposable, yes, drills_allowed=planned.drills_allowed)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         events = _Progress(progress, progress.add_task("starting", total=None))

@@ -1,4 +1,4 @@
-"""`tradestack stack ...`: the lab as a Pulumi stack (preview, up, refresh, destroy, outputs)."""
+"""`tradestack stack ...`: a stack on its substrate, managed by Pulumi (preview, up, refresh, destroy, outputs)."""
 
 from __future__ import annotations
 
@@ -15,26 +15,30 @@ from .edge import err, out, print_json, want_json
 
 if TYPE_CHECKING:  # Pulumi (and gRPC) load only when a stack command runs, not for every CLI call
     from ..adapters.pulumi import OpResult
-    from ..lab.stack import LabStack
+    from ..substrates.base import StackLifecycle
 
 
-def _open(name: str, topology: Path | None = None, host_settings: dict[str, str | None] | None = None) -> "LabStack":
+def _open(name: str, topology: Path | None = None, host_settings: dict[str, str | None] | None = None,
+          kind: str | None = None) -> "StackLifecycle":
     """The stack; host settings given on the command line replace only those named, keeping the rest."""
     from ..hostsettings import HostSettings
-    from ..lab.stack import LabStack
+    from ..substrates import registry
 
     given = {k: v for k, v in (host_settings or {}).items() if v is not None}
     if not given:
-        return LabStack(name, topology)
-    current = LabStack(name)
+        return registry.lifecycle(name, kind=kind, topology=topology)
+    current = registry.lifecycle(name, kind=kind)
     base = current.host_settings if current.exists() else HostSettings()
-    return LabStack(name, topology, host_settings=dataclasses.replace(base, **given))
+    return registry.lifecycle(name, kind=kind, topology=topology,
+                              host_settings=dataclasses.replace(base, **given))
 
-app = typer.Typer(no_args_is_help=True, help="Manage the lab as a Pulumi stack (needs root).")
+app = typer.Typer(no_args_is_help=True, help="Manage a stack on its substrate as a Pulumi stack (the lab needs root).")
 
 StackOpt = typer.Option("lab", "--stack", "-s", help="Stack name: 1-8 lower-case letters/digits.")
 TopologyOpt = typer.Option(None, "--topology", "-t", help="Topology file (needed to create the stack).")
 YesOpt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+SubstrateOpt = typer.Option(None, "--substrate", help="Where the stack's hosts are, for a new stack: lab "
+                            "(network namespaces on this machine). An existing stack keeps its own.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON summary on stdout.")
 
 
@@ -66,8 +70,8 @@ def _run(label: str, total: int | None, op: Any) -> Any:
         return op(_EventProgress(progress, task))
 
 
-def _confirm(stack: LabStack, action: str, yes: bool) -> None:
-    if stack.is_lab or yes:
+def _confirm(stack: StackLifecycle, action: str, yes: bool) -> None:
+    if stack.disposable or yes:
         return
     if not typer.confirm(f"{action} stack {stack.name!r}?"):
         raise typer.Exit(ExitCode.FAILED)
@@ -104,7 +108,7 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
                                       "(default /var/lib/tradestack)."),
        software_root: str = typer.Option(None, "--software-root", help="Root of per-stack software on the hosts "
                                          "(default /opt/tradestack)."),
-       json: bool = JsonOpt) -> None:
+       substrate: str = SubstrateOpt, json: bool = JsonOpt) -> None:
     """Create or update the lab network for a topology; write the inventory, SSH key and known_hosts.
 
     The host settings (--service-user, --service-group, --state-root, --software-root) are kept in the
@@ -114,10 +118,13 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
     Example: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
     """
     want_json(ctx, json)
+    from ..substrates import registry
+
     lab = _open(stack, topology, {"service_user": service_user, "service_group": service_group,
-                                  "state_root": state_root, "software_root": software_root})
+                                  "state_root": state_root, "software_root": software_root}, kind=substrate)
     _confirm(lab, "Update", yes)
-    result, files = _run("bringing the lab up", lab.expected_resources(), lab.up)
+    result, files = _run("bringing the stack up", lab.expected_resources(), lab.up)
+    registry.record_kind(stack, substrate or registry.kind_of(stack))
     access = {"inventory": str(files.inventory), "private_key": str(files.private_key),
               "known_hosts": str(files.known_hosts)}
     if json:

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.ansible import PlaybookResult, PlaybookSpec, run_playbook
-from ..lab.stack import LabStack
 from ..paths import state_dir
-from ..topology import load_topology
+from ..substrates import open_stack
 from . import variables, wheelhouse
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,17 +54,15 @@ def runs_dir(stack: str) -> Path:
 def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, check: bool = False,
          playbook: str = "site.yml", on_step: Callable[[str], None] = lambda s: None) -> DeployPlan:
     """Read the stack, its topology and secrets; build the wheelhouse; decide the playbook run."""
-    stack = LabStack(stack_name)
     on_step("reading the stack")
-    outputs = stack.outputs()
-    topology = load_topology(stack.topology_path())
+    stack = open_stack(stack_name)
     secrets = stack.secrets(list(variables.SECRET_NAMES))
     files = stack.access_files()
     on_step("building the wheelhouse")
     wheels = wheelhouse.build(ROOT)
-    chosen = variables.build(topology, outputs, secrets, lab=stack.is_lab, wheelhouse=str(wheels.directory),
-                             wheel=wheels.wheel, wheel_sha256=wheels.sha256,
-                             settings=stack.host_settings)
+    chosen = variables.build(stack.topology, stack.outputs, secrets, traits=stack.traits,
+                             wheelhouse=str(wheels.directory), wheel=wheels.wheel, wheel_sha256=wheels.sha256,
+                             settings=stack.settings)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
                         run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,

@@ -8,16 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..adapters.ansible import PlaybookSpec, run_playbook
-from ..lab import netlink
-from ..lab.stack import LabStack
-from ..topology import load_topology
+from ..substrates import open_stack
 from . import run, variables
 
 
 def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    stack = LabStack(stack_name)
-    outputs = stack.outputs()
-    topology = load_topology(stack.topology_path())
+    stack = open_stack(stack_name)
+    outputs = stack.outputs
+    topology = stack.topology
     files = stack.access_files()
     results: dict[str, dict[str, Any]] = {}
 
@@ -31,8 +29,7 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
     on_step("asking every host")
     spec = PlaybookSpec(project_dir=run.PLAYBOOKS, playbook="status.yml", inventory=files.inventory,
                         run_dir=run.runs_dir(stack_name).parent / "status",
-                        extravars={"tradestack_stack": stack_name,
-                                   **({"tradestack_supervisor": "supervisord"} if stack.is_lab else {})},
+                        extravars={"tradestack_stack": stack_name, **stack.traits.playbook_vars()},
                         env=run.ansible_env())
     run_playbook(spec, keep)
     inventory_hosts = _inventory_hosts(files.inventory)
@@ -42,8 +39,7 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
         hosts = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items()
                  if hv.get("site") == site.name}
         holders = [name for name, h in hosts.items() if vips[site.name] in h.get("addresses", [])]
-        carriers = {u.carrier: _uplink_up(stack_name, site.name, u.carrier) if stack.is_lab else None
-                    for u in site.uplinks}
+        carriers = stack.uplink_states(site.name)
         sites[site.name] = {"role": site.role, "hosts": hosts, "carriers": carriers,
                             "vip": {"address": vips[site.name], "holder": holders[0] if holders else None}
                             if any(h["service"] == "gateway" for h in hosts.values()) else None}
@@ -105,11 +101,6 @@ def _etcd(results: dict[str, dict[str, Any]], hosts: dict[str, dict[str, Any]]) 
                                 "leader": s["Status"]["header"]["member_id"] == leader_id})
             return {"members": members, "leader": next((m["name"] for m in members if m["leader"]), None)}
     return {"members": [], "leader": None, "error": "no etcd member answered"}
-
-
-def _uplink_up(stack: str, site: str, carrier: str) -> bool | None:
-    state = netlink.link_state(f"{stack}-{site}-edge", f"c-{carrier}")
-    return None if state is None else state["up"] and state["oper"] == "UP"
 
 
 def problems(view: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..hostsettings import HostSettings
+from ..substrates.base import HostTraits
 from ..topology.model import Topology
 from . import wheelhouse as wheelhouse_module
 
@@ -40,7 +41,7 @@ def routes(upstreams: list[str]) -> list[dict[str, Any]]:
     return [regular, overnight]
 
 
-def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], *, lab: bool,
+def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], *, traits: HostTraits,
           wheelhouse: str, wheel: str, wheel_sha256: str, seed_accounts: int = 1000,
           settings: HostSettings = HostSettings()) -> DeployVars:
     gateway = next((s for s in topology.services if s.name == "gateway"), None)
@@ -63,11 +64,8 @@ def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], 
         "tradestack_patroni_requirements": list(wheelhouse_module.PATRONI),
         "tradestack_seed_accounts": seed_accounts,
         **settings.playbook_vars(),
+        **traits.playbook_vars(),  # e.g. the lab: one kernel, one filesystem, no systemd (group_vars/all.yml)
     }
-    if lab:  # one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml
-        public |= {"tradestack_supervisor": "supervisord", "tradestack_install_packages": False,
-                   "tradestack_manage_sshd": False, "tradestack_time_sync": False,
-                   "tradestack_shared_filesystem": True}
     secret = {"postgres_superuser_password": secrets["dbSuperuserPassword"],
               "postgres_replication_password": secrets["dbReplicationPassword"],
               "tradestack_db_password": secrets["dbAppPassword"]}

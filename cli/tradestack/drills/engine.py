@@ -12,8 +12,6 @@ import fcntl
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TradestackError
-from ..lab import netlink
-from ..lab.stack import LabStack, access_dir
+from ..paths import state_dir
 from ..refstack.ledger import Ledger
+from ..substrates import Process, Substrate, open_stack
 from ..topology.model import Topology
 from . import actions, figures, model
-from .lab import Lab
+from .steady import steady_problems, wait_steady
 
 SAMPLE_S = 0.5
 STEADY_TIMEOUT_S = 180.0
@@ -90,15 +88,18 @@ class DrillPlan:
     rate: float
     load_s: float
     steps: list[str]
+    disposable: bool = False          # the substrate may always be broken (a lab)
+    drills_allowed: bool = False      # the stack's own configuration allows drills
 
     def describe(self) -> dict[str, Any]:
         return {"drill": self.drill.name, "stack": self.stack, "rate": self.rate, "load_s": self.load_s,
                 "steps": self.steps}
 
 
-def authorize(is_lab: bool, yes: bool, drills_allowed: bool) -> None:
-    """The lab may always be broken; any other stack only with --yes and its own setting allowing drills."""
-    if is_lab:
+def authorize(disposable: bool, yes: bool, drills_allowed: bool) -> None:
+    """A disposable stack (a lab) may always be broken; any other only with --yes and its own setting allowing
+    drills."""
+    if disposable:
         return
     if not drills_allowed:
         raise DrillRefused("this stack does not allow drills (set tradestack:allowDrills true in its config)")
@@ -108,15 +109,15 @@ def authorize(is_lab: bool, yes: bool, drills_allowed: bool) -> None:
 
 def plan(drill: model.Drill, stack: str) -> DrillPlan:
     """What the drill will do on this stack, checked against it, touching nothing."""
-    lab = Lab(LabStack(stack))
+    substrate = open_stack(stack)
     for fault in drill.faults:
-        actions.check(fault, lab)
-    rate = _rate(drill, lab)
-    sessions, refresh = load_shape(drill.load, lab.topology)
+        actions.check(fault, substrate)
+    rate = _rate(drill, substrate)
+    sessions, refresh = load_shape(drill.load, substrate.topology)
     load_s = drill.timing.baseline_s + drill.fault_window_s + drill.timing.recovery_s
     steps = [f"preflight: stack {stack} is steady (routing, database leader and sync standby, VIPs, programs)",
              f"load: {rate:g} orders/s over {sessions} sessions (each refreshing its balance every "
-             f"{refresh:g} s) against " + ", ".join(lab.endpoints())
+             f"{refresh:g} s) against " + ", ".join(substrate.endpoints())
              + f", from the baseline until {drill.timing.recovery_s:g} s after every fault is restored "
                f"(about {load_s:g} s when restores are quick)",
              f"baseline: {drill.timing.baseline_s:g} s"]
@@ -127,11 +128,11 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
               f"wait up to {STEADY_TIMEOUT_S:g} s for steady state",
               f"reconcile the clients' ledger with the database (settle {drill.timing.settle_s:g} s)",
               "verdict against: " + ", ".join(f"{k}={v}" for k, v in drill.expect.model_dump().items())]
-    return DrillPlan(drill, stack, rate, load_s, steps)
+    return DrillPlan(drill, stack, rate, load_s, steps, substrate.disposable, substrate.drills_allowed)
 
 
-def _rate(drill: model.Drill, lab: Lab) -> float:
-    return round(lab.topology.peak.get("orders_per_second", 100) * drill.load.peak_fraction, 2)
+def _rate(drill: model.Drill, substrate: Substrate) -> float:
+    return round(substrate.topology.peak.get("orders_per_second", 100) * drill.load.peak_fraction, 2)
 
 
 def load_shape(load: model.Load, topology: Topology) -> tuple[int, float]:
@@ -144,7 +145,7 @@ def load_shape(load: model.Load, topology: Topology) -> tuple[int, float]:
 @contextmanager
 def stack_lock(stack: str) -> Iterator[None]:
     """One drill per stack at a time (a file lock: released by the kernel if we die)."""
-    directory = access_dir(stack)
+    directory = state_dir() / "stacks" / stack
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "drill.lock", "w") as handle:
         try:
@@ -154,41 +155,12 @@ def stack_lock(stack: str) -> Iterator[None]:
         yield
 
 
-def steady_problems(lab: Lab) -> list[str]:
-    """What keeps the stack from its steady state (empty: steady)."""
-    found = [f"BGP session down: {p}" for p in lab.routing_problems()]
-    members = lab.database_members()
-    if "leader" not in members.values():
-        found.append("database: no Patroni leader")
-    if len(lab.of("orderdb")) > 1 and "sync_standby" not in members.values():
-        found.append("database: no synchronous standby")
-    for site, holder in lab.vip_holders().items():
-        if holder is None:
-            found.append(f"{site}: nobody holds the VIP")
-    for host in lab.hosts.values():
-        if host.service == "loadgen":  # the clients' host runs load on demand, nothing supervised
-            continue
-        programs = lab.programs(host.name)
-        if not programs:
-            found.append(f"{host.name}: no supervised programs (not deployed, or crashed)")
-        found += [f"{host.name}: {p} is {s}" for p, s in programs.items() if s != "running"]
-    for site, vip in lab.vips.items():
-        code, _ = lab.http(lab.clients_ns, "GET", f"http://{vip}:8080/readyz", timeout=2)
-        if code != 200:
-            found.append(f"{site}: the VIP does not answer ready ({code or 'no answer'})")
-    return found
-
-
-def wait_steady(lab: Lab, timeout: float) -> list[str]:
-    return netlink.until_clear(lambda: steady_problems(lab), timeout, interval=1.0)
-
-
 class Observer(threading.Thread):
-    """Samples the control plane every SAMPLE_S: database leader, VIP holders, breakers, BGP."""
+    """Samples the control plane every SAMPLE_S: database leader, VIP holders, breakers, the substrate's signals."""
 
-    def __init__(self, lab: Lab, on_sample: Callable[[figures.Sample], None]):
+    def __init__(self, substrate: Substrate, on_sample: Callable[[figures.Sample], None]):
         super().__init__(daemon=True, name="drill-observer")
-        self.lab, self.on_sample = lab, on_sample
+        self.substrate, self.on_sample = substrate, on_sample
         self.samples: list[figures.Sample] = []
         self.stopping = threading.Event()
 
@@ -196,11 +168,12 @@ class Observer(threading.Thread):
         while not self.stopping.is_set():
             t = time.time()
             try:
-                breakers = self.lab.breakers()
-                leader, holders, sessions = self.lab.database_leader(), self.lab.vip_holders(), self.lab.bgp_established()
+                sub = self.substrate
+                breakers = sub.breakers()
+                leader, holders, signals = sub.database_leader(), sub.vip_holders(), sub.signals()
                 # stamped when the probes are done: a probe that ran into a fault must not count as before it
                 sample = figures.Sample(time.time(), leader, holders,
-                                        sum(s != "closed" for r in breakers.values() for s in r.values()), sessions)
+                                        sum(s != "closed" for r in breakers.values() for s in r.values()), signals)
             except Exception:  # an observation that fails is a gap in the timeline, not a failed drill
                 continue
             self.samples.append(sample)
@@ -234,7 +207,7 @@ class DrillResult:
                 "journal": [s.to_dict() for s in self.journal.steps], "interrupted": self.journal.interrupted,
                 "aborted": self.journal.aborted, "timeline": self.timeline,
                 "samples": [{"t": round(s.t - self.started, 3), "leader": s.leader, "vip_holders": s.vip_holders,
-                             "breakers_open": s.breakers_open, "bgp_established": s.bgp_established}
+                             "breakers_open": s.breakers_open, "signals": s.signals}
                             for s in self.samples]}
 
 
@@ -290,39 +263,39 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
     events = events or DrillEvents()
     drill = p.drill
     with stack_lock(p.stack):
-        lab = Lab(LabStack(p.stack))
+        substrate = open_stack(p.stack)
         _guard(events.phase, "preflight", "checking the stack is steady")
-        problems = steady_problems(lab)
+        problems = steady_problems(substrate)
         if problems:
             raise DrillRefused("the stack is not in its steady state: " + "; ".join(problems[:8]))
         started = time.time()
         run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{drill.name}"
         journal = Journal()
-        ledgers = lab.ledger_dir
+        ledgers = substrate.work_dir
         ledger = ledgers / f"{run_id}.sqlite"
-        spike = next((actions.SpikeLoad(lab, ledgers / f"{run_id}-spike.sqlite",
-                                        round(lab.topology.peak.get("orders_per_second", 100) * f.multiplier, 2),
+        peak_rate = substrate.topology.peak.get("orders_per_second", 100)
+        spike = next((actions.SpikeLoad(substrate, ledgers / f"{run_id}-spike.sqlite",
+                                        round(peak_rate * f.multiplier, 2), f.duration_s,
                                         # closed-loop clients: enough of them to offer the rate at ~0.25 s a turn
-                                        f.duration_s, max(32, min(2000, int(lab.topology.peak.get(
-                                            "orders_per_second", 100) * f.multiplier / 4))))
+                                        max(32, min(2000, int(peak_rate * f.multiplier / 4))))
                       for f in drill.faults if isinstance(f, model.LoadSpike)), None)
-        observer = Observer(lab, lambda s: _guard(events.sample, s))
+        observer = Observer(substrate, lambda s: _guard(events.sample, s))
         applied: list[actions.Action] = []
-        load_proc: subprocess.Popen[str] | None = None
+        load_proc: Process | None = None
         load_summary: dict[str, Any] | None = None
         with _signals_raise():
             try:
                 with journal.step("start load"):
                     # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
-                    sessions, refresh = load_shape(drill.load, lab.topology)
-                    load_proc = actions.start_load(lab, ledger, p.rate, p.load_s + LOAD_CEILING_S, sessions,
+                    sessions, refresh = load_shape(drill.load, substrate.topology)
+                    load_proc = actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S, sessions,
                                                    drill.load.overnight_share, drill.load.limit_share,
                                                    assets_every_s=refresh)
                 observer.start()
                 journal.marks["load_started"] = time.time()
                 _guard(events.phase, "baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
                 _sleep_until(journal.marks["load_started"] + drill.timing.baseline_s)
-                _inject_and_hold(drill, lab, journal, applied, events, ledger, spike)
+                _inject_and_hold(drill, substrate, journal, applied, events, ledger, spike)
             except KeyboardInterrupt as exc:
                 journal.interrupted = str(exc) or "SIGINT"
             finally:
@@ -341,7 +314,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                     observer.join(timeout=10)
                     _guard(events.phase, "steady state", "waiting for the stack to be steady again")
                     with journal.step("steady state after the drill") as s:
-                        left = wait_steady(lab, STEADY_TIMEOUT_S)
+                        left = wait_steady(substrate, STEADY_TIMEOUT_S)
                         if left:
                             raise RuntimeError("; ".join(left[:8]))
                         s.detail = "steady"
@@ -349,9 +322,10 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         if not journal.interrupted:
             _guard(events.phase, "reconcile", "comparing the clients' ledger with the database")
             with journal.step("reconcile") as s:
-                reconciliation = _reconcile(lab, [ledger] + ([spike.ledger] if spike else []), drill.timing.settle_s)
+                reconciliation = _reconcile(substrate, [ledger] + ([spike.ledger] if spike else []),
+                                            drill.timing.settle_s)
                 s.detail = "ok" if reconciliation.get("ok") else "differences found"
-        orders = _client_orders(ledger)
+        orders = _client_orders(substrate, ledger)
         window = figures.Window(journal.marks.get("injected", journal.marks.get("load_ended", started)),
                                 journal.marks.get("restored", time.time()),
                                 journal.marks.get("load_ended", time.time()))
@@ -374,7 +348,7 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.2))
 
 
-def _inject_and_hold(drill: model.Drill, lab: Lab, journal: Journal, applied: list[actions.Action],
+def _inject_and_hold(drill: model.Drill, substrate: Substrate, journal: Journal, applied: list[actions.Action],
                      events: DrillEvents, ledger: Path, spike: actions.SpikeLoad | None) -> None:
     """Inject each fault at its time, undo it when its duration is over, watch the abort condition."""
     t0 = time.time()
@@ -386,7 +360,7 @@ def _inject_and_hold(drill: model.Drill, lab: Lab, journal: Journal, applied: li
         while pending and pending[0].at_s <= now:
             fault = pending.pop(0)
             with journal.step(f"inject: {actions.describe(fault)}") as s:
-                action = actions.prepare(fault, lab, spike=spike)
+                action = actions.prepare(fault, substrate, spike=spike)
                 s.detail = action.text
                 applied.append(action)
                 journal.marks.setdefault("injected", time.time())  # the fault starts biting as it is applied
@@ -398,7 +372,7 @@ def _inject_and_hold(drill: model.Drill, lab: Lab, journal: Journal, applied: li
                 active.remove((due, action))
                 _restore_one(action, journal, events)
                 applied.remove(action)
-        reason = _abort_reason(drill, ledger)
+        reason = _abort_reason(drill, substrate, ledger)
         if reason:
             journal.aborted = reason
             _guard(events.phase, "abort", reason)
@@ -419,9 +393,12 @@ def _restore_all(applied: list[actions.Action], journal: Journal, events: DrillE
         applied.remove(action)
 
 
-def _abort_reason(drill: model.Drill, ledger: Path) -> str | None:
+def _abort_reason(drill: model.Drill, substrate: Substrate, ledger: Path) -> str | None:
     """Clients failing at or above the abort error rate for the whole abort window."""
-    if drill.abort.error_rate >= 1.0 or not ledger.exists():
+    if drill.abort.error_rate >= 1.0:
+        return None
+    ledger = substrate.fetch(substrate.clients_host, ledger)
+    if not ledger.exists():
         return None
     since = time.time() - drill.abort.for_s
     try:
@@ -441,7 +418,8 @@ def _abort_reason(drill: model.Drill, ledger: Path) -> str | None:
     return None
 
 
-def _client_orders(ledger: Path) -> list[figures.ClientOrder]:
+def _client_orders(substrate: Substrate, ledger: Path) -> list[figures.ClientOrder]:
+    ledger = substrate.fetch(substrate.clients_host, ledger)
     if not ledger.exists():
         return []
     book = Ledger(ledger)
@@ -452,22 +430,21 @@ def _client_orders(ledger: Path) -> list[figures.ClientOrder]:
         book.close()
 
 
-def _reconcile(lab: Lab, ledgers: list[Path], settle_s: float) -> dict[str, Any]:
+def _reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dict[str, Any]:
     """The reference stack's reconciliation, run where the database proxy is (a live router host)."""
-    router = lab.database_vantage()
+    vantage = substrate.database_vantage().name
     merged: dict[str, Any] = {}
     for path in ledgers:
-        if not path.exists():
+        if not substrate.fetch(substrate.clients_host, path).exists():
             continue
-        done = subprocess.run(["ip", "netns", "exec", router.name, sys.executable, "-m", "tradestack", "refstack",
-                               "reconcile", "--ledger", str(path), "--settle", f"{settle_s:g}", "--json",
-                               *[a for url in lab.venue_admins() for a in ("--venue-admin", url)]],
-                              capture_output=True, text=True, timeout=settle_s + 300, check=False,
-                              env={"PATH": "/usr/bin:/bin", "TRADESTACK_DSN": lab.db_dsn()})
+        done = substrate.run(vantage, [*substrate.tool_argv(vantage), "refstack", "reconcile", "--ledger", str(path),
+                                       "--settle", f"{settle_s:g}", "--json",
+                                       *[a for url in substrate.venue_admins() for a in ("--venue-admin", url)]],
+                             timeout=settle_s + 300, env={"PATH": "/usr/bin:/bin", "TRADESTACK_DSN": substrate.db_dsn()})
         try:
             report = json.loads(done.stdout)
         except ValueError:
-            raise RuntimeError(f"reconcile failed: {(done.stderr or done.stdout).strip()[-300:]}") from None
+            raise RuntimeError(f"reconcile failed: {done.why()}") from None
         merged = report if not merged else _merge(merged, report)
     return merged
 

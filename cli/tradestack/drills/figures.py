@@ -37,7 +37,7 @@ class Sample:
     leader: str | None
     vip_holders: dict[str, str | None]
     breakers_open: int            # venue breakers not closed, over every router
-    bgp_established: int          # BGP sessions Established, over every router: a withdrawn path shows here
+    signals: dict[str, int]       # the substrate's own counters, e.g. BGP sessions Established (a withdrawn path)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def recovery(orders: list[ClientOrder], injected: float, ended: float) -> float 
 
 def detection(samples: list[Sample], injected: float) -> float | None:
     """First sample after injection that differs from the last one before it in leader, VIP holders,
-    open breakers or BGP sessions: when the system visibly reacted."""
+    open breakers or the substrate's signals (e.g. BGP sessions): when the system visibly reacted."""
     before = [s for s in samples if s.t <= injected]
     if not before:
         return None
@@ -102,7 +102,7 @@ def detection(samples: list[Sample], injected: float) -> float | None:
     for s in samples:
         if s.t > injected and (s.leader != base.leader or s.vip_holders != base.vip_holders
                                or s.breakers_open != base.breakers_open
-                               or s.bgp_established != base.bgp_established):
+                               or s.signals != base.signals):
             return s.t - injected
     return None
 

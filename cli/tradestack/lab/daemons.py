@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .netlink import LabError, pid_alive_in, run_in, wait_for
+from ..polling import wait_for
+from .netlink import LabError, pid_alive_in, run_in
 from .plan import Host, Router
 
 BIRD = "/usr/sbin/bird"

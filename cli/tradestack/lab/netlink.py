@@ -261,22 +261,3 @@ def pid_alive_in(pid: int, ns_name: str) -> bool:
         return pid in namespace_pids(ns_name)
     except (ProcessLookupError, PermissionError):
         return False
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-def until_clear(problems: Any, timeout: float, interval: float = 0.25) -> list[str]:
-    """Call `problems()` until it returns nothing or `timeout` passes; return what is left (empty: clear)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = problems()
-        if not left or time.monotonic() > deadline:
-            return list(left)
-        time.sleep(interval)

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..polling import until_clear
 from . import netlink
 
 BIRDC = "/usr/sbin/birdc"
@@ -51,4 +52,4 @@ def unconverged(workdir: Path) -> list[str]:
 
 def wait_converged(workdir: Path, timeout: float = 30.0) -> list[str]:
     """Wait until every session on a live link is Established; return what is still not (empty: converged)."""
-    return netlink.until_clear(lambda: unconverged(workdir), timeout)
+    return until_clear(lambda: unconverged(workdir), timeout)

@@ -42,7 +42,7 @@ def access_dir(stack: str, home: Path | None = None) -> Path:
 class LabStack:
     """The lab for one stack name. `topology` is only needed to create the stack or change it."""
 
-    is_lab = True
+    disposable = True  # a lab may be broken and rebuilt without asking
 
     def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None,
                  host_settings: HostSettings | None = None):

@@ -51,6 +51,8 @@ def test_etcd_has_quorum_with_members_in_three_sites(audit, evidence, hostname):
 def test_every_serving_site_has_two_uplinks_up_through_different_facilities(audit, evidence, site):
     up: dict[str, list[str]] = {}
     for uplink in audit["uplinks"][site]:
+        if "probe" not in uplink:  # the substrate said nothing of how to look at this uplink
+            pytest.fail(f"{site}: no way to look at the uplink to {uplink['carrier']} on this stack's substrate")
         out = evidence.run(audit.local(), uplink["router"], uplink["probe"])
         if out.rc == 0 and " state UP " in out.stdout:  # operational state: both ends up, carrier present
             up[uplink["carrier"]] = uplink["facilities"]

@@ -1,0 +1,145 @@
+"""The lab as a substrate: a deployed lab stack's hosts are network namespaces on this machine.
+
+Commands run with `ip netns exec`; every host shares this machine's filesystem (a file on a host is the
+file here); faults act on the lab's own links, namespaces and processes (lab/actuators.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..adapters import commands
+from ..adapters.commands import CommandResult
+from ..hostsettings import HostSettings
+from ..substrates.base import AccessFiles, Actuator, Host, HostTraits, Process, Substrate
+from ..topology import load_topology
+from . import faults as lab_faults
+from . import netlink, routing, supervisor
+from .stack import LabStack
+
+
+class LabSubstrate(Substrate):
+    """A deployed lab stack."""
+
+    kind = "lab"
+    disposable = True
+
+    def __init__(self, stack: LabStack):
+        self.stack = stack
+        files = stack.access_files()
+        inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
+        hosts = {n: Host(n, hv["service"], hv.get("site"), hv["lan_address"]) for n, hv in inventory.items()}
+        super().__init__(stack.name, load_topology(stack.topology_path()), stack.outputs(), hosts,
+                         stack.host_settings)
+        self._files = AccessFiles(files.inventory, files.private_key, files.known_hosts)
+
+    @classmethod
+    def open(cls, name: str) -> LabSubstrate:
+        return cls(LabStack(name))
+
+    @staticmethod
+    def lifecycle(name: str, topology: Path | None, host_settings: HostSettings | None) -> LabStack:
+        return LabStack(name, topology, host_settings=host_settings)
+
+    # -- primitives --------------------------------------------------------------------------------
+    @property
+    def clients_host(self) -> str:
+        return str(self.outputs["clients"]["netns"])
+
+    def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
+            env: Mapping[str, str] | None = None) -> CommandResult:
+        return commands.run(["ip", "netns", "exec", host, *argv], input=input, timeout=timeout, env=env)
+
+    def spawn(self, host: str, argv: Sequence[str]) -> Process:
+        # a session of its own: Ctrl-C on the caller must not kill it mid-write
+        return Process(subprocess.Popen(["ip", "netns", "exec", host, *argv], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                        start_new_session=True))
+
+    def fetch(self, host: str, path: Path) -> Path:
+        return path  # one filesystem: the host's file is ours
+
+    def tool_argv(self, host: str) -> list[str]:
+        return [sys.executable, "-m", "tradestack"]
+
+    def programs(self, host: str) -> dict[str, str]:
+        return supervisor.program_states(self.supervisor_conf(host).parent / "supervisor.sock")
+
+    def vip_holders(self) -> dict[str, str | None]:
+        """Site -> the gateway host that has the site's VIP on its LAN port (a port that is up: a dead host
+        keeps the address configured, but holds nothing)."""
+        holders: dict[str, str | None] = {}
+        for site, vip in self.vips.items():
+            holders[site] = next((g.name for g in self.of("gateway", site)
+                                  if (state := netlink.link_state(g.name, "lan0") or {}).get("up")
+                                  and any(a.startswith(f"{vip}/") for a in state.get("addresses", []))), None)
+        return holders
+
+    def live(self, host: str) -> bool:
+        return bool((netlink.link_state(host, "lan0") or {}).get("up"))
+
+    def routing_problems(self) -> list[str]:
+        return [f"BGP session down: {p}" for p in routing.unconverged(self.stack.daemons_dir)]
+
+    def wait_routing(self, timeout: float = 30.0) -> list[str]:
+        return routing.wait_converged(self.stack.daemons_dir, timeout)
+
+    def signals(self) -> dict[str, int]:
+        return {"bgp_established": sum(s.state == "Established" for s in routing.sessions(self.stack.daemons_dir))}
+
+    def uplink_states(self, site: str) -> dict[str, bool | None]:
+        out: dict[str, bool | None] = {}
+        for uplink in next(s for s in self.topology.sites if s.name == site).uplinks:
+            state = netlink.link_state(f"{self.name}-{site}-edge", f"c-{uplink.carrier}")
+            out[uplink.carrier] = None if state is None else bool(state["up"] and state["oper"] == "UP")
+        return out
+
+    def actuator(self, fault: Any) -> Actuator:
+        from .actuators import actuator
+
+        return actuator(self, fault)
+
+    def check_fault(self, fault: Any) -> None:
+        from .actuators import check
+
+        check(self, fault)
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        return self.stack.secrets(names)
+
+    def access_files(self) -> AccessFiles:
+        return self._files
+
+    def topology_path(self) -> Path:
+        return self.stack.topology_path()
+
+    @property
+    def traits(self) -> HostTraits:
+        # one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml
+        return HostTraits(shared_filesystem=True, supervisor="supervisord", install_packages=False,
+                          manage_sshd=False, time_sync=False)
+
+    @property
+    def work_dir(self) -> Path:
+        """Drill ledgers live on the hosts' shared disk, so the clients namespace writes them where we read."""
+        return Path(self.settings.state_root) / f"{self.name}-drills"
+
+    def audit_facts(self) -> dict[str, Any]:
+        return {"sshd_config": {name: str(self.stack.daemons_dir / name / "sshd_config") for name in self.hosts},
+                "uplink_probes": {site.name: {u.carrier: {"router": f"{self.name}-{site.name}-edge",
+                                                          "probe": f"ip netns exec {self.name}-{site.name}-edge "
+                                                                   f"ip -o link show dev c-{u.carrier}"}
+                                              for u in site.uplinks} for site in self.topology.sites}}
+
+    # -- the lab's own -----------------------------------------------------------------------------
+    def supervisor_conf(self, host: str) -> Path:
+        return self.settings.host_dir(host) / "supervisor" / "supervisord.conf"
+
+    def links_down(self, group: str, down: bool) -> list[str]:
+        return lab_faults.set_group(self.fault_map, group, failed=down)

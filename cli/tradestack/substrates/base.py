@@ -1,0 +1,341 @@
+"""What a deployed stack offers to deploy, status, drills, capacity verify and audit, whatever it runs on.
+
+A substrate is where the trading stack's hosts are: the lab's namespaces, real machines over SSH, per-site
+clusters. Code above this interface (deploy, drills, capacity, audit) asks it questions and hands it faults;
+it never learns how a host is reached. Like testinfra's backends: a few primitives per substrate (run a
+command on a host, start a process there, fetch a file, HTTP from a host), and everything about the trading
+stack itself (its database leader, breakers, ports) built once, here, on top of them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from ..adapters.commands import CommandResult
+from ..errors import InputError, TradestackError
+from ..hostsettings import HostSettings
+from ..topology.model import Topology
+
+GATEWAY_PORT, ROUTER_PORT, PATRONI_PORT, VENUE_ADMIN_PORT, DB_PROXY_PORT = 8080, 8090, 8008, 9101, 5433
+
+
+class SubstrateError(TradestackError):
+    """A substrate could not do what it was asked on a host (a fault, a probe, a command)."""
+
+
+class FaultRefused(InputError):
+    """This substrate cannot apply a kind of fault (said before anything is touched)."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host of a deployed stack, as its inventory names it."""
+
+    name: str            # inventory name, e.g. lab-sz1-orderdb-1
+    service: str
+    site: str | None
+    lan_address: str
+
+
+@dataclass
+class Actuator:
+    """One fault, resolved against a substrate: what it does, how to do it, how to undo it."""
+
+    text: str
+    inject: Callable[[], None]
+    restore: Callable[[Callable[[str], None]], None]
+    hosts: tuple[str, ...] = ()          # what it touches (a blast-radius policy judges these)
+
+
+@dataclass(frozen=True)
+class HostTraits:
+    """What the playbooks must know about the substrate's hosts; the defaults are a real machine's (the
+    playbooks' group_vars), so only what differs is passed on."""
+
+    shared_filesystem: bool = False      # every host sees one filesystem (machine-wide tasks run once)
+    supervisor: str = "systemd"          # how services are kept running: systemd | supervisord
+    install_packages: bool = True        # the deploy installs the Debian packages (else they are there)
+    manage_sshd: bool = True             # the deploy hardens sshd's configuration
+    time_sync: bool = True               # the deploy runs a time sync client
+
+    def playbook_vars(self) -> dict[str, object]:
+        """The playbook variables for what differs from a real machine."""
+        default = HostTraits()
+        names = {"shared_filesystem": "tradestack_shared_filesystem", "supervisor": "tradestack_supervisor",
+                 "install_packages": "tradestack_install_packages", "manage_sshd": "tradestack_manage_sshd",
+                 "time_sync": "tradestack_time_sync"}
+        return {var: getattr(self, f) for f, var in names.items() if getattr(self, f) != getattr(default, f)}
+
+
+@dataclass(frozen=True)
+class AccessFiles:
+    """How Ansible and testinfra reach the hosts: an inventory with its key and pinned host keys."""
+
+    inventory: Path
+    private_key: Path
+    known_hosts: Path
+
+
+class Process:
+    """A process started on a host: wait for it, stop it (SIGTERM: it ends cleanly), read what it printed."""
+
+    def __init__(self, popen: subprocess.Popen[str]):
+        self._popen = popen
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def terminate(self) -> None:
+        if self._popen.poll() is None:
+            self._popen.terminate()
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        """(stdout, stderr) once it ended; raises subprocess.TimeoutExpired if it runs past `timeout`."""
+        out, err = self._popen.communicate(timeout=timeout)
+        return out or "", err or ""
+
+
+class StackLifecycle(Protocol):
+    """A stack as Pulumi manages it on a substrate: preview, up, refresh, destroy, and what it left behind."""
+
+    name: str
+    disposable: bool
+
+    def exists(self) -> bool: ...
+
+    def expected_resources(self) -> int | None: ...
+
+    def preview(self, on_event: Callable[[Any], None] | None = None) -> Any: ...
+
+    def up(self, on_event: Callable[[Any], None] | None = None) -> tuple[Any, Any]: ...
+
+    def refresh(self, on_event: Callable[[Any], None] | None = None) -> Any: ...
+
+    def destroy(self, on_event: Callable[[Any], None] | None = None) -> Any: ...
+
+    def outputs(self, secrets_too: bool = False) -> dict[str, Any]: ...
+
+    def leftovers(self) -> list[str]: ...
+
+    @property
+    def host_settings(self) -> HostSettings: ...
+
+
+class Substrate(ABC):
+    """A deployed stack on some substrate. Subclasses provide the primitives marked abstract."""
+
+    kind: ClassVar[str]
+    disposable: ClassVar[bool] = False     # a lab: drills need no confirmation and no policy
+
+    @property
+    def drills_allowed(self) -> bool:
+        """The stack's own configuration allows drills on it (tradestack:allowDrills)."""
+        return False
+
+    def __init__(self, name: str, topology: Topology, outputs: Mapping[str, Any], hosts: Mapping[str, Host],
+                 settings: HostSettings):
+        self.name = name
+        self.topology = topology
+        self.outputs = dict(outputs)
+        self.hosts = dict(hosts)
+        self.settings = settings
+        self.fault_map: dict[str, Any] = dict(self.outputs.get("fault_map") or {})
+        gateway_sites = sorted({h.site for h in self.hosts.values() if h.service == "gateway" and h.site})
+        from ..deploy.variables import site_vips
+
+        self.vips: dict[str, str] = site_vips(self.outputs["site_prefixes"], gateway_sites)
+
+    # -- primitives each substrate provides ---------------------------------------------------------
+    @property
+    @abstractmethod
+    def clients_host(self) -> str:
+        """Where the clients (load generator) run: a host outside every site, reaching the VIPs over the carriers."""
+
+    @abstractmethod
+    def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
+            env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run `argv` on `host` and wait (never a shell string)."""
+
+    @abstractmethod
+    def spawn(self, host: str, argv: Sequence[str]) -> Process:
+        """Start `argv` on `host` and return at once; SIGTERM to the handle ends it there."""
+
+    @abstractmethod
+    def fetch(self, host: str, path: Path) -> Path:
+        """A local copy of `path` on `host` (as it is now)."""
+
+    @abstractmethod
+    def tool_argv(self, host: str) -> list[str]:
+        """How to run this toolkit (`python -m tradestack`) on `host`."""
+
+    @abstractmethod
+    def programs(self, host: str) -> dict[str, str]:
+        """Supervised programs of a host and their state (empty: its supervisor is gone)."""
+
+    @abstractmethod
+    def vip_holders(self) -> dict[str, str | None]:
+        """Site -> the host that holds the site's VIP (None: nobody)."""
+
+    @abstractmethod
+    def live(self, host: str) -> bool:
+        """The host is up and reachable on its site LAN (cheap: no SSH round trip where avoidable)."""
+
+    @abstractmethod
+    def routing_problems(self) -> list[str]:
+        """Carrier paths that should be up and are not, one line each (empty: converged)."""
+
+    @abstractmethod
+    def wait_routing(self, timeout: float = 30.0) -> list[str]:
+        """Wait until routing has converged; what is still not (empty: converged)."""
+
+    @abstractmethod
+    def signals(self) -> dict[str, int]:
+        """Substrate-specific steady-state counters sampled during drills (e.g. BGP sessions Established)."""
+
+    @abstractmethod
+    def uplink_states(self, site: str) -> dict[str, bool | None]:
+        """Carrier -> is the site's uplink to it up (None: cannot tell)."""
+
+    @abstractmethod
+    def actuator(self, fault: Any) -> Actuator:
+        """The fault (a drill model fault) resolved now, with its inverse; FaultRefused if not possible here."""
+
+    @abstractmethod
+    def check_fault(self, fault: Any) -> None:
+        """Fail before anything is touched if the fault names what this stack does not have or cannot do."""
+
+    @abstractmethod
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        """Deploy secrets kept with the stack."""
+
+    @abstractmethod
+    def access_files(self) -> AccessFiles:
+        """Inventory, key and pinned host keys for Ansible and testinfra."""
+
+    @abstractmethod
+    def topology_path(self) -> Path:
+        """The topology file the stack was brought up from."""
+
+    @property
+    @abstractmethod
+    def traits(self) -> HostTraits:
+        """What the playbooks must know about these hosts."""
+
+    @property
+    @abstractmethod
+    def work_dir(self) -> Path:
+        """A directory on the clients host where drills keep their load ledgers."""
+
+    def audit_facts(self) -> dict[str, Any]:
+        """What the audit's checks need about where things are on this substrate (sshd config per host, how to
+        look at an uplink); defaults are a real machine's."""
+        return {"sshd_config": {name: "/etc/ssh/sshd_config" for name in self.hosts}, "uplink_probes": {}}
+
+    # -- the trading stack, on any substrate ---------------------------------------------------------
+    def of(self, service: str, site: str | None = None) -> list[Host]:
+        return [h for h in self.hosts.values() if h.service == service and (site is None or h.site == site)]
+
+    def host(self, ref: str) -> Host:
+        """A host by its short name (`sz1-orderdb-1`) or a run-time pick (`@database-leader`, `@vip-holder:SITE`)."""
+        if ref == "@database-leader":
+            leader = self.database_leader()
+            if leader is None:
+                raise SubstrateError("no database leader to pick for @database-leader")
+            return self.hosts[leader]
+        if ref.startswith("@vip-holder:"):
+            site = ref.split(":", 1)[1]
+            holder = self.vip_holders().get(site)
+            if holder is None:
+                raise SubstrateError(f"nobody holds the VIP of site {site!r}")
+            return self.hosts[holder]
+        full = f"{self.name}-{ref}"
+        if full not in self.hosts:
+            raise InputError(f"no host {ref!r} in stack {self.name!r}; hosts: "
+                             + ", ".join(h.removeprefix(f"{self.name}-") for h in sorted(self.hosts)))
+        return self.hosts[full]
+
+    def endpoints(self) -> list[str]:
+        """What clients are given: every site's public address (reached over every carrier)."""
+        return [f"http://{vip}:{GATEWAY_PORT}" for _, vip in sorted(self.vips.items())]
+
+    def venue_admins(self) -> list[str]:
+        return [f"http://{addr}:{VENUE_ADMIN_PORT}" for addr in self.outputs["upstreams"].values()]
+
+    def http(self, host: str, method: str, url: str, body: Any = None, timeout: float = 1.0) -> tuple[int, Any]:
+        """One HTTP request from `host` (curl there). (0, None) if no answer."""
+        import json
+
+        argv = ["curl", "-s", "-m", f"{timeout:g}", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]
+        if body is not None:
+            argv += ["-H", "content-type: application/json", "-d", json.dumps(body)]
+        done = self.run(host, argv, timeout=timeout + 5)
+        text, _, code = done.stdout.rpartition("\n")
+        try:
+            return int(code or 0), json.loads(text) if text.strip() else None
+        except ValueError:
+            return int(code or 0) if code.isdigit() else 0, None
+
+    def live_hosts(self, hosts: list[Host]) -> list[Host]:
+        return [h for h in hosts if self.live(h.name)]
+
+    def database_vantage(self) -> Host:
+        """A live router host, whose local HAProxy leads to the database primary: where the system of record
+        is read from (`db_dsn`)."""
+        return next(h for h in self.of("router") if self.programs(h.name).get("haproxy") == "running")
+
+    def db_dsn(self) -> str:
+        password = self.secrets(["dbAppPassword"])["dbAppPassword"]
+        return (f"host=127.0.0.1 port={DB_PROXY_PORT} user=tradestack password={password} dbname=tradestack "
+                "connect_timeout=3")
+
+    def database_leader(self) -> str | None:
+        """The host whose Patroni says it is the primary (asked from a live router host)."""
+        probes = self.live_hosts(self.of("router"))[:1]  # one vantage point: a dead member costs one timeout
+        for db in self.of("orderdb"):
+            for probe in probes:
+                code, _ = self.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary", timeout=0.5)
+                if code == 200:
+                    return db.name
+        return None
+
+    def cluster_members(self, probe: str, dbs: list[Host] | None = None) -> list[dict[str, Any]]:
+        """Patroni's /cluster members as the first member of `dbs` that answers sees them (asked from `probe`)."""
+        for db in self.of("orderdb") if dbs is None else dbs:
+            code, cluster = self.http(probe, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/cluster", timeout=0.5)
+            if code == 200 and isinstance(cluster, dict):
+                return list(cluster.get("members", []))
+        return []
+
+    def database_members(self) -> dict[str, str]:
+        """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
+        standby that does not stream yet counts as a replica (status.synchronous_standbys)."""
+        from ..deploy.status import synchronous_standbys
+
+        for probe in self.live_hosts(self.of("router"))[:1]:
+            members = self.cluster_members(probe.name)
+            if members:
+                syncs = synchronous_standbys(members)
+                return {m["name"]: "replica" if m["role"] == "sync_standby" and m["name"] not in syncs
+                        else m["role"] for m in members}
+        return {}
+
+    def breakers(self) -> dict[str, dict[str, str]]:
+        """Router host -> venue -> breaker state, from each live router's /venues."""
+        states: dict[str, dict[str, str]] = {}
+        for router in self.live_hosts(self.of("router")):
+            code, body = self.http(router.name, "GET", f"http://{router.lan_address}:{ROUTER_PORT}/venues",
+                                   timeout=0.5)
+            if code == 200 and isinstance(body, dict):
+                states[router.name] = {str(v.get("venue")): str(v.get("state")) for v in body.get("venues", [])}
+        return states
+
+    def vip_ready(self, site: str, timeout: float = 2.0) -> int:
+        """The HTTP status a client gets from the site VIP's readiness check (0: no answer)."""
+        return self.http(self.clients_host, "GET", f"http://{self.vips[site]}:{GATEWAY_PORT}/readyz",
+                         timeout=timeout)[0]

@@ -1,0 +1,64 @@
+"""Substrates by name, like testinfra's backends: a stack records which one it runs on, commands open it.
+
+Each kind is imported only when a stack of that kind is opened (the lab pulls in Pulumi and netlink).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..hostsettings import HostSettings
+from ..paths import state_dir
+from .base import StackLifecycle, Substrate
+
+# kind -> "module:class"; the class has `open(stack_name) -> Substrate` and
+# `lifecycle(stack_name, topology, host_settings) -> StackLifecycle`
+KINDS: dict[str, str] = {"lab": "tradestack.lab.substrate:LabSubstrate"}
+DEFAULT_KIND = "lab"
+
+
+def _record(stack: str) -> Path:
+    return state_dir() / "stacks" / stack / "substrate"
+
+
+def kind_of(stack: str) -> str:
+    """The substrate a stack was brought up on (its record; stacks from before records existed are labs)."""
+    path = _record(stack)
+    kind = path.read_text().strip() if path.exists() else DEFAULT_KIND
+    if kind not in KINDS:
+        raise InputError(f"stack {stack!r} records substrate {kind!r}, which this version does not know; "
+                         f"known: {', '.join(sorted(KINDS))}")
+    return kind
+
+
+def record_kind(stack: str, kind: str) -> None:
+    """Remember which substrate a stack runs on (written when the stack is brought up)."""
+    if kind not in KINDS:
+        raise InputError(f"no substrate {kind!r}; known: {', '.join(sorted(KINDS))}")
+    path = _record(stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(kind + "\n")
+
+
+def _class(kind: str) -> Any:
+    module, _, cls = KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_stack(stack: str) -> Substrate:
+    """The deployed stack `stack`, on whichever substrate it runs."""
+    opened: Substrate = _class(kind_of(stack)).open(stack)
+    return opened
+
+
+def lifecycle(stack: str, *, kind: str | None = None, topology: Path | None = None,
+              host_settings: HostSettings | None = None) -> StackLifecycle:
+    """The stack as Pulumi manages it (to preview, bring up, refresh or destroy); `kind` for a new stack."""
+    chosen = kind or kind_of(stack)
+    if chosen not in KINDS:
+        raise InputError(f"no substrate {chosen!r}; known: {', '.join(sorted(KINDS))}")
+    managed: StackLifecycle = _class(chosen).lifecycle(stack, topology, host_settings)
+    return managed

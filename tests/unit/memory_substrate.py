@@ -1,0 +1,173 @@
+"""A substrate that lives in memory: hosts are names, faults flip flags, the clients' load writes a ledger of
+clean orders. It lets the drill engine be tested without a lab, and says what the engine asked of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tradestack.adapters.commands import CommandResult
+from tradestack.errors import InputError
+from tradestack.hostsettings import HostSettings
+from tradestack.refstack.ledger import Ledger, SentOrder
+from tradestack.substrates import AccessFiles, Actuator, Host, HostTraits, Process, Substrate
+from tradestack.topology import load_topology
+
+LAB = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml"
+CLEAN_RECONCILIATION = {
+    "ok": True, **{k: {"count": 0, "sample": []} for k in (
+        "acked_missing", "acked_id_mismatch", "bad_balances_seen", "wrong_balances", "venue_mismatch", "unsettled",
+        "silently_ended", "not_placed_but_present")},
+    "duplicates": {"database": 0, "venues": {"count": 0, "sample": []}}}
+
+
+class MemoryLoad(Process):
+    """The clients: from start to stop, `rate` clean orders a second, written to the ledger when they end."""
+
+    def __init__(self, ledger: Path, rate: float, unanswered: Any = lambda t: False):
+        self.ledger, self.rate, self.started, self.ended = ledger, rate, time.time(), None
+        self.unanswered = unanswered  # send time -> the client got no answer (a fault bit it)
+        self._rc: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._rc
+
+    def terminate(self) -> None:
+        self.ended = self.ended or time.time()
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        self.terminate()
+        assert self.ended is not None
+        n = int((self.ended - self.started) * self.rate)
+        book = Ledger(self.ledger)
+        sent = [self.started + i / self.rate for i in range(n)]
+        book.write([SentOrder(f"c{i}", "a1", f"o{i}", "s1", "http://vip", t, 1, 1, "unknown", None, None, None, 5000.0,
+                              "timeout") if self.unanswered(t) else
+                    SentOrder(f"c{i}", "a1", f"o{i}", "s1", "http://vip", t, 1, 1, "acked", 201, f"id{i}", "new", 5.0,
+                              None) for i, t in enumerate(sent)], [])
+        book.close()
+        self._rc = 0
+        return json.dumps({"ok": True, "sent": n, "acked": n}), ""
+
+
+class MemorySubstrate(Substrate):
+    kind = "memory"
+
+    def __init__(self, work: Path):
+        topology = load_topology(LAB)
+        hosts = {f"mem-{site}-{svc}-1": Host(f"mem-{site}-{svc}-1", svc, site, f"198.18.{i}.{j + 10}")
+                 for i, site in enumerate(("sz1", "hk1"), 1) for j, svc in enumerate(("orderdb", "router", "gateway"))}
+        outputs = {"site_prefixes": {"sz1": "198.18.1.0/24", "hk1": "198.18.2.0/24", "wit": "198.18.3.0/24"},
+                   "upstreams": {"exchange": "198.19.16.1"},
+                   "fault_map": {"carrier:ct": {"links": ["ct-sz1"], "hosts": []}}}
+        super().__init__("mem", topology, outputs, hosts, HostSettings())
+        self.work = work
+        self.events: list[str] = []          # what the engine did, in order
+        self.commands: list[tuple[str, tuple[str, ...]]] = []
+        self.steady = True
+        self.faulted: list[float] = []       # [injected, restored]: clients get no answer in between when
+        self.clients_hurt = False            # clients_hurt is set
+        self.fail_inject: BaseException | None = None
+        self.fail_restore = False
+        self.loads: list[MemoryLoad] = []
+
+    # primitives
+    @property
+    def clients_host(self) -> str:
+        return "mem-clients"
+
+    def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
+            env: Mapping[str, str] | None = None) -> CommandResult:
+        self.commands.append((host, tuple(argv)))
+        if "reconcile" in argv:
+            return CommandResult(tuple(argv), 0, json.dumps(CLEAN_RECONCILIATION), "", 0.01)
+        if argv[0] in ("mkdir", "rm"):
+            return CommandResult(tuple(argv), subprocess.run(list(argv), check=False).returncode, "", "", 0.0)
+        return CommandResult(tuple(argv), 0, "", "", 0.0)
+
+    def spawn(self, host: str, argv: Sequence[str]) -> Process:
+        self.events.append("load started")
+        load = MemoryLoad(Path(argv[argv.index("--ledger") + 1]), float(argv[argv.index("--rate") + 1]),
+                          lambda t: self.clients_hurt and len(self.faulted) == 2 and self.faulted[0] <= t < self.faulted[1])
+        self.loads.append(load)
+        return load
+
+    def fetch(self, host: str, path: Path) -> Path:
+        return path
+
+    def tool_argv(self, host: str) -> list[str]:
+        return ["tradestack"]
+
+    def programs(self, host: str) -> dict[str, str]:
+        return {"app": "running" if self.steady else "stopped", "haproxy": "running"}
+
+    def vip_holders(self) -> dict[str, str | None]:
+        return {site: f"mem-{site}-gateway-1" for site in self.vips}
+
+    def live(self, host: str) -> bool:
+        return True
+
+    def routing_problems(self) -> list[str]:
+        return []
+
+    def wait_routing(self, timeout: float = 30.0) -> list[str]:
+        return []
+
+    def signals(self) -> dict[str, int]:
+        return {"paths": 2}
+
+    def uplink_states(self, site: str) -> dict[str, bool | None]:
+        return {}
+
+    def actuator(self, fault: Any) -> Actuator:
+        def inject() -> None:
+            self.events.append(f"inject {fault.kind}")
+            self.faulted.append(time.time())
+            if self.fail_inject is not None:
+                raise self.fail_inject
+
+        def restore(step: Any) -> None:
+            self.events.append(f"restore {fault.kind}")
+            self.faulted.append(time.time())
+            if self.fail_restore:
+                raise RuntimeError("the restore failed")
+        return Actuator(f"{fault.kind} in memory", inject, restore)
+
+    def check_fault(self, fault: Any) -> None:
+        if getattr(fault, "group", None) not in (None, *self.fault_map):
+            raise InputError(f"risk group {fault.group!r} is not in the stack's fault map")
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        return {n: "secret" for n in names}
+
+    def access_files(self) -> AccessFiles:
+        return AccessFiles(self.work / "inventory.yml", self.work / "key", self.work / "known_hosts")
+
+    def topology_path(self) -> Path:
+        return LAB
+
+    @property
+    def traits(self) -> HostTraits:
+        return HostTraits()
+
+    @property
+    def work_dir(self) -> Path:
+        return self.work / "ledgers"
+
+    # the trading stack, answered from memory
+    def database_members(self) -> dict[str, str]:
+        return {"mem-sz1-orderdb-1": "leader", "mem-hk1-orderdb-1": "sync_standby"}
+
+    def database_leader(self) -> str | None:
+        return "mem-sz1-orderdb-1"
+
+    def breakers(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    def vip_ready(self, site: str, timeout: float = 2.0) -> int:
+        return 200 if self.steady else 503

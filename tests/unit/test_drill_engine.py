@@ -1,0 +1,99 @@
+"""The drill engine against an in-memory substrate: the order of its steps, that restore always runs, and that a
+failed or interrupted restore is never reported as a pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradestack.drills import engine, model
+
+from .memory_substrate import MemorySubstrate
+
+pytestmark = pytest.mark.unit
+
+
+def _drill(**expect: object) -> model.Drill:
+    return model.Drill(name="mem-drill", description="x",
+                       faults=[model.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=0.4)],
+                       load=model.Load(peak_fraction=1.0, sessions=2),
+                       timing=model.Timing(baseline_s=0.3, recovery_s=0.4, settle_s=1),
+                       expect=model.Expectations(**expect))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemorySubstrate:
+    substrate = MemorySubstrate(tmp_path)
+    monkeypatch.setattr(engine, "open_stack", lambda name: substrate)
+    return substrate
+
+
+def _check(result: engine.DrillResult, name: str) -> dict:
+    return next(c for c in result.checks if c["check"] == name)
+
+
+def test_a_drill_loads_injects_restores_and_reconciles_in_that_order(memory):
+    result = engine.run(engine.plan(_drill(), "mem"))
+    assert memory.events == ["load started", "inject link-down", "restore link-down"]
+    assert result.verdict == "pass", result.checks
+    assert [s.name for s in result.journal.steps] == ["start load", "inject: every link of risk group carrier:ct down",
+                                                      "restore: link-down in memory", "steady state after the drill",
+                                                      "reconcile"]
+    assert all(s.ok for s in result.journal.steps)
+    # the clients ran at the topology's peak, from the baseline until after the restore, and were reconciled
+    assert memory.loads[0].rate == memory.topology.peak["orders_per_second"]
+    assert result.figures is not None and result.figures.orders > 0
+    reconciles = [(host, argv) for host, argv in memory.commands if "reconcile" in argv]
+    assert [host for host, _ in reconciles] == ["mem-sz1-router-1"]  # the database vantage: a live router
+    assert str(memory.work_dir / f"{result.run_id}.sqlite") in reconciles[0][1]
+    assert _check(result, "acknowledged orders lost")["actual"] == 0
+
+
+def test_a_failed_injection_is_still_restored_and_the_drill_fails(memory):
+    memory.fail_inject = RuntimeError("nft said no")
+    result = engine.run(engine.plan(_drill(), "mem"))
+    assert memory.events[-1] == "restore link-down"
+    assert result.verdict == "fail"
+    failed = _check(result, "every step and restore succeeded")
+    assert not failed["ok"] and failed["actual"] == ["inject: every link of risk group carrier:ct down"]
+
+
+def test_a_failed_restore_fails_the_drill_whatever_the_clients_saw(memory):
+    memory.fail_restore = True
+    result = engine.run(engine.plan(_drill(), "mem"))
+    assert result.verdict == "fail"
+    assert _check(result, "every step and restore succeeded")["actual"] == ["restore: link-down in memory"]
+    assert _check(result, "acknowledged orders lost")["ok"]  # clean clients do not hide a failed rollback
+
+
+def test_an_interrupt_during_the_fault_restores_and_reports_interrupted_without_reconciling(memory):
+    memory.fail_inject = KeyboardInterrupt("SIGTERM")
+    result = engine.run(engine.plan(_drill(), "mem"))
+    assert memory.events == ["load started", "inject link-down", "restore link-down"]
+    assert result.verdict == "interrupted" and result.journal.interrupted == "SIGTERM"
+    assert result.reconciliation is None
+    assert memory.loads[0].ended is not None  # the clients were stopped, not left running
+
+
+def test_a_stack_that_is_not_steady_is_refused_before_anything_is_touched(memory):
+    memory.steady = False
+    with pytest.raises(engine.DrillRefused, match="not in its steady state"):
+        engine.run(engine.plan(_drill(), "mem"))
+    assert memory.events == []
+
+
+def test_a_fault_the_stack_does_not_have_is_refused_at_planning(memory):
+    drill = model.Drill(name="d", description="x", faults=[model.LinkDown(kind="link-down", group="carrier:zz")])
+    with pytest.raises(Exception, match="carrier:zz"):
+        engine.plan(drill, "mem")
+    assert memory.events == []
+
+
+def test_what_clients_saw_during_the_fault_is_judged_against_the_expectations(memory):
+    memory.clients_hurt = True
+    result = engine.run(engine.plan(_drill(max_error_rate=0.0, max_recovery_s=60), "mem"))
+    assert result.verdict == "fail"
+    errors = _check(result, "client error rate")
+    assert not errors["ok"] and errors["actual"] > 0
+    assert result.figures is not None and result.figures.client_errors > 0
