@@ -4,6 +4,7 @@ clean orders. It lets the drill engine be tested without a lab, and says what th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -28,9 +29,10 @@ CLEAN_RECONCILIATION = {
 class MemoryLoad(Process):
     """The clients: from start to stop, `rate` clean orders a second, written to the ledger when they end."""
 
-    def __init__(self, ledger: Path, rate: float, unanswered: Any = lambda t: False):
+    def __init__(self, ledger: Path, rate: float, unanswered: Any = lambda t: False, signal_self: int | None = None):
         self.ledger, self.rate, self.started, self.ended = ledger, rate, time.time(), None
         self.unanswered = unanswered  # send time -> the client got no answer (a fault bit it)
+        self.signal_self = signal_self  # a signal this process gets while it waits for the clients (Ctrl-C, SIGTERM)
         self._rc: int | None = None
 
     @property
@@ -41,6 +43,9 @@ class MemoryLoad(Process):
         self.ended = self.ended or time.time()
 
     def communicate(self, timeout: float) -> tuple[str, str]:
+        if self.signal_self is not None and self.ended is None:
+            os.kill(os.getpid(), self.signal_self)
+            time.sleep(0.1)  # delivered here, as it would be while blocked on the clients
         self.terminate()
         assert self.ended is not None
         n = int((self.ended - self.started) * self.rate)
@@ -74,6 +79,8 @@ class MemorySubstrate(Substrate):
         self.clients_hurt = False            # clients_hurt is set
         self.fail_inject: BaseException | None = None
         self.fail_restore = False
+        self.signal_during_load: int | None = None
+        self.stack_config: dict[str, str] = {}
         self.loads: list[MemoryLoad] = []
 
     # primitives
@@ -93,7 +100,8 @@ class MemorySubstrate(Substrate):
     def spawn(self, host: str, argv: Sequence[str]) -> Process:
         self.events.append("load started")
         load = MemoryLoad(Path(argv[argv.index("--ledger") + 1]), float(argv[argv.index("--rate") + 1]),
-                          lambda t: self.clients_hurt and len(self.faulted) == 2 and self.faulted[0] <= t < self.faulted[1])
+                          lambda t: self.clients_hurt and len(self.faulted) == 2 and self.faulted[0] <= t < self.faulted[1],
+                          self.signal_during_load)
         self.loads.append(load)
         return load
 
@@ -142,6 +150,9 @@ class MemorySubstrate(Substrate):
         if getattr(fault, "group", None) not in (None, *self.fault_map):
             raise InputError(f"risk group {fault.group!r} is not in the stack's fault map")
 
+    def config(self) -> dict[str, str]:
+        return dict(self.stack_config)
+
     def secrets(self, names: list[str]) -> dict[str, str]:
         return {n: "secret" for n in names}
 
@@ -171,3 +182,9 @@ class MemorySubstrate(Substrate):
 
     def vip_ready(self, site: str, timeout: float = 2.0) -> int:
         return 200 if self.steady else 503
+
+    def http(self, host: str, method: str, url: str, body: Any = None, timeout: float = 1.0) -> tuple[int, Any]:
+        if url.endswith("/cluster"):
+            return 200, {"members": [{"name": "mem-hk1-orderdb-1", "role": "leader", "state": "running"},
+                                     {"name": "mem-sz1-orderdb-1", "role": "replica", "state": "streaming"}]}
+        return 200, None

@@ -3,6 +3,7 @@ failed or interrupted restore is never reported as a pass."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,28 @@ def test_what_clients_saw_during_the_fault_is_judged_against_the_expectations(me
     errors = _check(result, "client error rate")
     assert not errors["ok"] and errors["actual"] > 0
     assert result.figures is not None and result.figures.client_errors > 0
+
+
+# -- capacity verify runs as drills do: a cut site is always restored ---------------------------------------
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_capacity_verify_restores_a_cut_site_when_interrupted(memory, monkeypatch, signum):
+    from tradestack.capacity import verify
+
+    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
+    memory.signal_during_load = signum
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        verify.verify("mem", only=["sz1"], duration_s=0.5, warmup_s=0, on_step=steps.append)
+    assert memory.events == ["inject link-down", "load started", "restore link-down"]
+    assert memory.loads[0].ended is not None  # the clients were stopped too
+    assert "site sz1 down: restoring" in steps
+
+
+def test_capacity_verify_measures_each_scenario_and_restores_each_cut(memory, monkeypatch):
+    from tradestack.capacity import verify
+
+    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
+    results = verify.verify("mem", duration_s=0.5, warmup_s=0)
+    assert [m.scenario for m in results] == ["all sites up", "site sz1 down", "site hk1 down"]
+    assert memory.events.count("inject link-down") == memory.events.count("restore link-down") == 2
+    assert all(m.target_per_s == memory.topology.required("orders_per_second") for m in results)

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tradestack.cli.app import app
-from tradestack.drills import engine, figures, files, history, model, report
+from tradestack.drills import engine, figures, files, history, lock, model, reconcile, report, verdict
+from tradestack.drills.journal import Journal
 from tradestack.drills.figures import ClientOrder, Sample, Window
 from tradestack.errors import InputError
 
@@ -148,16 +149,16 @@ def _drill(**expect) -> model.Drill:
 
 def test_an_unmeetable_recovery_bound_fails_the_verdict():
     figs = figures.Figures(recovery_s=2.5)
-    checks = engine.verdict_checks(_drill(max_recovery_s=0.001), figs, _reconciliation(), engine.Journal())
+    checks = verdict.verdict_checks(_drill(max_recovery_s=0.001), figs, _reconciliation(), Journal())
     failed = [c for c in checks if not c["ok"]]
     assert [c["check"] for c in failed] == ["recovery time (s)"] and failed[0]["actual"] == 2.5
 
 
 def test_lost_orders_silent_cancels_and_failed_restores_each_fail_their_check():
-    journal = engine.Journal()
+    journal = Journal()
     with journal.step("restore: carrier ct"):
         raise RuntimeError("nft said no")
-    checks = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(lost=2, silent=1), journal)
+    checks = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(lost=2, silent=1), journal)
     failed = {c["check"]: c["actual"] for c in checks if not c["ok"]}
     assert failed == {"every step and restore succeeded": ["restore: carrier ct"], "acknowledged orders lost": 2,
                       "every order accounted for (none pending, none ended without a reason)": 1}
@@ -165,26 +166,17 @@ def test_lost_orders_silent_cancels_and_failed_restores_each_fail_their_check():
 
 
 def test_a_fill_the_system_of_record_missed_fails_the_drill():
-    checks = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(missed=1), engine.Journal())
+    checks = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(missed=1), Journal())
     assert [c["check"] for c in checks if not c["ok"]] == ["every order as its venue's book says"]
 
 
 def test_no_reconciliation_is_a_failed_check_not_a_pass():
-    checks = engine.verdict_checks(_drill(), figures.Figures(), None, engine.Journal())
+    checks = verdict.verdict_checks(_drill(), figures.Figures(), None, Journal())
     assert {"check": "reconciliation ran", "expected": "yes", "actual": "no", "ok": False} in checks
 
 
-def test_only_a_lab_may_be_drilled_without_yes_and_a_stack_setting():
-    engine.authorize(disposable=True, yes=False, drills_allowed=False)
-    with pytest.raises(engine.DrillRefused, match="does not allow drills"):
-        engine.authorize(disposable=False, yes=True, drills_allowed=False)
-    with pytest.raises(engine.DrillRefused, match="--yes"):
-        engine.authorize(disposable=False, yes=False, drills_allowed=True)
-    engine.authorize(disposable=False, yes=True, drills_allowed=True)
-
-
 def test_two_reconciliations_add_up():
-    merged = engine._merge(_reconciliation(lost=1), _reconciliation(lost=2, dupes=1))
+    merged = reconcile.merge(_reconciliation(lost=1), _reconciliation(lost=2, dupes=1))
     assert merged["acked_missing"]["count"] == 3 and merged["duplicates"]["database"] == 1 and not merged["ok"]
 
 
@@ -267,18 +259,18 @@ def test_a_capacity_scenario_passes_only_when_enough_is_acked_fast_enough():
 
 
 def test_only_one_drill_per_stack_at_a_time():
-    with engine.stack_lock("lab"):
+    with lock.stack_lock("lab"):
         with pytest.raises(engine.DrillRefused, match="another drill is running on stack 'lab'"):
-            with engine.stack_lock("lab"):
+            with lock.stack_lock("lab"):
                 pass
-    with engine.stack_lock("lab"):  # released again
+    with lock.stack_lock("lab"):  # released again
         pass
 
 
 def test_a_load_spike_that_times_out_or_fails_fails_its_check():
-    ok = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(), engine.Journal(),
+    ok = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(), Journal(),
                                {"ok": True, "acked": 500, "throttled": 900, "server_errors": 0, "unknown": 0})
-    bad = engine.verdict_checks(_drill(), figures.Figures(), _reconciliation(), engine.Journal(),
+    bad = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(), Journal(),
                                 {"ok": True, "server_errors": 3, "unknown": 2})
     spike = "load spike answered with 429s, no 5xx or timeouts"
     assert next(c for c in ok if c["check"] == spike)["ok"]

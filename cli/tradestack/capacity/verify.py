@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..drills import actions
-from ..drills.engine import stack_lock
+from ..drills import actions, interrupts
+from ..drills.journal import Journal
+from ..drills.lock import stack_lock
 from ..drills.model import LinkDown
 from ..drills.steady import wait_steady
 from ..polling import until_clear
@@ -123,36 +124,40 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
     refresh = topology.session_refresh_s
     chosen = [s for s in scenarios(lab) if only is None or (s or "all") in only]
     results: list[Measurement] = []
-    with stack_lock(stack):
+    journal = Journal()  # notes a Ctrl-C or SIGTERM that arrives while a cut site is being restored
+    with stack_lock(stack), interrupts.raising():
         if warmup_s > 0 and chosen:
             on_step(f"warm-up: {target:g} orders/s over {sessions} sessions for {warmup_s:g} s (not measured)")
             proc = actions.start_load(lab, lab.work_dir / "capacity-warmup.sqlite", target, warmup_s, sessions,
                                       0.0, 0.0, assets_every_s=refresh)
-            actions.finish_load(proc, timeout=warmup_s + 60)
+            actions.finish_load(proc, timeout=warmup_s + 60, stop_on_interrupt=True)
         for site in chosen:
             name = "all sites up" if site is None else f"site {site} down"
             on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s")
             cut = lab.actuator(LinkDown(kind="link-down", group=f"site:{site}")) if site is not None else None
-            if cut is not None:
-                cut.inject()
             try:
-                if site is not None:  # measured once the survivors serve: the failover itself is the drills' part
+                if cut is not None:
+                    cut.inject()
+                    # measured once the survivors serve: the failover itself is the drills' part
                     waited = time.monotonic()
                     left = until_clear(lambda: survivors_not_serving(lab, site), SERVE_WITHIN_S, interval=1.0)
                     on_step(f"{name}: survivors serve after {time.monotonic() - waited:.0f} s; "
                             f"{target:g} orders/s for {duration_s:g} s" if not left else f"{name}: {left[0]}")
                 ledger = lab.work_dir / f"capacity-{site or 'all'}.sqlite"
                 proc = actions.start_load(lab, ledger, target, duration_s, sessions, 0.0, 0.0, assets_every_s=refresh)
-                summary = actions.finish_load(proc, timeout=duration_s + 60)
+                summary = actions.finish_load(proc, timeout=duration_s + 60, stop_on_interrupt=True)
                 results.append(judge(name, target, duration_s, summary, site, sessions))
             finally:
-                if cut is not None:
-                    on_step(f"{name}: restoring")
-                    cut.restore(on_step)
-                    left = wait_steady(lab, 180)
+                if cut is not None:  # always, also on Ctrl-C and SIGTERM; a second one is noted, not obeyed
+                    with interrupts.deferred(journal):
+                        on_step(f"{name}: restoring")
+                        cut.restore(on_step)
+                        left = wait_steady(lab, 180)
                     if left:
                         results[-1:] = [_with_detail(m, "not steady after restore: " + "; ".join(left[:3]))
                                         for m in results[-1:]]
+            if journal.interrupted:
+                raise KeyboardInterrupt(journal.interrupted)
     return results
 
 

@@ -90,7 +90,7 @@ def run(ctx: typer.Context,
             for i, step in enumerate(planned.steps, 1):
                 out.print(f"  {i}. {escape(step)}", highlight=False)
         return
-    engine.authorize(planned.disposable, yes, drills_allowed=planned.drills_allowed)
+    engine.authorize(planned, yes)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         events = _Progress(progress, progress.add_task("starting", total=None))

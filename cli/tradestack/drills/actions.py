@@ -100,9 +100,11 @@ def start_load(substrate: Substrate, ledger: Path, rate: float, duration_s: floa
     return substrate.spawn(substrate.clients_host, argv)
 
 
-def finish_load(proc: Process, timeout: float, stop: bool = False) -> dict[str, object]:
+def finish_load(proc: Process, timeout: float, stop: bool = False,
+                stop_on_interrupt: bool = False) -> dict[str, object]:
     """Wait for a load generator to end by itself, or `stop` it now (SIGTERM ends it cleanly, in-flight
-    orders answered), and return its JSON summary."""
+    orders answered), and return its JSON summary. With `stop_on_interrupt`, a Ctrl-C or SIGTERM while waiting
+    stops the clients too before it goes on up (they run in a session of their own)."""
     if stop:
         proc.terminate()
     try:
@@ -110,6 +112,10 @@ def finish_load(proc: Process, timeout: float, stop: bool = False) -> dict[str, 
     except subprocess.TimeoutExpired:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
+    except KeyboardInterrupt:
+        if stop_on_interrupt:
+            proc.terminate()
+        raise
     try:
         return dict(json.loads(out))
     except ValueError:

@@ -133,10 +133,9 @@ class Substrate(ABC):
     kind: ClassVar[str]
     disposable: ClassVar[bool] = False     # a lab: drills need no confirmation and no policy
 
-    @property
-    def drills_allowed(self) -> bool:
-        """The stack's own configuration allows drills on it (tradestack:allowDrills)."""
-        return False
+    def config(self) -> dict[str, str]:
+        """The stack's own plain configuration (e.g. tradestack:allowDrills, tradestack:changeWindows)."""
+        return {}
 
     def __init__(self, name: str, topology: Topology, outputs: Mapping[str, Any], hosts: Mapping[str, Host],
                  settings: HostSettings):

@@ -1,0 +1,38 @@
+"""Watching the control plane while a drill runs: one sample every SAMPLE_S, on any substrate."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ..substrates import Substrate
+from . import figures
+
+SAMPLE_S = 0.5
+
+
+class Observer(threading.Thread):
+    """Samples the control plane every SAMPLE_S: database leader, VIP holders, breakers, the substrate's signals."""
+
+    def __init__(self, substrate: Substrate, on_sample: Callable[[figures.Sample], None]):
+        super().__init__(daemon=True, name="drill-observer")
+        self.substrate, self.on_sample = substrate, on_sample
+        self.samples: list[figures.Sample] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            t = time.time()
+            try:
+                sub = self.substrate
+                breakers = sub.breakers()
+                leader, holders, signals = sub.database_leader(), sub.vip_holders(), sub.signals()
+                # stamped when the probes are done: a probe that ran into a fault must not count as before it
+                sample = figures.Sample(time.time(), leader, holders,
+                                        sum(s != "closed" for r in breakers.values() for s in r.values()), signals)
+            except Exception:  # an observation that fails is a gap in the timeline, not a failed drill
+                continue
+            self.samples.append(sample)
+            self.on_sample(sample)
+            self.stopping.wait(max(0.0, SAMPLE_S - (time.time() - t)))

@@ -1,0 +1,115 @@
+"""Drills on a stack that is not a lab: allowed by its own configuration, in its change windows, within its
+blast radius, confirmed with --yes; refused with the reason otherwise, before anything is touched."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from tradestack.drills import engine, model
+from tradestack.drills.policy import DrillPolicy, Reach, parse_window, reach
+from tradestack.errors import InputError
+
+from .memory_substrate import MemorySubstrate
+
+pytestmark = pytest.mark.unit
+
+UTC = dt.timezone.utc
+SAT_3AM = dt.datetime(2026, 12, 5, 3, 0, tzinfo=UTC)        # a Saturday
+WED_NOON = dt.datetime(2026, 12, 2, 12, 0, tzinfo=UTC)      # a Wednesday
+
+
+@pytest.fixture
+def memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemorySubstrate:
+    substrate = MemorySubstrate(tmp_path)
+    monkeypatch.setattr(engine, "open_stack", lambda name: substrate)
+    return substrate
+
+
+def _crash(host: str = "sz1-gateway-1") -> model.Drill:
+    return model.Drill(name="d", description="x", faults=[model.HostCrash(kind="host-crash", host=host)])
+
+
+def test_a_lab_needs_neither_policy_nor_yes(memory, monkeypatch):
+    monkeypatch.setattr(MemorySubstrate, "disposable", True)
+    engine.authorize(engine.plan(_crash(), "mem"), yes=False)
+
+
+def test_a_stack_that_does_not_allow_drills_refuses_them_even_with_yes(memory):
+    with pytest.raises(engine.DrillRefused, match=r"does not allow drills \(set tradestack:allowDrills true"):
+        engine.authorize(engine.plan(_crash(), "mem"), yes=True, now=SAT_3AM)
+    assert memory.events == []
+
+
+def test_an_allowed_drill_still_needs_yes(memory):
+    memory.stack_config = {"tradestack:allowDrills": "true"}
+    planned = engine.plan(_crash(), "mem")
+    with pytest.raises(engine.DrillRefused, match="--yes"):
+        engine.authorize(planned, yes=False, now=WED_NOON)
+    engine.authorize(planned, yes=True, now=WED_NOON)
+
+
+def test_outside_the_change_windows_a_drill_is_refused_with_the_next_window(memory):
+    memory.stack_config = {"tradestack:allowDrills": "true", "tradestack:changeWindows": "Sat,Sun 02:00-06:00 UTC"}
+    planned = engine.plan(_crash(), "mem")
+    with pytest.raises(engine.DrillRefused, match="outside the stack's change windows; the next opens "
+                                                  "Sat 2026-12-05 02:00 UTC"):
+        engine.authorize(planned, yes=True, now=WED_NOON)
+    engine.authorize(planned, yes=True, now=SAT_3AM)
+    # a drill that would run past the window's end does not start
+    with pytest.raises(engine.DrillRefused, match="outside"):
+        engine.authorize(planned, yes=True, now=SAT_3AM.replace(hour=5, minute=59, second=50))
+
+
+def test_beyond_the_blast_radius_a_drill_is_refused_naming_what_it_would_touch(memory):
+    memory.stack_config = {"tradestack:allowDrills": "true", "tradestack:blastRadius": "hosts=1,sites=1"}
+    engine.authorize(engine.plan(_crash(), "mem"), yes=True, now=WED_NOON)
+    two_sites = model.Drill(name="d", description="x", faults=[model.Partition(kind="partition", sites=["sz1", "hk1"])])
+    with pytest.raises(engine.DrillRefused, match=r"would touch 2 sites \(hk1, sz1\); the stack's blast radius allows 1"):
+        engine.authorize(engine.plan(two_sites, "mem"), yes=True, now=WED_NOON)
+    two_hosts = model.Drill(name="d", description="x", faults=[model.HostCrash(kind="host-crash", host="sz1-gateway-1"),
+                                                               model.HostFreeze(kind="host-freeze", host="sz1-router-1")])
+    with pytest.raises(engine.DrillRefused, match="would touch 2 hosts"):
+        engine.authorize(engine.plan(two_hosts, "mem"), yes=True, now=WED_NOON)
+
+
+def test_the_dry_run_plan_says_whether_the_policy_allows_the_drill_now(memory):
+    memory.stack_config = {"tradestack:allowDrills": "false"}
+    assert engine.plan(_crash(), "mem").steps[0].startswith("policy: refused now: this stack does not allow drills")
+
+
+def test_what_a_drill_reaches():
+    memory = MemorySubstrate(Path("/nonexistent"))
+    leader = reach(_crash("@database-leader"), memory.topology, memory.hosts, "mem", memory.fault_map)
+    assert leader == Reach(frozenset({"@database-leader"}), frozenset({"sz1", "hk1"}))
+    carrier = model.Drill(name="d", description="x", faults=[model.Blackhole(kind="blackhole", carrier="ct")])
+    got = reach(carrier, memory.topology, memory.hosts, "mem", memory.fault_map)
+    # every site with an uplink on carrier ct (lab.yaml: sz1, hk1 and the witness)
+    assert got.hosts == frozenset() and got.sites == frozenset(
+        s.name for s in memory.topology.sites if any(u.carrier == "ct" for u in s.uplinks))
+
+
+@pytest.mark.parametrize("text, now, inside", [
+    ("Mon-Fri 22:00-02:00 UTC", dt.datetime(2026, 12, 2, 23, 0, tzinfo=UTC), True),     # Wed night
+    ("Mon-Fri 22:00-02:00 UTC", dt.datetime(2026, 12, 3, 1, 30, tzinfo=UTC), True),     # past midnight, from Wed
+    ("Mon-Fri 22:00-02:00 UTC", dt.datetime(2026, 12, 5, 1, 30, tzinfo=UTC), True),     # Sat 01:30, from Fri
+    ("Mon-Fri 22:00-02:00 UTC", dt.datetime(2026, 12, 6, 1, 30, tzinfo=UTC), False),    # Sun 01:30: Sat opened none
+    ("daily 01:00-05:00 UTC", dt.datetime(2026, 12, 6, 4, 59, tzinfo=UTC), True),
+    ("Sat-Mon 10:00-11:00 UTC", dt.datetime(2026, 12, 7, 10, 30, tzinfo=UTC), True),    # a range across Sunday
+])
+def test_change_windows(text, now, inside):
+    assert DrillPolicy(True, (parse_window(text),)).in_window(now) is inside
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"tradestack:allowDrills": "yes"}, "is not true or false"),
+    ({"tradestack:changeWindows": "weekends 02:00-06:00"}, "is not like 'Sat,Sun 02:00-06:00 UTC'"),
+    ({"tradestack:changeWindows": "Fun 02:00-06:00 UTC"}, "'fun' is not a day"),
+    ({"tradestack:changeWindows": "Sat 25:00-26:00 UTC"}, "not HH:MM"),
+    ({"tradestack:blastRadius": "hosts=two"}, "'hosts=two' is not hosts=N or sites=N"),
+])
+def test_unreadable_policy_settings_are_errors_not_an_open_door(config, message):
+    with pytest.raises(InputError, match=message):
+        DrillPolicy.from_config(config)
