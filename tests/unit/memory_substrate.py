@@ -171,9 +171,6 @@ class MemorySubstrate(Substrate):
         return self.work / "ledgers"
 
     # the trading stack, answered from memory
-    def database_members(self) -> dict[str, str]:
-        return {"mem-sz1-orderdb-1": "leader", "mem-hk1-orderdb-1": "sync_standby"}
-
     def database_leader(self) -> str | None:
         return "mem-sz1-orderdb-1"
 
@@ -184,7 +181,10 @@ class MemorySubstrate(Substrate):
         return 200 if self.steady else 503
 
     def http(self, host: str, method: str, url: str, body: Any = None, timeout: float = 1.0) -> tuple[int, Any]:
-        if url.endswith("/cluster"):
-            return 200, {"members": [{"name": "mem-hk1-orderdb-1", "role": "leader", "state": "running"},
-                                     {"name": "mem-sz1-orderdb-1", "role": "replica", "state": "streaming"}]}
+        if url.endswith("/cluster"):  # while a fault is applied, sz1's database is cut off and hk1's leads
+            if len(self.faulted) % 2:
+                return 200, {"members": [{"name": "mem-hk1-orderdb-1", "role": "leader", "state": "running"},
+                                         {"name": "mem-sz1-orderdb-1", "role": "replica", "state": "stopped"}]}
+            return 200, {"members": [{"name": "mem-sz1-orderdb-1", "role": "leader", "state": "running"},
+                                     {"name": "mem-hk1-orderdb-1", "role": "sync_standby", "state": "streaming"}]}
         return 200, None

@@ -304,7 +304,7 @@ def test_a_synchronous_standby_counts_only_once_it_streams():
     """Patroni names a node that came back after a cut as synchronous standby while it still has to rewind: until
     it streams it holds none of the new commits, and a failover to it finds no healthy node (seen in capacity verify:
     the next site cut left no primary for 90 s)."""
-    from tradestack.deploy.status import synchronous_standbys
+    from tradestack.health import synchronous_standbys
 
     members = [{"name": "a", "role": "leader", "state": "running"},
                {"name": "b", "role": "sync_standby", "state": "running", "lag": None},

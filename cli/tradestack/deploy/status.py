@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .. import health
 from ..adapters.ansible import PlaybookSpec, run_playbook
 from ..substrates import open_stack
 from . import run, variables
@@ -41,7 +42,8 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
         holders = [name for name, h in hosts.items() if vips[site.name] in h.get("addresses", [])]
         carriers = stack.uplink_states(site.name)
         sites[site.name] = {"role": site.role, "hosts": hosts, "carriers": carriers,
-                            "vip": {"address": vips[site.name], "holder": holders[0] if holders else None}
+                            "vip": {"address": vips[site.name], "holder": holders[0] if holders else None,
+                                    "holders": holders}
                             if any(h["service"] == "gateway" for h in hosts.values()) else None}
     outside = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items() if not hv.get("site")}
     return {"stack": stack_name, "sites": sites, "outside": outside,
@@ -67,13 +69,6 @@ def _host(res: dict[str, Any], hostvars: dict[str, Any]) -> dict[str, Any]:
             "addresses": addresses}
 
 
-def synchronous_standbys(members: list[dict[str, Any]]) -> list[str]:
-    """The members Patroni names synchronous standby that are streaming from the leader (pure). Being named is not
-    enough: Patroni names a node that came back after a cut while it still has to rewind onto the new timeline,
-    and until it streams it holds none of the new commits (a failover to it then finds no healthy node)."""
-    return [m["name"] for m in members if m.get("role") == "sync_standby" and m.get("state") == "streaming"]
-
-
 def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for res in results.values():
         cluster = res.get("Patroni's view of the cluster", {})
@@ -82,7 +77,7 @@ def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             members = [{"name": m["name"], "role": m["role"], "state": m.get("state"), "lag": m.get("lag"),
                         "timeline": m.get("timeline")} for m in content["members"]]
             leader = next((m["name"] for m in members if m["role"] == "leader"), None)
-            sync = synchronous_standbys(members)
+            sync = health.synchronous_standbys(members)
             return {"leader": leader, "sync_standby": sync, "members": members}
     return {"leader": None, "sync_standby": [], "members": [], "error": "no Patroni node answered"}
 
@@ -104,22 +99,25 @@ def _etcd(results: dict[str, dict[str, Any]], hosts: dict[str, dict[str, Any]]) 
 
 
 def problems(view: dict[str, Any]) -> list[str]:
-    """What is wrong in a status view, one line each (empty: healthy)."""
+    """What is wrong in a status view, one line each (empty: healthy); judged as drills and the audit judge."""
     found: list[str] = []
+    site_of: dict[str, str | None] = {}
+    databases = 0
     for site, info in view["sites"].items():
         for host, h in info["hosts"].items():
+            site_of[host] = site
+            databases += h["service"] == "orderdb"
             if not h["reachable"]:
                 found.append(f"{host} is unreachable")
-            found += [f"{host}: {p} is {s}" for p, s in h["programs"].items() if s != "running"]
-        if info["vip"] and not info["vip"]["holder"]:
-            found.append(f"{site}: nobody holds the VIP {info['vip']['address']}")
+            elif h["programs"]:  # a host with nothing supervised (a client) is judged by reachability alone
+                found += health.program_problems(host, h["programs"])
+        if info["vip"]:
+            found += health.vip_problems(site, info["vip"]["address"], info["vip"]["holders"])
         found += [f"{site}: carrier {c} is down" for c, up in info["carriers"].items() if up is False]
     for host, h in view["outside"].items():
-        found += [f"{host}: {p} is {s}" for p, s in h["programs"].items() if s != "running"]
-    if not view["database"]["leader"]:
-        found.append("database: no Patroni leader")
-    elif len(view["database"]["members"]) > 1 and not view["database"]["sync_standby"]:
-        found.append("database: no synchronous standby")
+        if h["programs"]:
+            found += health.program_problems(host, h["programs"])
+    found += health.database_problems(view["database"]["members"], site_of, expected=databases)
     if not view["consensus"]["leader"]:
         found.append("etcd: no leader")
     return found

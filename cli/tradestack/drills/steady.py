@@ -3,28 +3,24 @@ verify between scenarios, ask this question."""
 
 from __future__ import annotations
 
+from .. import health
 from ..polling import until_clear
 from ..substrates import Substrate
 
 
 def steady_problems(stack: Substrate) -> list[str]:
-    """What keeps the stack from its steady state (empty: steady)."""
+    """What keeps the stack from its steady state (empty: steady), judged as `status` and the audit judge."""
     found = list(stack.routing_problems())
-    members = stack.database_members()
-    if "leader" not in members.values():
-        found.append("database: no Patroni leader")
-    if len(stack.of("orderdb")) > 1 and "sync_standby" not in members.values():
-        found.append("database: no synchronous standby")
+    probe = next(iter(stack.live_hosts(stack.of("router"))), None)
+    members = stack.cluster_members(probe.name) if probe is not None else []
+    found += health.database_problems(members, {h.name: h.site for h in stack.hosts.values()},
+                                      expected=len(stack.of("orderdb")))
     for site, holder in stack.vip_holders().items():
-        if holder is None:
-            found.append(f"{site}: nobody holds the VIP")
+        found += health.vip_problems(site, stack.vips[site], [holder] if holder else [])
     for host in stack.hosts.values():
         if host.service == "loadgen":  # the clients' host runs load on demand, nothing supervised
             continue
-        programs = stack.programs(host.name)
-        if not programs:
-            found.append(f"{host.name}: no supervised programs (not deployed, or crashed)")
-        found += [f"{host.name}: {p} is {s}" for p, s in programs.items() if s != "running"]
+        found += health.program_problems(host.name, stack.programs(host.name))
     for site in stack.vips:
         code = stack.vip_ready(site)
         if code != 200:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from .. import health
 from ..adapters.commands import CommandResult
 from ..errors import InputError, TradestackError
 from ..hostsettings import HostSettings
@@ -313,13 +314,11 @@ class Substrate(ABC):
 
     def database_members(self) -> dict[str, str]:
         """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
-        standby that does not stream yet counts as a replica (status.synchronous_standbys)."""
-        from ..deploy.status import synchronous_standbys
-
+        standby that does not stream yet counts as a replica (health.synchronous_standbys)."""
         for probe in self.live_hosts(self.of("router"))[:1]:
             members = self.cluster_members(probe.name)
             if members:
-                syncs = synchronous_standbys(members)
+                syncs = health.synchronous_standbys(members)
                 return {m["name"]: "replica" if m["role"] == "sync_standby" and m["name"] not in syncs
                         else m["role"] for m in members}
         return {}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tradestack.deploy.status import synchronous_standbys
+from tradestack import health
 
 PROGRAMS = {"gateway": ["haproxy", "keepalived", "tradestack-gateway"], "router": ["haproxy", "tradestack-router"],
             "orderdb": ["patroni"], "consensus": ["etcd"], "venue": ["tradestack-venue"]}
@@ -21,11 +21,8 @@ def test_database_has_a_leader_and_a_sync_standby_in_another_site(audit, evidenc
     assert out.rc == 0, f"Patroni on {hostname} does not answer"
     members = json.loads(out.stdout)["members"]
     site = {m["name"]: audit.inventory.get(m["name"], {}).get("site") for m in members}
-    leaders = [m["name"] for m in members if m["role"] == "leader"]
-    syncs = synchronous_standbys(members)
-    assert len(leaders) == 1, f"leaders: {leaders or 'none'}"
-    assert any(site[s] != site[leaders[0]] for s in syncs), \
-        f"no synchronous standby in another site than the leader {leaders[0]} (sync standbys: {syncs or 'none'})"
+    problems = health.database_problems(members, site, expected=len(audit.names("orderdb")))
+    assert not problems, "; ".join(problems)
 
 
 @pytest.mark.control("RES-02")
@@ -70,7 +67,8 @@ def test_each_site_vip_is_held_by_exactly_one_host(audit, evidence, site):
         out = evidence.run(audit.host(name), name, "ip -4 -o addr show dev lan0")
         if f" {vip}/" in out.stdout:
             holders.append(name)
-    assert len(holders) == 1, f"{site}: VIP {vip} held by {holders or 'nobody'}"
+    problems = health.vip_problems(site, vip, holders)
+    assert not problems, "; ".join(problems)
 
 
 @pytest.mark.control("RES-05")

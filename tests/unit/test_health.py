@@ -1,0 +1,57 @@
+"""One judgment of health for drills' steady state, `status` and the audit's resilience controls (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tradestack import health
+from tradestack.deploy.status import problems
+
+pytestmark = pytest.mark.unit
+
+SITES = {"db1": "sz1", "db2": "hk1", "db3": "sz1"}
+
+
+def _m(name: str, role: str, state: str = "streaming") -> dict:
+    return {"name": name, "role": role, "state": state}
+
+
+@pytest.mark.parametrize("members, expected, found", [
+    ([_m("db1", "leader", "running"), _m("db2", "sync_standby")], None, []),
+    ([], None, ["database: no Patroni member answers"]),
+    ([_m("db1", "replica"), _m("db2", "replica")], None, ["database: no Patroni leader"]),
+    ([_m("db1", "leader"), _m("db2", "leader")], None, ["database: 2 leaders: db1, db2"]),
+    # named, but still rewinding onto the new timeline: holds none of the new commits
+    ([_m("db1", "leader"), _m("db2", "sync_standby", "starting")], None, ["database: no synchronous standby"]),
+    # the standby's host is gone from Patroni's view altogether: the inventory says there should be two
+    ([_m("db1", "leader")], 2, ["database: no synchronous standby"]),
+    ([_m("db1", "leader")], 1, []),
+    ([_m("db1", "leader"), _m("db3", "sync_standby"), _m("db2", "replica")], None,
+     ["database: no synchronous standby in another site than the leader db1 (synchronous standbys: db3)"]),
+])
+def test_database(members, expected, found):
+    assert health.database_problems(members, SITES, expected=expected) == found
+
+
+def test_vips_and_programs():
+    assert health.vip_problems("sz1", "198.18.1.5", ["g1"]) == []
+    assert health.vip_problems("sz1", "198.18.1.5", []) == ["sz1: nobody holds the VIP 198.18.1.5"]
+    assert health.vip_problems("sz1", "198.18.1.5", ["g2", "g1"]) == ["sz1: VIP 198.18.1.5 held by 2 hosts: g1, g2"]
+    assert health.program_problems("h", {"a": "RUNNING", "b": "FATAL"}, ["a", "c"]) == ["h: b is fatal",
+                                                                                       "h: c is not supervised"]
+    assert health.program_problems("h", {}) == ["h: no supervised programs (not deployed, or crashed)"]
+
+
+def _view(**database: object) -> dict:
+    host = {"service": "orderdb", "reachable": True, "programs": {"patroni": "running"}, "addresses": []}
+    return {"sites": {"sz1": {"hosts": {"db1": host}, "carriers": {"ct": True, "cu": False},
+                              "vip": {"address": "198.18.1.5", "holder": "g1", "holders": ["g1", "g2"]}},
+                      "hk1": {"hosts": {"db2": dict(host, programs={"patroni": "stopped"})}, "carriers": {},
+                              "vip": None}},
+            "outside": {}, "database": {"members": [], **database}, "consensus": {"leader": "e1"}}
+
+
+def test_status_judges_what_it_saw_as_drills_and_the_audit_do():
+    view = _view(members=[_m("db1", "leader", "running"), _m("db2", "sync_standby", "starting")])
+    assert problems(view) == ["sz1: VIP 198.18.1.5 held by 2 hosts: g1, g2", "sz1: carrier cu is down",
+                              "db2: patroni is stopped", "database: no synchronous standby"]
