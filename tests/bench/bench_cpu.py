@@ -70,15 +70,25 @@ def step(lab: Lab, rate: float, seconds: float, sessions: int, assets_every_s: f
             "cpu_ms_per_order_total": round(sum(per.values()) * 1000 / max(1, acked), 2)}
 
 
+def _within(r: dict) -> bool:
+    """Carried (95% of what was offered) with p99 within the bound."""
+    p99 = (r["latency_ms"] or {}).get("p99")
+    return p99 is not None and p99 <= P99_BOUND_MS and r["acked_per_s"] >= 0.95 * r["offered_per_s"]
+
+
 def bench(stack: str, args: argparse.Namespace) -> None:
     lab = Lab(LabStack(stack))
     peak = lab.topology.peak.get("orders_per_second", 100)
+    # by default a ladder up to where the stack stops carrying within the bound (the figure is that ceiling,
+    # not the top of a ladder that never reached it)
+    ladder = args.steps is None
     rates = [float(r) for r in args.steps.split(",")] if args.steps else [round(peak * f) for f in
-                                                                          (0.5, 1.0, 1.25, 1.5, 1.75, 2.0)]
+                                                                          (0.5, 1, 2, 3, 4, 5, 6, 8)]
     results = []
     for rate in rates:
         r = step(lab, rate, args.seconds, args.sessions, args.assets_every)
         results.append(r)
+        beyond = not _within(r)
         if not args.json:
             lat = r["latency_ms"] or {}
             print(f"offered {rate:5.0f}/s  acked {r['acked_per_s']:6.1f}/s  p50 {lat.get('p50')} ms  "
@@ -87,8 +97,9 @@ def bench(stack: str, args: argparse.Namespace) -> None:
             for comp, ms in r["cpu_ms_per_order"].items():
                 if ms >= 0.05:
                     print(f"    {comp:18s} {ms:7.2f} ms/order")
-    within = [r for r in results if (r["latency_ms"] or {}).get("p99") is not None
-              and r["latency_ms"]["p99"] <= P99_BOUND_MS and r["acked_per_s"] >= 0.95 * r["offered_per_s"]]
+        if ladder and beyond:
+            break  # past the ceiling: higher steps would only saturate the machine for longer
+    within = [r for r in results if _within(r)]
     best = max((r["acked_per_s"] for r in within), default=None)
     scenarios = [] if args.no_verify else verify.verify(stack, duration_s=args.seconds)
     if args.json:
@@ -107,7 +118,8 @@ def bench(stack: str, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", help="an already deployed stack (default: a run-unique one, removed after)")
-    parser.add_argument("--steps", help="offered orders/s, comma-separated (default: 0.5 to 2 x the peak)")
+    parser.add_argument("--steps", help="offered orders/s, comma-separated (default: 0.5 x the peak upwards, "
+                                        "until a step is not carried within the p99 bound)")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--sessions", type=int, default=64)
     parser.add_argument("--assets-every", type=float, default=0.0,
