@@ -108,6 +108,9 @@ class MemorySubstrate(Substrate):
     def fetch(self, host: str, path: Path) -> Path:
         return path
 
+    def put(self, host: str, local: Path, remote: Path) -> None:
+        self.commands.append((host, ("put", str(local), str(remote))))
+
     def tool_argv(self, host: str) -> list[str]:
         return ["tradestack"]
 

@@ -59,9 +59,13 @@ def test_the_domain_reaches_stacks_only_through_the_substrate_interface(layer):
     assert {p: i for p, i in offenders.items() if i} == {}
 
 
-def test_the_lab_is_one_registered_substrate_and_implements_every_primitive():
-    from tradestack.lab.substrate import LabSubstrate
+def test_every_registered_substrate_implements_every_primitive():
+    import importlib
+
     from tradestack.substrates import KINDS
 
-    assert KINDS["lab"] == "tradestack.lab.substrate:LabSubstrate"
-    assert not LabSubstrate.__abstractmethods__
+    assert set(KINDS) == {"lab", "hosts"}
+    for kind, where in KINDS.items():
+        module, _, name = where.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert cls.kind == kind and not cls.__abstractmethods__, kind

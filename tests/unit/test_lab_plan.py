@@ -85,3 +85,11 @@ def test_bird_config_edges_are_never_transit(plan):
     text = bird_config(edge, "/tmp/x.log")
     assert "if source = RTS_DEVICE then accept" in text and "bfd on" in text
     assert text.count("protocol bgp") == 2
+
+
+def test_edge_routers_are_reachable_for_management_after_every_host_and_get_nothing_deployed(plan, lab_yaml):
+    assert [e.netns for e in plan.edges] == ["lab-sz1-edge", "lab-hk1-edge", "lab-wit-edge"]
+    host_ips = [ipaddress.ip_address(h.mgmt_ip) for h in plan.hosts]
+    assert all(ipaddress.ip_address(e.mgmt_ip) > max(host_ips) for e in plan.edges)  # hosts keep their addresses
+    assert any(lk.key == "mgmt-lab-sz1-edge" and lk.a.ifname == "mgmt0" for lk in plan.links)
+    assert not any(name.endswith("-edge") for name in plan.inventory(load_topology(lab_yaml))["all"]["hosts"])

@@ -121,3 +121,16 @@ def fetch(options: SshOptions, target: SshTarget, remote: Path, local: Path, tim
                       f"{time.monotonic() - started:.1f} s: {why}")
     partial.replace(local)
     return local
+
+
+def put(options: SshOptions, target: SshTarget, local: Path, remote: Path, prefix: Sequence[str] = (),
+        timeout: float = 120.0) -> None:
+    """Copy `local` to `remote` on `target`, bytes as they are (through `cat` on standard input); `prefix` runs
+    the remote side with privileges (e.g. `sudo -n`). Raises OSError when it fails."""
+    with open(local, "rb") as source:
+        done = subprocess.run([*options.argv(target), remote_command([*prefix, "sh", "-c", 'cat > "$1"', "sh",
+                                                                      str(remote)])],
+                              stdin=source, capture_output=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise OSError(f"copying {local} to {target}:{remote} failed (rc {done.returncode}): "
+                      f"{done.stderr.decode(errors='replace').strip()[-300:]}")

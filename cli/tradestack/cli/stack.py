@@ -19,18 +19,24 @@ if TYPE_CHECKING:  # Pulumi (and gRPC) load only when a stack command runs, not 
 
 
 def _open(name: str, topology: Path | None = None, host_settings: dict[str, str | None] | None = None,
-          kind: str | None = None) -> "StackLifecycle":
+          kind: str | None = None, hosts: Path | None = None) -> "StackLifecycle":
     """The stack; host settings given on the command line replace only those named, keeping the rest."""
+    from ..errors import InputError
     from ..hostsettings import HostSettings
     from ..substrates import registry
 
+    if hosts is not None and kind not in (None, "hosts"):
+        raise InputError(f"--hosts is for --substrate hosts, not {kind}")
+    if hosts is not None and topology is not None:
+        raise InputError("give --hosts FILE (it names its topology) or --topology FILE, not both")
+    kind = "hosts" if hosts is not None else kind
+    source = hosts if hosts is not None else topology
     given = {k: v for k, v in (host_settings or {}).items() if v is not None}
     if not given:
-        return registry.lifecycle(name, kind=kind, topology=topology)
+        return registry.lifecycle(name, kind=kind, source=source)
     current = registry.lifecycle(name, kind=kind)
     base = current.host_settings if current.exists() else HostSettings()
-    return registry.lifecycle(name, kind=kind, topology=topology,
-                              host_settings=dataclasses.replace(base, **given))
+    return registry.lifecycle(name, kind=kind, source=source, host_settings=dataclasses.replace(base, **given))
 
 app = typer.Typer(no_args_is_help=True, help="Manage a stack on its substrate as a Pulumi stack (the lab needs root).")
 
@@ -38,7 +44,10 @@ StackOpt = typer.Option("lab", "--stack", "-s", help="Stack name: 1-8 lower-case
 TopologyOpt = typer.Option(None, "--topology", "-t", help="Topology file (needed to create the stack).")
 YesOpt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 SubstrateOpt = typer.Option(None, "--substrate", help="Where the stack's hosts are, for a new stack: lab "
-                            "(network namespaces on this machine). An existing stack keeps its own.")
+                            "(network namespaces on this machine, the default) or hosts (real machines over SSH, "
+                            "from --hosts FILE). An existing stack keeps its own.")
+HostsOpt = typer.Option(None, "--hosts", help="Hosts file (substrate hosts): the machines, their roles, SSH access "
+                        "and pinned host keys; it names its topology.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON summary on stdout.")
 
 
@@ -88,13 +97,14 @@ def _render(result: OpResult) -> None:
 
 
 @app.command()
-def preview(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, json: bool = JsonOpt) -> None:
+def preview(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, hosts: Path = HostsOpt,
+            json: bool = JsonOpt) -> None:
     """Show what `up` would change, without changing anything.
 
     Example: [bold]sudo tradestack stack preview --topology infra/topologies/lab.yaml[/]
     """
     want_json(ctx, json)
-    lab = _open(stack, topology)
+    lab = _open(stack, topology, hosts=hosts)
     result = _run("previewing", lab.expected_resources(), lab.preview)
     print_json(_summary(result)) if json else _render(result)
 
@@ -108,23 +118,27 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
                                       "(default /var/lib/tradestack)."),
        software_root: str = typer.Option(None, "--software-root", help="Root of per-stack software on the hosts "
                                          "(default /opt/tradestack)."),
-       substrate: str = SubstrateOpt, json: bool = JsonOpt) -> None:
-    """Create or update the lab network for a topology; write the inventory, SSH key and known_hosts.
+       substrate: str = SubstrateOpt, hosts: Path = HostsOpt, json: bool = JsonOpt) -> None:
+    """Create or update a stack: the lab network for a topology (root), or real hosts registered over SSH from a
+    hosts file (each host's key checked against the pinned one, what drills need prepared); then write the
+    inventory, SSH key and known_hosts.
 
     The host settings (--service-user, --service-group, --state-root, --software-root) are kept in the
     stack's configuration and used by every later deploy, drill and audit of the stack; set them when the
     stack is created (a deploy does not remove what it created under earlier names).
 
-    Example: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
+    Examples: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
+              [bold]tradestack stack up --stack staging --substrate hosts --hosts infra/hosts/example.yaml[/]
     """
     want_json(ctx, json)
     from ..substrates import registry
 
     lab = _open(stack, topology, {"service_user": service_user, "service_group": service_group,
-                                  "state_root": state_root, "software_root": software_root}, kind=substrate)
+                                  "state_root": state_root, "software_root": software_root}, kind=substrate,
+                hosts=hosts)
     _confirm(lab, "Update", yes)
     result, files = _run("bringing the stack up", lab.expected_resources(), lab.up)
-    registry.record_kind(stack, substrate or registry.kind_of(stack))
+    registry.record_kind(stack, ("hosts" if hosts is not None else substrate) or registry.kind_of(stack))
     access = {"inventory": str(files.inventory), "private_key": str(files.private_key),
               "known_hosts": str(files.known_hosts)}
     if json:

@@ -89,6 +89,8 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
     for f in sorted(drill.faults, key=lambda f: f.at_s):
         start = drill.timing.baseline_s + f.at_s
         steps.append(f"at +{start:g} s for {f.duration_s:g} s: {actions.describe(f)}")
+        if not isinstance(f, model.LoadSpike):
+            steps += [f"    {line}" for line in substrate.dry_run(f)]
     steps += ["restore every fault (always: also on failure, abort, Ctrl-C, SIGTERM)",
               f"wait up to {STEADY_TIMEOUT_S:g} s for steady state",
               f"reconcile the clients' ledger with the database (settle {drill.timing.settle_s:g} s)",

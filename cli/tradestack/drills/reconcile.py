@@ -11,12 +11,15 @@ from ..substrates import Substrate
 
 
 def reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dict[str, Any]:
-    """The reference stack's reconciliation, run where the database proxy is (a live router host)."""
+    """The reference stack's reconciliation, run where the database proxy is (a live router host); the clients'
+    ledger is brought there from the clients' host."""
     vantage = substrate.database_vantage().name
     merged: dict[str, Any] = {}
     for path in ledgers:
-        if not substrate.fetch(substrate.clients_host, path).exists():
+        local = substrate.fetch(substrate.clients_host, path)
+        if not local.exists():
             continue
+        substrate.put(vantage, local, path)
         done = substrate.run(vantage, [*substrate.tool_argv(vantage), "refstack", "reconcile", "--ledger", str(path),
                                        "--settle", f"{settle_s:g}", "--json",
                                        *[a for url in substrate.venue_admins() for a in ("--venue-admin", url)]],

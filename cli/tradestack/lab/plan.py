@@ -120,6 +120,9 @@ class LabPlan:
     clients_addr: str
     upstream_addrs: dict[str, str]
     fault_map: dict[str, dict[str, Any]]
+    # each site's edge router is reachable over the management network too (sshd), as real routers are; not
+    # in the Ansible inventory: nothing is deployed to it
+    edges: list[Host] = field(default_factory=list)
 
     def inventory(self, topology: Topology) -> dict[str, Any]:
         """Ansible inventory (YAML-ready): groups per site, service and site role, with host vars."""
@@ -245,13 +248,23 @@ def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None) -> La
         links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
                           End(None, f"{stack}m{len(hosts)}", None, bridge=mgmt_bridge)))
 
+    # Edge routers get management access last, so every other host keeps its management address.
+    edges: list[Host] = []
+    for site in topology.sites:
+        edge = f"{stack}-{site.name}-edge"
+        mgmt_ip = next(mgmt_hosts)
+        edges.append(Host(edge, site.name, "edge", 1, str(ipaddress.ip_network(site_prefixes[site.name])
+                                                          .network_address + 1), None, mgmt_ip))
+        links.append(Link(f"mgmt-{edge}", End(edge, "mgmt0", f"{mgmt_ip}/22"),
+                          End(None, f"{stack}e{len(edges)}", None, bridge=mgmt_bridge)))
+
     for r in routers.values():
         if not r.router_id:
             r.router_id = r.neighbors[0].local if r.neighbors else "198.18.255.255"
 
     fault_map = _fault_map(topology, links, uplink_links, site_namespaces, carrier_ns, stack, hosts)
     plan = LabPlan(stack, topology.name, namespaces, bridges, links, list(routers.values()), hosts,
-                   mgmt_bridge, str(mgmt), site_prefixes, clients, CLIENTS_ADDR, upstream_addrs, fault_map)
+                   mgmt_bridge, str(mgmt), site_prefixes, clients, CLIENTS_ADDR, upstream_addrs, fault_map, edges)
     _check_interfaces(plan)
     return plan
 

@@ -34,6 +34,7 @@ def program() -> None:
     pulumi.export("clients", {"netns": plan.clients_ns, "address": plan.clients_addr})
     pulumi.export("upstreams", plan.upstream_addrs)
     pulumi.export("mgmt_network", plan.mgmt_network)
+    pulumi.export("edges", {e.site: {"host": e.netns, "address": e.mgmt_ip} for e in plan.edges})
     pulumi.export("ssh_public_key", access["key"].public_key)
     pulumi.export("ssh_private_key", pulumi.Output.secret(access["key"].private_key))
     pulumi.export("known_hosts", access["known_hosts"])
@@ -76,7 +77,7 @@ def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
                opts(depends_on=[ns[r.netns], *link_of.get(r.netns, []),
                                 *([bridges[(r.netns, "lan")]] if r.announce_lan else [])]))
     known: list[pulumi.Output[str]] = []
-    for h in plan.hosts:
+    for h in [*plan.hosts, *plan.edges]:
         ready: list[pulumi.Resource] = list(link_of[h.netns])
         if h.gateway:  # site hosts; venues and clients route with BGP
             ready.append(DefaultRoute(f"route-{h.netns}", {"netns": h.netns, "gateway": h.gateway},

@@ -72,7 +72,7 @@ class LabStack:
             return None
         plan = plan_lab(load_topology(self.topology), self.name)
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
-                + 2 * len(plan.hosts))
+                + 2 * len(plan.hosts) + len(plan.edges))
 
     def exists(self) -> bool:
         return self._pulumi.exists()

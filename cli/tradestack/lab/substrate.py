@@ -6,6 +6,7 @@ file here); faults act on the lab's own links, namespaces and processes (lab/act
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,11 @@ class LabSubstrate(Substrate):
 
     def fetch(self, host: str, path: Path) -> Path:
         return path  # one filesystem: the host's file is ours
+
+    def put(self, host: str, local: Path, remote: Path) -> None:
+        if local.resolve() != remote.resolve():  # one filesystem: nothing to copy when it is the same file
+            remote.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, remote)
 
     def tool_argv(self, host: str) -> list[str]:
         return [sys.executable, "-m", "tradestack"]

@@ -171,6 +171,10 @@ class Substrate(ABC):
         """A local copy of `path` on `host` (as it is now)."""
 
     @abstractmethod
+    def put(self, host: str, local: Path, remote: Path) -> None:
+        """Copy the local file `local` to `remote` on `host` (its directory made if missing)."""
+
+    @abstractmethod
     def tool_argv(self, host: str) -> list[str]:
         """How to run this toolkit (`python -m tradestack`) on `host`."""
 
@@ -231,6 +235,11 @@ class Substrate(ABC):
     @abstractmethod
     def work_dir(self) -> Path:
         """A directory on the clients host where drills keep their load ledgers."""
+
+    def dry_run(self, fault: Any) -> list[str]:
+        """The commands a fault and its inverse would run, per host, where the substrate acts through commands
+        (empty where it acts otherwise, e.g. the lab's netlink calls)."""
+        return []
 
     def audit_facts(self) -> dict[str, Any]:
         """What the audit's checks need about where things are on this substrate (sshd config per host, how to

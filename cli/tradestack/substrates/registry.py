@@ -16,7 +16,8 @@ from .base import StackLifecycle, Substrate
 
 # kind -> "module:class"; the class has `open(stack_name) -> Substrate` and
 # `lifecycle(stack_name, topology, host_settings) -> StackLifecycle`
-KINDS: dict[str, str] = {"lab": "tradestack.lab.substrate:LabSubstrate"}
+KINDS: dict[str, str] = {"lab": "tradestack.lab.substrate:LabSubstrate",
+                         "hosts": "tradestack.hosts.substrate:HostsSubstrate"}
 DEFAULT_KIND = "lab"
 
 
@@ -54,11 +55,15 @@ def open_stack(stack: str) -> Substrate:
     return opened
 
 
-def lifecycle(stack: str, *, kind: str | None = None, topology: Path | None = None,
+def lifecycle(stack: str, *, kind: str | None = None, source: Path | None = None,
               host_settings: HostSettings | None = None) -> StackLifecycle:
-    """The stack as Pulumi manages it (to preview, bring up, refresh or destroy); `kind` for a new stack."""
-    chosen = kind or kind_of(stack)
+    """The stack as Pulumi manages it (to preview, bring up, refresh or destroy); `kind` for a new stack, whose
+    `source` is what it is brought up from (the lab: a topology file; hosts: a hosts file)."""
+    recorded = kind_of(stack) if _record(stack).exists() else None
+    chosen = kind or recorded or DEFAULT_KIND
     if chosen not in KINDS:
         raise InputError(f"no substrate {chosen!r}; known: {', '.join(sorted(KINDS))}")
-    managed: StackLifecycle = _class(chosen).lifecycle(stack, topology, host_settings)
+    if recorded is not None and kind is not None and kind != recorded:
+        raise InputError(f"stack {stack!r} runs on substrate {recorded!r}, not {kind!r}")
+    managed: StackLifecycle = _class(chosen).lifecycle(stack, source, host_settings)
     return managed

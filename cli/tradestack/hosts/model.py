@@ -1,0 +1,117 @@
+"""The hosts file's schema (pydantic v2): an estate of real machines reached over SSH, and how it realises a
+topology (which host runs which service in which site, which edge router interface faces which carrier).
+
+Example (`infra/hosts/example.yaml`):
+
+    topology: ../topologies/lab.yaml
+    ssh: {user: ops, private_key: ~/.ssh/tradestack_ed25519, become: sudo}
+    sites:
+      - name: sz1
+        prefix: 198.18.1.0/24
+        edge:
+          name: sz1-edge
+          address: 10.0.0.2
+          host_key: "ssh-ed25519 AAAA..."
+          uplinks:
+            ct: {interface: eth1, bgp_protocol: ct_primary}
+    hosts:
+      - {name: sz1-gateway-1, service: gateway, site: sz1, address: 10.0.0.11, lan_address: 198.18.1.11,
+         host_key: "ssh-ed25519 AAAA..."}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=63)]
+HostKey = Annotated[str, StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) "
+                                                   r"[A-Za-z0-9+/=]+$")]
+Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,15}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _ip(value: str) -> str:
+    ipaddress.ip_address(value)
+    return value
+
+
+class Ssh(_Strict):
+    """How tradestack logs in to every host: one user and key; `become: sudo` runs privileged commands with
+    `sudo -n` (the user needs passwordless sudo for them); `none` when the user is root."""
+    user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+    private_key: str                       # relative to the hosts file, or absolute; ~ is expanded
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    become: Literal["none", "sudo"] = "none"
+
+
+class Traits(_Strict):
+    """What the playbooks must know about these machines (a real machine's defaults)."""
+    shared_filesystem: bool = False
+    supervisor: Literal["systemd", "supervisord"] = "systemd"
+    install_packages: bool = True
+    manage_sshd: bool = True
+    time_sync: bool = True
+
+
+class Uplink(_Strict):
+    """The edge router's side of one carrier: its interface, and its BGP protocol (BIRD) when there is one."""
+    interface: Interface
+    bgp_protocol: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+
+class Machine(_Strict):
+    """Anything tradestack logs in to: its name, management address (SSH) and pinned host key."""
+    name: Name
+    address: str
+    host_key: HostKey
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return _ip(v)
+
+
+class Edge(Machine):
+    uplinks: dict[Name, Uplink] = Field(min_length=1)   # carrier -> its uplink
+    birdc: str = "birdc"                                # how to ask BIRD, e.g. `birdc -s /run/bird/bird.ctl`
+
+
+class Site(_Strict):
+    name: Name
+    prefix: str                     # the site LAN; its VIP is .5 of it
+    edge: Edge
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        ipaddress.ip_network(v)
+        return v
+
+
+class Host(Machine):
+    service: Name                   # a topology service, or `venue` / `loadgen` outside every site
+    site: Name | None = None
+    lan_address: str
+    lan_interface: Interface = "lan0"
+    upstream: Name | None = None    # a venue's upstream
+
+    @field_validator("lan_address")
+    @classmethod
+    def _lan(cls, v: str) -> str:
+        return _ip(v)
+
+
+class HostsFile(_Strict):
+    topology: str                   # the topology file this estate realises, relative to the hosts file
+    ssh: Ssh
+    traits: Traits = Traits()
+    sites: list[Site] = Field(min_length=1)
+    hosts: list[Host] = Field(min_length=1)
+    # risk group -> hosts that go down with it (a power feed, a room) beyond those the topology ties to sites
+    risk_groups: dict[str, list[Name]] = {}

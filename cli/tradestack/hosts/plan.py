@@ -1,0 +1,265 @@
+"""What a hosts stack offers, from its hosts file alone (pure): the Ansible inventory, pinned host keys, the
+outputs every substrate shares (site prefixes, upstreams, clients, the fault map), and each fault as the exact
+commands it runs on each host, with their inverses (what `drill run --dry-run` prints).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from ..drills import model
+from ..errors import InputError
+from ..topology.riskgroups import risk_group_index
+from .load import Estate
+
+NFT_TABLE = "tradestack"          # every host's table for drills' rules (created at registration)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command on one host, as argv; `wait` makes a restore wait until it succeeds (a poll, not an action)."""
+
+    host: str
+    argv: tuple[str, ...]
+    wait_s: float = 0.0
+    stdin: str | None = None
+
+    def __str__(self) -> str:
+        prefix = f"(until it succeeds, up to {self.wait_s:g} s) " if self.wait_s else ""
+        here = f" <<'EOF'\n{self.stdin}EOF" if self.stdin is not None else ""
+        return f"{self.host}: {prefix}{shlex.join(self.argv)}{here}"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    text: str
+    inject: tuple[Command, ...]
+    restore: tuple[Command, ...]
+    hosts: tuple[str, ...] = ()
+
+
+def machines(estate: Estate) -> dict[str, tuple[str, str]]:
+    """Every machine tradestack logs in to (hosts and edge routers): name -> (address, host key)."""
+    spec = estate.spec
+    return {**{s.edge.name: (s.edge.address, s.edge.host_key) for s in spec.sites},
+            **{h.name: (h.address, h.host_key) for h in spec.hosts}}
+
+
+def known_hosts(estate: Estate) -> str:
+    """Pinned host keys in OpenSSH's known_hosts format (with the port when it is not 22)."""
+    port = estate.spec.ssh.port
+    lines = [f"{address if port == 22 else f'[{address}]:{port}'} {key}"
+             for address, key in machines(estate).values()]
+    return "\n".join(sorted(lines)) + "\n"
+
+
+def inventory(estate: Estate, stack: str) -> dict[str, Any]:
+    """The Ansible inventory, in the lab's shape (the playbooks need nothing new): groups per service, site and
+    site role, `outside` for venues and clients; edge routers are not in it (nothing is deployed there)."""
+    spec, topology = estate.spec, estate.topology
+    roles = {s.name: s.role for s in topology.sites}
+    prefixes = {s.name: s.prefix for s in spec.sites}
+    hosts: dict[str, dict[str, Any]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    counts: dict[tuple[str, str | None], int] = {}
+    for h in spec.hosts:
+        counts[(h.service, h.site)] = counts.get((h.service, h.site), 0) + 1
+        hostvars: dict[str, Any] = {"ansible_host": h.address, "service": h.service,
+                                    "instance": counts[(h.service, h.site)], "lan_address": h.lan_address,
+                                    "public_address": h.lan_address, "lan_interface": h.lan_interface}
+        names = [h.service.replace("-", "_")]
+        if h.site:
+            hostvars |= {"site": h.site, "site_prefix": prefixes[h.site], "site_role": roles[h.site]}
+            names += [f"site_{h.site}", f"role_{roles[h.site]}"]
+        else:
+            names.append("outside")
+        if h.upstream:
+            hostvars["upstream"] = h.upstream
+        hosts[h.name] = hostvars
+        for group in names:
+            groups.setdefault(group, {"hosts": {}})["hosts"][h.name] = {}
+    common: dict[str, Any] = {"ansible_user": spec.ssh.user, "ansible_port": spec.ssh.port, "tradestack_stack": stack}
+    if spec.ssh.become == "sudo":
+        common |= {"ansible_become": True, "ansible_become_method": "sudo"}
+    return {"all": {"hosts": hosts, "children": groups, "vars": common}}
+
+
+def outputs(estate: Estate, stack: str) -> dict[str, Any]:
+    """The outputs every substrate's stack has (the lab's contract)."""
+    spec = estate.spec
+    clients = next(h for h in spec.hosts if h.service == "loadgen")
+    return {"topology": estate.topology.name,
+            "site_prefixes": {s.name: s.prefix for s in spec.sites},
+            "upstreams": {h.upstream: h.lan_address for h in spec.hosts if h.service == "venue" and h.upstream},
+            "clients": {"host": clients.name, "address": clients.lan_address},
+            "fault_map": fault_map(estate),
+            "edges": {s.name: {"host": s.edge.name,
+                               "uplinks": {c: u.model_dump() for c, u in s.edge.uplinks.items()},
+                               "birdc": s.edge.birdc} for s in spec.sites},
+            "hosts_file": str(estate.path)}
+
+
+def fault_map(estate: Estate) -> dict[str, dict[str, Any]]:
+    """For each risk group: the edge uplinks it cuts (edge host, interface, carrier) and the hosts that go down
+    with it (a whole site's, or those the hosts file ties to the group)."""
+    spec = estate.spec
+    index = risk_group_index(estate.topology)
+    edges = {s.name: s.edge for s in spec.sites}
+    out: dict[str, dict[str, Any]] = {}
+    for group, tagged in index.tags.items():
+        cut = [(site, carrier) for site, carrier in tagged.uplinks]
+        for site in tagged.sites:
+            cut += [(site, c) for c in edges[site].uplinks] if site in edges else []
+        hosts = [h.name for h in spec.hosts if h.site in tagged.sites]
+        hosts += [h.name for h in spec.hosts if h.service == "venue" and h.upstream in tagged.upstreams]
+        hosts += [n for n in spec.risk_groups.get(group, []) if n not in hosts]
+        out[group] = {"uplinks": [{"edge": edges[s].name, "site": s, "carrier": c,
+                                   "interface": edges[s].uplinks[c].interface}
+                                  for s, c in dict.fromkeys(cut) if s in edges and c in edges[s].uplinks],
+                      "hosts": hosts}
+    return out
+
+
+# -- faults as commands ---------------------------------------------------------------------------------------
+def _chains(table: str, chain: str, rules: list[str], hooks: tuple[str, ...]) -> str:
+    """An nft script adding one base chain per hook with `rules` in each."""
+    lines = []
+    for hook in hooks:
+        lines.append(f"add chain inet {table} {chain}_{hook} {{ type filter hook {hook} priority -50; policy accept; }}")
+        lines += [f"add rule inet {table} {chain}_{hook} {rule}" for rule in rules]
+    return "\n".join(lines) + "\n"
+
+
+def _delete_chains(table: str, chain: str, hooks: tuple[str, ...]) -> str:
+    return "".join(f"delete chain inet {table} {chain}_{hook}\n" for hook in hooks)
+
+
+def _nft(host: str, script: str) -> Command:
+    return Command(host, ("nft", "-f", "-"), stdin=script)
+
+
+def supervisor_conf(state_root: str, host: str) -> str:
+    """Where a host's supervisord configuration is (the deploy's layout: one directory per host)."""
+    return f"{state_root}/{host}/supervisor/supervisord.conf"
+
+
+def tree_signal(conf: str, signal: str) -> tuple[str, ...]:
+    """Signal a host's supervisord and every process under it (only that host's: found from its own pid)."""
+    code = ("import os, signal, subprocess, sys\n"
+            "pid = subprocess.run(['supervisorctl', '-c', sys.argv[1], 'pid'], capture_output=True, text=True).stdout.strip()\n"
+            "if not pid.isdigit():\n    sys.exit('supervisord is not running')\n"
+            "kids = {}\n"
+            "for d in os.listdir('/proc'):\n"
+            "    if d.isdigit():\n"
+            "        try:\n            ppid = int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+            "        except (OSError, IndexError, ValueError):\n            continue\n"
+            "        kids.setdefault(ppid, []).append(int(d))\n"
+            "todo, tree = [int(pid)], []\n"
+            "while todo:\n    p = todo.pop(); tree.append(p); todo += kids.get(p, [])\n"
+            "for p in tree:\n"
+            "    try:\n        os.kill(p, getattr(signal, sys.argv[2]))\n    except ProcessLookupError:\n        pass\n"
+            "print(len(tree))\n")
+    return ("python3", "-c", code, conf, signal)
+
+
+def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any) -> FaultPlan:
+    """A fault as commands per host and their inverses. `resolve(ref)` turns a host reference (a name or a
+    run-time pick such as `@database-leader`) into a host name."""
+    from ..drills.actions import describe
+
+    spec = estate.spec
+    hosts = {h.name: h for h in spec.hosts}
+    fmap = fault_map(estate)
+    edges = {s.name: s.edge for s in spec.sites}
+
+    def uplinks_of_carrier(carrier: str) -> list[tuple[str, str]]:
+        return [(e.name, e.uplinks[carrier].interface) for e in edges.values() if carrier in e.uplinks]
+
+    def crash(host: str) -> tuple[list[Command], list[Command]]:
+        h = hosts[host]
+        conf = supervisor_conf(state_root, host)
+        if spec.traits.supervisor == "supervisord":
+            down = [Command(host, tree_signal(conf, "SIGKILL")), Command(host, ("ip", "link", "set", "dev", h.lan_interface, "down"))]
+            up = [Command(host, ("ip", "link", "set", "dev", h.lan_interface, "up")),
+                  Command(host, ("supervisord", "-c", conf))]
+        else:
+            units = ("tradestack-*.service", "patroni.service", "etcd.service", "haproxy.service",
+                     "keepalived.service")
+            down = [Command(host, ("systemctl", "kill", "--signal=SIGKILL", *units)),
+                    Command(host, ("ip", "link", "set", "dev", h.lan_interface, "down"))]
+            up = [Command(host, ("ip", "link", "set", "dev", h.lan_interface, "up")),
+                  Command(host, ("systemctl", "restart", *units))]
+        return down, up
+
+    match fault:
+        case model.LinkDown(group=g) | model.PowerLoss(group=g):
+            if g not in fmap:
+                raise InputError(f"risk group {g!r} is not in the stack's fault map; known: {', '.join(sorted(fmap))}")
+            links = [(u["edge"], u["interface"]) for u in fmap[g]["uplinks"]]
+            inject = [Command(e, ("ip", "link", "set", "dev", i, "down")) for e, i in links]
+            restore = [Command(e, ("ip", "link", "set", "dev", i, "up")) for e, i in links]
+            touched: list[str] = []
+            if isinstance(fault, model.PowerLoss):
+                for host in fmap[g]["hosts"]:
+                    down, up = crash(host)
+                    inject += down
+                    restore = up + restore
+                    touched.append(host)
+            return FaultPlan(describe(fault), tuple(inject), tuple(restore), tuple(touched))
+        case model.Blackhole(carrier=c):
+            inject, restore = [], []
+            for edge, iface in uplinks_of_carrier(c):
+                rules = [f'iifname "{iface}" drop', f'oifname "{iface}" drop']
+                inject.append(_nft(edge, _chains(NFT_TABLE, f"drill_blackhole_{c}", rules, ("input", "forward", "output"))))
+                restore.append(_nft(edge, _delete_chains(NFT_TABLE, f"drill_blackhole_{c}", ("input", "forward", "output"))))
+            return FaultPlan(describe(fault), tuple(inject), tuple(restore))
+        case model.Throttle(carrier=c, rate_kbit=rate):
+            links = uplinks_of_carrier(c)
+            return FaultPlan(describe(fault),
+                             tuple(Command(e, ("tc", "qdisc", "replace", "dev", i, "root", "tbf", "rate", f"{rate}kbit",
+                                               "burst", "16kbit", "latency", "200ms")) for e, i in links),
+                             tuple(Command(e, ("tc", "qdisc", "del", "dev", i, "root")) for e, i in links))
+        case model.HostCrash(host=ref):
+            host = resolve(ref)
+            down, up = crash(host)
+            return FaultPlan(f"host {host} crashes (every supervised process killed, LAN port down)", tuple(down),
+                             tuple(up), (host,))
+        case model.HostFreeze(host=ref):
+            host = resolve(ref)
+            conf = supervisor_conf(state_root, host)
+            return FaultPlan(f"host {host} frozen (SIGSTOP to every supervised process)",
+                             (Command(host, tree_signal(conf, "SIGSTOP")),),
+                             (Command(host, tree_signal(conf, "SIGCONT")),), (host,))
+        case model.ProcessKill(host=ref, program=p):
+            host = resolve(ref)
+            conf = supervisor_conf(state_root, host)
+            kill = ("sh", "-c", 'pid=$(supervisorctl -c "$1" pid "$2") && [ "$pid" -gt 0 ] && kill -KILL "$pid"',
+                    "sh", conf, p)
+            running = ("sh", "-c", 'supervisorctl -c "$1" status "$2" | grep -q RUNNING', "sh", conf, p)
+            return FaultPlan(f"program {p} on host {host} killed", (Command(host, kill),),
+                             (Command(host, running, wait_s=30),), (host,))
+        case model.Partition(sites=[a, b]):
+            prefixes = {s.name: s.prefix for s in spec.sites}
+            for site in (a, b):
+                if site not in prefixes:
+                    raise InputError(f"no site {site!r} in the hosts file")
+            rules = [f"ip saddr {prefixes[a]} ip daddr {prefixes[b]} drop", f"ip saddr {prefixes[b]} ip daddr {prefixes[a]} drop"]
+            inject = tuple(_nft(edges[s].name, _chains(NFT_TABLE, "drill_partition", rules, ("forward",))) for s in (a, b))
+            restore = tuple(_nft(edges[s].name, _delete_chains(NFT_TABLE, "drill_partition", ("forward",))) for s in (a, b))
+            return FaultPlan(describe(fault), inject, restore)
+        case model.Upstream(upstream=u, mode=m, latency_ms=ms):
+            venue = next((h for h in spec.hosts if h.service == "venue" and h.upstream == u), None)
+            if venue is None:
+                raise InputError(f"no venue host for upstream {u!r}")
+            clients = next(h for h in spec.hosts if h.service == "loadgen")
+            url = f"http://{venue.lan_address}:9101/admin/fault"
+
+            def put(body: str) -> Command:
+                return Command(clients.name, ("curl", "-sf", "-m", "3", "-X", "PUT", "-H", "content-type: application/json",
+                                              "-d", body, url))
+            return FaultPlan(describe(fault), (put(f'{{"mode": "{m}", "latency_ms": {ms}}}'),),
+                             (put('{"mode": "normal", "latency_ms": 0}'),))
+    raise InputError(f"the hosts substrate cannot apply {describe(fault)}")
+

@@ -1,0 +1,261 @@
+"""Real machines over SSH as a substrate. Every probe and fault is a command on a host over SSH (argv, pinned
+host keys, `sudo -n` where the hosts file says so); faults are planned as commands first (hosts/plan.py), so
+`--dry-run` shows exactly what will run where.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..adapters import ssh
+from ..adapters.commands import CommandResult
+from ..errors import InputError
+from ..hostsettings import HostSettings
+from ..polling import until_clear, wait_for
+from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, Process, Substrate, SubstrateError)
+from . import plan
+from .load import Estate, load_hosts_file
+from .stack import HostsStack, access_dir
+
+
+class HostsActionError(SubstrateError):
+    """A command of a fault or its inverse failed on a host."""
+
+
+class _Remote(Process):
+    def __init__(self, proc: ssh.RemoteProcess):
+        self._proc = proc
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    def terminate(self) -> None:
+        self._proc.terminate()
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        return self._proc.communicate(timeout)
+
+
+def control_dir() -> Path:
+    """Short (unix socket paths are limited), private, and shared by this user's processes: one SSH master
+    connection per host serves every probe."""
+    path = Path(tempfile.gettempdir()) / f"tradestack-ssh-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+class HostsSubstrate(Substrate):
+    kind = "hosts"
+
+    def __init__(self, stack: HostsStack, estate: Estate | None = None):
+        self.stack = stack
+        self.estate = estate or load_hosts_file(stack.hosts_file_path())
+        files = stack.access_files()
+        self._files = files
+        inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
+        hosts = {n: Host(n, hv["service"], hv.get("site"), hv["lan_address"]) for n, hv in inventory.items()}
+        super().__init__(stack.name, self.estate.topology, stack.outputs(), hosts, stack.host_settings)
+        self._options = ssh.SshOptions(self.estate.private_key, files.known_hosts, control_dir=control_dir())
+        self._targets = {name: ssh.SshTarget(address, self.estate.spec.ssh.user, self.estate.spec.ssh.port)
+                         for name, (address, _) in plan.machines(self.estate).items()}
+        self._lan = {h.name: h.lan_interface for h in self.estate.spec.hosts}
+
+    @classmethod
+    def open(cls, name: str) -> HostsSubstrate:
+        return cls(HostsStack(name))
+
+    @staticmethod
+    def lifecycle(name: str, hosts_file: Path | None, host_settings: HostSettings | None) -> HostsStack:
+        return HostsStack(name, hosts_file, host_settings=host_settings)
+
+    # -- primitives --------------------------------------------------------------------------------
+    def _argv(self, argv: Sequence[str]) -> list[str]:
+        return (["sudo", "-n"] if self.estate.spec.ssh.become == "sudo" else []) + list(argv)
+
+    def _target(self, host: str) -> ssh.SshTarget:
+        if host not in self._targets:
+            raise InputError(f"no host {host!r} in the hosts file")
+        return self._targets[host]
+
+    @property
+    def clients_host(self) -> str:
+        return str(self.outputs["clients"]["host"])
+
+    def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
+            env: Mapping[str, str] | None = None) -> CommandResult:
+        return ssh.run(self._options, self._target(host), self._argv(argv), input=input, timeout=timeout,
+                       secret_env=env)
+
+    def spawn(self, host: str, argv: Sequence[str]) -> Process:
+        return _Remote(ssh.RemoteProcess(self._options, self._target(host), self._argv(argv)))
+
+    def fetch(self, host: str, path: Path) -> Path:
+        local = access_dir(self.name) / "fetched" / host / path.name
+        try:
+            return ssh.fetch(self._options, self._target(host), path, local)
+        except FileNotFoundError:
+            local.unlink(missing_ok=True)
+            return local  # does not exist: the caller sees there is nothing yet
+
+    def put(self, host: str, local: Path, remote: Path) -> None:
+        self.run(host, ["mkdir", "-p", str(remote.parent)])
+        ssh.put(self._options, self._target(host), local, remote, prefix=self._argv([]))
+
+    def tool_argv(self, host: str) -> list[str]:
+        return [f"{self.settings.software_root}/{self.name}/venv/bin/python", "-m", "tradestack"]
+
+    def programs(self, host: str) -> dict[str, str]:
+        if self.traits.supervisor == "supervisord":
+            done = self.run(host, ["supervisorctl", "-c", plan.supervisor_conf(self.settings.state_root, host),
+                                   "status"], timeout=10)
+            if "no such file" in done.stdout.lower() or "refused" in done.stdout.lower() or done.rc == 255:
+                return {}
+            return {p[0]: p[1].lower() for line in done.stdout.splitlines() if len(p := line.split()) >= 2}
+        done = self.run(host, ["systemctl", "list-units", "--type=service", "--all", "--no-legend", "--plain",
+                               "tradestack-*", "patroni.service", "etcd.service", "haproxy.service",
+                               "keepalived.service"], timeout=10)
+        # unit, load, active, sub, description: `sub` is running, exited, failed, dead ...
+        return {p[0].removesuffix(".service"): p[3] for line in done.stdout.splitlines()
+                if len(p := line.split()) >= 4 and p[1] == "loaded"}
+
+    def vip_holders(self) -> dict[str, str | None]:
+        holders: dict[str, str | None] = {}
+        for site, vip in self.vips.items():
+            holders[site] = None
+            for g in self.of("gateway", site):
+                done = self.run(g.name, ["ip", "-4", "-o", "addr", "show", "dev", self._lan[g.name], "up"], timeout=5)
+                if f" {vip}/" in done.stdout:
+                    holders[site] = g.name
+                    break
+        return holders
+
+    def live(self, host: str) -> bool:
+        done = self.run(host, ["ip", "-o", "link", "show", "dev", self._lan.get(host, "lan0"), "up"], timeout=5)
+        return done.succeeded and bool(done.stdout.strip())
+
+    def _bgp(self) -> list[tuple[str, str, str, bool]]:
+        """(edge, interface, BGP state, interface up) for every uplink with a BGP protocol."""
+        found = []
+        for site in self.estate.spec.sites:
+            edge = site.edge
+            protocols = self.run(edge.name, [*edge.birdc.split(), "show", "protocols"], timeout=10).stdout
+            states = {c[0]: (c[5] if len(c) > 5 else c[3]) for line in protocols.splitlines()
+                      if len(c := line.split()) >= 4 and c[1] == "BGP"}
+            for uplink in edge.uplinks.values():
+                if uplink.bgp_protocol is None:
+                    continue
+                up = bool(self.run(edge.name, ["ip", "-o", "link", "show", "dev", uplink.interface, "up"],
+                                   timeout=5).stdout.strip())
+                found.append((edge.name, uplink.interface, states.get(uplink.bgp_protocol, "absent"), up))
+        return found
+
+    def routing_problems(self) -> list[str]:
+        return [f"BGP session down: {edge}/{iface}: {state}" for edge, iface, state, up in self._bgp()
+                if up and state != "Established"]
+
+    def wait_routing(self, timeout: float = 30.0) -> list[str]:
+        return until_clear(self.routing_problems, timeout)
+
+    def signals(self) -> dict[str, int]:
+        return {"bgp_established": sum(state == "Established" for _, _, state, _ in self._bgp())}
+
+    def uplink_states(self, site: str) -> dict[str, bool | None]:
+        spec = next((s for s in self.estate.spec.sites if s.name == site), None)
+        if spec is None:
+            return {}
+        out: dict[str, bool | None] = {}
+        for carrier, uplink in spec.edge.uplinks.items():
+            done = self.run(spec.edge.name, ["ip", "-o", "link", "show", "dev", uplink.interface], timeout=5)
+            out[carrier] = None if not done.succeeded else ("state UP" in done.stdout and "<" in done.stdout
+                                                             and ",UP" in done.stdout.split(">")[0])
+        return out
+
+    def fault_plan(self, fault: Any, resolve_now: bool = True) -> plan.FaultPlan:
+        """The fault as commands per host; `resolve_now=False` (a dry run, a check) stands any database host in
+        for `@database-leader` and any gateway of the site for `@vip-holder:SITE`."""
+        def resolve(ref: str) -> str:
+            if resolve_now or not ref.startswith("@"):
+                return self.host(ref).name
+            service, site = ("orderdb", None) if ref == "@database-leader" else ("gateway", ref.split(":", 1)[1])
+            candidates = self.of(service, site)
+            if not candidates:
+                raise InputError(f"nothing in the stack can be {ref}")
+            return candidates[0].name
+        return plan.fault_plan(fault, self.estate, self.settings.state_root, resolve)
+
+    def actuator(self, fault: Any) -> Actuator:
+        planned = self.fault_plan(fault)
+        link_fault = type(fault).__name__ in ("LinkDown", "PowerLoss", "Blackhole")
+
+        def inject() -> None:
+            self.execute(planned.inject)
+
+        def restore(step: Any) -> None:
+            self.execute(planned.restore, on_step=step)
+            if link_fault:
+                step("waiting for BGP sessions to be Established again")
+                self.wait_routing(30)
+        return Actuator(planned.text, inject, restore, planned.hosts)
+
+    def execute(self, commands: Sequence[plan.Command], on_step: Any = lambda s: None) -> None:
+        """Run each command; a failed one raises after the rest were tried (a restore does all it can)."""
+        failed = []
+        for command in commands:
+            if command.wait_s:
+                on_step(f"waiting on {command.host}: {command.argv[-1]}")
+                if not wait_for(lambda c=command: self.run(c.host, c.argv, input=c.stdin).succeeded,
+                                command.wait_s, 0.5):
+                    failed.append(f"{command}: not true after {command.wait_s:g} s")
+                continue
+            done = self.run(command.host, command.argv, input=command.stdin)
+            if not done.succeeded:
+                failed.append(f"{command.host}: {command.argv[0]} exited {done.rc}: {done.why(200)}")
+        if failed:
+            raise HostsActionError("; ".join(failed))
+
+    def check_fault(self, fault: Any) -> None:
+        self.fault_plan(fault, resolve_now=False)
+
+    def dry_run(self, fault: Any) -> list[str]:
+        """Every command the fault and its inverse run, per host."""
+        planned = self.fault_plan(fault, resolve_now=False)
+        return [f"inject  {c}" for c in planned.inject] + [f"restore {c}" for c in planned.restore]
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        return self.stack.secrets(names)
+
+    def access_files(self) -> AccessFiles:
+        return self._files
+
+    def topology_path(self) -> Path:
+        return self.estate.topology_path
+
+    def config(self) -> dict[str, str]:
+        return self.stack.config()
+
+    @property
+    def traits(self) -> HostTraits:
+        return HostTraits(**self.estate.spec.traits.model_dump())
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.settings.state_root) / f"{self.name}-drills"
+
+    def audit_facts(self) -> dict[str, Any]:
+        probes: dict[str, dict[str, dict[str, str]]] = {}
+        for site in self.estate.spec.sites:
+            target = self._target(site.edge.name)
+            for carrier, uplink in site.edge.uplinks.items():
+                # run here, reaching the edge router over SSH (it is not in the inventory: nothing is deployed there)
+                probe = shlex.join([*self._options.argv(target), ssh.remote_command(
+                    self._argv(["ip", "-o", "link", "show", "dev", uplink.interface]))])
+                probes.setdefault(site.name, {})[carrier] = {"router": site.edge.name, "probe": probe}
+        return {"sshd_config": {name: "/etc/ssh/sshd_config" for name in self.hosts}, "uplink_probes": probes}

@@ -1,0 +1,43 @@
+"""A hosts file for a lab stack: its namespaces described as the remote machines a real estate has (management
+addresses, pinned host keys, which edge interface faces which carrier), so the `hosts` substrate can be proved
+on the lab without a second data centre."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..topology import load_topology
+from .stack import LabStack
+
+
+def hosts_file(stack: LabStack, private_key: Path) -> dict[str, Any]:
+    """The hosts file's content (a mapping, ready for YAML) for a lab stack that is up."""
+    outputs = stack.outputs()
+    keys = {line.split()[0]: " ".join(line.split()[1:3]) for line in outputs["known_hosts"].splitlines() if line}
+    inventory = yaml.safe_load(stack.access_files().inventory.read_text())["all"]["hosts"]
+    topology = stack.topology_path()
+    sites = []
+    for site in load_topology(topology).sites:
+        edge = outputs["edges"][site.name]
+        sites.append({"name": site.name, "prefix": outputs["site_prefixes"][site.name],
+                      "edge": {"name": edge["host"], "address": edge["address"], "host_key": keys[edge["address"]],
+                               "uplinks": {u.carrier: {"interface": f"c-{u.carrier}", "bgp_protocol": f"n_c_{u.carrier}"}
+                                           for u in site.uplinks},
+                               "birdc": f"/usr/sbin/birdc -s {stack.daemons_dir / edge['host'] / 'bird.ctl'}"}})
+    hosts = []
+    for name, hv in inventory.items():
+        entry = {"name": name, "service": hv["service"], "address": hv["ansible_host"],
+                 "lan_address": hv["lan_address"], "host_key": keys[hv["ansible_host"]]}
+        if hv.get("site"):
+            entry["site"] = hv["site"]
+        if hv.get("upstream"):
+            entry["upstream"] = hv["upstream"]
+        hosts.append(entry)
+    return {"topology": str(topology), "ssh": {"user": "root", "private_key": str(private_key)},
+            # one kernel, one filesystem, no systemd: what the lab's hosts are
+            "traits": {"shared_filesystem": True, "supervisor": "supervisord", "install_packages": False,
+                       "manage_sshd": False, "time_sync": False},
+            "sites": sites, "hosts": hosts}

@@ -1,0 +1,138 @@
+"""The hosts substrate's pure half: hosts files checked against their topology (file:line on every problem), the
+inventory and pinned host keys they give, and every fault as the exact commands it runs on each host."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tradestack.drills import files, model
+from tradestack.hosts import plan
+from tradestack.hosts.load import HostsFileError, load_hosts_file
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "infra" / "hosts" / "example.yaml"
+
+
+@pytest.fixture(scope="module")
+def estate():
+    return load_hosts_file(EXAMPLE)
+
+
+def _resolve(ref: str) -> str:
+    return {"@database-leader": "sz1-orderdb-1", "@vip-holder:sz1": "sz1-gateway-1"}.get(ref, ref)
+
+
+def test_the_example_realises_the_lab_topology(estate):
+    assert estate.topology.name == "lab" and estate.private_key == Path("~/.ssh/tradestack_ed25519").expanduser()
+    inv = plan.inventory(estate, "staging")["all"]
+    assert inv["vars"] == {"ansible_user": "ops", "ansible_port": 22, "tradestack_stack": "staging",
+                           "ansible_become": True, "ansible_become_method": "sudo"}
+    assert sorted(inv["children"]["gateway"]["hosts"]) == ["hk1-gateway-1", "hk1-gateway-2", "sz1-gateway-1",
+                                                           "sz1-gateway-2"]
+    db = inv["hosts"]["sz1-orderdb-1"]
+    assert {k: db[k] for k in ("service", "site", "site_role", "site_prefix")} == {
+        "service": "orderdb", "site": "sz1", "site_role": "active", "site_prefix": "198.18.1.0/24"}
+    assert sorted(inv["children"]["outside"]["hosts"]) == ["ats-gw", "clients-1", "exchange-gw"]
+    assert not any(name.endswith("-edge") for name in inv["hosts"])  # nothing is deployed to edge routers
+    known = plan.known_hosts(estate).splitlines()
+    assert len(known) == 17 and all(line.split()[1] == "ssh-ed25519" for line in known)
+
+
+def test_outputs_follow_the_labs_contract(estate):
+    outs = plan.outputs(estate, "staging")
+    assert outs["upstreams"] == {"exchange": "198.19.16.1", "overnight-ats": "198.19.17.1"}
+    assert outs["clients"] == {"host": "clients-1", "address": "198.19.0.1"}
+    ct = outs["fault_map"]["carrier:ct"]
+    assert [(u["edge"], u["interface"]) for u in ct["uplinks"]] == [("sz1-edge", "eth1"), ("hk1-edge", "eth1")]
+    power = outs["fault_map"]["power:hk-grid"]
+    assert "hk1-orderdb-1" in power["hosts"] and {u["carrier"] for u in power["uplinks"]} == {"ct", "cm"}
+
+
+def _commands(fault: model.Fault, estate) -> tuple[list[str], list[str]]:
+    planned = plan.fault_plan(fault, estate, "/var/lib/tradestack", _resolve)
+    return [str(c) for c in planned.inject], [str(c) for c in planned.restore]
+
+
+def test_a_carrier_outage_downs_each_sites_uplink_to_it_at_the_edge(estate):
+    inject, restore = _commands(model.LinkDown(kind="link-down", group="carrier:ct"), estate)
+    assert inject == ["sz1-edge: ip link set dev eth1 down", "hk1-edge: ip link set dev eth1 down"]
+    assert restore == ["sz1-edge: ip link set dev eth1 up", "hk1-edge: ip link set dev eth1 up"]
+
+
+def test_a_gray_carrier_drops_in_nftables_on_the_carrier_interface(estate):
+    planned = plan.fault_plan(model.Blackhole(kind="blackhole", carrier="cm"), estate, "/x", _resolve)
+    (inj,), (rest,) = [c for c in planned.inject if c.host == "hk1-edge"], [c for c in planned.restore
+                                                                           if c.host == "hk1-edge"]
+    assert inj.argv == ("nft", "-f", "-") and 'iifname "eth2" drop' in inj.stdin and "hook forward" in inj.stdin
+    assert rest.stdin == "".join(f"delete chain inet tradestack drill_blackhole_cm_{h}\n"
+                                 for h in ("input", "forward", "output"))
+    assert {c.host for c in planned.inject} == {"hk1-edge", "wit-edge"}
+
+
+def test_host_faults_act_on_that_host_only(estate):
+    inject, restore = _commands(model.HostCrash(kind="host-crash", host="@database-leader"), estate)
+    assert inject[0].startswith("sz1-orderdb-1: systemctl kill --signal=SIGKILL 'tradestack-*.service'")
+    assert inject[1] == "sz1-orderdb-1: ip link set dev lan0 down"
+    assert restore == ["sz1-orderdb-1: ip link set dev lan0 up",
+                       "sz1-orderdb-1: systemctl restart 'tradestack-*.service' patroni.service etcd.service "
+                       "haproxy.service keepalived.service"]
+    planned = plan.fault_plan(model.ProcessKill(kind="process-kill", host="sz1-router-1", program="haproxy"), estate,
+                              "/var/lib/tradestack", _resolve)
+    assert planned.restore[0].wait_s == 30 and planned.hosts == ("sz1-router-1",)
+
+
+def test_a_partition_drops_between_the_two_sites_prefixes_at_both_edges(estate):
+    planned = plan.fault_plan(model.Partition(kind="partition", sites=["sz1", "hk1"]), estate, "/x", _resolve)
+    assert [c.host for c in planned.inject] == ["sz1-edge", "hk1-edge"]
+    assert "ip saddr 198.18.1.0/24 ip daddr 198.18.2.0/24 drop" in planned.inject[0].stdin
+
+
+def test_a_venue_is_switched_from_the_clients_host(estate):
+    inject, restore = _commands(model.Upstream(kind="venue-mode", upstream="exchange", mode="down"), estate)
+    argv = shlex.split(inject[0].split(": ", 1)[1])
+    assert inject[0].startswith("clients-1: ") and argv[-1] == "http://198.19.16.1:9101/admin/fault"
+    assert '"mode": "normal"' in restore[0]
+
+
+def test_every_catalogue_drill_can_be_planned_on_real_hosts(estate):
+    for name in files.catalogue():
+        for fault in files.resolve(name).faults:
+            if isinstance(fault, model.LoadSpike):
+                continue
+            planned = plan.fault_plan(fault, estate, "/var/lib/tradestack", _resolve)
+            assert planned.inject and planned.restore, name
+
+
+def _broken(tmp_path: Path, change) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    change(data)
+    data["topology"] = str(ROOT / "infra" / "topologies" / "lab.yaml")
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["hosts"][0].update(service="gatewya"), "service 'gatewya' is not in the topology"),
+    (lambda d: d["hosts"].pop(0), "the topology places 2 gateway in sz1; the file has 1"),
+    (lambda d: d["hosts"][0].update(lan_address="198.18.2.99"), "is not in site sz1's prefix 198.18.1.0/24"),
+    (lambda d: d["hosts"][1].update(address=d["hosts"][0]["address"]), "address 198.19.200.13 is also"),
+    (lambda d: d["hosts"][0].update(host_key="not-a-key"), "host_key"),
+    (lambda d: d["sites"][0]["edge"]["uplinks"].pop("cu"), "no interface for site sz1's uplink to carrier 'cu'"),
+    (lambda d: d["sites"][0]["edge"]["uplinks"].update(cm={"interface": "eth9"}), "site sz1 has no uplink to carrier 'cm'"),
+    (lambda d: d["hosts"].pop(), "one loadgen host (where the clients run) is needed; the file has 0"),
+    (lambda d: d.update(risk_groups={"power:nowhere": ["sz1-router-1"]}), "risk group 'power:nowhere' is not in the topology"),
+    (lambda d: d["ssh"].update(colour="blue"), "ssh.colour"),
+])
+def test_a_hosts_file_that_does_not_realise_its_topology_says_where(tmp_path, change, message):
+    path = _broken(tmp_path, change)
+    with pytest.raises(HostsFileError) as caught:
+        load_hosts_file(path)
+    text = str(caught.value)
+    assert message in text and f"{path}:" in text, text
