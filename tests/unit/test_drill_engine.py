@@ -47,7 +47,9 @@ def test_a_drill_loads_injects_restores_and_reconciles_in_that_order(memory):
     assert result.figures is not None and result.figures.orders > 0
     reconciles = [(host, argv) for host, argv in memory.commands if "reconcile" in argv]
     assert [host for host, _ in reconciles] == ["mem-sz1-router-1"]  # the database vantage: a live router
-    assert str(memory.work_dir / f"{result.run_id}.sqlite") in reconciles[0][1]
+    staged = str(memory.work_dir / f"{result.run_id}.reconcile.sqlite")
+    assert staged in reconciles[0][1]  # a copy brought to the vantage host, never the clients' own ledger
+    assert ("mem-sz1-router-1", ("put", str(memory.work_dir / f"{result.run_id}.sqlite"), staged)) in memory.commands
     assert _check(result, "acknowledged orders lost")["actual"] == 0
 
 

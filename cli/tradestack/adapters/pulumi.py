@@ -218,6 +218,13 @@ class PulumiStack:
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
 
+    def set_config(self, key: str, value: str) -> None:
+        """A plain setting of the stack (e.g. `tradestack:allowDrills`)."""
+        try:
+            self._open(create=False).set_config(key, auto.ConfigValue(value))
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+
     def set_secret(self, name: str, value: str) -> None:
         try:
             self._open(create=False).set_config(f"tradestack:{name}", auto.ConfigValue(value, secret=True))

@@ -155,7 +155,7 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
                     touched_hosts.add(h)
                     sites.add(h.split(":", 1)[1])
                 else:
-                    name = f"{stack}-{h}"
+                    name = h if h in hosts else f"{stack}-{h}"
                     touched_hosts.add(name)
                     if name in hosts and hosts[name].site:
                         sites.add(str(hosts[name].site))

@@ -19,8 +19,9 @@ def reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dic
         local = substrate.fetch(substrate.clients_host, path)
         if not local.exists():
             continue
-        substrate.put(vantage, local, path)
-        done = substrate.run(vantage, [*substrate.tool_argv(vantage), "refstack", "reconcile", "--ledger", str(path),
+        staged = path.with_name(f"{path.stem}.reconcile{path.suffix}")  # never over the clients' own ledger
+        substrate.put(vantage, local, staged)
+        done = substrate.run(vantage, [*substrate.tool_argv(vantage), "refstack", "reconcile", "--ledger", str(staged),
                                        "--settle", f"{settle_s:g}", "--json",
                                        *[a for url in substrate.venue_admins() for a in ("--venue-admin", url)]],
                              timeout=settle_s + 300, env={"PATH": "/usr/bin:/bin", "TRADESTACK_DSN": substrate.db_dsn()})

@@ -21,8 +21,8 @@ from .program import program
 PROJECT = "tradestack-hosts"
 
 
-def access_dir(stack: str) -> Path:
-    return state_dir() / "stacks" / stack
+def access_dir(stack: str, home: Path | None = None) -> Path:
+    return (home or state_dir()) / "stacks" / stack
 
 
 class HostsStack:
@@ -32,6 +32,7 @@ class HostsStack:
 
     def __init__(self, name: str, hosts_file: Path | None = None, host_settings: HostSettings | None = None):
         self.name = name
+        self.home = state_dir()  # pinned: every path of this stack stays under one state dir
         config: dict[str, str] = {}
         if hosts_file is not None:
             load_hosts_file(hosts_file)  # fail on bad input before Pulumi starts
@@ -75,7 +76,7 @@ class HostsStack:
 
     def destroy(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
         result = self._pulumi.destroy(on_event)
-        shutil.rmtree(access_dir(self.name), ignore_errors=True)
+        shutil.rmtree(access_dir(self.name, self.home), ignore_errors=True)
         return result
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
@@ -100,8 +101,12 @@ class HostsStack:
     def set_secret(self, name: str, value: str) -> None:
         self._pulumi.set_secret(name, value)
 
+    def set_config(self, key: str, value: str) -> None:
+        """A plain setting, e.g. `tradestack:allowDrills` (see the README's drill policy)."""
+        self._pulumi.set_config(key, value)
+
     def access_files(self) -> AccessFiles:
-        d = access_dir(self.name)
+        d = access_dir(self.name, self.home)
         files = AccessFiles(d / "inventory.yml", load_hosts_file(self.hosts_file_path()).private_key, d / "known_hosts")
         if not (files.inventory.exists() and files.known_hosts.exists()):
             return self.write_access_files()
@@ -110,7 +115,7 @@ class HostsStack:
     def write_access_files(self) -> AccessFiles:
         """The inventory and pinned known_hosts, mode 0600; the key stays where the hosts file says."""
         outs = self._pulumi.outputs()
-        d = access_dir(self.name)
+        d = access_dir(self.name, self.home)
         key = load_hosts_file(self.hosts_file_path()).private_key
         known = ensure_private(d / "known_hosts", outs["known_hosts"])
         inventory = yaml.safe_load(outs["inventory"])

@@ -98,12 +98,18 @@ class HostsSubstrate(Substrate):
         return _Remote(ssh.RemoteProcess(self._options, self._target(host), self._argv(argv)))
 
     def fetch(self, host: str, path: Path) -> Path:
-        local = access_dir(self.name) / "fetched" / host / path.name
+        local = access_dir(self.name, self.stack.home) / "fetched" / host / path.name
+        wal = local.with_name(local.name + "-wal")
         try:
-            return ssh.fetch(self._options, self._target(host), path, local)
+            ssh.fetch(self._options, self._target(host), path, local)
         except FileNotFoundError:
             local.unlink(missing_ok=True)
             return local  # does not exist: the caller sees there is nothing yet
+        try:  # an SQLite file being written keeps its newest pages beside it
+            ssh.fetch(self._options, self._target(host), path.with_name(path.name + "-wal"), wal)
+        except FileNotFoundError:
+            wal.unlink(missing_ok=True)
+        return local
 
     def put(self, host: str, local: Path, remote: Path) -> None:
         self.run(host, ["mkdir", "-p", str(remote.parent)])

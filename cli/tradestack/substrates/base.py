@@ -263,7 +263,9 @@ class Substrate(ABC):
             if holder is None:
                 raise SubstrateError(f"nobody holds the VIP of site {site!r}")
             return self.hosts[holder]
-        full = f"{self.name}-{ref}"
+        if ref in self.hosts:  # a host's own name (a real estate's)
+            return self.hosts[ref]
+        full = f"{self.name}-{ref}"  # or as the lab names hosts: prefixed with the stack
         if full not in self.hosts:
             raise InputError(f"no host {ref!r} in stack {self.name!r}; hosts: "
                              + ", ".join(h.removeprefix(f"{self.name}-") for h in sorted(self.hosts)))
