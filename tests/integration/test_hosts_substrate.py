@@ -85,6 +85,21 @@ def test_status_through_hosts_sees_the_stack_healthy(estate):
     assert all(up for site in view["sites"].values() for up in site["carriers"].values())
 
 
+def test_a_deploy_through_hosts_finds_the_labs_deploy_already_done(estate):
+    done = _cli(estate, "deploy", "--stack", estate["lab"].name, "--json")
+    result = json.loads(done.stdout)
+    assert done.returncode == 0 and result["ok"], (result.get("failures"), done.stderr[-2000:])
+    assert result["changed"] == 0, result["hosts"]
+
+
+def test_the_audit_through_hosts_passes_every_high_control(estate, tmp_path):
+    done = _cli(estate, "audit", "run", "--stack", estate["lab"].name, "--out", str(tmp_path / "audit"), "--json")
+    result = json.loads(done.stdout)
+    red = {c["id"]: c["failed"] for c in result["controls"] if c["verdict"] != "pass"}
+    assert done.returncode == 0 and result["ok"], red
+    assert set(red) <= {"EVD-01"}, red  # evidence lives with the stack's own drill history
+
+
 def test_a_dry_run_lists_every_command_per_host(estate):
     done = _cli(estate, "drill", "run", "carrier-outage", "--stack", estate["lab"].name, "--dry-run")
     assert done.returncode == 0, done.stderr
@@ -99,9 +114,16 @@ def test_a_drill_on_hosts_is_refused_unless_the_stack_allows_it(estate):
     assert done.returncode == 1 and "does not allow drills" in done.stderr
 
 
+def test_policy_settings_are_checked_before_they_are_written(estate):
+    name = estate["lab"].name
+    bad = _cli(estate, "stack", "config", "--stack", name, "tradestack:changeWindows", "weekends")
+    assert bad.returncode == 2 and "is not like 'Sat,Sun 02:00-06:00 UTC'" in bad.stderr
+    done = _cli(estate, "stack", "config", "--stack", name, "tradestack:allowDrills", "true", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["config"]["tradestack:allowDrills"] == "true"
+
+
 @pytest.mark.parametrize("drill", ["carrier-outage", "db-primary-crash"])
 def test_drills_run_through_ssh_with_nothing_lost(estate, drill):
-    estate["stack"].set_config("tradestack:allowDrills", "true")
     done = _cli(estate, "drill", "run", drill, "--stack", estate["lab"].name, "--yes", "--json")
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     result = json.loads(done.stdout)
@@ -116,7 +138,6 @@ def test_drills_run_through_ssh_with_nothing_lost(estate, drill):
 
 
 def test_a_fault_interrupted_with_sigint_is_restored_over_ssh(estate):
-    estate["stack"].set_config("tradestack:allowDrills", "true")
     env = {**os.environ, "TRADESTACK_HOME": str(estate["home"])}
     proc = subprocess.Popen([sys.executable, "-m", "tradestack", "drill", "run", "carrier-outage", "--stack",
                              estate["lab"].name, "--yes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

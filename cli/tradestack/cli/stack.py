@@ -196,3 +196,35 @@ def outputs(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> 
     for key, value in outs.items():
         text = value if isinstance(value, str) else jsonlib.dumps(value, indent=2)
         out.print(f"[bold]{key}[/]:\n{text}", highlight=False)
+
+
+@app.command()
+def config(ctx: typer.Context, key: str = typer.Argument(None, help="A drill policy setting: tradestack:allowDrills, "
+                                                           "tradestack:changeWindows or tradestack:blastRadius."),
+           value: str = typer.Argument(None, help="Its new value (omit to show the stack's settings)."),
+           stack: str = StackOpt, json: bool = JsonOpt) -> None:
+    """Show the stack's plain settings, or set one of its drill policy settings (checked before it is written).
+
+    Examples: [bold]tradestack stack config --stack staging tradestack:allowDrills true[/]
+              [bold]tradestack stack config --stack staging tradestack:changeWindows "Sat,Sun 02:00-06:00 UTC"[/]
+              [bold]tradestack stack config --stack staging tradestack:blastRadius hosts=2,sites=1[/]
+    """
+    from ..drills.policy import KEYS, DrillPolicy
+    from ..errors import InputError
+
+    want_json(ctx, json)
+    managed = _open(stack)
+    if key is not None:
+        if key not in KEYS:
+            raise InputError(f"{key!r} is not a setting this command changes; it sets {', '.join(KEYS)}")
+        if value is None:
+            raise InputError(f"give a value for {key}")
+        DrillPolicy.from_config({**managed.config(), key: value})  # refuse an unreadable value before writing it
+        managed.set_config(key, value)
+    settings = managed.config()
+    if json:
+        print_json({"ok": True, "stack": stack, "config": settings})
+        return
+    for k, v in sorted(settings.items()):
+        out.print(f"{k}: {v}", highlight=False, markup=False)
+

@@ -100,6 +100,7 @@ class Host(Machine):
     lan_address: str
     lan_interface: Interface = "lan0"
     upstream: Name | None = None    # a venue's upstream
+    sshd_config: str = "/etc/ssh/sshd_config"   # what the audit asks `sshd -T -f` about
 
     @field_validator("lan_address")
     @classmethod

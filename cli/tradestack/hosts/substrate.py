@@ -264,4 +264,4 @@ class HostsSubstrate(Substrate):
                 probe = shlex.join([*self._options.argv(target), ssh.remote_command(
                     self._argv(["ip", "-o", "link", "show", "dev", uplink.interface]))])
                 probes.setdefault(site.name, {})[carrier] = {"router": site.edge.name, "probe": probe}
-        return {"sshd_config": {name: "/etc/ssh/sshd_config" for name in self.hosts}, "uplink_probes": probes}
+        return {"sshd_config": {h.name: h.sshd_config for h in self.estate.spec.hosts}, "uplink_probes": probes}

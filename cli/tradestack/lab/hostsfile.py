@@ -30,7 +30,8 @@ def hosts_file(stack: LabStack, private_key: Path) -> dict[str, Any]:
     hosts = []
     for name, hv in inventory.items():
         entry = {"name": name, "service": hv["service"], "address": hv["ansible_host"],
-                 "lan_address": hv["lan_address"], "host_key": keys[hv["ansible_host"]]}
+                 "lan_address": hv["lan_address"], "host_key": keys[hv["ansible_host"]],
+                 "sshd_config": str(stack.daemons_dir / name / "sshd_config")}  # the lab's sshd is its own
         if hv.get("site"):
             entry["site"] = hv["site"]
         if hv.get("upstream"):

@@ -113,6 +113,12 @@ class LabStack:
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
         return self._pulumi.outputs(secrets_too)
 
+    def config(self) -> dict[str, str]:
+        return dict(self._pulumi.config())
+
+    def set_config(self, key: str, value: str) -> None:
+        self._pulumi.set_config(key, value)
+
     def topology_path(self) -> Path:
         """The topology file the stack was brought up from (its configuration records it)."""
         if self.topology is not None:

@@ -119,6 +119,9 @@ class LabSubstrate(Substrate):
     def secrets(self, names: list[str]) -> dict[str, str]:
         return self.stack.secrets(names)
 
+    def config(self) -> dict[str, str]:
+        return self.stack.config()
+
     def access_files(self) -> AccessFiles:
         return self._files
 
