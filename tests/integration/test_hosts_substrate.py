@@ -68,7 +68,7 @@ def _cli(estate, *args: str, timeout: float = 900) -> subprocess.CompletedProces
 def test_up_registers_every_machine_over_ssh_and_writes_pinned_access(estate):
     result, files = estate["result"], estate["files"]
     print(f"\nhosts stack up: {estate['registered_s']:.1f} s, {result.changes}")
-    assert result.changes.get("create") == 17  # 14 hosts and 3 edge routers
+    assert result.changes.get("create") == 18  # 14 hosts, 3 edge routers and the stack itself
     outs = estate["stack"].outputs()
     assert outs["clients"]["host"] == f"{estate['lab'].name}-clients"
     assert set(outs["fault_map"]) >= {"carrier:ct", "site:sz1", "power:hk-grid"}

@@ -116,7 +116,8 @@ def test_second_stack_side_by_side_and_destroy_leaves_nothing(lab, hosts, listen
         "name": "small", "peak": {"orders_per_second": 10}, "headroom": 1.0, "carriers": [{"name": "ct"}],
         "sites": [{"name": "sz1", "role": "active", "uplinks": [{"carrier": "ct"}]}],
         "services": [{"name": "gateway", "kind": "stateless", "placement": {"sz1": 1}}]}))
-    name = f"{lab['stack'].name[:7]}b"  # a second run-unique name
+    first = lab["stack"].name
+    name = first[:7] + ("b" if first[-1] != "b" else "c")  # a second run-unique name, never the first's
     other = LabStack(name, small)
     try:
         other.up()

@@ -78,10 +78,11 @@ def test_a_gray_carrier_drops_in_nftables_on_the_carrier_interface(estate):
 def test_host_faults_act_on_that_host_only(estate):
     inject, restore = _commands(model.HostCrash(kind="host-crash", host="@database-leader"), estate)
     assert inject[0].startswith("sz1-orderdb-1: systemctl kill --signal=SIGKILL 'tradestack-*.service'")
-    assert inject[1] == "sz1-orderdb-1: ip link set dev lan0 down"
-    assert restore == ["sz1-orderdb-1: ip link set dev lan0 up",
-                       "sz1-orderdb-1: systemctl restart 'tradestack-*.service' patroni.service etcd.service "
-                       "haproxy.service keepalived.service"]
+    assert inject[1].startswith("sz1-orderdb-1: sh -c") and inject[1].endswith(
+        " sh lan0 /var/lib/tradestack/sz1-orderdb-1/lan-routes")  # routes kept, then the port down
+    assert "ip route replace" in restore[0]  # the port up with its routes (a reboot's network config)
+    assert restore[1] == ("sz1-orderdb-1: systemctl restart 'tradestack-*.service' patroni.service etcd.service "
+                          "haproxy.service keepalived.service")
     planned = plan.fault_plan(model.ProcessKill(kind="process-kill", host="sz1-router-1", program="haproxy"), estate,
                               "/var/lib/tradestack", _resolve)
     assert planned.restore[0].wait_s == 30 and planned.hosts == ("sz1-router-1",)

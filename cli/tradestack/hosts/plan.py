@@ -180,18 +180,19 @@ def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any
     def crash(host: str) -> tuple[list[Command], list[Command]]:
         h = hosts[host]
         conf = supervisor_conf(state_root, host)
+        # the kernel drops the routes of an interface taken down: keep them, and put them back with it
+        routes = f"{state_root}/{host}/lan-routes"
+        lan_down = Command(host, ("sh", "-c", 'ip -4 route show dev "$1" > "$2" && ip link set dev "$1" down', "sh",
+                                  h.lan_interface, routes))
+        lan_up = Command(host, ("sh", "-c", 'ip link set dev "$1" up && if [ -f "$2" ]; then while read -r r; do '
+                                            'ip route replace $r dev "$1" || exit 1; done < "$2"; fi', "sh",
+                                h.lan_interface, routes))
         if spec.traits.supervisor == "supervisord":
-            down = [Command(host, tree_signal(conf, "SIGKILL")), Command(host, ("ip", "link", "set", "dev", h.lan_interface, "down"))]
-            up = [Command(host, ("ip", "link", "set", "dev", h.lan_interface, "up")),
-                  Command(host, ("supervisord", "-c", conf))]
-        else:
-            units = ("tradestack-*.service", "patroni.service", "etcd.service", "haproxy.service",
-                     "keepalived.service")
-            down = [Command(host, ("systemctl", "kill", "--signal=SIGKILL", *units)),
-                    Command(host, ("ip", "link", "set", "dev", h.lan_interface, "down"))]
-            up = [Command(host, ("ip", "link", "set", "dev", h.lan_interface, "up")),
-                  Command(host, ("systemctl", "restart", *units))]
-        return down, up
+            return ([Command(host, tree_signal(conf, "SIGKILL")), lan_down],
+                    [lan_up, Command(host, ("supervisord", "-c", conf))])
+        units = ("tradestack-*.service", "patroni.service", "etcd.service", "haproxy.service", "keepalived.service")
+        return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", *units)), lan_down],
+                [lan_up, Command(host, ("systemctl", "restart", *units))])
 
     match fault:
         case model.LinkDown(group=g) | model.PowerLoss(group=g):

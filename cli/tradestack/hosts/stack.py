@@ -56,7 +56,7 @@ class HostsStack:
         if self.hosts_file is None:
             return None
         estate = load_hosts_file(self.hosts_file)
-        return len(estate.spec.hosts) + len(estate.spec.sites)
+        return len(estate.spec.hosts) + len(estate.spec.sites) + 1  # and the stack itself
 
     def _needs_file(self) -> None:
         if self.hosts_file is None and not self._pulumi.exists():
