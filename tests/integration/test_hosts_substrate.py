@@ -122,7 +122,9 @@ def test_policy_settings_are_checked_before_they_are_written(estate):
     assert done.returncode == 0 and json.loads(done.stdout)["config"]["tradestack:allowDrills"] == "true"
 
 
-@pytest.mark.parametrize("drill", ["carrier-outage", "db-primary-crash"])
+# a host crash over SSH (carrier faults over SSH are the SIGINT test's, below); the catalogue's other drills run on
+# the lab (test_drills.py), and through `hosts` they differ only in the commands `--dry-run` shows
+@pytest.mark.parametrize("drill", ["db-primary-crash"])
 def test_drills_run_through_ssh_with_nothing_lost(estate, drill):
     done = _cli(estate, "drill", "run", drill, "--stack", estate["lab"].name, "--yes", "--json")
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
