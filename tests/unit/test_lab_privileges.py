@@ -16,7 +16,7 @@ def test_stack_up_without_root_exits_3_with_one_line(monkeypatch, lab_yaml):
     monkeypatch.setattr(privileges.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(privileges, "effective_caps", lambda: 0)
     started = []
-    monkeypatch.setattr("tradestack.lab.stack.PulumiStack", lambda *a, **k: started.append(1))
+    monkeypatch.setattr("tradestack.adapters.pulumi.PulumiStack", lambda *a, **k: started.append(1))
     r = CliRunner().invoke(app, ["stack", "up", "--topology", str(lab_yaml)])
     assert r.exit_code == ExitCode.ENVIRONMENT
     assert r.stderr.strip() == ("cannot run here: the lab needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN) "

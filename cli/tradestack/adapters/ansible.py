@@ -117,3 +117,14 @@ def run_playbook(spec: PlaybookSpec, on_event: Callable[[dict[str, Any]], None] 
             setattr(hosts.setdefault(host, HostStats()), attr, count)
     return PlaybookResult(runner.status, runner.rc if runner.rc is not None else -1, hosts, failures,
                           Path(runner.config.artifact_dir))
+
+
+def ssh_access_vars(private_key: Path, known_hosts: Path) -> dict[str, str]:
+    """Inventory variables for reaching hosts over SSH: the key, pinned host keys (strict), shared connections,
+    and a host that vanishes mid-run given up in seconds, not after TCP's retransmission timeout (a shared master
+    connection would hang on it)."""
+    return {"ansible_ssh_private_key_file": str(private_key),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes "
+                                       "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s "
+                                       "-o ConnectTimeout=10 -o ServerAliveInterval=2 -o ServerAliveCountMax=3",
+            "ansible_python_interpreter": "/usr/bin/python3"}

@@ -26,6 +26,7 @@ ensure_event_loop()  # importing Pulumi initialises gRPC's asyncio support, whic
 from pulumi import automation as auto  # noqa: E402
 
 from ..errors import EnvironmentProblem, InputError, TradestackError
+from ..hostsettings import HostSettings
 from ..paths import cache_dir, state_dir
 
 PULUMI_ENV = "TRADESTACK_PULUMI"  # path of a pulumi binary to use
@@ -240,6 +241,47 @@ class PulumiStack:
                             "if it crashed, run `pulumi cancel`") from None
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
+
+
+class ManagedStack:
+    """What every kind of tradestack stack (lab, hosts) asks of its Pulumi stack, the same way. The Pulumi stack
+    is built on first use, so a privilege check can run before the Pulumi CLI is even looked for."""
+
+    _spec: StackSpec
+    _stack: PulumiStack | None = None
+
+    @property
+    def _pulumi(self) -> PulumiStack:
+        if self._stack is None:
+            self._stack = PulumiStack(self._spec)
+        return self._stack
+
+    def exists(self) -> bool:
+        return self._pulumi.exists()
+
+    def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
+        return self._pulumi.outputs(secrets_too)
+
+    def config(self) -> dict[str, str]:
+        """The stack's plain settings."""
+        return dict(self._pulumi.config())
+
+    def set_config(self, key: str, value: str) -> None:
+        """A plain setting, e.g. `tradestack:allowDrills`."""
+        self._pulumi.set_config(key, value)
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        """Deploy secrets kept encrypted in the stack's configuration, generated on first use."""
+        return self._pulumi.secrets(names, lambda: secrets.token_urlsafe(24))
+
+    def set_secret(self, name: str, value: str) -> None:
+        """Set (or rotate) one deploy secret; the next deploy uses it."""
+        self._pulumi.set_secret(name, value)
+
+    @property
+    def host_settings(self) -> HostSettings:
+        """The machine-wide names deploys use on this stack's hosts (its configuration, else the defaults)."""
+        return HostSettings.from_config(self._pulumi.config())
 
 
 def _plain(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..drills import model
 from ..errors import InputError
+from ..substrates.inventory import inventory as shared_inventory
 from ..topology.riskgroups import risk_group_index
 from .load import Estate
 
@@ -59,31 +60,20 @@ def inventory(estate: Estate, stack: str) -> dict[str, Any]:
     """The Ansible inventory, in the lab's shape (the playbooks need nothing new): groups per service, site and
     site role, `outside` for venues and clients; edge routers are not in it (nothing is deployed there)."""
     spec, topology = estate.spec, estate.topology
-    roles = {s.name: s.role for s in topology.sites}
-    prefixes = {s.name: s.prefix for s in spec.sites}
-    hosts: dict[str, dict[str, Any]] = {}
-    groups: dict[str, dict[str, Any]] = {}
     counts: dict[tuple[str, str | None], int] = {}
+    entries = []
     for h in spec.hosts:
         counts[(h.service, h.site)] = counts.get((h.service, h.site), 0) + 1
-        hostvars: dict[str, Any] = {"ansible_host": h.address, "service": h.service,
-                                    "instance": counts[(h.service, h.site)], "lan_address": h.lan_address,
-                                    "public_address": h.lan_address, "lan_interface": h.lan_interface}
-        names = [h.service.replace("-", "_")]
-        if h.site:
-            hostvars |= {"site": h.site, "site_prefix": prefixes[h.site], "site_role": roles[h.site]}
-            names += [f"site_{h.site}", f"role_{roles[h.site]}"]
-        else:
-            names.append("outside")
-        if h.upstream:
-            hostvars["upstream"] = h.upstream
-        hosts[h.name] = hostvars
-        for group in names:
-            groups.setdefault(group, {"hosts": {}})["hosts"][h.name] = {}
+        entries.append((h.name, {"ansible_host": h.address, "service": h.service,
+                                 "instance": counts[(h.service, h.site)], "lan_address": h.lan_address,
+                                 "public_address": h.lan_address, "lan_interface": h.lan_interface,
+                                 **({"site": h.site} if h.site else {}),
+                                 **({"upstream": h.upstream} if h.upstream else {})}))
     common: dict[str, Any] = {"ansible_user": spec.ssh.user, "ansible_port": spec.ssh.port, "tradestack_stack": stack}
     if spec.ssh.become == "sudo":
         common |= {"ansible_become": True, "ansible_become_method": "sudo"}
-    return {"all": {"hosts": hosts, "children": groups, "vars": common}}
+    return shared_inventory(entries, {s.name: s.role for s in topology.sites}, {s.name: s.prefix for s in spec.sites},
+                            common)
 
 
 def outputs(estate: Estate, stack: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from ..adapters.pulumi import OpResult, PulumiStack, StackSpec, ensure_private
+from ..adapters.ansible import ssh_access_vars
+from ..adapters.pulumi import ManagedStack, OpResult, StackSpec, ensure_private
 from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
@@ -25,7 +25,7 @@ def access_dir(stack: str, home: Path | None = None) -> Path:
     return (home or state_dir()) / "stacks" / stack
 
 
-class HostsStack:
+class HostsStack(ManagedStack):
     """The hosts stack of one name. `hosts_file` is only needed to create the stack or change it."""
 
     disposable = False  # real machines: confirm changes, drill only as the stack's policy allows
@@ -41,16 +41,6 @@ class HostsStack:
             config |= host_settings.to_config()
         self.hosts_file = hosts_file
         self._spec = StackSpec(PROJECT, name, program, config)
-        self._stack: PulumiStack | None = None
-
-    @property
-    def _pulumi(self) -> PulumiStack:
-        if self._stack is None:
-            self._stack = PulumiStack(self._spec)
-        return self._stack
-
-    def exists(self) -> bool:
-        return self._pulumi.exists()
 
     def expected_resources(self) -> int | None:
         if self.hosts_file is None:
@@ -79,31 +69,11 @@ class HostsStack:
         shutil.rmtree(access_dir(self.name, self.home), ignore_errors=True)
         return result
 
-    def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
-        return self._pulumi.outputs(secrets_too)
-
-    def config(self) -> dict[str, str]:
-        return dict(self._pulumi.config())
-
     def leftovers(self) -> list[str]:
         return []  # nothing of a hosts stack lives on this machine but its state and access files
 
     def hosts_file_path(self) -> Path:
         return Path(self.hosts_file) if self.hosts_file is not None else Path(self._pulumi.config()["tradestack:hostsFile"])
-
-    @property
-    def host_settings(self) -> HostSettings:
-        return HostSettings.from_config(self._pulumi.config())
-
-    def secrets(self, names: list[str]) -> dict[str, str]:
-        return self._pulumi.secrets(names, lambda: secrets.token_urlsafe(24))
-
-    def set_secret(self, name: str, value: str) -> None:
-        self._pulumi.set_secret(name, value)
-
-    def set_config(self, key: str, value: str) -> None:
-        """A plain setting, e.g. `tradestack:allowDrills` (see the README's drill policy)."""
-        self._pulumi.set_config(key, value)
 
     def access_files(self) -> AccessFiles:
         d = access_dir(self.name, self.home)
@@ -119,12 +89,6 @@ class HostsStack:
         key = load_hosts_file(self.hosts_file_path()).private_key
         known = ensure_private(d / "known_hosts", outs["known_hosts"])
         inventory = yaml.safe_load(outs["inventory"])
-        inventory["all"]["vars"].update({
-            "ansible_ssh_private_key_file": str(key),
-            "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes "
-                                       "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s "
-                                       "-o ConnectTimeout=10 -o ServerAliveInterval=2 -o ServerAliveCountMax=3",
-            "ansible_python_interpreter": "/usr/bin/python3",
-        })
+        inventory["all"]["vars"].update(ssh_access_vars(key, known))
         inv = ensure_private(d / "inventory.yml", yaml.safe_dump(inventory, sort_keys=False))
         return AccessFiles(inv, key, known)

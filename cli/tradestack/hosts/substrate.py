@@ -30,21 +30,6 @@ class HostsActionError(SubstrateError):
     """A command of a fault or its inverse failed on a host."""
 
 
-class _Remote(Process):
-    def __init__(self, proc: ssh.RemoteProcess):
-        self._proc = proc
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode
-
-    def terminate(self) -> None:
-        self._proc.terminate()
-
-    def communicate(self, timeout: float) -> tuple[str, str]:
-        return self._proc.communicate(timeout)
-
-
 def _each(items: Sequence[Any], call: Any, key: Any = lambda x: x.name) -> dict[str, Any]:
     """`call(item)` for every item at once (one SSH round trip's time, not one per item), by `key(item)`."""
     if not items:
@@ -104,7 +89,7 @@ class HostsSubstrate(Substrate):
                        secret_env=env)
 
     def spawn(self, host: str, argv: Sequence[str]) -> Process:
-        return _Remote(ssh.RemoteProcess(self._options, self._target(host), self._argv(argv)))
+        return ssh.RemoteProcess(self._options, self._target(host), self._argv(argv))
 
     def fetch(self, host: str, path: Path) -> Path:
         local = access_dir(self.name, self.stack.home) / "fetched" / host / path.name

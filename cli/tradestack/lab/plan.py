@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..topology.model import Topology
+from ..substrates.inventory import inventory
 from ..topology.riskgroups import risk_group_index
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
@@ -126,25 +127,12 @@ class LabPlan:
 
     def inventory(self, topology: Topology) -> dict[str, Any]:
         """Ansible inventory (YAML-ready): groups per site, service and site role, with host vars."""
-        roles = {s.name: s.role for s in topology.sites}
-        hosts: dict[str, dict[str, Any]] = {}
-        groups: dict[str, dict[str, Any]] = {}
-        for h in self.hosts:
-            hostvars: dict[str, Any] = {"ansible_host": h.mgmt_ip, "netns": h.netns, "service": h.service,
-                                        "instance": h.index, "lan_address": h.lan_ip, "public_address": h.lan_ip}
-            names = [h.service.replace("-", "_")]
-            if h.site:
-                hostvars |= {"site": h.site, "site_prefix": self.site_prefixes[h.site], "site_role": roles[h.site]}
-                names += [f"site_{h.site}", f"role_{roles[h.site]}"]
-            else:
-                names.append("outside")
-            if h.upstream:
-                hostvars["upstream"] = h.upstream
-            hosts[h.netns] = hostvars
-            for group in names:
-                groups.setdefault(group, {"hosts": {}})["hosts"][h.netns] = {}
-        return {"all": {"hosts": hosts, "children": groups,
-                        "vars": {"ansible_user": "root", "tradestack_stack": self.stack}}}
+        entries = [(h.netns, {"ansible_host": h.mgmt_ip, "netns": h.netns, "service": h.service, "instance": h.index,
+                              "lan_address": h.lan_ip, "public_address": h.lan_ip,
+                              **({"site": h.site} if h.site else {}), **({"upstream": h.upstream} if h.upstream else {})})
+                   for h in self.hosts]
+        return inventory(entries, {s.name: s.role for s in topology.sites}, self.site_prefixes,
+                         {"ansible_user": "root", "tradestack_stack": self.stack})
 
 
 def default_mgmt_slot(stack: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from ..adapters.pulumi import OpResult, PulumiStack, StackSpec, ensure_private
+from ..adapters.ansible import ssh_access_vars
+from ..adapters.pulumi import ManagedStack, OpResult, StackSpec, ensure_private
 from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
@@ -39,7 +39,7 @@ def access_dir(stack: str, home: Path | None = None) -> Path:
     return (home or state_dir()) / "stacks" / stack
 
 
-class LabStack:
+class LabStack(ManagedStack):
     """The lab for one stack name. `topology` is only needed to create the stack or change it."""
 
     disposable = True  # a lab may be broken and rebuilt without asking
@@ -58,14 +58,6 @@ class LabStack:
             config |= host_settings.to_config()
         self.topology = topology
         self._spec = StackSpec(PROJECT, name, program, config)
-        self._stack: PulumiStack | None = None
-
-    @property
-    def _pulumi(self) -> PulumiStack:
-        """Built on first use, so privilege checks run before the Pulumi CLI is even looked for."""
-        if self._stack is None:
-            self._stack = PulumiStack(self._spec)
-        return self._stack
 
     def expected_resources(self) -> int | None:
         if self.topology is None:
@@ -73,9 +65,6 @@ class LabStack:
         plan = plan_lab(load_topology(self.topology), self.name)
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
                 + 2 * len(plan.hosts) + len(plan.edges))
-
-    def exists(self) -> bool:
-        return self._pulumi.exists()
 
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():
@@ -110,33 +99,11 @@ class LabStack:
         shutil.rmtree(access_dir(self.name, self.home), ignore_errors=True)
         return result
 
-    def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
-        return self._pulumi.outputs(secrets_too)
-
-    def config(self) -> dict[str, str]:
-        return dict(self._pulumi.config())
-
-    def set_config(self, key: str, value: str) -> None:
-        self._pulumi.set_config(key, value)
-
     def topology_path(self) -> Path:
         """The topology file the stack was brought up from (its configuration records it)."""
         if self.topology is not None:
             return Path(self.topology)
         return Path(self._pulumi.config()["tradestack:topology"])
-
-    @property
-    def host_settings(self) -> HostSettings:
-        """The machine-wide names deploys use on this stack's hosts (its configuration, else the defaults)."""
-        return HostSettings.from_config(self._pulumi.config())
-
-    def secrets(self, names: list[str]) -> dict[str, str]:
-        """Deploy secrets kept encrypted in the stack's configuration, generated on first use."""
-        return self._pulumi.secrets(names, lambda: secrets.token_urlsafe(24))
-
-    def set_secret(self, name: str, value: str) -> None:
-        """Set (or rotate) one deploy secret; the next deploy uses it."""
-        self._pulumi.set_secret(name, value)
 
     def access_files(self) -> AccessFiles:
         """The inventory, key and known_hosts written by `up` (rewritten if missing)."""
@@ -162,14 +129,6 @@ class LabStack:
         key = ensure_private(d / "id_ed25519", outs["ssh_private_key"])
         known = ensure_private(d / "known_hosts", outs["known_hosts"])
         inventory = yaml.safe_load(outs["inventory"])
-        inventory["all"]["vars"].update({
-            "ansible_ssh_private_key_file": str(key),
-            "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes "
-                                       "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s "
-                                       # a host that vanishes mid-run is given up in seconds, not after TCP's
-                                       # retransmission timeout (a shared master connection would hang on it)
-                                       "-o ConnectTimeout=10 -o ServerAliveInterval=2 -o ServerAliveCountMax=3",
-            "ansible_python_interpreter": "/usr/bin/python3",
-        })
+        inventory["all"]["vars"].update(ssh_access_vars(key, known))
         inv = ensure_private(d / "inventory.yml", yaml.safe_dump(inventory, sort_keys=False))
         return AccessFiles(inv, key, known)

@@ -18,7 +18,7 @@ import yaml
 from ..adapters import commands
 from ..adapters.commands import CommandResult
 from ..hostsettings import HostSettings
-from ..substrates.base import AccessFiles, Actuator, Host, HostTraits, Process, Substrate
+from ..substrates.base import AccessFiles, Actuator, Host, HostTraits, LocalProcess, Process, Substrate
 from ..topology import load_topology
 from . import faults as lab_faults
 from . import netlink, routing, supervisor
@@ -59,7 +59,7 @@ class LabSubstrate(Substrate):
 
     def spawn(self, host: str, argv: Sequence[str]) -> Process:
         # a session of its own: Ctrl-C on the caller must not kill it mid-write
-        return Process(subprocess.Popen(["ip", "netns", "exec", host, *argv], stdout=subprocess.PIPE,
+        return LocalProcess(subprocess.Popen(["ip", "netns", "exec", host, *argv], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                         start_new_session=True))
 

@@ -82,8 +82,21 @@ class AccessFiles:
     known_hosts: Path
 
 
-class Process:
+class Process(Protocol):
     """A process started on a host: wait for it, stop it (SIGTERM: it ends cleanly), read what it printed."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        """(stdout, stderr) once it ended; raises subprocess.TimeoutExpired if it runs past `timeout`."""
+        ...
+
+
+class LocalProcess:
+    """A Process that is a child of this one."""
 
     def __init__(self, popen: subprocess.Popen[str]):
         self._popen = popen
@@ -97,7 +110,6 @@ class Process:
             self._popen.terminate()
 
     def communicate(self, timeout: float) -> tuple[str, str]:
-        """(stdout, stderr) once it ended; raises subprocess.TimeoutExpired if it runs past `timeout`."""
         out, err = self._popen.communicate(timeout=timeout)
         return out or "", err or ""
 
