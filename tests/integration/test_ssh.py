@@ -49,7 +49,9 @@ def test_a_remote_process_stops_cleanly_on_sigterm(remote):
     ssh.run(remote["options"], remote["target"], ["mkdir", "-p", str(remote["work"])])
     ssh.run(remote["options"], remote["target"], ["rm", "-f", str(marker)])
     proc = ssh.RemoteProcess(remote["options"], remote["target"],
-                             ["sh", "-c", f'trap "echo done > {marker}; exit 0" TERM; sleep 60 & wait'])
+                             # the sleep is killed too and holds no output open: the session ends with the shell
+                             ["sh", "-c", f'trap "echo done > {marker}; kill $!; exit 0" TERM; '
+                                          'sleep 60 >/dev/null 2>&1 & wait'])
     assert proc.pid is not None
     started = time.monotonic()
     proc.terminate()
