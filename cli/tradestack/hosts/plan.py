@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..drills import model
+from ..drills.actions import describe
 from ..errors import InputError
 from ..substrates.inventory import inventory as shared_inventory
 from ..topology.riskgroups import risk_group_index
@@ -157,8 +158,6 @@ def tree_signal(conf: str, signal: str) -> tuple[str, ...]:
 def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any) -> FaultPlan:
     """A fault as commands per host and their inverses. `resolve(ref)` turns a host reference (a name or a
     run-time pick such as `@database-leader`) into a host name."""
-    from ..drills.actions import describe
-
     spec = estate.spec
     hosts = {h.name: h for h in spec.hosts}
     fmap = fault_map(estate)

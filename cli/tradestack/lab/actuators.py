@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..drills import model
+from ..drills.actions import describe
 from ..errors import InputError
 from ..polling import wait_for
 from ..substrates.base import VENUE_ADMIN_PORT, Actuator, FaultRefused, SubstrateError
@@ -26,12 +27,6 @@ NFT_TABLE = "tradestack"      # created empty in every lab namespace by the lab 
 
 class LabActionError(SubstrateError):
     """A fault could not be applied or undone on the lab."""
-
-
-def describe(fault: model.Fault) -> str:
-    from ..drills.actions import describe as words
-
-    return words(fault)
 
 
 def check(lab: LabSubstrate, fault: model.Fault) -> None:

@@ -20,8 +20,8 @@ from ..adapters.commands import CommandResult
 from ..hostsettings import HostSettings
 from ..substrates.base import AccessFiles, Actuator, Host, HostTraits, LocalProcess, Process, Substrate
 from ..topology import load_topology
+from . import actuators, netlink, routing, supervisor
 from . import faults as lab_faults
-from . import netlink, routing, supervisor
 from .stack import LabStack
 
 
@@ -107,14 +107,10 @@ class LabSubstrate(Substrate):
         return out
 
     def actuator(self, fault: Any) -> Actuator:
-        from .actuators import actuator
-
-        return actuator(self, fault)
+        return actuators.actuator(self, fault)
 
     def check_fault(self, fault: Any) -> None:
-        from .actuators import check
-
-        check(self, fault)
+        actuators.check(self, fault)
 
     def secrets(self, names: list[str]) -> dict[str, str]:
         return self.stack.secrets(names)
