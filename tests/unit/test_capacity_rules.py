@@ -251,7 +251,7 @@ def test_lab_passes_depth_one_and_fails_carrier_pair_at_depth_two():
     assert pair["sites_down"] == ["hk1", "wit"]
     assert pair["services"]["consensus"]["reason"] == "quorum"
     assert pair["services"]["gateway"]["ok"] is True
-    assert pair["services"]["gateway"]["metrics"]["orders_per_second"] == {"required": 150.0, "available": 150.0}  # 2 x 75 in sz1
+    assert pair["services"]["gateway"]["metrics"]["orders_per_second"] == {"required": 120.0, "available": 120.0}  # 2 x 60 in sz1
 
 
 def test_json_document_shape():
@@ -261,7 +261,7 @@ def test_json_document_shape():
     assert doc["scenarios"][0]["failed"] == []
     svc_doc = doc["scenarios"][0]["services"]["orderdb"]
     assert svc_doc == {"ok": True, "reason": None, "detail": None,
-                       "metrics": {"orders_per_second": {"required": 150.0, "available": 150.0}}}
+                       "metrics": {"orders_per_second": {"required": 120.0, "available": 120.0}}}
     failing = check_capacity(load_topology(LAB), 2).to_dict(failing_only=True)
     assert failing["failing_count"] == len(failing["scenarios"]) == 23
     assert all(not s["ok"] for s in failing["scenarios"])

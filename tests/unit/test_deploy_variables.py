@@ -31,9 +31,9 @@ def test_vips_are_dot_five_of_each_site_with_gateways():
 
 
 def test_admission_follows_the_declared_gateway_capacity():
-    # refusing starts 25% above the declared 75/s: survivors running exactly at it are not refused
-    assert build().public["tradestack_admission"] == {"max_in_flight": 256, "orders_per_second": 93.75,
-                                                      "burst": 93, "retry_after_s": 1}
+    # refusing starts 25% above the declared 60/s: survivors running exactly at it are not refused
+    assert build().public["tradestack_admission"] == {"max_in_flight": 256, "orders_per_second": 75.0,
+                                                      "burst": 75, "retry_after_s": 1}
 
 
 def test_venues_and_routes_from_the_upstreams():

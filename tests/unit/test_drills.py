@@ -284,8 +284,8 @@ def test_drill_load_is_the_topologys_peak_sessions_and_refresh():
     from tradestack.topology import load_topology
 
     lab = load_topology(Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml")
-    assert load_shape(Load(), lab) == (400, 10.0)                        # at peak: every declared session
-    assert load_shape(Load(peak_fraction=0.5), lab) == (200, 10.0)       # scaled like the order rate
+    assert load_shape(Load(), lab) == (320, 10.0)                        # at peak: every declared session
+    assert load_shape(Load(peak_fraction=0.5), lab) == (160, 10.0)       # scaled like the order rate
     assert load_shape(Load(sessions=64, refresh_s=2.0), lab) == (64, 2.0)  # a drill may say its own
 
 

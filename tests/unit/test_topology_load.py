@@ -47,7 +47,7 @@ def only(text: str) -> str:
 def test_contract_example_validates_with_its_field_names():
     t = load_topology(LAB)
     assert t.name == "lab"
-    assert t.peak == {"orders_per_second": 60, "sessions": 400}
+    assert t.peak == {"orders_per_second": 48, "sessions": 320}
     assert t.session_refresh_s == 10
     assert t.headroom == 2.5
     assert [s.name for s in t.sites] == ["sz1", "hk1", "wit"]
@@ -55,7 +55,7 @@ def test_contract_example_validates_with_its_field_names():
     assert t.service("orderdb").replication == "synchronous"
     assert t.service("router").upstreams == ["exchange", "overnight-ats"]
     assert t.service("consensus").instances == 3
-    assert t.required("sessions") == 1000
+    assert t.required("sessions") == 800
 
 
 def test_example_has_sixteen_risk_groups_including_implicit_ones():

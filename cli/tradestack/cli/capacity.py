@@ -136,7 +136,8 @@ def verify(
                                              "refreshing its balance screen as the topology declares "
                                              "[default: the topology's peak sessions x headroom x fraction]."),
     warmup: float = typer.Option(15.0, "--warmup", min=0, max=600,
-                                 help="Seconds of the same load first, not measured (cold pools and caches)."),
+                                 help="Seconds of the same load before each scenario's measured window, by "
+                                      "the same clients: the sessions connect then and hold on (not measured)."),
     only: list[str] = typer.Option([], "--only", metavar="all|SITE",
                                    help="Only these scenarios: `all` (every site up) or a site to cut off."),
     write_measured: Path | None = typer.Option(None, "--write-measured", metavar="FILE",
@@ -184,8 +185,10 @@ def verify(
                     **({"measured_file": str(write_measured)} if write_measured else {})})
     else:
         table = Table("scenario", "target/s", "acked/s", "p50 ms", "p99 ms", "sessions", "screens", "429s", "5xx",
-                      "unknown", "",
-                      title=f"measured capacity of {stack}")
+                      "unknown", "", title=f"measured capacity of {stack}",
+                      caption="warm-up p99 (sessions connecting, not judged): "
+                              + ", ".join(f"{m.scenario} {m.warmup_p99_ms} ms" for m in results
+                                          if m.warmup_p99_ms is not None) if warmup > 0 else None)
         for m in results:
             table.add_row(m.scenario, f"{m.target_per_s:g}", f"{m.acked_per_s:g}", str(m.p50_ms), str(m.p99_ms),
                           str(m.sessions), "-" if m.refreshes_answered is None else f"{m.refreshes_answered:.2%}",

@@ -132,6 +132,8 @@ def load(ctx: typer.Context,
                                             help="Gateway base URL; repeat for every site and carrier."),
          rate: float = typer.Option(100.0, min=0.1, help="Orders per second, all sessions together."),
          duration: float = typer.Option(10.0, min=0.1, help="Seconds of load."),
+         warmup: float = typer.Option(0.0, min=0, help="Seconds of the same load first, in the ledger but not in "
+                                                       "the figures (the sessions connect then and hold on)."),
          sessions: int = typer.Option(20, min=1, max=100_000, help="Concurrent client sessions."),
          accounts: int = typer.Option(1000, min=1, help="Accounts acct-00000.. to spread orders over."),
          overnight: float = typer.Option(0.0, min=0, max=1, help="Share of overnight-session orders."),
@@ -159,11 +161,11 @@ def load(ctx: typer.Context,
     if bad:
         raise typer.BadParameter(f"not an http(s) URL: {', '.join(bad)}", param_hint="--endpoint")
     plan = LoadPlan(endpoints=tuple(e.rstrip("/") for e in endpoint), rate=rate, duration_s=duration,
-                    sessions=sessions, accounts=accounts, overnight_share=overnight, limit_share=limit,
-                    assets_every_s=assets_every)
+                    warmup_s=warmup, sessions=sessions, accounts=accounts, overnight_share=overnight,
+                    limit_share=limit, assets_every_s=assets_every)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("load", total=int(rate * duration), line="")
+        task = progress.add_task("load", total=int(rate * duration), line="")  # the measured part
 
         def show(stats: LoadStats) -> None:
             progress.update(task, completed=stats.sent, line=f"acked {stats.acked}  429 {stats.throttled}  "

@@ -87,16 +87,18 @@ class SpikeLoad:
 
 
 def start_load(substrate: Substrate, ledger: Path, rate: float, duration_s: float, sessions: int, overnight: float,
-               limit: float, assets_every_s: float = 0.0) -> Process:
+               limit: float, assets_every_s: float = 0.0, warmup_s: float = 0.0) -> Process:
     """The reference load generator on the clients' host, against every site's public address: `sessions`
     clients, each holding its connection and refreshing its balance screen every `assets_every_s` (0: never).
-    `ledger` is a path on the clients' host (under the substrate's work_dir)."""
+    `ledger` is a path on the clients' host (under the substrate's work_dir). With `warmup_s`, the same load runs
+    that long first and its orders are left out of the summary's figures (reported apart, under "warmup")."""
     substrate.run(substrate.clients_host, ["mkdir", "-p", str(ledger.parent)])
     substrate.run(substrate.clients_host, ["rm", "-f", str(ledger)])
     argv = [*substrate.tool_argv(substrate.clients_host), "refstack", "load",
             *[arg for e in substrate.endpoints() for arg in ("-e", e)], "--rate", f"{rate:g}", "--duration",
-            f"{duration_s:g}", "--sessions", str(sessions), "--overnight", f"{overnight:g}", "--limit",
-            f"{limit:g}", "--assets-every", f"{assets_every_s:g}", "--ledger", str(ledger), "--json"]
+            f"{duration_s:g}", "--warmup", f"{warmup_s:g}", "--sessions", str(sessions), "--overnight",
+            f"{overnight:g}", "--limit", f"{limit:g}", "--assets-every", f"{assets_every_s:g}", "--ledger", str(ledger),
+            "--json"]
     return substrate.spawn(substrate.clients_host, argv)
 
 

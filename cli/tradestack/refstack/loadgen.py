@@ -34,6 +34,8 @@ class LoadPlan:
     rate: float = 100.0              # orders per second, all sessions together
     duration_s: float = 10.0
     sessions: int = 20
+    warmup_s: float = 0.0            # the same load first, recorded in the ledger but not in the figures: the
+                                     # sessions' connections are opened then and held into the measured window
     accounts: int = 1000             # acct-00000 .. ; must exist
     overnight_share: float = 0.0     # share of orders in the overnight session
     limit_share: float = 0.0         # share of limit orders (they rest at the venue)
@@ -62,6 +64,7 @@ class LoadStats:
     assets_unavailable: int = 0
     assets_bad: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    warmup: dict[str, Any] | None = None  # the warm-up's own figures (its connections opened then), if it had one
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
@@ -83,6 +86,8 @@ class LoadGenerator:
         self._end = float("inf")
         self.run_id = uuid.uuid4().hex[:8]
         self.stats = LoadStats(sessions=plan.sessions, planned=int(plan.rate * plan.duration_s))
+        self.warmup = LoadStats(sessions=plan.sessions, planned=int(plan.rate * plan.warmup_s))
+        self._measure_from = 0.0
         self.rng = random.Random(plan.seed)
         self._orders: list[SentOrder] = []
         self._preferred = [k % len(plan.endpoints) for k in range(plan.sessions)]  # spread like apps over sites
@@ -99,7 +104,8 @@ class LoadGenerator:
                                          timeout=timeout) for _ in range(plan.sessions)]
         try:
             start = time.monotonic()
-            self._end = start + plan.duration_s
+            self._measure_from = start + plan.warmup_s
+            self._end = self._measure_from + plan.duration_s
             flusher = asyncio.create_task(self._flush_loop())
             stopper = asyncio.create_task(self._stop_early(start))
             sessions = [asyncio.create_task(self._session(clients[k], k, start)) for k in range(plan.sessions)]
@@ -115,6 +121,8 @@ class LoadGenerator:
                 self._flush()
         finally:
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        if plan.warmup_s > 0:
+            self.stats.warmup = self.warmup.summary()
         return self.stats
 
     async def _stop_early(self, start: float) -> None:
@@ -122,7 +130,8 @@ class LoadGenerator:
         now = time.monotonic()
         if now < self._end:  # what was planned is what the shorter run should have sent
             self._end = now
-            self.stats.planned = int(self.plan.rate * (now - start))
+            self.stats.planned = int(self.plan.rate * max(0.0, now - self._measure_from))
+            self.warmup.planned = int(self.plan.rate * (min(now, self._measure_from) - start))
 
     def _flush(self) -> None:
         orders, assets, self._orders, self._assets = self._orders, self._assets, [], []
@@ -174,13 +183,18 @@ class LoadGenerator:
             body |= {"type": "limit", "limit_price": "50.00"}
         return body
 
+    def _stats_at(self, t: float) -> LoadStats:
+        """Where what starts at monotonic time `t` counts: the warm-up's figures or the measured ones."""
+        return self.stats if t >= self._measure_from else self.warmup
+
     async def _order(self, client: aiohttp.ClientSession, client_id: str, client_order_id: str, account: str,
                      preferred: int) -> int:
-        plan, stats = self.plan, self.stats
+        plan = self.plan
         body = self._body(account, client_order_id)
         endpoints, index = plan.endpoints, preferred
         first = time.time()
         t0 = time.monotonic()
+        stats = self._stats_at(t0)
         attempts, tried, backoff = 0, {index}, 0.05
         outcome, status, order, detail = "unknown", None, None, None
         maybe_placed = False  # an attempt reached a server and its answer was lost (or was a 5xx)
@@ -238,6 +252,7 @@ class LoadGenerator:
         """One refresh of the balance screen. Like the app, a refresh that cannot reach its endpoint tries the
         next one (and the session stays there); an answer, whatever it says, is what the client saw."""
         endpoints, index = self.plan.endpoints, self._preferred[k]
+        stats = self._stats_at(time.monotonic())
         for attempt in range(len(endpoints)):
             endpoint = endpoints[index]
             try:
@@ -252,7 +267,7 @@ class LoadGenerator:
             else:
                 view = judge_assets(client_id, account, endpoint, status, _json(text))
             break
-        self.stats.__dict__[f"assets_{view.verdict}"] += 1
+        stats.__dict__[f"assets_{view.verdict}"] += 1
         self._assets.append(view)
 
 

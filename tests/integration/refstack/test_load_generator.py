@@ -36,6 +36,26 @@ def test_sessions_whose_endpoint_is_dead_fail_over_and_every_order_lands(endpoin
     assert reconcile(ledger, endpoints["database"]).ok
 
 
+def test_a_warm_up_is_in_the_ledger_but_not_in_the_figures(endpoints, gateway, tmp_path):
+    """What capacity verify measures is sessions held, not apps connecting: the warm-up's orders are real (the
+    ledger and reconciliation have them) and reported apart."""
+    ledger = tmp_path / "ledger.sqlite"
+    plan = LoadPlan(endpoints=(gateway,), rate=40, duration_s=2, warmup_s=1, sessions=4, accounts=ACCOUNTS,
+                    assets_every_s=0.5, seed=3)
+    _, stats = asyncio.run(run_load(plan, ledger))
+    summary = stats.summary()
+    assert summary["planned"] == 80 and summary["sent"] == summary["acked"] == 80
+    assert summary["warmup"]["planned"] == 40 and summary["warmup"]["acked"] == summary["warmup"]["sent"] == 40
+    assert summary["warmup"]["assets_ok"] > 0 and summary["assets_ok"] > 0
+    book = Ledger(ledger)
+    try:
+        orders = book.orders()
+    finally:
+        book.close()
+    assert len(orders) == 120 and all(o.outcome == "acked" for o in orders)
+    assert reconcile(ledger, endpoints["database"]).ok
+
+
 def test_a_gateway_stopped_mid_load_costs_retries_not_orders(refstack, endpoints, gateway, tmp_path):
     other = refstack.add_gateway("gateway-b", Admission()).url
     ledger = tmp_path / "ledger.sqlite"
