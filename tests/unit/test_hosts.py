@@ -137,3 +137,15 @@ def test_a_hosts_file_that_does_not_realise_its_topology_says_where(tmp_path, ch
         load_hosts_file(path)
     text = str(caught.value)
     assert message in text and f"{path}:" in text, text
+
+
+def test_each_hosts_lan_interface_reaches_the_playbooks(estate):
+    """The VIP goes on the interface the hosts file names (real hosts are rarely `lan0`, the lab's name)."""
+    import jinja2
+
+    hosts = plan.inventory(estate, "staging")["all"]["hosts"]
+    assert hosts["sz1-gateway-1"]["lan_interface"] == "ens5" and hosts["sz1-gateway-2"]["lan_interface"] == "lan0"
+    template = (ROOT / "playbooks" / "roles" / "keepalived" / "templates" / "keepalived.conf.j2").read_text()
+    text = jinja2.Environment().from_string(template).render(
+        **hosts["sz1-gateway-1"], tradestack_vips={"sz1": "198.18.1.5"})
+    assert "interface ens5" in text and "198.18.1.5/24 dev ens5" in text and "lan0" not in text

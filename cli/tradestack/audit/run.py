@@ -53,6 +53,7 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
     facts = stack.audit_facts()
     inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
     hosts = {name: {"service": hv["service"], "site": hv.get("site"), "lan_address": hv["lan_address"],
+                    "lan_interface": hv.get("lan_interface", "lan0"),
                     "sshd_config": facts["sshd_config"].get(name, "/etc/ssh/sshd_config")}
              for name, hv in inventory.items()}
     uplinks = {site.name: [{"carrier": u.carrier,

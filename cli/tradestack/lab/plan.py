@@ -128,8 +128,9 @@ class LabPlan:
     def inventory(self, topology: Topology) -> dict[str, Any]:
         """Ansible inventory (YAML-ready): groups per site, service and site role, with host vars."""
         entries = [(h.netns, {"ansible_host": h.mgmt_ip, "netns": h.netns, "service": h.service, "instance": h.index,
-                              "lan_address": h.lan_ip, "public_address": h.lan_ip,
-                              **({"site": h.site} if h.site else {}), **({"upstream": h.upstream} if h.upstream else {})})
+                              "lan_address": h.lan_ip, "public_address": h.lan_ip, "lan_interface": "lan0",
+                              **({"site": h.site} if h.site else {}),
+                              **({"upstream": h.upstream} if h.upstream else {})})
                    for h in self.hosts]
         return inventory(entries, {s.name: s.role for s in topology.sites}, self.site_prefixes,
                          {"ansible_user": "root", "tradestack_stack": self.stack})

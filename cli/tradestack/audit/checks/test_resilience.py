@@ -64,7 +64,7 @@ def test_each_site_vip_is_held_by_exactly_one_host(audit, evidence, site):
     vip = audit["vips"][site]
     holders = []
     for name in audit.names("gateway", site):
-        out = evidence.run(audit.host(name), name, "ip -4 -o addr show dev lan0")
+        out = evidence.run(audit.host(name), name, f"ip -4 -o addr show dev {audit.inventory[name]['lan_interface']}")
         if f" {vip}/" in out.stdout:
             holders.append(name)
     problems = health.vip_problems(site, vip, holders)
