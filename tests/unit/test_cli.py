@@ -173,3 +173,12 @@ def test_refstack_help_has_an_example(command):
 def test_deploy_and_status_help_explain_with_an_example(command):
     r = run(*command, "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "--stack" in r.output
+
+
+def test_stack_secret_takes_only_deploy_secrets_and_only_from_stdin():
+    r = run("stack", "secret", "awsKey", "--stack", "nowhere")
+    assert r.exit_code == ExitCode.BAD_INPUT and "'awsKey' is not a deploy secret" in r.output
+    r = runner.invoke(app, ["stack", "secret", "dbAppPassword", "--stack", "nowhere"], input="")
+    assert r.exit_code == ExitCode.BAD_INPUT and "standard input held no value for dbAppPassword" in r.output
+    r = run("stack", "secret", "--help")
+    assert r.exit_code == 0 and "Example:" in r.output and "standard input" in r.output

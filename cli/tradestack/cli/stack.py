@@ -228,3 +228,32 @@ def config(ctx: typer.Context, key: str = typer.Argument(None, help="A drill pol
     for k, v in sorted(settings.items()):
         out.print(f"{k}: {v}", highlight=False, markup=False)
 
+
+@app.command()
+def secret(ctx: typer.Context, name: str = typer.Argument(..., help="dbSuperuserPassword, dbReplicationPassword or "
+                                                                   "dbAppPassword."),
+           stack: str = StackOpt, json: bool = JsonOpt) -> None:
+    """Set (or rotate) one of the stack's deploy secrets from standard input, never from the command line (it
+    would show in the process list and the shell's history). Kept encrypted in the stack; the next deploy uses
+    it. Use it to adopt hosts whose database was deployed with secrets of its own.
+
+    Example: [bold]printf %s "$PASSWORD" | tradestack stack secret dbAppPassword --stack staging[/]
+    """
+    import sys
+
+    from ..deploy.variables import SECRET_NAMES
+    from ..errors import InputError
+
+    want_json(ctx, json)
+    if name not in SECRET_NAMES:
+        raise InputError(f"{name!r} is not a deploy secret; they are {', '.join(SECRET_NAMES)}")
+    if sys.stdin.isatty():
+        raise InputError(f"give {name} on standard input, e.g. printf %s \"$VALUE\" | tradestack stack secret {name}")
+    value = sys.stdin.read().rstrip("\n")
+    if not value:
+        raise InputError(f"standard input held no value for {name}")
+    _open(stack).set_secret(name, value)
+    if json:
+        print_json({"ok": True, "stack": stack, "secret": name})
+        return
+    out.print(f"{name} set for stack {stack}; the next deploy uses it", highlight=False)
