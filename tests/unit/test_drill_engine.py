@@ -125,3 +125,14 @@ def test_capacity_verify_measures_each_scenario_and_restores_each_cut(memory, mo
     assert [m.scenario for m in results] == ["all sites up", "site sz1 down", "site hk1 down"]
     assert memory.events.count("inject link-down") == memory.events.count("restore link-down") == 2
     assert all(m.target_per_s == memory.topology.required("orders_per_second") for m in results)
+
+
+def test_capacity_verify_measures_nothing_on_a_stack_that_is_not_steady(memory, monkeypatch):
+    from tradestack.capacity import verify
+
+    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
+    monkeypatch.setattr(verify, "STEADY_WITHIN_S", 0.5)
+    memory.steady = False
+    with pytest.raises(verify.VerifyRefused, match="is not steady after 0.5 s, so nothing was measured: .*app is stopped"):
+        verify.verify("mem", duration_s=0.5, warmup_s=0)
+    assert memory.events == [] and memory.loads == []

@@ -17,6 +17,7 @@ from ..drills.journal import Journal
 from ..drills.lock import stack_lock
 from ..drills.model import LinkDown
 from ..drills.steady import wait_steady
+from ..errors import TradestackError
 from ..polling import until_clear
 from ..substrates import Substrate, open_stack
 from ..substrates.base import PATRONI_PORT
@@ -25,7 +26,13 @@ from .measured import CARRIED_SHARE, MeasuredCapacity, ScenarioFigure, derive
 LATENCY_BOUND_MS = 250.0   # a scenario passes when it carried its target (CARRIED_SHARE) with p99 at or under this
 ANSWERED_SHARE = 0.999     # ... and this share of the sessions' balance-screen refreshes answered live
 SERVE_WITHIN_S = 90.0      # a cut site's survivors must serve within this before they are measured
+STEADY_WITHIN_S = 120.0    # before anything is measured, the stack must be steady (as before a drill)
 WARMUP_S = 15.0            # unmeasured load first, in each scenario: the sessions connect, pools and caches warm
+
+
+class VerifyRefused(TradestackError):
+    """Nothing was measured: the stack was not steady to begin with (a measurement of a stack still settling, or
+    already broken, would say nothing about its capacity)."""
 
 
 @dataclass
@@ -131,6 +138,11 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
     results: list[Measurement] = []
     journal = Journal()  # notes a Ctrl-C or SIGTERM that arrives while a cut site is being restored
     with stack_lock(stack), interrupts.raising():
+        on_step("waiting for the stack to be steady (as before a drill)")
+        left = wait_steady(lab, STEADY_WITHIN_S)
+        if left:
+            raise VerifyRefused(f"stack {stack!r} is not steady after {STEADY_WITHIN_S:g} s, so nothing was "
+                                f"measured: {'; '.join(left[:5])}")
         for site in chosen:
             name = "all sites up" if site is None else f"site {site} down"
             on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s"
