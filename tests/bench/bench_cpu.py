@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tradestack.capacity import verify
 from tradestack.drills import actions
+from tradestack.drills.steady import wait_steady
 from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.lab import procstat
 from tradestack.lab.stack import LabStack
@@ -84,6 +85,12 @@ def bench(stack: str, args: argparse.Namespace) -> None:
     ladder = args.steps is None
     rates = [float(r) for r in args.steps.split(",")] if args.steps else [round(peak * f) for f in
                                                                           (0.5, 1, 2, 3, 4, 5, 6, 8)]
+    # a stack just deployed is still settling (the first step then measured that, not the order path): steady
+    # first, as a drill or capacity verify requires, then one unmeasured step
+    left = wait_steady(lab, 180)
+    if left:
+        raise SystemExit(f"stack {stack} is not steady: {'; '.join(left[:5])}")
+    step(lab, rates[0], args.seconds, args.sessions, args.assets_every)
     results = []
     for rate in rates:
         r = step(lab, rate, args.seconds, args.sessions, args.assets_every)
