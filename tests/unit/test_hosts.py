@@ -149,3 +149,28 @@ def test_each_hosts_lan_interface_reaches_the_playbooks(estate):
     text = jinja2.Environment().from_string(template).render(
         **hosts["sz1-gateway-1"], tradestack_vips={"sz1": "198.18.1.5"})
     assert "interface ens5" in text and "198.18.1.5/24 dev ens5" in text and "lan0" not in text
+
+
+def test_a_frozen_host_is_thawed_without_asking_its_frozen_supervisord(tmp_path):
+    """The freeze stops supervisord too, so the thaw finds it by its pidfile (asking it would hang)."""
+    import subprocess
+    import time
+
+    def state(pid: int) -> str:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+    parent = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
+    try:
+        time.sleep(0.3)
+        (tmp_path / "supervisord.pid").write_text(f"{parent.pid}\n")
+        conf = tmp_path / "supervisord.conf"
+        conf.write_text(f"[supervisord]\npidfile={tmp_path / 'supervisord.pid'}\n")
+        stop = subprocess.run(list(plan.tree_signal(str(conf), "SIGSTOP")), capture_output=True, text=True,
+                              timeout=10)
+        assert stop.stdout.strip() == "2" and state(parent.pid) == "T"
+        thaw = subprocess.run(list(plan.tree_signal(str(conf), "SIGCONT")), capture_output=True, text=True,
+                              timeout=10)
+        assert thaw.returncode == 0 and state(parent.pid) != "T"
+    finally:
+        parent.kill()
+        parent.wait()

@@ -138,8 +138,13 @@ def supervisor_conf(state_root: str, host: str) -> str:
 
 def tree_signal(conf: str, signal: str) -> tuple[str, ...]:
     """Signal a host's supervisord and every process under it (only that host's: found from its own pid)."""
-    code = ("import os, signal, subprocess, sys\n"
-            "pid = subprocess.run(['supervisorctl', '-c', sys.argv[1], 'pid'], capture_output=True, text=True).stdout.strip()\n"
+    # the pid from supervisord's pidfile: a frozen supervisord cannot answer `supervisorctl pid` (the SIGCONT that
+    # thaws it would wait on the one it stopped); asked only when the configuration names no pidfile
+    code = ("import configparser, os, signal, subprocess, sys\n"
+            "conf = configparser.RawConfigParser(strict=False); conf.read(sys.argv[1])\n"
+            "pidfile = conf.get('supervisord', 'pidfile', fallback=None)\n"
+            "pid = open(pidfile).read().strip() if pidfile and os.path.exists(pidfile) else subprocess.run(\n"
+            "    ['supervisorctl', '-c', sys.argv[1], 'pid'], capture_output=True, text=True, timeout=10).stdout.strip()\n"
             "if not pid.isdigit():\n    sys.exit('supervisord is not running')\n"
             "kids = {}\n"
             "for d in os.listdir('/proc'):\n"
