@@ -108,3 +108,15 @@ def deployed(lab):
     assert first.ok, [vars(f) for f in first.failures]
     inventory = yaml.safe_load(stack.access_files().inventory.read_text())["all"]["hosts"]
     return {"stack": stack, "first": first, "inventory": inventory}
+
+
+def driven_at_the_requirement(result: dict, topology) -> None:
+    """`capacity verify --json` drove every scenario (every site up, then each site cut) at the topology's full
+    requirement, orders and sessions: never a token fraction, whatever this machine carried on the day."""
+    import pytest
+
+    assert [m["scenario"] for m in result["scenarios"]] == \
+        ["all sites up", *(f"site {s.name} down" for s in topology.sites)]
+    for m in result["scenarios"]:
+        assert m["target_per_s"] == pytest.approx(topology.required("orders_per_second"), abs=0.01), m
+        assert m["sessions"] == topology.required("sessions"), m
