@@ -87,7 +87,11 @@ def operator(deployed):
         _link_tree(wheels.directory, cache / "tradestack" / "wheelhouse" / wheels.directory.name)
         _link_tree(cache_dir() / "pulumi", cache / "tradestack" / "pulumi")
         home.mkdir(exist_ok=True)
-        subprocess.run(["chown", "-R", f"{user}:{user}", str(home)], check=True)
+        # the user owns its home and the cache's directories; the cached files stay the shared cache's (hard
+        # links: chown -R would hand root's own build cache to a user removed after the run)
+        subprocess.run(["find", str(home), "-path", str(cache), "-prune", "-o", "-exec", "chown", f"{user}:{user}",
+                        "{}", "+"], check=True)
+        subprocess.run(["find", str(cache), "-type", "d", "-exec", "chown", f"{user}:{user}", "{}", "+"], check=True)
         home.chmod(0o700)
         venv = Path(lab.host_settings.software_root) / lab.name / "venv"
         env = {"HOME": str(home), "USER": user, "LANG": "C.UTF-8", "PYTHONPATH": str(checkout / "cli"),
