@@ -110,6 +110,8 @@ def operator(deployed):
         shutil.rmtree(base, ignore_errors=True)
         if uid.isdigit():
             shutil.rmtree(Path(tempfile.gettempdir()) / f"tradestack-ssh-{uid}", ignore_errors=True)
+        # the audit runs pytest as the operator, which keeps its temporary directories under /tmp by user name
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"pytest-of-{user}", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
