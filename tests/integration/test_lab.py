@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tradestack.lab import faults, netlink, probe
+from tradestack.drills import model
+from tradestack.lab import faults, netlink, probe, routing
 from tradestack.lab.stack import LabStack
+from tradestack.lab.substrate import LabSubstrate
+from tradestack.polling import until_clear
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +90,40 @@ def test_carrier_outage_reroutes_and_double_outage_isolates_hk1_and_wit(lab, hos
     back = probe.time_until(sz1_host, wit_addr, PORT, limit=30)
     print(f"restored: sz1 -> wit reachable again after {back:.2f}s")
     assert back is not None
+
+
+def test_a_carrier_blackhole_and_a_site_partition_cut_what_they_name_and_their_inverses_restore_it(lab, hosts,
+                                                                                                     listeners):
+    """The lab's actuators for a gray carrier (nft drop in the carrier, links up) and a partition between two
+    sites (nft at both edges), checked for their effect and their inverse; the drills that use them run at peak
+    through the `hosts` substrate's actuators (test_hosts_substrate.py) and in `make bench`."""
+    assert wait_converged(hosts, listeners)
+    substrate = LabSubstrate(lab["stack"])
+    sz1_host = listeners["sz1"][0]
+    hk1_addr, wit_addr = listeners["hk1"][1], listeners["wit"][1]
+    daemons = lab["stack"].daemons_dir
+    step: list[str] = []
+
+    blackhole = substrate.actuator(model.Blackhole(kind="blackhole", carrier="cu"))
+    blackhole.inject()
+    try:
+        # BFD notices the silent carrier: every session over cu leaves Established, the links stay up
+        down = until_clear(lambda: [] if any("c-cu" in u for u in routing.unconverged(daemons)) else ["none"], 10)
+        assert down == [], routing.unconverged(daemons)
+        assert probe.time_until(sz1_host, hk1_addr, PORT, limit=20) is not None  # over ct
+    finally:
+        blackhole.restore(step.append)
+    assert routing.unconverged(daemons) == []
+
+    cut = substrate.actuator(model.Partition(kind="partition", sites=["sz1", "hk1"]))
+    cut.inject()
+    try:
+        assert probe.time_until(sz1_host, hk1_addr, PORT, limit=10, reachable=False) is not None
+        assert probe.connect(sz1_host, wit_addr, PORT, 1)  # both still reach the third site
+        assert probe.connect(listeners["hk1"][0], wit_addr, PORT, 1)
+    finally:
+        cut.restore(step.append)
+    assert probe.time_until(sz1_host, hk1_addr, PORT, limit=10) is not None
 
 
 def test_ansible_reaches_every_host_over_ssh_with_pinned_keys(lab, hosts):

@@ -136,3 +136,54 @@ def test_capacity_verify_measures_nothing_on_a_stack_that_is_not_steady(memory, 
     with pytest.raises(verify.VerifyRefused, match="is not steady after 0.5 s, so nothing was measured: .*app is stopped"):
         verify.verify("mem", duration_s=0.5, warmup_s=0)
     assert memory.events == [] and memory.loads == []
+
+
+def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and_database_at_once(memory):
+    """Over SSH one probe takes a tenth of a second or more: a sample asks its four questions together, and the
+    base substrate asks each router's breakers and each database's role together. Each probe here waits for all
+    the others (a barrier): asked one after the other, the barrier breaks and no sample is taken."""
+    import threading
+
+    from tradestack.drills.observer import Observer
+    from tradestack.substrates.base import Substrate
+
+    together = threading.Barrier(4, timeout=5)
+
+    def waiting(answer: object):
+        def probe() -> object:
+            together.wait()
+            return answer
+        return probe
+
+    memory.breakers = waiting({})  # type: ignore[method-assign]
+    memory.database_leader = waiting("mem-sz1-orderdb-1")  # type: ignore[method-assign]
+    memory.vip_holders = waiting({"sz1": "mem-sz1-gateway-1"})  # type: ignore[method-assign]
+    memory.signals = waiting({"paths": 2})  # type: ignore[method-assign]
+    samples: list = []
+    observer = Observer(memory, samples.append)
+    observer.start()
+    try:
+        deadline = threading.Event()
+        for _ in range(100):
+            if samples:
+                break
+            deadline.wait(0.1)
+    finally:
+        observer.stopping.set()
+        observer.join(timeout=10)
+    assert samples and samples[0].leader == "mem-sz1-orderdb-1" and samples[0].vip_holders["sz1"], samples
+
+    routers, dbs = memory.of("router"), memory.of("orderdb")
+    asked = threading.Barrier(len(routers), timeout=5)
+    primaries = threading.Barrier(len(dbs), timeout=5)
+
+    def http(host: str, method: str, url: str, body: object = None, timeout: float = 1.0):
+        if url.endswith("/venues"):
+            asked.wait()
+            return 200, {"venues": [{"venue": "exchange", "state": "closed"}]}
+        primaries.wait()
+        return (200 if "198.18.2." in url else 503), None
+
+    memory.http = http  # type: ignore[method-assign]
+    assert Substrate.breakers(memory) == {r.name: {"exchange": "closed"} for r in routers}
+    assert Substrate.database_leader(memory) == "mem-hk1-orderdb-1"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,11 @@ from ..paths import cache_dir
 # Patroni raises any ttl below 20 s to 20, which doubles the time without a leader (22 s here, against 12 s).
 # 3.1 has no psycopg3 extra: the driver is named on its own (psycopg 3, as the trading services use).
 PATRONI = ("patroni[etcd3]==3.1.2", "psycopg[binary]>=3.2,<4")
+
+
+# Wheelhouses kept: every source change builds one (~130 MB with its dependencies), so a checkout that changes often
+# would fill the disk; the ones used last stay, for checkouts of other versions deploying side by side.
+KEEP = 4
 
 
 class WheelhouseError(TradestackError):
@@ -53,8 +61,25 @@ def build(root: Path) -> Wheelhouse:
                                 timeout=1800)
         if result.returncode != 0:
             raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
-        done.touch()
+    try:  # last used now: pruning keeps the wheelhouses used most recently
+        os.utime(done)
+    except OSError:  # a shared cache's file this user may read but not touch: it is then simply not refreshed
+        pass
+    prune(target.parent, keep=KEEP)
     wheels = sorted(target.glob("tradestack-*.whl"))
     if len(wheels) != 1:
         raise WheelhouseError(f"expected one tradestack wheel in {target}, found {len(wheels)}")
     return Wheelhouse(target, wheels[0].name, hashlib.sha256(wheels[0].read_bytes()).hexdigest())
+
+
+def prune(parent: Path, *, keep: int) -> list[Path]:
+    """Remove all but the `keep` wheelhouses used most recently (and any left half-built over a day ago)."""
+    complete = sorted((d for d in parent.iterdir() if (d / ".complete").exists()),
+                      key=lambda d: (d / ".complete").stat().st_mtime, reverse=True)
+    stale = complete[keep:]
+    day_ago = time.time() - 86_400
+    stale += [d for d in parent.iterdir() if d.is_dir() and not (d / ".complete").exists()
+              and d.stat().st_mtime < day_ago]
+    for directory in stale:
+        shutil.rmtree(directory, ignore_errors=True)
+    return stale

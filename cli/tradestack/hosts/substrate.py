@@ -9,7 +9,6 @@ import os
 import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from ..adapters.commands import CommandResult
 from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..polling import until_clear, wait_for
-from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, Process, Substrate, SubstrateError)
+from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, Process, Substrate, SubstrateError,
+                               each)
 from . import plan
 from .load import Estate, load_hosts_file
 from .stack import HostsStack, access_dir
@@ -28,14 +28,6 @@ from .stack import HostsStack, access_dir
 
 class HostsActionError(SubstrateError):
     """A command of a fault or its inverse failed on a host."""
-
-
-def _each(items: Sequence[Any], call: Any, key: Any = lambda x: x.name) -> dict[str, Any]:
-    """`call(item)` for every item at once (one SSH round trip's time, not one per item), by `key(item)`."""
-    if not items:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        return dict(zip([key(i) for i in items], pool.map(call, items)))
 
 
 def control_dir() -> Path:
@@ -128,7 +120,7 @@ class HostsSubstrate(Substrate):
 
     def vip_holders(self) -> dict[str, str | None]:
         gateways = [g for site in self.vips for g in self.of("gateway", site)]
-        shown = _each(gateways, lambda g: self.run(g.name, ["ip", "-4", "-o", "addr", "show", "dev",
+        shown = each(gateways, lambda g: self.run(g.name, ["ip", "-4", "-o", "addr", "show", "dev",
                                                             self._lan[g.name], "up"], timeout=5).stdout)
         return {site: next((g.name for g in self.of("gateway", site) if f" {vip}/" in shown[g.name]), None)
                 for site, vip in self.vips.items()}
@@ -151,7 +143,7 @@ class HostsSubstrate(Substrate):
             return [(edge.name, u.interface, states.get(u.bgp_protocol, "absent"), u.interface in up)
                     for u in edge.uplinks.values() if u.bgp_protocol is not None]
         sites = self.estate.spec.sites
-        found = _each(sites, ask, key=lambda s: s.name)
+        found = each(sites, ask, key=lambda s: s.name)
         return [row for s in sites for row in found[s.name]]
 
     def routing_problems(self) -> list[str]:
