@@ -174,3 +174,33 @@ def test_a_frozen_host_is_thawed_without_asking_its_frozen_supervisord(tmp_path)
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_fault_plan_runs_every_hosts_commands_at_once_and_each_hosts_in_order():
+    """A power loss takes a site's hosts down together: each host's first command waits here until every
+    host's has started (a barrier, broken if they ran one after another), and each host's own commands keep
+    their order; failures come back host by host (in the order the plan names the hosts), after every command
+    was tried."""
+    import threading
+
+    from tradestack.adapters.commands import CommandResult
+    from tradestack.hosts.plan import Command
+    from tradestack.hosts.substrate import HostsActionError, HostsSubstrate
+
+    together = threading.Barrier(3, timeout=5)
+    ran: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+
+    def run(host, argv, *, input=None, timeout=30.0, env=None):
+        if not ran[host]:
+            together.wait()
+        ran[host].append(argv[0])
+        return CommandResult(tuple(argv), 1 if argv[0] == "fail" else 0, "", "boom" if argv[0] == "fail" else "", 0.0)
+
+    substrate = object.__new__(HostsSubstrate)
+    substrate.run = run  # type: ignore[method-assign]
+    plan = [Command("a", ("kill",)), Command("b", ("kill",)), Command("c", ("fail",)), Command("a", ("down",)),
+            Command("b", ("fail",)), Command("c", ("down",))]
+    with pytest.raises(HostsActionError) as failed:
+        substrate.execute(plan)
+    assert ran == {"a": ["kill", "down"], "b": ["kill", "fail"], "c": ["fail", "down"]}
+    assert [m.split(":")[0] for m in str(failed.value).split("; ")] == ["b", "c"]

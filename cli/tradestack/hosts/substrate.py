@@ -195,18 +195,28 @@ class HostsSubstrate(Substrate):
         return Actuator(planned.text, inject, restore, planned.hosts)
 
     def execute(self, commands: Sequence[plan.Command], on_step: Any = lambda s: None) -> None:
-        """Run each command; a failed one raises after the rest were tried (a restore does all it can)."""
-        failed = []
+        """Run the commands, every host's at once and each host's in order (a power loss takes a site's hosts
+        down together, not one SSH round trip after another); a failed one raises after the rest were tried
+        (a restore does all it can)."""
+        by_host: dict[str, list[plan.Command]] = {}
         for command in commands:
-            if command.wait_s:
-                on_step(f"waiting on {command.host}: {command.argv[-1]}")
-                if not wait_for(lambda c=command: self.run(c.host, c.argv, input=c.stdin).succeeded,
-                                command.wait_s, 0.5):
-                    failed.append(f"{command}: not true after {command.wait_s:g} s")
-                continue
-            done = self.run(command.host, command.argv, input=command.stdin)
-            if not done.succeeded:
-                failed.append(f"{command.host}: {command.argv[0]} exited {done.rc}: {done.why(200)}")
+            by_host.setdefault(command.host, []).append(command)
+
+        def on(host: str) -> list[str]:
+            failed = []
+            for command in by_host[host]:
+                if command.wait_s:
+                    on_step(f"waiting on {command.host}: {command.argv[-1]}")
+                    if not wait_for(lambda c=command: self.run(c.host, c.argv, input=c.stdin).succeeded,
+                                    command.wait_s, 0.5):
+                        failed.append(f"{command}: not true after {command.wait_s:g} s")
+                    continue
+                done = self.run(command.host, command.argv, input=command.stdin)
+                if not done.succeeded:
+                    failed.append(f"{command.host}: {command.argv[0]} exited {done.rc}: {done.why(200)}")
+            return failed
+        failures = each(list(by_host), on, key=lambda host: host)
+        failed = [f for host in by_host for f in failures[host]]
         if failed:
             raise HostsActionError("; ".join(failed))
 
