@@ -39,3 +39,28 @@ def test_prune_with_fewer_than_kept_removes_nothing(tmp_path: Path):
     _wheelhouse(tmp_path, "only", 1_900_000_000.0)
     assert prune(tmp_path, keep=4) == []
     assert (tmp_path / "only" / "dep.whl").exists()
+
+
+def test_a_wheelhouse_is_built_once_per_source_and_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A second build of the same source reuses the first (its wheel, so its digest: a deploy with nothing
+    changed installs nothing), and marks it used now."""
+    import subprocess
+
+    from tradestack.deploy import wheelhouse
+
+    built: list[Path] = []
+
+    def pip_wheel(argv, **kwargs):
+        target = Path(argv[argv.index("--wheel-dir") + 1])
+        (target / "tradestack-0.1.0-py3-none-any.whl").write_bytes(f"build {len(built)}".encode())
+        built.append(target)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(wheelhouse, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(wheelhouse.subprocess, "run", pip_wheel)
+    root = Path(__file__).resolve().parents[2]
+    first = wheelhouse.build(root)
+    os.utime(first.directory / ".complete", (1_000_000, 1_000_000))
+    second = wheelhouse.build(root)
+    assert len(built) == 1 and second == first
+    assert (first.directory / ".complete").stat().st_mtime > time.time() - 60

@@ -61,10 +61,12 @@ def build(root: Path) -> Wheelhouse:
                                 timeout=1800)
         if result.returncode != 0:
             raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
-    try:  # last used now: pruning keeps the wheelhouses used most recently
-        os.utime(done)
-    except OSError:  # a shared cache's file this user may read but not touch: it is then simply not refreshed
-        pass
+        done.touch()
+    else:
+        try:  # last used now: pruning keeps the wheelhouses used most recently
+            os.utime(done)
+        except OSError:  # a shared cache's file this user may read but not touch: it is then not refreshed
+            pass
     prune(target.parent, keep=KEEP)
     wheels = sorted(target.glob("tradestack-*.whl"))
     if len(wheels) != 1:
