@@ -235,6 +235,7 @@ def test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost(estate
     done = _cli(estate, "drill", "run", drill, "--stack", estate["lab"].name, "--yes", "--json")
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     result = json.loads(done.stdout)
+    assert "verdict" in result, (done.stdout[-2000:], done.stderr[-2000:])  # refused: say why
     print(f"\n{drill} through hosts: {result['verdict']}; figures {json.dumps(result['figures'])}")
     assert done.returncode == (0 if result["verdict"] == "pass" else 1)
     assert result["figures"]["orders"] > 0

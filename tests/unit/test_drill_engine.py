@@ -79,11 +79,23 @@ def test_an_interrupt_during_the_fault_restores_and_reports_interrupted_without_
     assert memory.loads[0].ended is not None  # the clients were stopped, not left running
 
 
-def test_a_stack_that_is_not_steady_is_refused_before_anything_is_touched(memory):
+def test_a_stack_that_is_not_steady_is_refused_before_anything_is_touched(memory, monkeypatch):
+    monkeypatch.setattr(engine, "PREFLIGHT_STEADY_S", 0.5)
     memory.steady = False
-    with pytest.raises(engine.DrillRefused, match="not in its steady state"):
+    with pytest.raises(engine.DrillRefused, match="not in its steady state after 0.5 s"):
         engine.run(engine.plan(_drill(), "mem"))
     assert memory.events == []
+
+
+def test_a_stack_still_settling_is_waited_for_and_then_drilled(memory, monkeypatch):
+    """A drill right after another meets a stack still settling: it waits for steady, then runs."""
+    import threading
+
+    monkeypatch.setattr(engine, "PREFLIGHT_STEADY_S", 30.0)
+    memory.steady = False
+    threading.Timer(1.5, lambda: setattr(memory, "steady", True)).start()
+    result = engine.run(engine.plan(_drill(), "mem"))
+    assert result.verdict == "pass" and memory.events[0] == "load started"
 
 
 def test_a_fault_the_stack_does_not_have_is_refused_at_planning(memory):

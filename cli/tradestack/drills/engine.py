@@ -28,6 +28,9 @@ from .steady import steady_problems, wait_steady
 from .verdict import abort_reason, verdict_checks
 
 STEADY_TIMEOUT_S = 180.0
+# Before a drill: how long a stack may take to become steady (a drill right after another meets a stack still
+# settling: BGP sessions re-established, a standby catching up) before the drill is refused with what is wrong
+PREFLIGHT_STEADY_S = 90.0
 LOAD_CEILING_S = 600.0  # beyond the planned load: the longest restores may take before clients stop on their own
 
 __all__ = ["DrillEvents", "DrillPlan", "DrillRefused", "DrillResult", "authorize", "load_shape", "plan", "run"]
@@ -160,7 +163,12 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         _guard(events.phase, "preflight", "checking the stack is steady")
         problems = steady_problems(substrate)
         if problems:
-            raise DrillRefused("the stack is not in its steady state: " + "; ".join(problems[:8]))
+            _guard(events.phase, "preflight", f"waiting up to {PREFLIGHT_STEADY_S:g} s for a steady stack: "
+                   + "; ".join(problems[:3]))
+            problems = wait_steady(substrate, PREFLIGHT_STEADY_S)
+        if problems:
+            raise DrillRefused(f"the stack is not in its steady state after {PREFLIGHT_STEADY_S:g} s: "
+                               + "; ".join(problems[:8]))
         started = time.time()
         run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{drill.name}"
         journal = Journal()
