@@ -14,8 +14,8 @@ from ..substrates.base import each
 def steady_problems(stack: Substrate) -> list[str]:
     """What keeps the stack from its steady state (empty: steady), judged as `status` and the audit judge.
     Every question is asked at once (over SSH each is a round trip to a host, and there are about twenty)."""
-    supervised = [h for h in stack.hosts.values() if h.service != "loadgen"]  # the clients' host runs load on
-    # demand, nothing supervised
+    # the clients' host runs load on demand, nothing supervised
+    supervised = [h for h in stack.hosts.values() if h.service != "loadgen"]
 
     def members() -> list[dict]:
         probe = next(iter(stack.live_hosts(stack.of("router"))), None)
