@@ -157,6 +157,7 @@ def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and
     import threading
 
     from tradestack.drills.observer import Observer
+    from tradestack.polling import wait_for
     from tradestack.substrates.base import Substrate
 
     together = threading.Barrier(4, timeout=5)
@@ -175,11 +176,7 @@ def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and
     observer = Observer(memory, samples.append)
     observer.start()
     try:
-        deadline = threading.Event()
-        for _ in range(100):
-            if samples:
-                break
-            deadline.wait(0.1)
+        wait_for(lambda: samples, 10, 0.1)
     finally:
         observer.stopping.set()
         observer.join(timeout=10)
