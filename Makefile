@@ -17,7 +17,7 @@ help:
 
 DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql \
                    etcd-server etcd-client patroni python3-etcd haproxy keepalived supervisor python3-venv \
-                   chromium
+                   chromium containerd runc containernetworking-plugins busybox-static gcc libc6-dev curl
 
 setup: $(STAMP) system toolchain
 
@@ -30,9 +30,12 @@ system:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# The Pulumi CLI, built from Go modules at the SDK's version, cached outside the clone.
+# Built from Go modules at pinned versions, cached outside the clone (skipped when already built): the Pulumi
+# CLI at its SDK's version and Kubernetes itself (one binary). Pulumi's Kubernetes provider has its build script
+# (infra/toolchain/build-pulumi-kubernetes.sh) and joins here with the program that uses it: about 12 minutes.
 toolchain: $(STAMP)
 	@infra/toolchain/build-pulumi.sh $(BIN)/python
+	@infra/toolchain/build-kubernetes.sh
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tradestack needs Python 3.11+")'

@@ -93,3 +93,23 @@ def test_edge_routers_are_reachable_for_management_after_every_host_and_get_noth
     assert all(ipaddress.ip_address(e.mgmt_ip) > max(host_ips) for e in plan.edges)  # hosts keep their addresses
     assert any(lk.key == "mgmt-lab-sz1-edge" and lk.a.ifname == "mgmt0" for lk in plan.links)
     assert not any(name.endswith("-edge") for name in plan.inventory(load_topology(lab_yaml))["all"]["hosts"])
+
+
+def test_clusters_only_where_asked_and_only_in_sites_that_run_a_stateless_service(plan):
+    topology = load_topology(TOPOLOGIES / "lab.yaml")
+    assert plan.clusters == []
+    with_clusters = plan_lab(topology, "lab", clusters=True)
+    assert [c.site for c in with_clusters.clusters] == ["sz1", "hk1"]  # wit runs only a consensus member
+    # nothing else moves: every host keeps its addresses, the fault map is the same
+    assert with_clusters.hosts == plan.hosts and with_clusters.edges == plan.edges
+    assert with_clusters.fault_map == plan.fault_map
+    sz1 = with_clusters.clusters[0]
+    assert sz1.netns == "lab-sz1-k8s" and sz1.node_ip == "198.18.1.250" and sz1.gateway == "198.18.1.1"
+    ranges = [ipaddress.ip_network(c.pod_cidr) for c in with_clusters.clusters] + \
+             [ipaddress.ip_network(c.service_cidr) for c in with_clusters.clusters]
+    assert all(r.subnet_of(LAB_RANGE) for r in ranges)
+    assert not any(a.overlaps(b) for i, a in enumerate(ranges) for b in ranges[i + 1:])
+    mgmt = [h.mgmt_ip for h in [*with_clusters.hosts, *with_clusters.edges]] + [c.mgmt_ip for c in with_clusters.clusters]
+    assert len(set(mgmt)) == len(mgmt)
+    ends = [e for lk in with_clusters.links for e in (lk.a, lk.b)]
+    assert all(len(e.ifname) <= 15 for e in ends)

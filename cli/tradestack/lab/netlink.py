@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import os
 import signal
 import subprocess
@@ -253,6 +254,31 @@ def add_default_route(ns_name: str, gateway: str) -> None:
             for r in routes:
                 ns.route("del", dst="0.0.0.0/0", gateway=r.get("gateway"))
             ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def set_route(ns_name: str, dst: str, gateway: str) -> None:
+    """Route `dst` via `gateway` in the namespace (replacing any other route to it)."""
+    with ipr(ns_name) as ns:
+        ns.route("replace", dst=dst, gateway=gateway)
+
+
+def route_via(ns_name: str, dst: str) -> str | None:
+    """The gateway of the namespace's route to exactly `dst` (None: no such route, or no namespace)."""
+    if not ns_exists(ns_name):
+        return None
+    network = ipaddress.ip_network(dst)
+    with ipr(ns_name) as ns:
+        for r in ns.route("dump"):
+            if r.get("table") == 254 and r.get("dst") == str(network.network_address) \
+                    and r.get("dst_len") == network.prefixlen:
+                return r.get("gateway")
+    return None
+
+
+def delete_route(ns_name: str, dst: str) -> None:
+    if route_via(ns_name, dst) is not None:
+        with ipr(ns_name) as ns:
+            ns.route("del", dst=dst)
 
 
 def pid_alive_in(pid: int, ns_name: str) -> bool:

@@ -7,6 +7,8 @@ namespace only gets the management bridge. Addresses come only from 198.18.0.0/1
 - 198.18.128.0/17        /31 point-to-point links (edge-carrier, carrier-ix, carrier-clients, ...)
 - 198.19.0.1/32          the clients' public address; 198.19.<16+k>.1/32 upstream k
 - 198.19.128.0/17        management: one /22 per stack (slot 0..31), bridge .1, hosts from .10
+- 198.19.<64+i>.0/24     site i's Kubernetes pods, routed by its edge to the site's node (.250 on the LAN)
+- 198.19.<96+i>.0/24     site i's Kubernetes services (virtual: kube-proxy's rules in the node)
 """
 
 from __future__ import annotations
@@ -97,6 +99,19 @@ class Host:
 
 
 @dataclass(frozen=True)
+class ClusterNode:
+    """A site's single-node Kubernetes cluster: a namespace on the site LAN and the management network."""
+
+    site: str
+    netns: str
+    node_ip: str
+    gateway: str
+    mgmt_ip: str
+    pod_cidr: str
+    service_cidr: str
+
+
+@dataclass(frozen=True)
 class Namespace:
     name: str
     role: str
@@ -124,6 +139,8 @@ class LabPlan:
     # each site's edge router is reachable over the management network too (sshd), as real routers are; not
     # in the Ansible inventory: nothing is deployed to it
     edges: list[Host] = field(default_factory=list)
+    # one Kubernetes cluster per site that runs a stateless service, when the stack asks for clusters
+    clusters: list[ClusterNode] = field(default_factory=list)
 
     def inventory(self, topology: Topology) -> dict[str, Any]:
         """Ansible inventory (YAML-ready): groups per site, service and site role, with host vars."""
@@ -140,8 +157,13 @@ def default_mgmt_slot(stack: str) -> int:
     return int(hashlib.sha256(stack.encode()).hexdigest(), 16) % MGMT_SLOTS
 
 
-def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None) -> LabPlan:
-    """Decide every namespace, link, address, router and host of the lab for `topology`."""
+CLUSTER_NODE = 250  # the node's host number on its site LAN (hosts count up from 10)
+MAX_CLUSTER_SITES = 31
+
+
+def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None, clusters: bool = False) -> LabPlan:
+    """Decide every namespace, link, address, router and host of the lab for `topology` (and with `clusters`,
+    a Kubernetes node in each site that runs a stateless service)."""
     if not STACK_NAME.match(stack):
         raise InputError(f"stack name {stack!r} must be 1-8 lower-case letters or digits, starting with a "
                          "letter (it prefixes every interface and namespace)")
@@ -247,13 +269,33 @@ def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None) -> La
         links.append(Link(f"mgmt-{edge}", End(edge, "mgmt0", f"{mgmt_ip}/22"),
                           End(None, f"{stack}e{len(edges)}", None, bridge=mgmt_bridge)))
 
+    nodes: list[ClusterNode] = []
+    if clusters:
+        if len(topology.sites) > MAX_CLUSTER_SITES:
+            raise InputError(f"the lab runs Kubernetes clusters for at most {MAX_CLUSTER_SITES} sites")
+        stateless = [s for s in topology.services if s.kind == "stateless"]
+        for i, site in enumerate(topology.sites, start=1):
+            if not any(s.placement.get(site.name) for s in stateless):
+                continue
+            lan = ipaddress.IPv4Network(site_prefixes[site.name])
+            ns, node_ip = f"{stack}-{site.name}-k8s", str(lan.network_address + CLUSTER_NODE)
+            mgmt_ip = next(mgmt_hosts)
+            nodes.append(ClusterNode(site.name, ns, node_ip, str(lan.network_address + 1), mgmt_ip,
+                                     f"198.19.{64 + i}.0/24", f"198.19.{96 + i}.0/24"))
+            namespaces.append(Namespace(ns, "k8s", site.name, forwarding=True))
+            links.append(Link(f"lan-{ns}", End(ns, "lan0", f"{node_ip}/24"),
+                              End(f"{stack}-{site.name}-edge", f"k{i}", None, bridge="lan")))
+            links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
+                              End(None, f"{stack}k{i}", None, bridge=mgmt_bridge)))
+
     for r in routers.values():
         if not r.router_id:
             r.router_id = r.neighbors[0].local if r.neighbors else "198.18.255.255"
 
     fault_map = _fault_map(topology, links, uplink_links, site_namespaces, carrier_ns, stack, hosts)
     plan = LabPlan(stack, topology.name, namespaces, bridges, links, list(routers.values()), hosts,
-                   mgmt_bridge, str(mgmt), site_prefixes, clients, CLIENTS_ADDR, upstream_addrs, fault_map, edges)
+                   mgmt_bridge, str(mgmt), site_prefixes, clients, CLIENTS_ADDR, upstream_addrs, fault_map, edges,
+                   nodes)
     _check_interfaces(plan)
     return plan
 

@@ -1,7 +1,8 @@
 """The lab's Pulumi program: a function of stack config.
 
 Config: `tradestack:topology` (path of the topology file), `tradestack:workdir` (where daemons
-keep configs, keys and pid files), optional `tradestack:mgmtSlot` (0..31).
+keep configs, keys and pid files), optional `tradestack:mgmtSlot` (0..31) and `tradestack:clusters`
+("true": a Kubernetes cluster in each site that runs a stateless service).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import yaml
 from ..topology import load_topology
 from . import daemons
 from .plan import LabPlan, plan_lab
-from .resources import Bridge, Daemon, DefaultRoute, KeyPair, Namespace, NftTable, Veth
+from . import cluster
+from .resources import Bridge, Cluster, Daemon, DefaultRoute, KeyPair, Namespace, NftTable, Route, Veth
 from .resources import NFT_TABLE
 
 
@@ -25,7 +27,7 @@ def program() -> None:
     topology = load_topology(config.require("topology"))
     slot = config.get_int("mgmtSlot")
     workdir = Path(config.require("workdir"))
-    plan = plan_lab(topology, stack, slot)
+    plan = plan_lab(topology, stack, slot, clusters=config.get_bool("clusters") or False)
     access = declare(plan, workdir)
     pulumi.export("topology", topology.name)
     pulumi.export("inventory", yaml.safe_dump(plan.inventory(topology), sort_keys=False))
@@ -38,6 +40,10 @@ def program() -> None:
     pulumi.export("ssh_public_key", access["key"].public_key)
     pulumi.export("ssh_private_key", pulumi.Output.secret(access["key"].private_key))
     pulumi.export("known_hosts", access["known_hosts"])
+    pulumi.export("clusters", {site: {"server": c.server, "node": c.node}  # type: ignore[attr-defined]
+                               for site, c in access["clusters"].items()})
+    pulumi.export("kubeconfigs", pulumi.Output.secret(
+        {site: c.kubeconfig for site, c in access["clusters"].items()}))  # type: ignore[attr-defined]
 
 
 def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
@@ -87,4 +93,16 @@ def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
                                    "authorized_key": key.public_key, "pid": None, "host_key": None},
                opts(depends_on=ready))
         known.append(sshd.host_key.apply(lambda k, ip=h.mgmt_ip: f"{ip} {k[0]} {k[1]}"))  # type: ignore[attr-defined]
-    return {"key": key, "known_hosts": pulumi.Output.all(*known).apply(lambda lines: "\n".join(lines) + "\n")}
+    clusters = {}
+    for c in plan.clusters:
+        ready = [*link_of[c.netns], DefaultRoute(f"route-{c.netns}", {"netns": c.netns, "gateway": c.gateway},
+                                                 opts(depends_on=link_of[c.netns]))]
+        edge = f"{plan.stack}-{c.site}-edge"
+        ready.append(Route(f"route-{edge}-pods", {"netns": edge, "dst": c.pod_cidr, "gateway": c.node_ip},
+                           opts(depends_on=link_of[edge])))
+        spec = cluster.spec_for(plan.stack, c, workdir)
+        clusters[c.site] = Cluster(f"cluster-{spec.name}", {
+            **cluster.props(spec), "components": list(cluster.COMPONENTS), "kubeconfig": None, "server": None},
+            opts(depends_on=ready, additional_secret_outputs=["kubeconfig"]))
+    return {"key": key, "known_hosts": pulumi.Output.all(*known).apply(lambda lines: "\n".join(lines) + "\n"),
+            "clusters": clusters}

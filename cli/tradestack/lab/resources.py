@@ -8,6 +8,7 @@ in place. Providers must live in an importable module: Pulumi pickles them by re
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import types
@@ -18,7 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from . import daemons, netlink
+from . import cluster, daemons, netlink
 
 GONE = ReadResult(id_="", outs={})
 
@@ -151,6 +152,51 @@ class DefaultRouteProvider(_LabProvider):
             netlink.run_in(props["netns"], ["ip", "route", "del", "default"], check=False)
 
 
+class RouteProvider(_LabProvider):
+    """A route to a prefix via a gateway (an edge routing its site's pod range to the site's Kubernetes node)."""
+
+    identity = ("netns", "dst")
+    inputs = ("netns", "dst", "gateway")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        netlink.set_route(props["netns"], props["dst"], props["gateway"])
+        return {}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        via = netlink.route_via(props["netns"], props["dst"])
+        return None if via is None else {"gateway": via}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        netlink.delete_route(props["netns"], props["dst"])
+
+
+class ClusterProvider(_LabProvider):
+    """A site's single-node Kubernetes cluster (lab/cluster.py). `components` lists what must run: `read` reports
+    what does, so a refresh shows a stopped component as drift and the next `up` starts it again."""
+
+    identity = ("name", "netns")
+    inputs = ("name", "netns", "node", "node_ip", "api_addresses", "pod_cidr", "service_cidr", "directory",
+              "components")
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        spec = cluster.from_props(props)
+        kubeconfig = cluster.start(spec, [])
+        cluster.wait_ready(spec)
+        return {"kubeconfig": kubeconfig.read_text(), "server": spec.server}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        spec = cluster.from_props(props)
+        up = [c for c in cluster.COMPONENTS if cluster.running(spec, c)]
+        return None if not up or not netlink.ns_exists(spec.netns) else {"components": up}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        spec = cluster.from_props(props)
+        left = cluster.stop(spec)
+        if left:
+            raise netlink.LabError(f"cluster {spec.name} left behind: {', '.join(left)}")
+        shutil.rmtree(spec.directory, ignore_errors=True)
+
+
 NFT_TABLE = "tradestack"
 
 
@@ -236,6 +282,8 @@ Namespace = _resource(NamespaceProvider, "Namespace")
 Bridge = _resource(BridgeProvider, "Bridge")
 Veth = _resource(VethProvider, "Veth")
 DefaultRoute = _resource(DefaultRouteProvider, "DefaultRoute")
+Route = _resource(RouteProvider, "Route")
+Cluster = _resource(ClusterProvider, "Cluster")
 NftTable = _resource(NftTableProvider, "NftTable")
 Daemon = _resource(DaemonProvider, "Daemon")
 KeyPair = _resource(KeyPairProvider, "KeyPair")

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
 from ..topology import load_topology
-from . import netlink
+from . import cluster, netlink
 from .plan import plan_lab
 from .privileges import require_net_admin
 from .program import program
@@ -45,7 +45,7 @@ class LabStack(ManagedStack):
     disposable = True  # a lab may be broken and rebuilt without asking
 
     def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None,
-                 host_settings: HostSettings | None = None):
+                 host_settings: HostSettings | None = None, clusters: bool | None = None):
         self.name = name
         self.home = state_dir()  # pinned: every path of this stack stays under one state dir
         config = {"tradestack:workdir": str(workdir(name, self.home))}
@@ -54,6 +54,9 @@ class LabStack(ManagedStack):
             config["tradestack:topology"] = str(Path(topology).resolve())
         if mgmt_slot is not None:
             config["tradestack:mgmtSlot"] = str(mgmt_slot)
+        if clusters is not None:  # None: as the stack has it
+            config["tradestack:clusters"] = "true" if clusters else "false"
+        self.clusters = clusters
         if host_settings is not None:
             config |= host_settings.to_config()
         self.topology = topology
@@ -62,9 +65,9 @@ class LabStack(ManagedStack):
     def expected_resources(self) -> int | None:
         if self.topology is None:
             return None
-        plan = plan_lab(load_topology(self.topology), self.name)
+        plan = plan_lab(load_topology(self.topology), self.name, clusters=bool(self.clusters))
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
-                + 2 * len(plan.hosts) + len(plan.edges))
+                + 2 * len(plan.hosts) + len(plan.edges) + 3 * len(plan.clusters))
 
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():
@@ -131,4 +134,19 @@ class LabStack(ManagedStack):
         inventory = yaml.safe_load(outs["inventory"])
         inventory["all"]["vars"].update(ssh_access_vars(key, known))
         inv = ensure_private(d / "inventory.yml", yaml.safe_dump(inventory, sort_keys=False))
+        for site, text in (outs.get("kubeconfigs") or {}).items():
+            ensure_private(d / "kube" / f"{site}.kubeconfig", text)
         return AccessFiles(inv, key, known)
+
+    def cluster_specs(self) -> dict[str, cluster.ClusterSpec]:
+        """The site clusters this stack runs (none unless it was brought up with clusters)."""
+        config = self._pulumi.config() if self._pulumi.exists() else {}
+        if config.get("tradestack:clusters") != "true":
+            return {}
+        plan = plan_lab(load_topology(self.topology_path()), self.name, clusters=True)
+        return {c.site: cluster.spec_for(self.name, c, workdir(self.name, self.home)) for c in plan.clusters}
+
+    def kubeconfigs(self) -> dict[str, Path]:
+        """Each site cluster's admin kubeconfig (written by `up`; none when the stack has no clusters)."""
+        d = access_dir(self.name, self.home) / "kube"
+        return {p.stem: p for p in sorted(d.glob("*.kubeconfig"))}

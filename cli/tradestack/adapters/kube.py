@@ -1,0 +1,115 @@
+"""The Kubernetes API through the official Python client, wrapped once: one cluster per kubeconfig.
+
+Errors from the client (unreachable API server, refused credentials, unknown objects) become `KubeError`
+with the cluster's name, so callers never see urllib3 or ApiException.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ..errors import TradestackError
+
+T = TypeVar("T")
+
+
+class KubeError(TradestackError):
+    """The Kubernetes API did not answer, or refused."""
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    ready: bool
+    addresses: tuple[str, ...]
+    unschedulable: bool
+
+
+@dataclass(frozen=True)
+class PodView:
+    namespace: str
+    name: str
+    node: str | None
+    phase: str
+    ready: bool
+    ip: str | None
+    labels: dict[str, str]
+
+
+class Cluster:
+    """One cluster's API, from a kubeconfig file (its current context)."""
+
+    def __init__(self, kubeconfig: Path, name: str | None = None, timeout: float = 5.0):
+        self.name = name or kubeconfig.stem
+        self.timeout = timeout
+        try:
+            self._api = config.new_client_from_config(config_file=str(kubeconfig))
+        except (OSError, config.ConfigException) as exc:
+            raise KubeError(f"{self.name}: cannot read kubeconfig {kubeconfig}: {exc}") from exc
+        self.core = client.CoreV1Api(self._api)
+        self.apps = client.AppsV1Api(self._api)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
+        except ApiException as exc:
+            raise KubeError(f"{self.name}: {what}: {exc.status} {exc.reason}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(f"{self.name}: {what}: API server unreachable ({exc.__class__.__name__})") from exc
+
+    def ready(self) -> bool:
+        """Does the API server say it is ready (/readyz)?"""
+        try:
+            self._call("readyz", self._api.call_api, "/readyz", "GET", auth_settings=["BearerToken"],
+                       response_type="str")
+            return True
+        except KubeError:
+            return False
+
+    def nodes(self) -> list[NodeView]:
+        items = self._call("list nodes", self.core.list_node).items
+        return [NodeView(n.metadata.name,
+                         any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []),
+                         tuple(a.address for a in n.status.addresses or []), bool(n.spec.unschedulable))
+                for n in items]
+
+    def pods(self, namespace: str, selector: str = "") -> list[PodView]:
+        items = self._call("list pods", self.core.list_namespaced_pod, namespace, label_selector=selector).items
+        return [PodView(p.metadata.namespace, p.metadata.name, p.spec.node_name, p.status.phase or "",
+                        any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
+                        p.status.pod_ip, dict(p.metadata.labels or {}))
+                for p in items]
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        """Create one object from a manifest (Pods, Deployments, Services and Namespaces)."""
+        kind, namespace = manifest["kind"], manifest.get("metadata", {}).get("namespace", "default")
+        calls: dict[str, Callable[[], Any]] = {
+            "Namespace": lambda: self._call("create namespace", self.core.create_namespace, manifest),
+            "Pod": lambda: self._call("create pod", self.core.create_namespaced_pod, namespace, manifest),
+            "Service": lambda: self._call("create service", self.core.create_namespaced_service, namespace,
+                                          manifest),
+            "Deployment": lambda: self._call("create deployment", self.apps.create_namespaced_deployment,
+                                             namespace, manifest),
+        }
+        if kind not in calls:
+            raise KubeError(f"{self.name}: creating a {kind} is not supported here")
+        calls[kind]()
+
+    def service_ip(self, namespace: str, name: str) -> str:
+        return str(self._call("read service", self.core.read_namespaced_service, name, namespace).spec.cluster_ip)
