@@ -3,6 +3,7 @@ image run as nobody and answer through their Service (kube-proxy, nftables), and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,16 @@ def site(tmp_path: Path):
             labcluster.stop(spec)
         run(["ip", "link", "del", root_if])
         run(["ip", "netns", "del", ns])
+
+
+def _refstack_image(tmp_path: Path):
+    """The trading services' image from this checkout (its wheelhouse is the deploy's, cached by source)."""
+    from tradestack.deploy import wheelhouse
+    from tradestack.kubernetes.pyimage import refstack_image
+    from tradestack.paths import cache_dir
+
+    wheels = wheelhouse.build(Path(__file__).resolve().parents[2])
+    return refstack_image(wheels.directory, cache_dir() / "images" / "refstack-site", tmp_path / "images", "it")
 
 
 def _web_image(tmp_path: Path) -> str:
@@ -165,6 +176,30 @@ def test_a_lab_stack_runs_a_cluster_per_site_that_serves_the_site_and_heals_and_
     host = f"{stack.name}-sz1-gateway-1"
     fetched = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3", f"http://{pod.ip}:8080/"])
     assert fetched.stdout == "served from a pod\n", fetched.why()
+
+    # a trading service from the image built from this checkout: the venue simulator (it needs no database)
+    venue = {"name": "exchange", "host": "0.0.0.0", "port": 9001, "admin_port": 9101}
+    labcluster.import_images(spec, [_refstack_image(tmp_path).archive])
+    with Cluster(stack.kubeconfigs()["sz1"], "sz1") as api:
+        api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "venue", "namespace": "default"},
+                    "data": {"venue.json": json.dumps(venue)}})
+        api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "venue", "namespace": "default",
+                                                                    "labels": {"app": "venue"}},
+                    "spec": {"automountServiceAccountToken": False,
+                             "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
+                             "volumes": [{"name": "config", "configMap": {"name": "venue"}}],
+                             "containers": [{"name": "venue", "image": "tradestack.local/refstack:it",
+                                             "imagePullPolicy": "Never",
+                                             "args": ["venue", "--config", "/etc/tradestack/venue.json"],
+                                             "volumeMounts": [{"name": "config", "mountPath": "/etc/tradestack"}],
+                                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": 9101},
+                                                                "periodSeconds": 1}}]}})
+        assert wait_for(lambda: any(p.ready for p in api.pods("default", "app=venue")), 90, 0.5), \
+            api.pods("default", "app=venue")
+        [venue_pod] = api.pods("default", "app=venue")
+    health = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3",
+                  f"http://{venue_pod.ip}:9101/healthz"])
+    assert json.loads(health.stdout) == {"status": "ok", "venue": "exchange"}, health.why()
 
     assert not stack.refresh().changed
     kubelet = labcluster.running(spec, "kubelet")

@@ -54,3 +54,15 @@ def test_the_archive_is_an_oci_layout_naming_the_image_with_its_files_in_one_lay
     assert members["usr/bin/tool"].mode == 0o755 and members["etc/tool/data.txt"].mode == 0o644
     assert members["tmp"].isdir() and members["usr/bin"].isdir()
     assert all(m.uid == 0 and m.mtime == 0 for m in members.values())
+
+
+def test_the_image_entry_point_serves_a_component_and_says_what_is_wrong_with_its_config(tmp_path: Path, capsys):
+    from tradestack.refstack.__main__ import main
+
+    bad = tmp_path / "venue.json"
+    bad.write_text('{"name": "exchange", "port": 70000}')
+    assert main(["venue", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "port" in err and str(bad) in err
+    with pytest.raises(SystemExit):
+        main(["database", "--config", str(bad)])  # not a component: argparse says so

@@ -97,10 +97,12 @@ class Cluster:
                 for p in items]
 
     def create(self, manifest: dict[str, Any]) -> None:
-        """Create one object from a manifest (Pods, Deployments, Services and Namespaces)."""
+        """Create one object from a manifest (Namespaces, ConfigMaps, Pods, Services, Deployments)."""
         kind, namespace = manifest["kind"], manifest.get("metadata", {}).get("namespace", "default")
         calls: dict[str, Callable[[], Any]] = {
             "Namespace": lambda: self._call("create namespace", self.core.create_namespace, manifest),
+            "ConfigMap": lambda: self._call("create config map", self.core.create_namespaced_config_map, namespace,
+                                            manifest),
             "Pod": lambda: self._call("create pod", self.core.create_namespaced_pod, namespace, manifest),
             "Service": lambda: self._call("create service", self.core.create_namespaced_service, namespace,
                                           manifest),

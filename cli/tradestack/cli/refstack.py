@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import TradestackError
-from ..refstack.config import Admission, GatewayConfig, RouterConfig, VenueConfig, load_config
+from ..refstack.config import Admission
 from ..refstack.local import LocalRefStack
 from .edge import err, out, print_json, want_json
 
@@ -33,18 +33,9 @@ def serve(kind: Kind = typer.Argument(..., help="Which component."),
 
     Example: [bold]tradestack refstack serve gateway --config gateway.yaml[/]
     """
-    from ..refstack import gateway, router, venue
-    from ..refstack.httpserver import run_service
+    from ..refstack.service import serve_component
 
-    if kind is Kind.gateway:
-        gw = load_config(GatewayConfig, config)
-        run_service(lambda stop: gateway.serve(gw, stop))
-    elif kind is Kind.router:
-        rc = load_config(RouterConfig, config)
-        run_service(lambda stop: router.serve(rc, stop))
-    else:
-        vc = load_config(VenueConfig, config)
-        run_service(lambda stop: venue.serve(vc, stop))
+    serve_component(kind.value, config)
 
 
 @app.command()

@@ -1,8 +1,8 @@
 """Container images built locally from files, as OCI archives: no registry is needed or reached.
 
 An image is a list of files (host path -> path in the image) laid into one layer. The archive is
-reproducible: entries sorted, owner root, mtime 0, so the same files give the same digest on every machine
-and the cluster can refer to the image by that digest (pinned, as the audit asks).
+reproducible: entries sorted, owner root, mtime 0 (or the files' own, when asked), so the same files give the same
+digest on every machine and the cluster can refer to the image by that digest (pinned, as the audit asks).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class ImageSpec:
     user: str = "65534:65534"          # nobody: no container of ours runs as root
     env: tuple[str, ...] = ("PATH=/usr/local/bin:/usr/bin:/bin",)
     directories: tuple[str, ...] = field(default=("tmp",))
+    keep_mtimes: bool = False          # True: files keep their modification times (cached bytecode stays valid)
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,12 @@ def _layer(spec: ImageSpec) -> tuple[bytes, str]:
         for target, source in sorted(spec.files.items()):
             data = Path(source).read_bytes()
             info = tarfile.TarInfo(target.lstrip("/"))
-            info.size, info.mtime = len(data), 0
-            info.mode = 0o755 if Path(source).stat().st_mode & 0o111 else 0o644
+            stat = Path(source).stat()
+            info.size, info.mtime = len(data), int(stat.st_mtime) if spec.keep_mtimes else 0
+            info.mode = 0o755 if stat.st_mode & 0o111 else 0o644
             tar.addfile(info, io.BytesIO(data))
     uncompressed = raw.getvalue()
-    return gzip.compress(uncompressed, mtime=0), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
+    return gzip.compress(uncompressed, compresslevel=6, mtime=0), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
 
 
 def _blob(tar: tarfile.TarFile, data: bytes) -> str:
