@@ -31,10 +31,10 @@ system:
 	fi
 
 # Built from Go modules at pinned versions, cached outside the clone (skipped when already built): the Pulumi
-# CLI at its SDK's version and Kubernetes itself (one binary). Pulumi's Kubernetes provider has its build script
-# (infra/toolchain/build-pulumi-kubernetes.sh) and joins here with the program that uses it: about 12 minutes.
+# CLI and its Kubernetes provider at their SDKs' versions, and Kubernetes itself (one binary).
 toolchain: $(STAMP)
 	@infra/toolchain/build-pulumi.sh $(BIN)/python
+	@infra/toolchain/build-pulumi-kubernetes.sh $(BIN)/python
 	@infra/toolchain/build-kubernetes.sh
 
 $(STAMP): pyproject.toml

@@ -4,7 +4,9 @@ image run as nobody and answer through their Service (kube-proxy, nftables), and
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,25 +141,71 @@ services:
 """
 
 
-@pytest.fixture
-def lab_with_clusters(tmp_path: Path):
+@dataclass(frozen=True)
+class SmallLab:
+    stack: Any
+    cni_cache: set[Path]          # libcni's shared cache and the CRI's pod namespaces before the lab came up
+    pod_namespaces: set[str]
+
+
+@pytest.fixture(scope="module")
+def lab_with_clusters(tmp_path_factory: pytest.TempPathFactory):
     """A small lab of its own, brought up with clusters: one in sz1 (it runs a stateless service), none in the
-    witness site."""
+    witness site. The last test destroys it and checks what is left; the fixture removes it otherwise."""
     from tradestack.lab.stack import LabStack
 
-    topology = tmp_path / "k8s-lab.yaml"
+    topology = tmp_path_factory.mktemp("k8s-lab") / "k8s-lab.yaml"
     topology.write_text(TOPOLOGY)
     stack = LabStack(f"k{RUN}", topology, clusters=True)
     try:
-        yield stack
+        yield SmallLab(stack, set(labcluster.CNI_CACHE.glob("*")), _pod_namespaces())
     finally:
-        if stack.exists():  # the test destroys it itself, and checks what is left
+        if stack.exists():
             stack.destroy()
 
 
+def test_pulumi_applies_the_trading_services_to_a_site_cluster_previews_no_change_and_destroys(
+        lab_with_clusters, tmp_path: Path):
+    from tradestack.kubernetes.stack import WorkloadStack
+    from tradestack.kubernetes.workloads import NAMESPACE, EVICTION_S
+
+    lab = lab_with_clusters.stack
+    lab.up()
+    [spec] = lab.cluster_specs().values()
+    image = _refstack_image(tmp_path)
+    labcluster.import_images(spec, [image.archive])
+    # no database in this small lab: the gateway runs and is alive, and says it is not ready (so the apply does
+    # not wait for readiness here; a real apply does)
+    gateway = {"instance": "gateway-1", "host": "0.0.0.0", "port": 8080,
+               "dsn": "postgresql://nobody:none@198.18.1.99:5432/orders?connect_timeout=1"}
+    workloads = WorkloadStack(f"w{RUN}", Path(lab.topology_path()), lab.kubeconfigs(), image.name,
+                              {"sz1": {"gateway": json.dumps(gateway)}}, await_ready=False)
+    try:
+        first = workloads.up()
+        assert first.outputs["applied"]["sz1"] == [
+            "Deployment/gateway", "Namespace/tradestack", "PodDisruptionBudget/gateway",
+            "PriorityClass/tradestack-trading", "Secret/gateway-config", "Service/gateway"], first.outputs
+        with Cluster(lab.kubeconfigs()["sz1"], "sz1") as api:
+            assert wait_for(lambda: any(p.phase == "Running" for p in api.pods(NAMESPACE)), 90, 0.5), \
+                api.pods(NAMESPACE)
+            [pod] = api.pods(NAMESPACE)
+            deployment = api.apps.read_namespaced_deployment("gateway", NAMESPACE)
+        assert pod.labels["tradestack.io/site"] == "sz1" and not pod.ready  # no database: not ready, rightly
+        tolerations = {t.key: t.toleration_seconds for t in deployment.spec.template.spec.tolerations}
+        assert tolerations == {"node.kubernetes.io/not-ready": EVICTION_S, "node.kubernetes.io/unreachable": EVICTION_S}
+        host = f"{lab.name}-sz1-gateway-1"
+        alive = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3", f"http://{pod.ip}:8080/healthz"])
+        assert alive.succeeded and alive.stdout, alive.why()
+        assert not workloads.preview().changed  # a second run changes nothing
+    finally:
+        gone = workloads.destroy()
+    assert gone.changes.get("delete", 0) >= 7, gone.changes
+    with Cluster(lab.kubeconfigs()["sz1"], "sz1") as api:
+        assert wait_for(lambda: not api.pods(NAMESPACE), 60, 0.5)
+
+
 def test_a_lab_stack_runs_a_cluster_per_site_that_serves_the_site_and_heals_and_goes(lab_with_clusters, tmp_path):
-    stack = lab_with_clusters
-    cni_cache, pod_namespaces = set(labcluster.CNI_CACHE.glob("*")), _pod_namespaces()
+    stack = lab_with_clusters.stack
     stack.up()
     assert set(stack.kubeconfigs()) == {"sz1"}  # wit runs no stateless service: no cluster there
     [spec] = stack.cluster_specs().values()
@@ -214,4 +262,5 @@ def test_a_lab_stack_runs_a_cluster_per_site_that_serves_the_site_and_heals_and_
     stack.destroy()
     assert stack.leftovers() == [] and labcluster.leftovers(spec) == []
     assert not spec.directory.exists()
-    assert set(labcluster.CNI_CACHE.glob("*")) == cni_cache and _pod_namespaces() == pod_namespaces
+    assert set(labcluster.CNI_CACHE.glob("*")) == lab_with_clusters.cni_cache
+    assert _pod_namespaces() == lab_with_clusters.pod_namespaces

@@ -15,6 +15,7 @@ import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,20 @@ def find_cli() -> Path:
                              f"v{sdk_version()} from Go modules into {toolchain_cache()})")
 
 
+def provider_dirs() -> list[Path]:
+    """Resource providers built by make setup (plugins are never downloaded): found on PATH by the engine."""
+    found = []
+    for name in ("kubernetes",):
+        try:
+            version = dist_version(f"pulumi-{name}")
+        except PackageNotFoundError:
+            continue
+        d = cache_dir() / f"pulumi-{name}" / f"v{version}" / "bin"
+        if (d / f"pulumi-resource-{name}").exists():
+            found.append(d)
+    return found
+
+
 def _shim_dir(root: Path) -> Path:
     """Directory holding pulumi-resource-pulumi-python for this interpreter."""
     d = root / "plugin-shims"
@@ -96,6 +111,7 @@ class StackSpec:
     stack: str
     program: Callable[[], None]
     config: dict[str, str] = field(default_factory=dict)
+    secret_config: dict[str, str] = field(default_factory=dict)  # encrypted in the stack's configuration
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,8 @@ class PulumiStack:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-            "PATH": f"{_shim_dir(self.root)}:{cli.parent}:{os.environ.get('PATH', '')}",
+            "PATH": ":".join([str(_shim_dir(self.root)), str(cli.parent), *map(str, provider_dirs()),
+                              os.environ.get("PATH", "")]),
         }
         self._opts = auto.LocalWorkspaceOptions(
             work_dir=str(work), pulumi_home=env["PULUMI_HOME"], env_vars=env,
@@ -157,7 +174,9 @@ class PulumiStack:
             except auto.CommandError as exc:
                 raise StackError(_clean(exc)) from None
             if create:
-                self._stack.set_all_config({k: auto.ConfigValue(v) for k, v in self.spec.config.items()})
+                self._stack.set_all_config({**{k: auto.ConfigValue(v) for k, v in self.spec.config.items()},
+                                            **{k: auto.ConfigValue(v, secret=True)
+                                               for k, v in self.spec.secret_config.items()}})
         return self._stack
 
     def exists(self) -> bool:

@@ -1,0 +1,133 @@
+"""What each site's cluster runs, decided from the topology without touching a cluster: plain manifests.
+
+A topology's stateless services run in the clusters (the database tier stays on Patroni hosts; see README).
+Per site and service:
+- a Deployment with one replica per instance the topology places there;
+- a readiness probe on the service's own /readyz;
+- CPU requested from its declared capacity at the CPU per order measured here (`bench_cpu.py`);
+- non-root, read-only, no privilege;
+- pods leave a lost node in `eviction_s` seconds, where Kubernetes' default is 300 s.
+
+Beside each Deployment:
+- a NodePort Service: the site's load balancers reach the node;
+- a PodDisruptionBudget allowing one replica down.
+
+A priority class keeps the trading services scheduled ahead of anything else on the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..topology.model import Topology
+
+NAMESPACE = "tradestack"
+PRIORITY_CLASS = "tradestack-trading"
+# CPU milliseconds per acknowledged order, measured on the lab at 200 orders/s (README "Measured here")
+CPU_MS_PER_ORDER = {"gateway": 1.5, "router": 2.4}
+BASE_CPU_M = 50              # an idle service's event loop, metrics and probes
+BASE_MEMORY_MI = 96          # Python with the stack's libraries loaded
+SESSION_KIB = 64             # per declared concurrent session (connection, buffers)
+PORTS = {"gateway": 8080, "router": 8090}
+DEFAULT_EVICTION_S = 300     # Kubernetes' own tolerationSeconds for not-ready and unreachable nodes
+EVICTION_S = 5               # ours: a lost site's pods are replaced in seconds, not minutes
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_m: int
+    memory_mi: int
+
+
+def requests(topology: Topology, service: str) -> Resources:
+    """What one replica asks for: its declared capacity at the measured CPU cost per order."""
+    svc = next(s for s in topology.services if s.name == service)
+    orders = float(svc.capacity.get("orders_per_second", 0))
+    sessions = float(svc.capacity.get("sessions", 0))
+    cpu = BASE_CPU_M + orders * CPU_MS_PER_ORDER.get(service, 2.0)
+    memory = BASE_MEMORY_MI + sessions * SESSION_KIB / 1024
+    return Resources(int(round(cpu)), int(round(memory)))
+
+
+def clustered_services(topology: Topology, site: str) -> list[str]:
+    """The stateless services the topology places in `site` (what its cluster runs)."""
+    return [s.name for s in topology.services if s.kind == "stateless" and s.placement.get(site)]
+
+
+def site_manifests(topology: Topology, site: str, image: str, configs: dict[str, str],
+                   eviction_s: int = EVICTION_S, await_ready: bool = True) -> list[dict[str, Any]]:
+    """Every object of `site`'s cluster, in apply order. `configs`: service -> its configuration file's text
+    (kept in a Secret: it holds the database password). `await_ready`: an apply waits until every Deployment's
+    replicas are ready (False: only created, for a cluster whose services cannot be ready yet)."""
+    services = clustered_services(topology, site)
+    missing = [s for s in services if s not in configs]
+    if missing:
+        raise ValueError(f"no configuration for {', '.join(missing)}")
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": PRIORITY_CLASS},
+         "value": 1_000_000, "globalDefault": False,
+         "description": "the broker's trading services: scheduled before anything else on the node"},
+    ]
+    for service in services:
+        replicas = next(s for s in topology.services if s.name == service).placement[site]
+        objects += _service_objects(topology, site, service, replicas, image, configs[service], eviction_s)
+    if not await_ready:
+        for o in objects:
+            o["metadata"].setdefault("annotations", {})["pulumi.com/skipAwait"] = "true"
+    return objects
+
+
+def _service_objects(topology: Topology, site: str, service: str, replicas: int, image: str, config: str,
+                     eviction_s: int) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "tradestack",
+              "tradestack.io/site": site}
+    port = PORTS.get(service, 8080)
+    want = requests(topology, service)
+    meta = {"name": service, "namespace": NAMESPACE, "labels": labels}
+    container = {
+        "name": service, "image": image, "imagePullPolicy": "IfNotPresent",
+        "args": [service, "--config", f"/etc/tradestack/{service}.json"],
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5,
+                          "failureThreshold": 6},
+        "resources": {"requests": {"cpu": f"{want.cpu_m}m", "memory": f"{want.memory_mi}Mi"},
+                      "limits": {"memory": f"{want.memory_mi * 2}Mi"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/tradestack", "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    tolerations = [{"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": eviction_s}
+                   for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]
+    pod = {
+        "metadata": {"labels": labels},
+        "spec": {
+            "priorityClassName": PRIORITY_CLASS, "automountServiceAccountToken": False,
+            "enableServiceLinks": False, "terminationGracePeriodSeconds": 15,
+            "tolerations": tolerations,
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                           "whenUnsatisfiable": "ScheduleAnyway",
+                                           "labelSelector": {"matchLabels": labels}}],
+            "containers": [container],
+            "volumes": [{"name": "config", "secret": {"secretName": f"{service}-config"}},
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+        },
+    }
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {**meta, "name": f"{service}-config"},
+         "type": "Opaque", "stringData": {f"{service}.json": config}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                  "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                  "template": pod}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+         "spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "selector": labels,
+                  "ports": [{"name": "http", "port": port, "targetPort": port}]}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
+    ]
