@@ -16,7 +16,7 @@ from tradestack.kubernetes.images import ImageSpec, build
 from tradestack.lab import cluster as labcluster
 from tradestack.polling import wait_for
 
-from .conftest import RUN
+from .conftest import RUN, STACK
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -152,11 +152,14 @@ class SmallLab:
 def lab_with_clusters(tmp_path_factory: pytest.TempPathFactory):
     """A small lab of its own, brought up with clusters: one in sz1 (it runs a stateless service), none in the
     witness site. The last test destroys it and checks what is left; the fixture removes it otherwise."""
+    from tradestack.lab.plan import MGMT_SLOTS, default_mgmt_slot
     from tradestack.lab.stack import LabStack
 
     topology = tmp_path_factory.mktemp("k8s-lab") / "k8s-lab.yaml"
     topology.write_text(TOPOLOGY)
-    stack = LabStack(f"k{RUN}", topology, clusters=True)
+    # a management network of its own: never the session lab's, whose slot comes from its name
+    slot = (default_mgmt_slot(STACK) + 1) % MGMT_SLOTS
+    stack = LabStack(f"k{RUN}", topology, mgmt_slot=slot, clusters=True)
     try:
         yield SmallLab(stack, set(labcluster.CNI_CACHE.glob("*")), _pod_namespaces())
     finally:

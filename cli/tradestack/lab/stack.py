@@ -143,7 +143,8 @@ class LabStack(ManagedStack):
         config = self._pulumi.config() if self._pulumi.exists() else {}
         if config.get("tradestack:clusters") != "true":
             return {}
-        plan = plan_lab(load_topology(self.topology_path()), self.name, clusters=True)
+        slot = config.get("tradestack:mgmtSlot")
+        plan = plan_lab(load_topology(self.topology_path()), self.name, int(slot) if slot else None, clusters=True)
         return {c.site: cluster.spec_for(self.name, c, workdir(self.name, self.home)) for c in plan.clusters}
 
     def kubeconfigs(self) -> dict[str, Path]:
