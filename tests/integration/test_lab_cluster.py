@@ -4,6 +4,7 @@ image run as nobody and answer through their Service (kube-proxy, nftables), and
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,10 @@ def lab_with_clusters(tmp_path_factory: pytest.TempPathFactory):
 
 def test_pulumi_applies_the_trading_services_to_a_site_cluster_previews_no_change_and_destroys(
         lab_with_clusters, tmp_path: Path):
+    from tradestack.capacity.live import check_live
+    from tradestack.kubernetes.observe import observe
     from tradestack.kubernetes.stack import WorkloadStack
+    from tradestack.topology import load_topology
     from tradestack.kubernetes.workloads import NAMESPACE, EVICTION_S
 
     lab = lab_with_clusters.stack
@@ -200,6 +204,23 @@ def test_pulumi_applies_the_trading_services_to_a_site_cluster_previews_no_chang
         alive = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3", f"http://{pod.ip}:8080/healthz"])
         assert alive.succeeded and alive.stdout, alive.why()
         assert not workloads.preview().changed  # a second run changes nothing
+        # capacity as the cluster runs it: the gateway is deployed with its declared request, but not ready, so
+        # the live check fails and names it
+        live = check_live(load_topology(lab.topology_path()), observe(lab.kubeconfigs()))
+        assert live.problems == [] and live.ready == {"gateway": {"sz1": 0}}, live
+        # with every site up, only the gateway falls short (this small topology's two consensus members fail
+        # anyway once one site is lost)
+        intact = next(i for i in range(live.report.scenario_count) if not live.report.failed_groups(i))
+        assert not live.ok and {live.report.services[j].name for j in range(len(live.report.services))
+                                if live.report.reasons[intact, j]} == {"gateway"}
+        # and as an SRE asks it
+        done = run([sys.executable, "-m", "tradestack", "capacity", "check", "--live", "--stack", lab.name, "--json"],
+                   timeout=120)
+        assert done.rc == 1, done.why()
+        doc = json.loads(done.stdout)
+        assert doc["ok"] is False and doc["live"]["ready"] == {"gateway": {"sz1": 0}}
+        [everything_up] = [s for s in doc["scenarios"] if not s["failed"]]
+        assert {name for name, svc in everything_up["services"].items() if not svc["ok"]} == {"gateway"}
     finally:
         gone = workloads.destroy()
     assert gone.changes.get("delete", 0) >= 7, gone.changes

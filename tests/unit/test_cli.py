@@ -182,3 +182,27 @@ def test_stack_secret_takes_only_deploy_secrets_and_only_from_stdin():
     assert r.exit_code == ExitCode.BAD_INPUT and "standard input held no value for dbAppPassword" in r.output
     r = run("stack", "secret", "--help")
     assert r.exit_code == 0 and "Example:" in r.output and "standard input" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("capacity", "check", "--live"), "give --stack NAME"),
+    (("capacity", "check"), "give a topology file (or --live --stack NAME)"),
+    (("capacity", "check", LAB, "--stack", "prod"), "--stack is for --live"),
+])
+def test_capacity_live_needs_a_stack_and_says_so(args, message):
+    r = run(*args)
+    assert r.exit_code == ExitCode.BAD_INPUT and message in r.output, r.output
+
+
+def test_capacity_live_on_a_stack_without_clusters_says_there_is_nothing_to_read(monkeypatch):
+    from tradestack.substrates import registry
+
+    class NoClusters:
+        topology = None
+
+        def kubeconfigs(self):
+            return {}
+
+    monkeypatch.setattr(registry, "open_stack", lambda name: NoClusters())
+    r = run("capacity", "check", "--live", "--stack", "staging")
+    assert r.exit_code == ExitCode.BAD_INPUT and "runs no Kubernetes clusters" in r.output, r.output

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tradestack.capacity.requests import Resources, requests
 from tradestack.kubernetes import workloads
 from tradestack.topology import load_topology
 
@@ -29,9 +30,9 @@ def test_each_site_runs_its_placed_stateless_services_and_the_witness_none():
 
 
 def test_requests_follow_declared_capacity_at_the_measured_cost_per_order():
-    gateway = workloads.requests(TOPOLOGY, "gateway")  # 60/s x 1.5 ms + 50 m; 96 MiB + 400 x 64 KiB
-    assert gateway == workloads.Resources(cpu_m=140, memory_mi=121)
-    router = workloads.requests(TOPOLOGY, "router")    # 120/s x 2.4 ms + 50 m
+    gateway = requests(TOPOLOGY, "gateway")  # 60/s x 1.5 ms + 50 m; 96 MiB + 400 x 64 KiB
+    assert gateway == Resources(cpu_m=140, memory_mi=121)
+    router = requests(TOPOLOGY, "router")    # 120/s x 2.4 ms + 50 m
     assert router.cpu_m == 338
     pod = _by_kind(workloads.site_manifests(TOPOLOGY, "hk1", "img", CONFIGS), "Deployment")["gateway"]
     assert pod["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "140m",

@@ -43,6 +43,23 @@ class PodView:
     labels: dict[str, str]
 
 
+@dataclass(frozen=True)
+class DeploymentView:
+    namespace: str
+    name: str
+    replicas: int          # wanted
+    ready: int
+    cpu_request_m: int | None   # per replica (the first container's); None: none set
+    labels: dict[str, str]
+
+
+def millicores(quantity: str | None) -> int | None:
+    """A CPU quantity ("140m", "0.5", "2") in millicores."""
+    if not quantity:
+        return None
+    return int(quantity[:-1]) if quantity.endswith("m") else int(round(float(quantity) * 1000))
+
+
 class Cluster:
     """One cluster's API, from a kubeconfig file (its current context)."""
 
@@ -95,6 +112,17 @@ class Cluster:
                         any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
                         p.status.pod_ip, dict(p.metadata.labels or {}))
                 for p in items]
+
+    def deployments(self, namespace: str) -> list[DeploymentView]:
+        items = self._call("list deployments", self.apps.list_namespaced_deployment, namespace).items
+        views = []
+        for d in items:
+            containers = d.spec.template.spec.containers or []
+            requests = (containers[0].resources.requests or {}) if containers and containers[0].resources else {}
+            views.append(DeploymentView(d.metadata.namespace, d.metadata.name, int(d.spec.replicas or 0),
+                                        int(d.status.ready_replicas or 0), millicores(requests.get("cpu")),
+                                        dict(d.metadata.labels or {})))
+        return views
 
     def create(self, manifest: dict[str, Any]) -> None:
         """Create one object from a manifest (Namespaces, ConfigMaps, Pods, Services, Deployments)."""

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..capacity import CapacityReport, check_capacity
 from ..capacity.measured import Comparison, compare, load_measured
+from ..errors import InputError
 from ..exitcodes import ExitCode
 from ..topology import load_topology
 from .edge import out, print_json, want_json
@@ -22,7 +23,8 @@ app = typer.Typer(no_args_is_help=True, help="Check that capacity survives failu
 @app.command()
 def check(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="Topology YAML file.", show_default=False),
+    file: Path | None = typer.Argument(None, help="Topology YAML file (with --live: the stack's own by default).",
+                                       show_default=False),
     depth: int = typer.Option(1, "--depth", min=1, max=2,
                               help="1: every single risk group fails; 2: also every pair."),
     fail: list[str] = typer.Option([], "--fail", metavar="GROUP[,GROUP...]",
@@ -35,6 +37,10 @@ def check(
                                          help="Also compare each service's declared per-instance capacity with "
                                               "what `capacity verify --write-measured` measured; declaring more "
                                               "than was measured fails."),
+    live: bool = typer.Option(False, "--live", help="Judge what the stack's Kubernetes clusters run now: ready "
+                                                   "replicas instead of declared placement, and each replica's CPU "
+                                                   "request against its declared capacity (needs --stack)."),
+    stack: str | None = typer.Option(None, "--stack", "-s", help="With --live: the deployed stack to read."),
     json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Check every failure scenario against peak x headroom; list deficits and single points of failure.
@@ -52,9 +58,17 @@ def check(
 
       [bold]tradestack capacity check infra/topologies/lab.yaml --measured measured.yaml[/]
 
+      [bold]tradestack capacity check --live --stack prod[/]  (what the site clusters run now)
+
     Exit 0 when every scenario passes, 1 when any fails, 2 for unusable input.
     """
     want_json(ctx, json)
+    if live:
+        _check_live(file, stack, depth, failing_only, max_rows, json)
+    if file is None:
+        raise InputError("give a topology file (or --live --stack NAME)")
+    if stack is not None:
+        raise InputError("--stack is for --live")
     topology = load_topology(file)
     scenarios = [[g.strip() for g in item.split(",") if g.strip()] for item in fail] or None
     report = check_capacity(topology, depth, scenarios=scenarios)
@@ -71,6 +85,37 @@ def check(
         if rows is not None:
             _render_measured(rows, measured)
     raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def _check_live(file: Path | None, stack: str | None, depth: int, failing_only: bool, max_rows: int,
+                json: bool) -> None:
+    from ..capacity.live import check_live
+    from ..kubernetes.observe import observe
+    from ..substrates import registry
+
+    if stack is None:
+        raise InputError("--live reads a deployed stack's clusters: give --stack NAME")
+    opened = registry.open_stack(stack)
+    kubeconfigs = opened.kubeconfigs()
+    if not kubeconfigs:
+        raise InputError(f"stack {stack!r} runs no Kubernetes clusters: nothing for --live to read")
+    topology = load_topology(file) if file is not None else opened.topology
+    result = check_live(topology, observe(kubeconfigs), depth)
+    if json:
+        print_json({**result.report.to_dict(failing_only=failing_only), "ok": result.ok,
+                    "live": {"stack": stack, "ready": result.ready, "declared": result.declared,
+                             "problems": [asdict(p) for p in result.problems]}})
+    else:
+        table = Table("service", *sorted(kubeconfigs), title=f"ready replicas in {stack}'s clusters (declared)",
+                      title_justify="left")
+        for service, declared in sorted(result.declared.items()):
+            table.add_row(service, *(f"{result.ready[service].get(site, 0)} ({declared.get(site, 0)})"
+                                     for site in sorted(kubeconfigs)))
+        out.print(table)
+        _render(result.report, max_rows)
+        for p in result.problems:
+            out.print(f"[bold red]FAIL[/] {escape(p.message)}", highlight=False)
+    raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 
 def _render_measured(rows: list[Comparison], path: Path | None) -> None:

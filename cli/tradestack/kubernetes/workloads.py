@@ -17,37 +17,16 @@ A priority class keeps the trading services scheduled ahead of anything else on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ..capacity.requests import requests
 from ..topology.model import Topology
 
 NAMESPACE = "tradestack"
 PRIORITY_CLASS = "tradestack-trading"
-# CPU milliseconds per acknowledged order, measured on the lab at 200 orders/s (README "Measured here")
-CPU_MS_PER_ORDER = {"gateway": 1.5, "router": 2.4}
-BASE_CPU_M = 50              # an idle service's event loop, metrics and probes
-BASE_MEMORY_MI = 96          # Python with the stack's libraries loaded
-SESSION_KIB = 64             # per declared concurrent session (connection, buffers)
 PORTS = {"gateway": 8080, "router": 8090}
 DEFAULT_EVICTION_S = 300     # Kubernetes' own tolerationSeconds for not-ready and unreachable nodes
 EVICTION_S = 5               # ours: a lost site's pods are replaced in seconds, not minutes
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpu_m: int
-    memory_mi: int
-
-
-def requests(topology: Topology, service: str) -> Resources:
-    """What one replica asks for: its declared capacity at the measured CPU cost per order."""
-    svc = next(s for s in topology.services if s.name == service)
-    orders = float(svc.capacity.get("orders_per_second", 0))
-    sessions = float(svc.capacity.get("sessions", 0))
-    cpu = BASE_CPU_M + orders * CPU_MS_PER_ORDER.get(service, 2.0)
-    memory = BASE_MEMORY_MI + sessions * SESSION_KIB / 1024
-    return Resources(int(round(cpu)), int(round(memory)))
 
 
 def clustered_services(topology: Topology, site: str) -> list[str]:

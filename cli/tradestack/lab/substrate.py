@@ -124,6 +124,9 @@ class LabSubstrate(Substrate):
     def topology_path(self) -> Path:
         return self.stack.topology_path()
 
+    def kubeconfigs(self) -> dict[str, Path]:
+        return self.stack.kubeconfigs()
+
     @property
     def traits(self) -> HostTraits:
         # one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml

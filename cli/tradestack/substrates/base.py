@@ -270,6 +270,10 @@ class Substrate(ABC):
         (empty where it acts otherwise, e.g. the lab's netlink calls)."""
         return []
 
+    def kubeconfigs(self) -> dict[str, Path]:
+        """Each site's Kubernetes cluster (site -> admin kubeconfig); empty where the stack runs none."""
+        return {}
+
     def audit_facts(self) -> dict[str, Any]:
         """What the audit's checks need about where things are on this substrate (sshd config per host, how to
         look at an uplink); defaults are a real machine's."""

@@ -1,0 +1,85 @@
+"""Capacity as the clusters run it now: ready replicas take the place of declared placement, then the same
+failure-domain check runs (every site, carrier, facility and power feed lost in turn, against peak x headroom).
+A service scaled below what a site loss leaves needed fails by name; so does a replica that requests less
+than its declared capacity needs (the scheduler would pack the node past what it can carry at peak).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..topology.model import Topology
+from .check import check_capacity
+from .report import CapacityReport
+from .requests import requests
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One service in one site's cluster, as its API server says now."""
+
+    site: str
+    service: str
+    ready: int
+    cpu_request_m: int | None     # per replica; None: no request set
+
+
+@dataclass(frozen=True)
+class LiveProblem:
+    site: str
+    service: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LiveReport:
+    report: CapacityReport        # the failure-domain check on what is ready now
+    ready: dict[str, dict[str, int]]   # service -> site -> ready replicas
+    declared: dict[str, dict[str, int]]
+    problems: list[LiveProblem]
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and not self.problems
+
+
+def live_topology(topology: Topology, observed: list[Observed]) -> Topology:
+    """The topology with each clustered (stateless) service's placement replaced by its ready replicas; services
+    the clusters do not run keep their declared placement."""
+    ready: dict[str, dict[str, int]] = {}
+    for o in observed:
+        ready.setdefault(o.service, {})[o.site] = ready.get(o.service, {}).get(o.site, 0) + o.ready
+    services = []
+    for svc in topology.services:
+        if svc.kind == "stateless":
+            placement = {site: ready.get(svc.name, {}).get(site, 0) for site in svc.placement}
+            svc = svc.model_copy(update={"placement": placement})
+        services.append(svc)
+    return topology.model_copy(update={"services": services})
+
+
+def check_live(topology: Topology, observed: list[Observed], depth: int = 1) -> LiveReport:
+    """Judge what the clusters run now against the topology's peak x headroom, and each replica's request
+    against its declared capacity."""
+    problems: list[LiveProblem] = []
+    seen = {(o.site, o.service) for o in observed}
+    for svc in topology.services:
+        if svc.kind != "stateless":
+            continue
+        for site, n in svc.placement.items():
+            if (site, svc.name) not in seen:
+                problems.append(LiveProblem(site, svc.name, f"{svc.name} is not deployed in {site}'s cluster "
+                                                            f"(the topology places {n})"))
+    for o in observed:
+        declared = next((s for s in topology.services if s.name == o.service), None)
+        if declared is None or declared.kind != "stateless":
+            continue
+        want = requests(topology, o.service).cpu_m
+        if o.cpu_request_m is None or o.cpu_request_m < want:
+            got = "none" if o.cpu_request_m is None else f"{o.cpu_request_m}m"
+            problems.append(LiveProblem(o.site, o.service, f"{o.service} in {o.site} requests {got} CPU per "
+                                                           f"replica; its declared capacity needs {want}m"))
+    live = live_topology(topology, observed)
+    ready = {s.name: dict(s.placement) for s in live.services if s.kind == "stateless"}
+    declared = {s.name: dict(s.placement) for s in topology.services if s.kind == "stateless"}
+    return LiveReport(check_capacity(live, depth), ready, declared, problems)

@@ -1,0 +1,61 @@
+"""capacity check --live: ready replicas instead of declared placement, and requests against capacity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradestack.capacity.live import Observed, check_live
+from tradestack.capacity.requests import requests
+from tradestack.topology import load_topology
+
+pytestmark = pytest.mark.unit
+
+TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml")
+
+
+def _as_declared(**changes: int) -> list[Observed]:
+    """What a healthy deployment reports; `changes` like hk1_gateway=1 set one site's ready replicas."""
+    out = []
+    for svc in TOPOLOGY.services:
+        if svc.kind == "stateless":
+            for site, n in svc.placement.items():
+                out.append(Observed(site, svc.name, changes.get(f"{site}_{svc.name}", n),
+                                    requests(TOPOLOGY, svc.name).cpu_m))
+    return out
+
+
+def _failing_services(live) -> set[str]:
+    report = live.report
+    return {report.services[j].name for i in report.failing for j in range(len(report.services))
+            if report.reasons[i, j]}
+
+
+def test_a_healthy_deployment_passes_every_failure_scenario():
+    live = check_live(TOPOLOGY, _as_declared())
+    assert live.ok and live.problems == [] and live.ready == live.declared
+
+
+def test_a_site_scaled_below_what_peak_needs_fails_naming_the_service():
+    # lab.yaml: 2 gateways per site at 60/s carry 120/s, exactly peak x headroom when the other site is lost
+    live = check_live(TOPOLOGY, _as_declared(hk1_gateway=1))
+    assert not live.ok and live.ready["gateway"] == {"sz1": 2, "hk1": 1}
+    assert _failing_services(live) == {"gateway"}
+
+
+def test_requests_below_declared_capacity_and_missing_services_are_problems():
+    observed = [o for o in _as_declared() if not (o.site == "hk1" and o.service == "router")]
+    observed = [Observed(o.site, o.service, o.ready, 50) if (o.site, o.service) == ("sz1", "gateway") else o
+                for o in observed]
+    live = check_live(TOPOLOGY, observed)
+    messages = [p.message for p in live.problems]
+    assert "gateway in sz1 requests 50m CPU per replica; its declared capacity needs 140m" in messages
+    assert "router is not deployed in hk1's cluster (the topology places 1)" in messages
+    assert not live.ok
+
+
+def test_cpu_quantities_read_as_millicores():
+    from tradestack.adapters.kube import millicores
+
+    assert [millicores(q) for q in ("140m", "0.5", "2", None, "")] == [140, 500, 2000, None, None]
