@@ -278,9 +278,10 @@ def _write_configs(spec: ClusterSpec, pki: clusterpki.Pki) -> None:
     (d / "kubelet" / "config.json").write_text(json.dumps(kubelet_config(spec, pki), indent=1))
 
 
-def pause_image() -> Path:
-    """The pod sandbox image, built from the pause program compiled with the Kubernetes build."""
-    image = build(ImageSpec(PAUSE_IMAGE, {"pause": kube_bin() / "pause"}, ("/pause",)), cache_dir() / "images")
+def pause_image(out: Path) -> Path:
+    """The pod sandbox image, built from the pause program compiled with the Kubernetes build (into the cluster's
+    own directory: clusters started side by side never write the same file)."""
+    image = build(ImageSpec(PAUSE_IMAGE, {"pause": kube_bin() / "pause"}, ("/pause",)), out)
     return image.archive
 
 
@@ -315,7 +316,7 @@ def start(spec: ClusterSpec, images: list[Path], timeout: float = 120) -> Path:
         _spawn(spec, component, argv[component])
     if not wait_for(spec.cri_socket.exists, left(), interval=0.2):
         raise LabError(f"{spec.name}: containerd did not start; see {spec.directory / 'logs'}")
-    import_images(spec, [pause_image(), *images])
+    import_images(spec, [pause_image(spec.directory / "images"), *images])
     _spawn(spec, "kubelet", argv["kubelet"])
     _spawn(spec, "kube-proxy", argv["kube-proxy"])
     return spec.kubeconfig
