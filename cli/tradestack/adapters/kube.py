@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
 from ..errors import TradestackError
@@ -90,15 +90,6 @@ class Cluster:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError(f"{self.name}: {what}: API server unreachable ({exc.__class__.__name__})") from exc
 
-    def ready(self) -> bool:
-        """Does the API server say it is ready (/readyz)?"""
-        try:
-            self._call("readyz", self._api.call_api, "/readyz", "GET", auth_settings=["BearerToken"],
-                       response_type="str")
-            return True
-        except KubeError:
-            return False
-
     def nodes(self) -> list[NodeView]:
         items = self._call("list nodes", self.core.list_node).items
         return [NodeView(n.metadata.name,
@@ -125,21 +116,16 @@ class Cluster:
         return views
 
     def create(self, manifest: dict[str, Any]) -> None:
-        """Create one object from a manifest (Namespaces, ConfigMaps, Pods, Services, Deployments)."""
-        kind, namespace = manifest["kind"], manifest.get("metadata", {}).get("namespace", "default")
-        calls: dict[str, Callable[[], Any]] = {
-            "Namespace": lambda: self._call("create namespace", self.core.create_namespace, manifest),
-            "ConfigMap": lambda: self._call("create config map", self.core.create_namespaced_config_map, namespace,
-                                            manifest),
-            "Pod": lambda: self._call("create pod", self.core.create_namespaced_pod, namespace, manifest),
-            "Service": lambda: self._call("create service", self.core.create_namespaced_service, namespace,
-                                          manifest),
-            "Deployment": lambda: self._call("create deployment", self.apps.create_namespaced_deployment,
-                                             namespace, manifest),
-        }
-        if kind not in calls:
-            raise KubeError(f"{self.name}: creating a {kind} is not supported here")
-        calls[kind]()
+        """Create one object from a manifest, of any kind the client knows."""
+        namespace = manifest.get("metadata", {}).get("namespace", "default")
+        what = f"create {manifest.get('kind')} {manifest.get('metadata', {}).get('name')}"
+        try:
+            utils.create_from_dict(self._api, manifest, namespace=namespace, _request_timeout=self.timeout)
+        except utils.FailToCreateError as exc:
+            raise KubeError(f"{self.name}: {what}: "
+                            + "; ".join(f"{e.status} {e.reason}" for e in exc.api_exceptions)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(f"{self.name}: {what}: API server unreachable ({exc.__class__.__name__})") from exc
 
     def service_ip(self, namespace: str, name: str) -> str:
         return str(self._call("read service", self.core.read_namespaced_service, name, namespace).spec.cluster_ip)

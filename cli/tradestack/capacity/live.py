@@ -46,13 +46,13 @@ class LiveReport:
 def live_topology(topology: Topology, observed: list[Observed]) -> Topology:
     """The topology with each clustered (stateless) service's placement replaced by its ready replicas; services
     the clusters do not run keep their declared placement."""
-    ready: dict[str, dict[str, int]] = {}
+    ready: dict[tuple[str, str], int] = {}
     for o in observed:
-        ready.setdefault(o.service, {})[o.site] = ready.get(o.service, {}).get(o.site, 0) + o.ready
+        ready[(o.service, o.site)] = ready.get((o.service, o.site), 0) + o.ready
     services = []
     for svc in topology.services:
         if svc.kind == "stateless":
-            placement = {site: ready.get(svc.name, {}).get(site, 0) for site in svc.placement}
+            placement = {site: ready.get((svc.name, site), 0) for site in svc.placement}
             svc = svc.model_copy(update={"placement": placement})
         services.append(svc)
     return topology.model_copy(update={"services": services})
