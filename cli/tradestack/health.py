@@ -58,3 +58,21 @@ def program_problems(host: str, programs: Mapping[str, str], expected: list[str]
     found = [f"{host}: {p} is {s.lower()}" for p, s in sorted(programs.items()) if s.lower() != "running"]
     found += [f"{host}: {p} is not supervised" for p in expected or [] if p not in programs]
     return found
+
+
+def cluster_problems(clusters: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per site cluster (as `Substrate.cluster_view` reports it): its API answers, every node is Ready, every
+    service it should run is deployed with all its replicas ready."""
+    found: list[str] = []
+    for site, c in sorted(clusters.items()):
+        if c.get("error"):
+            found.append(f"{site}: cluster: {c['error']}")
+            continue
+        found += [f"{site}: node {name} is not Ready" for name, ready in sorted(c["nodes"].items()) if not ready]
+        for service in c["expected"]:
+            svc = c["services"].get(service)
+            if svc is None:
+                found.append(f"{site}: {service} is not deployed in its cluster")
+            elif svc["ready"] < svc["replicas"]:
+                found.append(f"{site}: {service} has {svc['ready']} of {svc['replicas']} replicas ready")
+    return found

@@ -1,13 +1,10 @@
 """A real single-node Kubernetes cluster in a lab namespace: the node goes Ready, pods from a locally built
-image run as nobody and answer through their Service (kube-proxy, nftables), and stopping it leaves nothing."""
+image run as nobody and answer through their Service (kube-proxy, nftables), and stopping it leaves nothing.
+Clusters as a lab stack brings them up, two nodes per site, are proven in test_k8s_substrate.py."""
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +14,7 @@ from tradestack.kubernetes.images import ImageSpec, build
 from tradestack.lab import cluster as labcluster
 from tradestack.polling import wait_for
 
-from .conftest import RUN, STACK
+from .conftest import RUN
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -60,16 +57,6 @@ def site(tmp_path: Path):
             labcluster.stop(spec)
         run(["ip", "link", "del", root_if])
         run(["ip", "netns", "del", ns])
-
-
-def _refstack_image(tmp_path: Path):
-    """The trading services' image from this checkout (its wheelhouse is the deploy's, cached by source)."""
-    from tradestack.deploy import wheelhouse
-    from tradestack.kubernetes.pyimage import refstack_image
-    from tradestack.paths import cache_dir
-
-    wheels = wheelhouse.build(Path(__file__).resolve().parents[2])
-    return refstack_image(wheels.directory, cache_dir() / "images" / "refstack-site", tmp_path / "images", "it")
 
 
 def _web_image(tmp_path: Path) -> str:
@@ -119,172 +106,3 @@ def test_a_cluster_in_a_namespace_runs_pods_that_serve_and_stops_clean(site: lab
     assert set(labcluster.CNI_CACHE.glob("*")) == cni_cache  # nothing of ours left in libcni's shared cache
     assert _pod_namespaces() == pod_namespaces
     assert not site.run_dir.exists()
-
-
-TOPOLOGY = """\
-name: k8s-lab
-peak: {orders_per_second: 10, sessions: 10}
-headroom: 1.25
-carriers: [{name: ct}, {name: cu}]
-sites:
-  - name: sz1
-    role: active
-    risk_groups: [power:sz-grid]
-    uplinks: [{carrier: ct, risk_groups: [facility:ct-a]}, {carrier: cu, risk_groups: [facility:cu-a]}]
-  - name: wit
-    role: witness
-    risk_groups: [power:wit-grid]
-    uplinks: [{carrier: ct, risk_groups: [facility:ct-b]}]
-upstreams: [{name: exchange}]
-services:
-  - {name: gateway, kind: stateless, capacity: {orders_per_second: 60, sessions: 400}, placement: {sz1: 1}}
-  - {name: consensus, kind: quorum, placement: {sz1: 1, wit: 1}}
-"""
-
-
-@dataclass(frozen=True)
-class SmallLab:
-    stack: Any
-    cni_cache: set[Path]          # libcni's shared cache and the CRI's pod namespaces before the lab came up
-    pod_namespaces: set[str]
-
-
-@pytest.fixture(scope="module")
-def lab_with_clusters(tmp_path_factory: pytest.TempPathFactory):
-    """A small lab of its own, brought up with clusters: one in sz1 (it runs a stateless service), none in the
-    witness site. The last test destroys it and checks what is left; the fixture removes it otherwise."""
-    from tradestack.lab.plan import MGMT_SLOTS, default_mgmt_slot
-    from tradestack.lab.stack import LabStack
-
-    topology = tmp_path_factory.mktemp("k8s-lab") / "k8s-lab.yaml"
-    topology.write_text(TOPOLOGY)
-    # a management network of its own: never the session lab's, whose slot comes from its name
-    slot = (default_mgmt_slot(STACK) + 1) % MGMT_SLOTS
-    stack = LabStack(f"k{RUN}", topology, mgmt_slot=slot, clusters=True)
-    try:
-        yield SmallLab(stack, set(labcluster.CNI_CACHE.glob("*")), _pod_namespaces())
-    finally:
-        if stack.exists():
-            stack.destroy()
-
-
-def test_pulumi_applies_the_trading_services_to_a_site_cluster_previews_no_change_and_destroys(
-        lab_with_clusters, tmp_path: Path):
-    from tradestack.capacity.live import check_live
-    from tradestack.kubernetes.observe import observe
-    from tradestack.kubernetes.stack import WorkloadStack
-    from tradestack.topology import load_topology
-    from tradestack.kubernetes.workloads import NAMESPACE, EVICTION_S
-
-    lab = lab_with_clusters.stack
-    lab.up()
-    [spec] = lab.cluster_specs().values()
-    image = _refstack_image(tmp_path)
-    labcluster.import_images(spec, [image.archive])
-    # no database in this small lab: the gateway runs and is alive, and says it is not ready (so the apply does
-    # not wait for readiness here; a real apply does)
-    gateway = {"instance": "gateway-1", "host": "0.0.0.0", "port": 8080,
-               "dsn": "postgresql://nobody:none@198.18.1.99:5432/orders?connect_timeout=1"}
-    workloads = WorkloadStack(f"w{RUN}", Path(lab.topology_path()), lab.kubeconfigs(), image.name,
-                              {"sz1": {"gateway": json.dumps(gateway)}}, await_ready=False)
-    try:
-        first = workloads.up()
-        assert first.outputs["applied"]["sz1"] == [
-            "Deployment/gateway", "Namespace/tradestack", "PodDisruptionBudget/gateway",
-            "PriorityClass/tradestack-trading", "Secret/gateway-config", "Service/gateway"], first.outputs
-        with Cluster(lab.kubeconfigs()["sz1"], "sz1") as api:
-            assert wait_for(lambda: any(p.phase == "Running" for p in api.pods(NAMESPACE)), 90, 0.5), \
-                api.pods(NAMESPACE)
-            [pod] = api.pods(NAMESPACE)
-            deployment = api.apps.read_namespaced_deployment("gateway", NAMESPACE)
-        assert pod.labels["tradestack.io/site"] == "sz1" and not pod.ready  # no database: not ready, rightly
-        tolerations = {t.key: t.toleration_seconds for t in deployment.spec.template.spec.tolerations}
-        assert tolerations == {"node.kubernetes.io/not-ready": EVICTION_S, "node.kubernetes.io/unreachable": EVICTION_S}
-        host = f"{lab.name}-sz1-gateway-1"
-        alive = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3", f"http://{pod.ip}:8080/healthz"])
-        assert alive.succeeded and alive.stdout, alive.why()
-        assert not workloads.preview().changed  # a second run changes nothing
-        # capacity as the cluster runs it: the gateway is deployed with its declared request, but not ready, so
-        # the live check fails and names it
-        live = check_live(load_topology(lab.topology_path()), observe(lab.kubeconfigs()))
-        assert live.problems == [] and live.ready == {"gateway": {"sz1": 0}}, live
-        # with every site up, only the gateway falls short (this small topology's two consensus members fail
-        # anyway once one site is lost)
-        intact = next(i for i in range(live.report.scenario_count) if not live.report.failed_groups(i))
-        assert not live.ok and {live.report.services[j].name for j in range(len(live.report.services))
-                                if live.report.reasons[intact, j]} == {"gateway"}
-        # and as an SRE asks it
-        done = run([sys.executable, "-m", "tradestack", "capacity", "check", "--live", "--stack", lab.name, "--json"],
-                   timeout=120)
-        assert done.rc == 1, done.why()
-        doc = json.loads(done.stdout)
-        assert doc["ok"] is False and doc["live"]["ready"] == {"gateway": {"sz1": 0}}
-        [everything_up] = [s for s in doc["scenarios"] if not s["failed"]]
-        assert {name for name, svc in everything_up["services"].items() if not svc["ok"]} == {"gateway"}
-    finally:
-        gone = workloads.destroy()
-    assert gone.changes.get("delete", 0) >= 7, gone.changes
-    with Cluster(lab.kubeconfigs()["sz1"], "sz1") as api:
-        assert wait_for(lambda: not api.pods(NAMESPACE), 60, 0.5)
-
-
-def test_a_lab_stack_runs_a_cluster_per_site_that_serves_the_site_and_heals_and_goes(lab_with_clusters, tmp_path):
-    stack = lab_with_clusters.stack
-    stack.up()
-    assert set(stack.kubeconfigs()) == {"sz1"}  # wit runs no stateless service: no cluster there
-    [spec] = stack.cluster_specs().values()
-    labcluster.import_images(spec, [Path(_web_image(tmp_path))])
-    with Cluster(stack.kubeconfigs()["sz1"], "sz1") as api:  # over the management network, as an operator
-        [node] = api.nodes()
-        assert node.ready and spec.node_ip in node.addresses
-        api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
-                    "spec": {"automountServiceAccountToken": False,
-                             "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
-                             "containers": [{"name": "web", "image": "tradestack.local/web-probe:1",
-                                             "imagePullPolicy": "Never"}]}})
-        assert wait_for(lambda: any(p.ready for p in api.pods("default")), 60, 0.5), api.pods("default")
-        [pod] = api.pods("default")
-    # a host of the site reaches the pod through its edge, which routes the site's pod range to the node
-    host = f"{stack.name}-sz1-gateway-1"
-    fetched = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3", f"http://{pod.ip}:8080/"])
-    assert fetched.stdout == "served from a pod\n", fetched.why()
-
-    # a trading service from the image built from this checkout: the venue simulator (it needs no database)
-    venue = {"name": "exchange", "host": "0.0.0.0", "port": 9001, "admin_port": 9101}
-    labcluster.import_images(spec, [_refstack_image(tmp_path).archive])
-    with Cluster(stack.kubeconfigs()["sz1"], "sz1") as api:
-        api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "venue", "namespace": "default"},
-                    "data": {"venue.json": json.dumps(venue)}})
-        api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "venue", "namespace": "default",
-                                                                    "labels": {"app": "venue"}},
-                    "spec": {"automountServiceAccountToken": False,
-                             "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
-                             "volumes": [{"name": "config", "configMap": {"name": "venue"}}],
-                             "containers": [{"name": "venue", "image": "tradestack.local/refstack:it",
-                                             "imagePullPolicy": "Never",
-                                             "args": ["venue", "--config", "/etc/tradestack/venue.json"],
-                                             "volumeMounts": [{"name": "config", "mountPath": "/etc/tradestack"}],
-                                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": 9101},
-                                                                "periodSeconds": 1}}]}})
-        assert wait_for(lambda: any(p.ready for p in api.pods("default", "app=venue")), 90, 0.5), \
-            api.pods("default", "app=venue")
-        [venue_pod] = api.pods("default", "app=venue")
-    health = run(["ip", "netns", "exec", host, "curl", "-s", "--max-time", "3",
-                  f"http://{venue_pod.ip}:9101/healthz"])
-    assert json.loads(health.stdout) == {"status": "ok", "venue": "exchange"}, health.why()
-
-    assert not stack.refresh().changed
-    kubelet = labcluster.running(spec, "kubelet")
-    assert kubelet
-    run(["kill", str(kubelet)])
-    assert wait_for(lambda: labcluster.running(spec, "kubelet") is None, 10)
-    drift = stack.refresh()
-    assert drift.changes.get("update") == 1, drift.changes
-    stack.up()
-    assert labcluster.running(spec, "kubelet")
-
-    stack.destroy()
-    assert stack.leftovers() == [] and labcluster.leftovers(spec) == []
-    assert not spec.directory.exists()
-    assert set(labcluster.CNI_CACHE.glob("*")) == lab_with_clusters.cni_cache
-    assert _pod_namespaces() == lab_with_clusters.pod_namespaces

@@ -54,7 +54,9 @@ def test_only_the_cli_imports_typer():
 @pytest.mark.parametrize("layer", ["deploy", "drills", "capacity", "audit", "refstack", "topology"])
 def test_the_domain_reaches_stacks_only_through_the_substrate_interface(layer):
     offenders = {str(p.relative_to(PACKAGE)): sorted(i for i in _imports(p)
-                                                    if i.startswith(("tradestack.lab", "tradestack.adapters.pulumi")))
+                                                    if i.startswith(("tradestack.lab.", "tradestack.hosts.", "tradestack.kubernetes.",
+                                                                  "tradestack.adapters.pulumi"))
+                                                    or i in ("tradestack.lab", "tradestack.hosts", "tradestack.kubernetes"))
                  for p in (PACKAGE / layer).rglob("*.py")}
     assert {p: i for p, i in offenders.items() if i} == {}
 
@@ -64,7 +66,7 @@ def test_every_registered_substrate_implements_every_primitive():
 
     from tradestack.substrates import KINDS
 
-    assert set(KINDS) == {"lab", "hosts"}
+    assert set(KINDS) == {"lab", "hosts", "kubernetes"}
     for kind, where in KINDS.items():
         module, _, name = where.partition(":")
         cls = getattr(importlib.import_module(module), name)

@@ -55,6 +55,16 @@ def test_requests_below_declared_capacity_and_missing_services_are_problems():
     assert not live.ok
 
 
+def test_services_the_clusters_do_not_run_keep_their_placement_and_are_not_looked_for():
+    # the kubernetes substrate runs only the gateways in its clusters; routers stay on hosts
+    gateways = [o for o in _as_declared() if o.service == "gateway"]
+    live = check_live(TOPOLOGY, gateways, clustered=["gateway"])
+    assert live.ok and live.problems == [] and set(live.ready) == {"gateway"}
+    short = check_live(TOPOLOGY, [o for o in gateways if o.site == "sz1"], clustered=["gateway"])
+    assert [p.message for p in short.problems] == ["gateway is not deployed in hk1's cluster (the topology places 2)"]
+    assert _failing_services(short) == {"gateway"}  # hk1 counted at 0 ready, never its declared 2
+
+
 def test_cpu_quantities_read_as_millicores():
     from tradestack.adapters.kube import millicores
 

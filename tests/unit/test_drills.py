@@ -26,6 +26,10 @@ def test_every_catalogue_drill_validates_and_the_catalogue_has_the_ten_named_dri
     for name in names:
         drill = files.resolve(name)
         assert drill.name == name and drill.faults
+    # drills that need clusters are a catalogue of their own: an audit asks every stack only for the first
+    assert set(files.cluster_catalogue()) == {"site-node-loss"}
+    [node_loss] = files.resolve("site-node-loss").faults
+    assert isinstance(node_loss, model.NodeLoss) and node_loss.site == "hk1"
 
 
 def test_a_bad_drill_file_names_file_line_and_field(tmp_path: Path):
@@ -102,6 +106,30 @@ def test_nothing_changed_means_no_detection_and_a_withdrawn_bgp_path_is_a_reacti
     assert figures.detection(samples, injected=0.5) is None
     withdrawn = [_sample(0.0), _sample(0.4), _sample(0.9, sessions=28), _sample(1.4, sessions=28)]
     assert figures.detection(withdrawn, injected=0.5) == pytest.approx(0.4)
+
+
+def _k8s(t: float, nodes: int, ready: int, evicted: int, newest: int) -> Sample:
+    return Sample(t, "db1", {"sz1": "g1"}, 0, {"bgp_established": 30, "k8s.hk1.nodes_ready": nodes,
+                                              "k8s.hk1.pods_ready": ready, "k8s.hk1.pods_evicted": evicted,
+                                              "k8s.hk1.newest_ready": newest,
+                                              "k8s.sz1.nodes_ready": 1, "k8s.sz1.pods_ready": 2,
+                                              "k8s.sz1.pods_evicted": 0, "k8s.sz1.newest_ready": 50})
+
+
+def test_kubernetes_figures_read_not_ready_eviction_and_a_ready_replacement_per_cluster():
+    # hk1's node is lost at t=100: NotReady at 140, its pods evicted at 145, the node back at 170 and a
+    # replacement created at 171 ready at 173; sz1 never reacts, so it is not reported
+    samples = [_k8s(99.5, 1, 2, 0, 50), _k8s(120, 1, 2, 0, 50), _k8s(140, 0, 0, 0, 50), _k8s(145, 0, 0, 2, 50),
+               _k8s(171, 1, 1, 2, 171), _k8s(173, 1, 2, 0, 171)]
+    assert figures.kubernetes(samples, injected=100.0) == {
+        "hk1": {"not_ready_s": 40.0, "evicted_s": 45.0, "replacement_ready_s": 73.0}}
+    # Kubernetes' default: the pods tolerate the lost node for 300 s, longer than this drill watched
+    slow = [_k8s(99.5, 1, 2, 0, 50), _k8s(140, 0, 0, 0, 50), _k8s(171, 1, 2, 0, 50)]
+    assert figures.kubernetes(slow, injected=100.0) == {
+        "hk1": {"not_ready_s": 40.0, "evicted_s": None, "replacement_ready_s": None}}
+    assert figures.kubernetes([_sample(0.0), _sample(1.0)], injected=0.5) == {}  # no clusters: no figures
+    f = figures.compute([], samples, Window(injected=100.0, restored=170.0, ended=180.0))
+    assert f.to_dict()["kubernetes"]["hk1"]["evicted_s"] == 45.0
 
 
 def test_compute_splits_latency_by_phase_and_counts_errors():
@@ -221,7 +249,8 @@ def test_history_keeps_runs_newest_first_and_reports_unknown_runs_clearly():
 def test_drill_cli_list_history_and_report(tmp_path: Path):
     runner = CliRunner()
     listed = runner.invoke(app, ["drill", "list", "--json"])
-    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 10
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 11
+    assert {d["name"]: d["substrate"] for d in json.loads(listed.stdout)["drills"]}["site-node-loss"] == "kubernetes"
     history.record(_document())
     shown = runner.invoke(app, ["drill", "history", "--stack", "lab", "--json"])
     assert shown.exit_code == 0 and json.loads(shown.stdout)["runs"][0]["verdict"] == "pass"
@@ -294,7 +323,7 @@ def test_every_catalogue_drill_runs_at_the_full_peak_with_the_peaks_sessions():
     from tradestack.drills import files
     from tradestack.drills.model import LoadSpike
 
-    for name in files.catalogue():
+    for name in [*files.catalogue(), *files.cluster_catalogue()]:
         drill = files.resolve(name)
         assert drill.load.peak_fraction == 1.0 and drill.load.sessions is None, name
         assert all(f.multiplier >= 3 for f in drill.faults if isinstance(f, LoadSpike)), name

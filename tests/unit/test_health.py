@@ -55,3 +55,25 @@ def test_status_judges_what_it_saw_as_drills_and_the_audit_do():
     view = _view(members=[_m("db1", "leader", "running"), _m("db2", "sync_standby", "starting")])
     assert problems(view) == ["sz1: VIP 198.18.1.5 held by 2 hosts: g1, g2", "sz1: carrier cu is down",
                               "db2: patroni is stopped", "database: no synchronous standby"]
+
+
+def _cluster(nodes=None, services=None, expected=("gateway",), error=None):
+    return {"nodes": {"n1": True} if nodes is None else nodes, "expected": list(expected), "error": error,
+            "services": {"gateway": {"replicas": 2, "ready": 2, "disruptions_allowed": 1}}
+            if services is None else services}
+
+
+def test_site_clusters_are_judged_by_their_nodes_replicas_and_api():
+    assert health.cluster_problems({"sz1": _cluster(), "wit": _cluster(services={}, expected=())}) == []
+    assert health.cluster_problems({
+        "sz1": _cluster(nodes={"n1": False}),
+        "hk1": _cluster(services={"gateway": {"replicas": 2, "ready": 1, "disruptions_allowed": 0}}),
+        "dr1": _cluster(services={}),
+        "gz1": _cluster(error="gz1: list nodes: API server unreachable (MaxRetryError)"),
+    }) == ["dr1: gateway is not deployed in its cluster", "gz1: cluster: gz1: list nodes: API server unreachable "
+           "(MaxRetryError)", "hk1: gateway has 1 of 2 replicas ready", "sz1: node n1 is not Ready"]
+    # status judges the clusters it saw the same way
+    view = _view(members=[_m("db1", "leader", "running"), _m("db2", "sync_standby", "running")])
+    healthy = [p for p in problems(view)]
+    view["clusters"] = {"hk1": _cluster(nodes={"n1": False})}
+    assert problems(view) == healthy + ["hk1: node n1 is not Ready"]

@@ -66,3 +66,17 @@ def test_the_image_entry_point_serves_a_component_and_says_what_is_wrong_with_it
     assert "port" in err and str(bad) in err
     with pytest.raises(SystemExit):
         main(["database", "--config", str(bad)])  # not a component: argparse says so
+
+
+def test_replicas_sharing_one_configuration_are_named_by_instance_and_a_bad_name_is_refused(tmp_path: Path, capsys):
+    from tradestack.refstack.__main__ import main
+    from tradestack.refstack.config import GatewayConfig
+    from tradestack.refstack.service import _named
+
+    config = GatewayConfig(dsn="host=127.0.0.1")
+    assert _named(config, "gateway-7d9f8c-x2x7q").instance == "gateway-7d9f8c-x2x7q"
+    assert _named(config, None) is config
+    good = tmp_path / "gateway.json"
+    good.write_text('{"dsn": "host=127.0.0.1"}')
+    assert main(["gateway", "--config", str(good), "--instance", "Not_A_Name"]) == 2
+    assert "--instance 'Not_A_Name'" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_the_kubelet_fits_hybrid_cgroups_without_systemd_and_serves_only_authent
 
 def test_containerd_keeps_to_the_cluster_and_never_raises_oom_scores(tmp_path: Path):
     spec = _spec(tmp_path)
-    text = cluster.containerd_config(spec)
+    text = cluster.containerd_config(spec.nodes[0])
     assert "restrict_oom_score_adj = true" in text and "SystemdCgroup = false" in text
     assert f'address = "{spec.cri_socket}"' in text and f'address = "{spec.cri_socket}.ttrpc"' in text
     assert f'conf_dir = "{spec.directory / "cni" / "net.d"}"' in text
@@ -76,3 +76,32 @@ def test_certificates_name_what_rbac_expects_and_kubeconfigs_carry_them(tmp_path
     assert config["users"][0]["user"]["client-certificate-data"]
     again = clusterpki.ensure(tmp_path / "pki", "t1-sz1", "t1-sz1-node", ["198.19.128.40"], "198.19.97.1")
     assert again.crt("ca").read_bytes() == pki.crt("ca").read_bytes()  # kept: kubeconfigs handed out stay valid
+
+
+def test_a_second_node_gets_half_the_pod_range_its_own_runtime_and_reaches_the_api_over_management(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import dataclasses
+    import json
+
+    monkeypatch.setattr(cluster, "RUN_ROOT", tmp_path / "run")  # nothing written machine-wide
+
+    spec = dataclasses.replace(_spec(tmp_path), workers=(cluster.Worker("t1-sz1-node2", "t1-sz1-k8s2",
+                                                                        "198.18.1.251"),))
+    first, second = spec.nodes
+    assert (first.pod_subnet, second.pod_subnet) == ("198.19.65.0/25", "198.19.65.128/25")
+    assert second.cri_socket == spec.run_dir / "w1" / "containerd.sock" and second.netns == "t1-sz1-k8s2"
+    assert spec.components == [*cluster.CONTROL_PLANE, "containerd", "kubelet", "kube-proxy",
+                               "containerd@w1", "kubelet@w1", "kube-proxy@w1"]
+    bridge = cluster.cni_network(spec, second)["plugins"][0]
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "198.19.65.128/25", "gateway": "198.19.65.129"}]]
+    assert cluster.kubelet_config(spec, clusterpki.Pki(tmp_path / "pki"), second)["address"] == "198.18.1.251"
+    assert cluster.from_props(json.loads(json.dumps(cluster.props(spec)))) == spec
+    pki = clusterpki.ensure(tmp_path / "pki", spec.name, spec.node, ["198.19.128.40", "198.18.1.250"], spec.service_ip)
+    cluster._write_configs(spec, pki)
+    worker = yaml.safe_load((second.directory / "node@w1.kubeconfig").read_text())
+    assert worker["clusters"][0]["cluster"]["server"] == "https://198.19.128.40:6443"  # management, not its LAN
+    assert worker["users"][0]["name"] == "node@w1"
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pki.crt("node@w1").read_bytes())
+    assert cert.subject.rfc4514_string() == "O=system:nodes,CN=system:node:t1-sz1-node2"

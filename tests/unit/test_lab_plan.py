@@ -105,11 +105,17 @@ def test_clusters_only_where_asked_and_only_in_sites_that_run_a_stateless_servic
     assert with_clusters.fault_map == plan.fault_map
     sz1 = with_clusters.clusters[0]
     assert sz1.netns == "lab-sz1-k8s" and sz1.node_ip == "198.18.1.250" and sz1.gateway == "198.18.1.1"
+    # a second node: a cluster whose every node is lost evicts nothing
+    [(ns2, ip2, mgmt2)] = sz1.workers
+    assert ns2 == "lab-sz1-k8s2" and ip2 == "198.18.1.251"
+    assert {n.name for n in with_clusters.namespaces if n.role == "k8s"} == {
+        "lab-sz1-k8s", "lab-sz1-k8s2", "lab-hk1-k8s", "lab-hk1-k8s2"}
     ranges = [ipaddress.ip_network(c.pod_cidr) for c in with_clusters.clusters] + \
              [ipaddress.ip_network(c.service_cidr) for c in with_clusters.clusters]
     assert all(r.subnet_of(LAB_RANGE) for r in ranges)
     assert not any(a.overlaps(b) for i, a in enumerate(ranges) for b in ranges[i + 1:])
-    mgmt = [h.mgmt_ip for h in [*with_clusters.hosts, *with_clusters.edges]] + [c.mgmt_ip for c in with_clusters.clusters]
+    mgmt = [h.mgmt_ip for h in [*with_clusters.hosts, *with_clusters.edges]] + \
+        [ip for c in with_clusters.clusters for ip in (c.mgmt_ip, *(w[2] for w in c.workers))]
     assert len(set(mgmt)) == len(mgmt)
     ends = [e for lk in with_clusters.links for e in (lk.a, lk.b)]
     assert all(len(e.ifname) <= 15 for e in ends)

@@ -41,6 +41,8 @@ class PodView:
     ready: bool
     ip: str | None
     labels: dict[str, str]
+    terminating: bool = False     # marked for deletion (evicted, deleted) and not gone yet
+    created: float = 0.0          # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Cluster:
             raise KubeError(f"{self.name}: cannot read kubeconfig {kubeconfig}: {exc}") from exc
         self.core = client.CoreV1Api(self._api)
         self.apps = client.AppsV1Api(self._api)
+        self.policy = client.PolicyV1Api(self._api)
 
     def close(self) -> None:
         self._api.close()
@@ -101,7 +104,8 @@ class Cluster:
         items = self._call("list pods", self.core.list_namespaced_pod, namespace, label_selector=selector).items
         return [PodView(p.metadata.namespace, p.metadata.name, p.spec.node_name, p.status.phase or "",
                         any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
-                        p.status.pod_ip, dict(p.metadata.labels or {}))
+                        p.status.pod_ip, dict(p.metadata.labels or {}), p.metadata.deletion_timestamp is not None,
+                        p.metadata.creation_timestamp.timestamp() if p.metadata.creation_timestamp else 0.0)
                 for p in items]
 
     def deployments(self, namespace: str) -> list[DeploymentView]:
@@ -114,6 +118,12 @@ class Cluster:
                                         int(d.status.ready_replicas or 0), millicores(requests.get("cpu")),
                                         dict(d.metadata.labels or {})))
         return views
+
+    def disruptions_allowed(self, namespace: str) -> dict[str, int]:
+        """Each PodDisruptionBudget's name -> how many of its pods may be evicted now."""
+        items = self._call("list disruption budgets", self.policy.list_namespaced_pod_disruption_budget,
+                           namespace).items
+        return {b.metadata.name: int(b.status.disruptions_allowed or 0) if b.status else 0 for b in items}
 
     def create(self, manifest: dict[str, Any]) -> None:
         """Create one object from a manifest, of any kind the client knows."""

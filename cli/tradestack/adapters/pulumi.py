@@ -173,7 +173,7 @@ class PulumiStack:
                 raise StackNotFound(f"stack {self.spec.stack!r} does not exist; run `tradestack stack up`") from None
             except auto.CommandError as exc:
                 raise StackError(_clean(exc)) from None
-            if create:
+            if create and (self.spec.config or self.spec.secret_config):
                 self._stack.set_all_config({**{k: auto.ConfigValue(v) for k, v in self.spec.config.items()},
                                             **{k: auto.ConfigValue(v, secret=True)
                                                for k, v in self.spec.secret_config.items()}})
@@ -190,8 +190,9 @@ class PulumiStack:
         r = self._call(lambda s: s.preview(on_event=on_event, diff=False), create=True)
         return OpResult("preview", dict(r.change_summary), {}, r.stdout)
 
-    def up(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
-        r = self._call(lambda s: s.up(on_event=on_event, color="never"), create=True)
+    def up(self, on_event: Callable[[Any], None] | None = None, refresh: bool = False) -> OpResult:
+        """`refresh`: read what exists first, so drift (e.g. a Deployment scaled by hand) is put back."""
+        r = self._call(lambda s: s.up(on_event=on_event, color="never", refresh=refresh or None), create=True)
         return OpResult("up", dict(r.summary.resource_changes or {}), _plain(r.outputs), r.stdout)
 
     def refresh(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
@@ -204,6 +205,16 @@ class PulumiStack:
             self._open(create=False).workspace.remove_stack(self.spec.stack)
             self._stack = None
         return OpResult("destroy", dict(r.summary.resource_changes or {}), {}, r.stdout)
+
+    def forget(self) -> None:
+        """Remove the stack's state without deleting what it manages (for what is already gone with its host)."""
+        try:
+            self._open(create=False).workspace.remove_stack(self.spec.stack, force=True)
+        except StackNotFound:
+            pass
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+        self._stack = None
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
         stack = self._open(create=False)
@@ -310,8 +321,10 @@ def _plain(outputs: dict[str, Any]) -> dict[str, Any]:
 def _clean(exc: auto.CommandError) -> str:
     """The useful part of a failed pulumi command: its error lines, not the whole transcript."""
     text = str(exc)
+    # the error lines, and the causes Pulumi lists under "N error(s) occurred:" as "* ..." lines
     lines = [ln.strip() for ln in text.splitlines()
-             if "error:" in ln.lower() or "exception" in ln.lower() or "LabError" in ln]
+             if "error:" in ln.lower() or "exception" in ln.lower() or "LabError" in ln
+             or ln.strip().startswith("* ")]
     return "\n".join(dict.fromkeys(lines))[:4000] or text[-4000:]
 
 

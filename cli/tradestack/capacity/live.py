@@ -6,6 +6,7 @@ than its declared capacity needs (the scheduler would pack the node past what it
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..topology.model import Topology
@@ -43,43 +44,50 @@ class LiveReport:
         return self.report.ok and not self.problems
 
 
-def live_topology(topology: Topology, observed: list[Observed]) -> Topology:
-    """The topology with each clustered (stateless) service's placement replaced by its ready replicas; services
-    the clusters do not run keep their declared placement."""
+def _clustered(topology: Topology, clustered: Collection[str] | None) -> list[str]:
+    """The services the clusters run: those named (None: every stateless service)."""
+    return [s.name for s in topology.services if s.kind == "stateless" and (clustered is None or s.name in clustered)]
+
+
+def live_topology(topology: Topology, observed: list[Observed], clustered: Collection[str] | None = None) -> Topology:
+    """The topology with each clustered service's placement replaced by its ready replicas; services the clusters
+    do not run (on hosts) keep their declared placement."""
+    names = _clustered(topology, clustered)
     ready: dict[tuple[str, str], int] = {}
     for o in observed:
         ready[(o.service, o.site)] = ready.get((o.service, o.site), 0) + o.ready
     services = []
     for svc in topology.services:
-        if svc.kind == "stateless":
+        if svc.name in names:
             placement = {site: ready.get((svc.name, site), 0) for site in svc.placement}
             svc = svc.model_copy(update={"placement": placement})
         services.append(svc)
     return topology.model_copy(update={"services": services})
 
 
-def check_live(topology: Topology, observed: list[Observed], depth: int = 1) -> LiveReport:
+def check_live(topology: Topology, observed: list[Observed], depth: int = 1,
+               clustered: Collection[str] | None = None) -> LiveReport:
     """Judge what the clusters run now against the topology's peak x headroom, and each replica's request
-    against its declared capacity."""
+    against its declared capacity. `clustered`: the services the clusters run (None: every stateless one)."""
     problems: list[LiveProblem] = []
     seen = {(o.site, o.service) for o in observed}
+    names = _clustered(topology, clustered)
     for svc in topology.services:
-        if svc.kind != "stateless":
+        if svc.name not in names:
             continue
         for site, n in svc.placement.items():
             if (site, svc.name) not in seen:
                 problems.append(LiveProblem(site, svc.name, f"{svc.name} is not deployed in {site}'s cluster "
                                                             f"(the topology places {n})"))
     for o in observed:
-        declared = next((s for s in topology.services if s.name == o.service), None)
-        if declared is None or declared.kind != "stateless":
+        if o.service not in names:
             continue
         want = requests(topology, o.service).cpu_m
         if o.cpu_request_m is None or o.cpu_request_m < want:
             got = "none" if o.cpu_request_m is None else f"{o.cpu_request_m}m"
             problems.append(LiveProblem(o.site, o.service, f"{o.service} in {o.site} requests {got} CPU per "
                                                            f"replica; its declared capacity needs {want}m"))
-    live = live_topology(topology, observed)
-    ready = {s.name: dict(s.placement) for s in live.services if s.kind == "stateless"}
-    declared = {s.name: dict(s.placement) for s in topology.services if s.kind == "stateless"}
+    live = live_topology(topology, observed, names)
+    ready = {s.name: dict(s.placement) for s in live.services if s.name in names}
+    declared = {s.name: dict(s.placement) for s in topology.services if s.name in names}
     return LiveReport(check_capacity(live, depth), ready, declared, problems)

@@ -100,7 +100,7 @@ def _check_live(file: Path | None, stack: str | None, depth: int, failing_only: 
     if not kubeconfigs:
         raise InputError(f"stack {stack!r} runs no Kubernetes clusters: nothing for --live to read")
     topology = load_topology(file) if file is not None else opened.topology
-    result = check_live(topology, observe(kubeconfigs), depth)
+    result = check_live(topology, observe(kubeconfigs), depth, opened.clustered_services() or None)
     if json:
         print_json({**result.report.to_dict(failing_only=failing_only), "ok": result.ok,
                     "live": {"stack": stack, "ready": result.ready, "declared": result.declared,

@@ -53,11 +53,13 @@ def deploy(ctx: typer.Context,
         task = progress.add_task("preparing", total=None)
         planned = run.plan(stack, limit=limit, tags=tags, check=check,
                            on_step=lambda s: progress.update(task, description=s))
-        result = run.apply(planned, _Events(progress, task))
+        result = run.apply(planned, _Events(progress, task),
+                           on_step=lambda s: progress.update(task, description=escape(s)))
     hosts = {h: vars(s) for h, s in sorted(result.hosts.items())}
     document = {"ok": result.ok, "stack": stack, "check": check, "status": result.status, "rc": result.rc,
                 "changed": result.changed, "hosts": hosts,
-                "failures": [vars(f) for f in result.failures], "artifacts": str(result.artifacts)}
+                "failures": [vars(f) for f in result.failures], "artifacts": str(result.artifacts),
+                **({"workloads": result.workloads} if result.workloads is not None else {})}
     if json:
         print_json(document)
     else:
@@ -67,6 +69,9 @@ def deploy(ctx: typer.Context,
             table.add_row(host, str(s["ok"]), str(s["changed"]), str(s["failed"]), str(s["unreachable"]),
                           style="red" if s["failed"] or s["unreachable"] else None)
         out.print(table)
+        if result.workloads is not None:
+            parts = ", ".join(f"{n} {op}" for op, n in sorted(result.workloads["changes"].items()))
+            out.print(f"workloads: {parts} (image {result.workloads['image']})", highlight=False)
         for failure in result.failures:
             err.print(f"[bold red]{'unreachable' if failure.unreachable else 'failed'}:[/] {escape(failure.host)}\n"
                       f"  task: {escape(failure.task)}\n  {escape(failure.message)}", highlight=False)
@@ -124,5 +129,13 @@ def _render_status(view: dict[str, Any], issues: list[str]) -> None:
     out.print(f"[bold]database[/]: leader {db['leader']}, sync standby {', '.join(db['sync_standby']) or 'none'} ({lags})")
     etcd = view["consensus"]
     out.print(f"[bold]etcd[/]: {len(etcd['members'])} members, leader {etcd['leader']}")
+    for site, c in (view.get("clusters") or {}).items():
+        if c["error"]:
+            out.print(f"[bold]{site} cluster[/]: [red]{escape(c['error'])}[/]", highlight=False)
+            continue
+        nodes = ", ".join(f"{n} {'Ready' if ok else '[red]NotReady[/]'}" for n, ok in c["nodes"].items())
+        services = ", ".join(f"{name} {s['ready']}/{s['replicas']} ready, {s['disruptions_allowed']} disruption(s) "
+                             "allowed" for name, s in c["services"].items())
+        out.print(f"[bold]{site} cluster[/]: nodes {nodes}; {services or 'no services'}", highlight=False)
     for issue in issues:
         err.print(f"[bold red]problem:[/] {escape(issue)}", highlight=False)

@@ -43,9 +43,10 @@ app = typer.Typer(no_args_is_help=True, help="Manage a stack on its substrate as
 StackOpt = typer.Option("lab", "--stack", "-s", help="Stack name: 1-8 lower-case letters/digits.")
 TopologyOpt = typer.Option(None, "--topology", "-t", help="Topology file (needed to create the stack).")
 YesOpt = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
-SubstrateOpt = typer.Option(None, "--substrate", help="Where the stack's hosts are, for a new stack: lab "
-                            "(network namespaces on this machine, the default) or hosts (real machines over SSH, "
-                            "from --hosts FILE). An existing stack keeps its own.")
+SubstrateOpt = typer.Option(None, "--substrate", help="Where the stack runs, for a new stack: lab "
+                            "(network namespaces on this machine, the default), hosts (real machines over SSH, "
+                            "from --hosts FILE) or kubernetes (the lab's hosts plus a Kubernetes cluster per site "
+                            "running the gateways; `deploy` applies them). An existing stack keeps its own.")
 HostsOpt = typer.Option(None, "--hosts", help="Hosts file (substrate hosts): the machines, their roles, SSH access "
                         "and pinned host keys; it names its topology.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON summary on stdout.")
@@ -129,6 +130,7 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
 
     Examples: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
               [bold]tradestack stack up --stack staging --substrate hosts --hosts infra/hosts/example.yaml[/]
+              [bold]sudo tradestack stack up --stack k8s --substrate kubernetes --topology infra/topologies/lab.yaml[/]
     """
     want_json(ctx, json)
     from ..substrates import registry

@@ -63,14 +63,30 @@ def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, 
     chosen = variables.build(stack.topology, stack.outputs, secrets, traits=stack.traits,
                              wheelhouse=str(wheels.directory), wheel=wheels.wheel, wheel_sha256=wheels.sha256,
                              settings=stack.settings)
+    extra = stack.deploy_vars()  # e.g. services that run in the substrate's clusters instead of on hosts
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
                         run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,
-                                                                         **chosen.public},
+                                                                         **chosen.public, **extra},
                         secret_vars=chosen.secret, limit=limit, tags=tags, check=check, env=ansible_env())
     return DeployPlan(stack_name, spec)
 
 
+@dataclass
+class DeployResult(PlaybookResult):
+    """The playbook run, and what the substrate applied beside it (None: nothing, or not this time)."""
+
+    workloads: dict[str, Any] | None = None
+
+
 def apply(deploy: DeployPlan, on_event: Callable[[dict[str, Any]], None] = lambda e: None,
-          cancel: Callable[[], bool] = lambda: False) -> PlaybookResult:
-    return run_playbook(deploy.spec, on_event, cancel)
+          cancel: Callable[[], bool] = lambda: False, on_step: Callable[[str], None] = lambda s: None
+          ) -> DeployResult:
+    """Run the playbooks; then, if they succeeded on every host (no --limit, --tags or --check), let the substrate
+    apply what runs outside the hosts (a cluster substrate's workloads) from the same variables."""
+    played = run_playbook(deploy.spec, on_event, cancel)
+    result = DeployResult(**vars(played))
+    spec = deploy.spec
+    if result.ok and not (spec.check or spec.limit or spec.tags):
+        result.workloads = open_stack(deploy.stack).apply_workloads(spec.extravars, spec.secret_vars, on_step)
+    return result

@@ -46,8 +46,10 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
                                     "holders": holders}
                             if any(h["service"] == "gateway" for h in hosts.values()) else None}
     outside = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items() if not hv.get("site")}
+    on_step("asking the site clusters")
     return {"stack": stack_name, "sites": sites, "outside": outside,
-            "database": _patroni(results), "consensus": _etcd(results, inventory_hosts)}
+            "database": _patroni(results), "consensus": _etcd(results, inventory_hosts),
+            "clusters": stack.cluster_view()}
 
 
 def _inventory_hosts(path: Any) -> dict[str, dict[str, Any]]:
@@ -120,4 +122,5 @@ def problems(view: dict[str, Any]) -> list[str]:
     found += health.database_problems(view["database"]["members"], site_of, expected=databases)
     if not view["consensus"]["leader"]:
         found.append("etcd: no leader")
+    found += health.cluster_problems(view.get("clusters") or {})
     return found

@@ -48,6 +48,8 @@ def describe(fault: model.Fault) -> str:
             return f"sites {a} and {b} partitioned from each other"
         case model.Upstream(upstream=u, mode=m):
             return f"upstream {u} switched to mode {m}"
+        case model.NodeLoss(site=site):
+            return f"site {site}'s Kubernetes node lost (kubelet killed, network port down; control plane up)"
         case model.LoadSpike(multiplier=m):
             return f"load spike: {m:g} x peak on top of the drill's load"
     raise AssertionError(f"unknown fault {fault!r}")

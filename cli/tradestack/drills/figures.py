@@ -58,9 +58,12 @@ class Figures:
     error_rate: float = 0.0
     latency_p99_ms: dict[str, float | None] = field(default_factory=dict)   # before / during / after
     served_by: dict[str, int] = field(default_factory=dict)                 # endpoint -> acked orders
+    # site -> its cluster's reaction (not_ready_s, evicted_s, replacement_ready_s), for clusters that reacted
+    kubernetes: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detection_s": _r(self.detection_s), "recovery_s": _r(self.recovery_s),
+        return {**({"kubernetes": {site: {k: _r(v) for k, v in f.items()} for site, f in self.kubernetes.items()}}
+                   if self.kubernetes else {}),"detection_s": _r(self.detection_s), "recovery_s": _r(self.recovery_s),
                 "no_leader_s": _r(self.no_leader_s), "vip_moves_s": {k: _r(v) for k, v in self.vip_moves.items()},
                 "orders": self.orders, "client_errors": self.client_errors, "error_rate": round(self.error_rate, 4),
                 "latency_p99_ms": {k: _r(v) for k, v in self.latency_p99_ms.items()}, "served_by": self.served_by}
@@ -132,6 +135,39 @@ def vip_moves(samples: list[Sample], injected: float) -> dict[str, float]:
     return moves
 
 
+def kubernetes(samples: list[Sample], injected: float) -> dict[str, dict[str, float | None]]:
+    """Per site cluster that reacted after injection, read from the substrate's `k8s.SITE.*` signals: seconds
+    until its node was NotReady, until its pods were evicted (marked for deletion), and until a replacement
+    created after injection was ready with as many pods ready as before (None: not within the drill)."""
+    before = [s for s in samples if s.t <= injected]
+    if not before:
+        return {}
+    base = before[-1].signals
+    sites = sorted(k.split(".")[1] for k in base if k.startswith("k8s.") and k.endswith(".nodes_ready"))
+    found: dict[str, dict[str, float | None]] = {}
+    for site in sites:
+        def key(what: str) -> str:
+            return f"k8s.{site}.{what}"
+        not_ready: float | None = None
+        evicted: float | None = None
+        replaced: float | None = None
+        for s in samples:
+            if s.t <= injected or key("nodes_ready") not in s.signals:
+                continue
+            now = s.signals
+            if not_ready is None and now[key("nodes_ready")] < base[key("nodes_ready")]:
+                not_ready = s.t - injected
+            if evicted is None and now.get(key("pods_evicted"), 0) > base.get(key("pods_evicted"), 0):
+                evicted = s.t - injected
+            if (replaced is None and (not_ready is not None or evicted is not None)
+                    and now.get(key("newest_ready"), 0) > injected
+                    and now.get(key("pods_ready"), 0) >= base.get(key("pods_ready"), 0)):
+                replaced = s.t - injected
+        if not_ready is not None or evicted is not None:
+            found[site] = {"not_ready_s": not_ready, "evicted_s": evicted, "replacement_ready_s": replaced}
+    return found
+
+
 def compute(orders: list[ClientOrder], samples: list[Sample], window: Window) -> Figures:
     f = Figures()
     f.orders = len(orders)
@@ -149,6 +185,7 @@ def compute(orders: list[ClientOrder], samples: list[Sample], window: Window) ->
     f.detection_s = detection(samples, window.injected)
     f.no_leader_s = no_leader(samples)
     f.vip_moves = vip_moves(samples, window.injected)
+    f.kubernetes = kubernetes(samples, window.injected)
     return f
 
 

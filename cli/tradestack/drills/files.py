@@ -9,6 +9,7 @@ from ..yamlsource import load_yaml, validate_model
 from .model import Drill
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
+CLUSTER_CATALOGUE = CATALOGUE / "kubernetes"   # drills that need a stack on the kubernetes substrate
 
 
 class DrillFileError(InputError):
@@ -24,8 +25,13 @@ def load_drill(path: Path) -> Drill:
 
 
 def catalogue() -> dict[str, Path]:
-    """Built-in drill name -> file."""
+    """Built-in drill name -> file: the drills every stack runs (its audit's evidence asks for each)."""
     return {p.stem: p for p in sorted(CATALOGUE.glob("*.yaml"))}
+
+
+def cluster_catalogue() -> dict[str, Path]:
+    """Built-in drills for stacks whose services run in Kubernetes clusters."""
+    return {p.stem: p for p in sorted(CLUSTER_CATALOGUE.glob("*.yaml"))}
 
 
 def resolve(name_or_file: str) -> Drill:
@@ -33,7 +39,7 @@ def resolve(name_or_file: str) -> Drill:
     path = Path(name_or_file)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_drill(path)
-    known = catalogue()
+    known = {**catalogue(), **cluster_catalogue()}
     if name_or_file not in known:
         raise InputError(f"no drill {name_or_file!r}: give a drill file, or one of {', '.join(known)}")
     return load_drill(known[name_or_file])

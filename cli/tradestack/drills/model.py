@@ -90,6 +90,13 @@ class Upstream(_Fault):
     latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
 
 
+class NodeLoss(_Fault):
+    """A site's Kubernetes node is lost: its kubelet dies and its network port goes down, while the cluster's
+    control plane stays up (it marks the node NotReady and evicts its pods after their tolerationSeconds)."""
+    kind: Literal["node-loss"]
+    site: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
+
+
 class LoadSpike(_Fault):
     """Extra client load on top of the drill's: `multiplier` x the topology's peak."""
     kind: Literal["load-spike"]
@@ -97,7 +104,7 @@ class LoadSpike(_Fault):
 
 
 Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | HostFreeze | ProcessKill | Partition | Upstream
-                  | LoadSpike, Field(discriminator="kind")]
+                  | NodeLoss | LoadSpike, Field(discriminator="kind")]
 
 
 class Load(_Strict):

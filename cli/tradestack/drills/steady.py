@@ -21,12 +21,13 @@ def steady_problems(stack: Substrate) -> list[str]:
         probe = next(iter(stack.live_hosts(stack.of("router"))), None)
         return stack.cluster_members(probe.name) if probe is not None else []
 
-    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="steady") as pool:
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="steady") as pool:
         routing = pool.submit(stack.routing_problems)
         cluster = pool.submit(members)
         holders = pool.submit(stack.vip_holders)
         programs = pool.submit(each, supervised, lambda h: stack.programs(h.name))
         ready = pool.submit(each, list(stack.vips), stack.vip_ready, lambda site: site)
+        workloads = pool.submit(stack.workload_problems)
         found = list(routing.result())
         found += health.database_problems(cluster.result(), {h.name: h.site for h in stack.hosts.values()},
                                           expected=len(stack.of("orderdb")))
@@ -37,6 +38,7 @@ def steady_problems(stack: Substrate) -> list[str]:
         for site, code in ready.result().items():
             if code != 200:
                 found.append(f"{site}: the VIP does not answer ready ({code or 'no answer'})")
+        found += workloads.result()
     return found
 
 

@@ -59,7 +59,11 @@ class HostsSubstrate(Substrate):
         return cls(HostsStack(name))
 
     @staticmethod
-    def lifecycle(name: str, hosts_file: Path | None, host_settings: HostSettings | None) -> HostsStack:
+    def lifecycle(name: str, hosts_file: Path | None, host_settings: HostSettings | None,
+                  clusters: bool | None = None) -> HostsStack:
+        if clusters:
+            raise InputError("a hosts file does not declare Kubernetes clusters yet: the kubernetes substrate "
+                             "runs on the lab for now")
         return HostsStack(name, hosts_file, host_settings=host_settings)
 
     # -- primitives --------------------------------------------------------------------------------

@@ -25,11 +25,24 @@ class WorkloadStack(ManagedStack):
                   "tradestack:awaitReady": "true" if await_ready else "false"}
         self._spec = StackSpec(PROJECT, name, program, config, {"tradestack:serviceConfigs": json.dumps(configs)})
 
+    @classmethod
+    def existing(cls, name: str) -> WorkloadStack:
+        """The stack as it was last applied (its configuration as stored); `exists()` tells whether there is one."""
+        stack = cls.__new__(cls)
+        stack.name = name
+        stack._spec = StackSpec(PROJECT, name, program)
+        return stack
+
+    def forget(self) -> None:
+        """Drop the stack's state, leaving the clusters as they are (they are gone, or going)."""
+        self._pulumi.forget()
+
     def preview(self) -> OpResult:
         return self._pulumi.preview()
 
-    def up(self) -> OpResult:
-        return self._pulumi.up()
+    def up(self, refresh: bool = False) -> OpResult:
+        """`refresh`: put back what drifted (objects changed or deleted in the clusters since the last apply)."""
+        return self._pulumi.up(refresh=refresh)
 
     def refresh(self) -> OpResult:
         return self._pulumi.refresh()

@@ -17,6 +17,8 @@ A priority class keeps the trading services scheduled ahead of anything else on 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..capacity.requests import requests
@@ -25,13 +27,19 @@ from ..topology.model import Topology
 NAMESPACE = "tradestack"
 PRIORITY_CLASS = "tradestack-trading"
 PORTS = {"gateway": 8080, "router": 8090}
+NODE_PORTS = {"gateway": 30080}   # fixed: the sites' load balancers are configured with it
+DB_PROXY_PORT = 5433              # each site's load balancers pass the database through to the Patroni leader
 DEFAULT_EVICTION_S = 300     # Kubernetes' own tolerationSeconds for not-ready and unreachable nodes
 EVICTION_S = 5               # ours: a lost site's pods are replaced in seconds, not minutes
 
 
+CLUSTERED = ("gateway",)
+
+
 def clustered_services(topology: Topology, site: str) -> list[str]:
-    """The stateless services the topology places in `site` (what its cluster runs)."""
-    return [s.name for s in topology.services if s.kind == "stateless" and s.placement.get(site)]
+    """The services `site`'s cluster runs: the client-facing gateways the topology places there. Routers stay on
+    hosts beside the database: they hold the venue sessions, which venues pin to known source addresses."""
+    return [s.name for s in topology.services if s.name in CLUSTERED and s.placement.get(site)]
 
 
 def site_manifests(topology: Topology, site: str, image: str, configs: dict[str, str],
@@ -53,9 +61,13 @@ def site_manifests(topology: Topology, site: str, image: str, configs: dict[str,
     for service in services:
         replicas = next(s for s in topology.services if s.name == service).placement[site]
         objects += _service_objects(topology, site, service, replicas, image, configs[service], eviction_s)
-    if not await_ready:
-        for o in objects:
-            o["metadata"].setdefault("annotations", {})["pulumi.com/skipAwait"] = "true"
+    for o in objects:
+        annotations = o["metadata"].setdefault("annotations", {})
+        # the stack owns these objects: an apply takes back fields changed by hand (kubectl, a client's patch),
+        # where server-side apply would otherwise stop at the other field manager
+        annotations["pulumi.com/patchForce"] = "true"
+        if not await_ready:
+            annotations["pulumi.com/skipAwait"] = "true"
     return objects
 
 
@@ -67,11 +79,15 @@ def _service_objects(topology: Topology, site: str, service: str, replicas: int,
     want = requests(topology, service)
     meta = {"name": service, "namespace": NAMESPACE, "labels": labels}
     container = {
-        "name": service, "image": image, "imagePullPolicy": "IfNotPresent",
-        "args": [service, "--config", f"/etc/tradestack/{service}.json"],
+        "name": service, "image": image, "imagePullPolicy": "Never",  # loaded into each node's runtime
+        "args": [service, "--config", f"/etc/tradestack/{service}.json", "--instance", "$(POD_NAME)"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "http", "containerPort": port}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1, "failureThreshold": 2},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5,
+        # out of rotation within 3 s of not being ready, but never for one slow answer: on a busy node a probe's
+        # default 1 s timeout failed a serving replica and made it flap in and out of its load balancer
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1, "timeoutSeconds": 2,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5, "timeoutSeconds": 3,
                           "failureThreshold": 6},
         "resources": {"requests": {"cpu": f"{want.cpu_m}m", "memory": f"{want.memory_mi}Mi"},
                       "limits": {"memory": f"{want.memory_mi * 2}Mi"}},
@@ -89,8 +105,11 @@ def _service_objects(topology: Topology, site: str, service: str, replicas: int,
             "priorityClassName": PRIORITY_CLASS, "automountServiceAccountToken": False,
             "enableServiceLinks": False, "terminationGracePeriodSeconds": 15,
             "tolerations": tolerations,
+            # never two replicas on one node while another can take one (a soft spread put both on one node, which
+            # then took the site's gateways with it); a lost node (tainted) does not count, so its replacements
+            # go to the nodes left
             "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                                           "whenUnsatisfiable": "ScheduleAnyway",
+                                           "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor",
                                            "labelSelector": {"matchLabels": labels}}],
             "containers": [container],
             "volumes": [{"name": "config", "secret": {"secretName": f"{service}-config"}},
@@ -106,7 +125,27 @@ def _service_objects(topology: Topology, site: str, service: str, replicas: int,
                   "template": pod}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta,
          "spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "selector": labels,
-                  "ports": [{"name": "http", "port": port, "targetPort": port}]}},
+                  "ports": [{"name": "http", "port": port, "targetPort": port,
+                             **({"nodePort": NODE_PORTS[service]} if service in NODE_PORTS else {})}]}},
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
          "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
     ]
+
+
+def service_configs(topology: Topology, site: str, public: Mapping[str, Any], secret: Mapping[str, Any],
+                    db_proxies: Sequence[str]) -> dict[str, str]:
+    """Each clustered service's configuration file in `site`, from the deploy's variables (the playbooks write the
+    same for hosts). `db_proxies`: the site load balancers' addresses, whose HAProxy passes pods' database
+    connections to the Patroni leader (libpq tries them in order)."""
+    if not db_proxies:
+        raise ValueError(f"site {site} has no load balancer to reach the database through")
+    dsn = (f"host={','.join(db_proxies)} port={','.join([str(DB_PROXY_PORT)] * len(db_proxies))} "
+           f"user=tradestack password={secret['tradestack_db_password']} dbname=tradestack connect_timeout=2")
+    configs: dict[str, str] = {}
+    for service in clustered_services(topology, site):
+        if service == "gateway":
+            configs[service] = json.dumps({"instance": f"{site}-gateway", "host": "0.0.0.0", "port": PORTS[service],
+                                           "dsn": dsn, "admission": dict(public["tradestack_admission"])})
+        else:
+            raise ValueError(f"no cluster configuration for service {service!r}")
+    return configs

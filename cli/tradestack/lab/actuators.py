@@ -17,9 +17,10 @@ from ..drills.actions import describe
 from ..errors import InputError
 from ..polling import wait_for
 from ..substrates.base import VENUE_ADMIN_PORT, Actuator, FaultRefused, SubstrateError
-from . import netlink
+from . import cluster, netlink
 
 if TYPE_CHECKING:
+    from .cluster import ClusterSpec
     from .substrate import LabSubstrate
 
 NFT_TABLE = "tradestack"      # created empty in every lab namespace by the lab stack
@@ -45,6 +46,8 @@ def check(lab: LabSubstrate, fault: model.Fault) -> None:
                     raise InputError(f"no site {site!r} in the topology")
         case model.Upstream(upstream=u) if u not in lab.outputs["upstreams"]:
             raise InputError(f"no upstream {u!r}; known: {', '.join(sorted(lab.outputs['upstreams']))}")
+        case model.NodeLoss(site=site):
+            cluster_of(lab, site)
         case model.LoadSpike():
             raise FaultRefused("a load spike is the drill engine's, not the lab's")
 
@@ -103,7 +106,51 @@ def actuator(lab: LabSubstrate, fault: model.Fault) -> Actuator:
         case model.Upstream(upstream=u, mode=m, latency_ms=ms):
             return Actuator(describe(fault), lambda: venue_mode(lab, u, m, ms),
                             lambda step: venue_mode(lab, u, "normal"))
+        case model.NodeLoss(site=site):
+            return node_loss(lab, site)
     raise FaultRefused(f"the lab cannot apply {describe(fault)}")
+
+
+def cluster_of(lab: LabSubstrate, site: str) -> ClusterSpec:
+    specs = lab.stack.cluster_specs()
+    if site not in specs:
+        raise FaultRefused(f"site {site!r} runs no Kubernetes cluster in stack {lab.name!r}"
+                           + (f"; clusters run in {', '.join(sorted(specs))}" if specs else ""))
+    return specs[site]
+
+
+def node_loss(lab: LabSubstrate, site: str, node: str | None = None) -> Actuator:
+    """A node of the site's cluster lost (the last one unless named): its kubelet killed and everything through
+    its LAN port dropped (its pods go silent with it). The control plane, and every other node, reach each other
+    over the management network and see it all."""
+    spec = cluster_of(lab, site)
+    nodes = {n.node: n for n in spec.nodes}
+    if node is not None and node not in nodes:
+        raise InputError(f"no node {node!r} in {spec.name}; nodes: {', '.join(nodes)}")
+    lost = nodes[node] if node is not None else spec.nodes[-1]
+    hooks = ("input", "forward", "output")
+    matches = {"input": ("iifname",), "forward": ("iifname", "oifname"), "output": ("oifname",)}
+
+    def cut(on: bool) -> None:
+        if on:
+            nft(lost.netns, "".join(f"add chain inet {NFT_TABLE} drill_node_{h} {{ type filter hook {h} priority -50; "
+                                    "policy accept; }\n" for h in hooks)
+                + "".join(f"add rule inet {NFT_TABLE} drill_node_{h} {m} lan0 drop\n" for h in hooks for m in matches[h]))
+        else:
+            nft(lost.netns, "".join(f"delete chain inet {NFT_TABLE} drill_node_{h}\n" for h in hooks
+                                    if _has_chain(lost.netns, f"drill_node_{h}")))
+
+    def inject() -> None:
+        cluster.kill(spec, lost.component("kubelet"))
+        cut(True)
+
+    def restore(step: Callable[[str], None]) -> None:
+        cut(False)
+        step(f"starting {lost.node}'s kubelet again")
+        cluster.revive(spec)
+        cluster.wait_ready(spec, 120)
+    return Actuator(f"site {site}'s Kubernetes node {lost.node} lost (kubelet killed, LAN port silent)", inject,
+                    restore, (lost.netns,))
 
 
 # -- the lab's fault primitives ------------------------------------------------------------------------

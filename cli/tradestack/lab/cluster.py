@@ -21,6 +21,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import tarfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -36,12 +37,44 @@ from .netlink import LabError
 from .plan import ClusterNode
 
 KUBERNETES_VERSION = "1.34.4"  # infra/toolchain/build-kubernetes.sh builds this one
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet",
-              "kube-proxy")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+COMPONENTS = (*CONTROL_PLANE, *NODE_COMPONENTS)   # a single-node cluster's
 PAUSE_IMAGE = "tradestack.local/pause:3.10"
 CNI_BIN = "/usr/lib/cni"
 RUN_ROOT = Path("/run/tradestack-k8s")
 CNI_CACHE = Path("/var/lib/cni/results")
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A second node of a site's cluster: kubelet, containerd and kube-proxy in a namespace of its own, reaching
+    the API server over the management network (so losing either node's LAN leaves the other one in touch)."""
+
+    node: str
+    netns: str
+    node_ip: str
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """Where one node's runtime lives: containerd, the CNI bridge, the kubelet, kube-proxy."""
+
+    key: str                  # "" for the control-plane node, else the worker's number ("w1")
+    node: str
+    netns: str
+    node_ip: str
+    pod_subnet: str           # its share of the cluster's pod range
+    directory: Path
+    run_dir: Path
+
+    @property
+    def cri_socket(self) -> Path:
+        return self.run_dir / "containerd.sock"
+
+    def component(self, name: str) -> str:
+        """A component's name in the cluster: `kubelet` on the first node, `kubelet@w1` on a worker."""
+        return f"{name}@{self.key}" if self.key else name
 
 
 @dataclass(frozen=True)
@@ -50,12 +83,30 @@ class ClusterSpec:
 
     name: str                 # e.g. "t1-sz1": the cluster, its CA and kubeconfig context
     netns: str
-    node: str                 # the node's name
+    node: str                 # the control-plane node's name (it runs pods too)
     node_ip: str              # its address on the site LAN (the kubelet's and kube-proxy's)
-    api_addresses: tuple[str, ...]   # where the API server is reached (LAN, management)
+    api_addresses: tuple[str, ...]   # where the API server is reached (management, LAN)
     pod_cidr: str
     service_cidr: str
     directory: Path
+    workers: tuple[Worker, ...] = ()
+
+    @property
+    def nodes(self) -> list[NodeRuntime]:
+        """Every node, the control-plane node first; the pod range is shared out between them."""
+        import ipaddress
+
+        subnets = list(ipaddress.ip_network(self.pod_cidr).subnets(
+            prefixlen_diff=max(0, (len(self.workers)).bit_length())))
+        first = NodeRuntime("", self.node, self.netns, self.node_ip, str(subnets[0]), self.directory, self.run_dir)
+        return [first] + [NodeRuntime(f"w{i}", w.node, w.netns, w.node_ip, str(subnets[i]),
+                                      self.directory / f"w{i}", self.run_dir / f"w{i}")
+                          for i, w in enumerate(self.workers, start=1)]
+
+    @property
+    def components(self) -> list[str]:
+        """Every program the cluster runs, by its name here (what `running` and the lab stack check)."""
+        return [*CONTROL_PLANE, *(n.component(c) for n in self.nodes for c in NODE_COMPONENTS)]
 
     @property
     def service_ip(self) -> str:
@@ -85,21 +136,24 @@ class ClusterSpec:
 def spec_for(stack: str, node: ClusterNode, workdir: Path) -> ClusterSpec:
     """The cluster the lab runs for a planned site node (the program declares it, tests and tools find it)."""
     name = f"{stack}-{node.site}"
+    workers = tuple(Worker(f"{name}-node{i}", ns, ip) for i, (ns, ip, _) in enumerate(node.workers, start=2))
     return ClusterSpec(name, node.netns, f"{name}-node", node.node_ip, (node.mgmt_ip, node.node_ip), node.pod_cidr,
-                       node.service_cidr, workdir / node.netns / "cluster")
+                       node.service_cidr, workdir / node.netns / "cluster", workers)
 
 
 def props(spec: ClusterSpec) -> dict[str, object]:
     """The spec as a Pulumi resource's inputs (plain values), and back with `from_props`."""
     return {"name": spec.name, "netns": spec.netns, "node": spec.node, "node_ip": spec.node_ip,
             "api_addresses": list(spec.api_addresses), "pod_cidr": spec.pod_cidr, "service_cidr": spec.service_cidr,
-            "directory": str(spec.directory)}
+            "directory": str(spec.directory),
+            "workers": [{"node": w.node, "netns": w.netns, "node_ip": w.node_ip} for w in spec.workers]}
 
 
 def from_props(values: dict[str, Any]) -> ClusterSpec:
     return ClusterSpec(values["name"], values["netns"], values["node"], values["node_ip"],
                        tuple(values["api_addresses"]), values["pod_cidr"], values["service_cidr"],
-                       Path(values["directory"]))
+                       Path(values["directory"]),
+                       tuple(Worker(w["node"], w["netns"], w["node_ip"]) for w in values.get("workers") or []))
 
 
 def kube_bin() -> Path:
@@ -117,8 +171,8 @@ def _need(program: str) -> str:
     return found
 
 
-def containerd_config(spec: ClusterSpec) -> str:
-    d = spec.directory / "containerd"
+def containerd_config(node: NodeRuntime) -> str:
+    d = node.directory / "containerd"
     disabled = ", ".join(f'"{p}"' for p in (
         "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
         "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
@@ -126,12 +180,12 @@ def containerd_config(spec: ClusterSpec) -> str:
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
 root = "{d / 'root'}"
-state = "{spec.run_dir / 'containerd'}"
+state = "{node.run_dir / 'containerd'}"
 disabled_plugins = [{disabled}]
 [grpc]
-  address = "{spec.cri_socket}"
+  address = "{node.cri_socket}"
 [ttrpc]
-  address = "{spec.cri_socket}.ttrpc"
+  address = "{node.cri_socket}.ttrpc"
 [{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
@@ -145,35 +199,41 @@ disabled_plugins = [{disabled}]
         SystemdCgroup = false
   [{cri}.cni]
     bin_dir = "{CNI_BIN}"
-    conf_dir = "{spec.directory / 'cni' / 'net.d'}"
+    conf_dir = "{node.directory / 'cni' / 'net.d'}"
 """
 
 
-def cni_network(spec: ClusterSpec) -> dict[str, object]:
-    """Pods on a bridge in the node's namespace, routed (no NAT: the site routes the pod range to the node)."""
-    gateway = spec.pod_cidr.split("/")[0].rsplit(".", 1)[0] + ".1"
+def cni_network(spec: ClusterSpec, node: NodeRuntime | None = None) -> dict[str, object]:
+    """Pods on a bridge in the node's namespace, routed (no NAT: the site routes each node's share of the pod
+    range to that node)."""
+    node = node or spec.nodes[0]
+    import ipaddress
+
+    gateway = str(ipaddress.ip_network(node.pod_subnet).network_address + 1)
     return {"cniVersion": "0.4.0", "name": f"{spec.name}-pods", "plugins": [
         {"type": "bridge", "bridge": "kpods0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-         "ipam": {"type": "host-local", "dataDir": str(spec.directory / "cni" / "ipam"),
-                  "ranges": [[{"subnet": spec.pod_cidr, "gateway": gateway}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+         "ipam": {"type": "host-local", "dataDir": str(node.directory / "cni" / "ipam"),
+                  "ranges": [[{"subnet": node.pod_subnet, "gateway": gateway}]], "routes": [{"dst": "0.0.0.0/0"}]}},
         {"type": "loopback"}]}
 
 
-def kubelet_config(spec: ClusterSpec, pki: clusterpki.Pki) -> dict[str, object]:
+def kubelet_config(spec: ClusterSpec, pki: clusterpki.Pki, node: NodeRuntime | None = None) -> dict[str, object]:
+    node = node or spec.nodes[0]
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "cgroupDriver": "cgroupfs", "cgroupsPerQOS": False, "enforceNodeAllocatable": [], "failSwapOn": False,
-        "containerRuntimeEndpoint": f"unix://{spec.cri_socket}",
+        "containerRuntimeEndpoint": f"unix://{node.cri_socket}",
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                            "x509": {"clientCAFile": str(pki.crt("ca"))}},
         "authorization": {"mode": "Webhook"},
-        "tlsCertFile": str(pki.crt("kubelet")), "tlsPrivateKeyFile": str(pki.key("kubelet")),
-        "address": spec.node_ip, "port": 10250, "readOnlyPort": 0,
+        "tlsCertFile": str(pki.crt(node.component("kubelet"))),
+        "tlsPrivateKeyFile": str(pki.key(node.component("kubelet"))),
+        "address": node.node_ip, "port": 10250, "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
         "makeIPTablesUtilChains": False, "localStorageCapacityIsolation": False, "protectKernelDefaults": False,
         "resolvConf": "", "serializeImagePulls": False,
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-        "podLogsDir": str(spec.directory / "kubelet" / "pod-logs"),
+        "podLogsDir": str(node.directory / "kubelet" / "pod-logs"),
         "nodeStatusUpdateFrequency": "2s",
     }
 
@@ -183,7 +243,7 @@ def commands(spec: ClusterSpec, pki: clusterpki.Pki) -> dict[str, list[str]]:
     k = kube_bin()
     d = spec.directory
     kc = {name: str(d / f"{name}.kubeconfig") for name in ("controller-manager", "scheduler", "kube-proxy", "node")}
-    return {
+    argv = {
         "etcd": [_need("etcd"), "--name", spec.node, "--data-dir", str(d / "etcd"),
                  "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
                  "--listen-peer-urls", "http://127.0.0.1:2380",
@@ -212,18 +272,28 @@ def commands(spec: ClusterSpec, pki: clusterpki.Pki) -> dict[str, list[str]]:
             str(k / "kube-scheduler"), f"--kubeconfig={kc['scheduler']}",
             f"--authentication-kubeconfig={kc['scheduler']}", f"--authorization-kubeconfig={kc['scheduler']}",
             "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"],
-        "containerd": [_need("containerd"), "--config", str(d / "containerd" / "config.toml")],
-        "kubelet": [
-            str(k / "kubelet"), f"--config={d / 'kubelet' / 'config.json'}", f"--kubeconfig={kc['node']}",
-            f"--root-dir={spec.run_dir / 'kubelet'}", f"--cert-dir={d / 'kubelet' / 'pki'}",
-            f"--hostname-override={spec.node}", f"--node-ip={spec.node_ip}"],
-        "kube-proxy": [
-            str(k / "kube-proxy"), f"--kubeconfig={kc['kube-proxy']}", "--proxy-mode=nftables",
-            f"--hostname-override={spec.node}", f"--bind-address={spec.node_ip}",
+    }
+    for node in spec.nodes:
+        nd = node.directory
+        argv[node.component("containerd")] = [_need("containerd"), "--config", str(nd / "containerd" / "config.toml")]
+        argv[node.component("kubelet")] = [
+            str(k / "kubelet"), f"--config={nd / 'kubelet' / 'config.json'}",
+            f"--kubeconfig={nd / (node.component('node') + '.kubeconfig')}",
+            f"--root-dir={node.run_dir / 'kubelet'}", f"--cert-dir={nd / 'kubelet' / 'pki'}",
+            f"--hostname-override={node.node}", f"--node-ip={node.node_ip}"]
+        argv[node.component("kube-proxy")] = [
+            str(k / "kube-proxy"), f"--kubeconfig={nd / 'kube-proxy.kubeconfig'}", "--proxy-mode=nftables",
+            f"--hostname-override={node.node}", f"--bind-address={node.node_ip}",
             f"--cluster-cidr={spec.pod_cidr}", "--conntrack-max-per-core=0",
             "--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
-            "--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256"],
-    }
+            "--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256"]
+    return argv
+
+
+def _netns(spec: ClusterSpec, component: str) -> str:
+    """The namespace a component runs in: its node's (the control plane runs on the first node)."""
+    key = component.partition("@")[2]
+    return next(n.netns for n in spec.nodes if n.key == key)
 
 
 def _pidfile(spec: ClusterSpec, component: str) -> Path:
@@ -245,7 +315,7 @@ def _spawn(spec: ClusterSpec, component: str, argv: list[str]) -> None:
     if running(spec, component):
         return
     log = (spec.directory / "logs" / f"{component}.log").open("ab")
-    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{spec.netns}", *argv], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{_netns(spec, component)}", *argv], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     log.close()
     _pidfile(spec, component).write_text(str(proc.pid))
@@ -265,17 +335,31 @@ def _api_ready(spec: ClusterSpec, pki: clusterpki.Pki) -> bool:
 def _write_configs(spec: ClusterSpec, pki: clusterpki.Pki) -> None:
     d = spec.directory
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    for sub in ("logs", "containerd", "cni/net.d", "cni/ipam", "kubelet/pod-logs", "kubelet/pki"):
-        (d / sub).mkdir(parents=True, exist_ok=True)
-    for identity in ("admin", "controller-manager", "scheduler", "kube-proxy", "node"):
-        # the components reach their API server on loopback; the operator over the management network
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    for identity in ("admin", "controller-manager", "scheduler"):
+        # the control plane reaches its API server on loopback; the operator over the management network
         server = spec.server if identity == "admin" else "https://127.0.0.1:6443"
-        path = d / f"{identity}.kubeconfig"
-        path.write_text(clusterpki.kubeconfig(pki, identity, server, spec.name))
-        path.chmod(0o600)
-    (d / "containerd" / "config.toml").write_text(containerd_config(spec))
-    (d / "cni" / "net.d" / "10-pods.conflist").write_text(json.dumps(cni_network(spec), indent=1))
-    (d / "kubelet" / "config.json").write_text(json.dumps(kubelet_config(spec, pki), indent=1))
+        _private(d / f"{identity}.kubeconfig", clusterpki.kubeconfig(pki, identity, server, spec.name))
+    for node in spec.nodes:
+        nd = node.directory
+        node.run_dir.mkdir(parents=True, exist_ok=True)
+        for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet/pod-logs", "kubelet/pki"):
+            (nd / sub).mkdir(parents=True, exist_ok=True)
+        if node.key:
+            clusterpki.ensure_node(pki, node.key, node.node, node.node_ip)
+        # a worker reaches the API server over the management network: its LAN may be the one that is lost
+        server = spec.server if node.key else "https://127.0.0.1:6443"
+        _private(nd / (node.component("node") + ".kubeconfig"),
+                 clusterpki.kubeconfig(pki, node.component("node"), server, spec.name))
+        _private(nd / "kube-proxy.kubeconfig", clusterpki.kubeconfig(pki, "kube-proxy", server, spec.name))
+        (nd / "containerd" / "config.toml").write_text(containerd_config(node))
+        (nd / "cni" / "net.d" / "10-pods.conflist").write_text(json.dumps(cni_network(spec, node), indent=1))
+        (nd / "kubelet" / "config.json").write_text(json.dumps(kubelet_config(spec, pki, node), indent=1))
+
+
+def _private(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)
 
 
 def pause_image(out: Path) -> Path:
@@ -285,21 +369,35 @@ def pause_image(out: Path) -> Path:
     return image.archive
 
 
+def _repository(archive: Path) -> str:
+    """The repository an OCI archive names its image in (its index's `io.containerd.image.name`, less the tag)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        index = json.loads(member.read()) if member else {}
+    names = [m.get("annotations", {}).get("io.containerd.image.name", "") for m in index.get("manifests", [])]
+    name = next((n for n in names if n), "")
+    if not name:
+        raise LabError(f"{archive} names no image (no io.containerd.image.name in its index)")
+    return name.rsplit(":", 1)[0]
+
+
 def import_images(spec: ClusterSpec, archives: list[Path]) -> None:
-    """Put locally built images into the cluster's containerd (the kubelet never pulls)."""
-    for archive in archives:
-        done = run([_need("ctr"), "-a", str(spec.cri_socket), "-n", "k8s.io", "images", "import", str(archive)],
-                   timeout=300)
-        if not done.succeeded:
-            raise LabError(f"importing {archive.name} into {spec.name}: {done.why()}")
+    """Put locally built images into the cluster's containerd (the kubelet never pulls), by tag and by digest
+    (`repository@sha256:...`, what a pinned pod spec names)."""
+    for node in spec.nodes:
+        for archive in archives:
+            done = run([_need("ctr"), "-a", str(node.cri_socket), "-n", "k8s.io", "images", "import",
+                        "--base-name", _repository(archive), "--digests", str(archive)], timeout=300)
+            if not done.succeeded:
+                raise LabError(f"importing {archive.name} into {node.node}: {done.why()}")
 
 
 def start(spec: ClusterSpec, images: list[Path], timeout: float = 120) -> Path:
     """Start (or finish starting) every component, in order; return the admin kubeconfig's path."""
-    if not Path(f"/run/netns/{spec.netns}").exists():
-        raise LabError(f"namespace {spec.netns} does not exist")
-    pki = clusterpki.ensure(spec.directory / "pki", spec.name, spec.node,
-                            list(dict.fromkeys([spec.node_ip, *spec.api_addresses])), spec.service_ip)
+    for netns in {n.netns for n in spec.nodes}:
+        if not Path(f"/run/netns/{netns}").exists():
+            raise LabError(f"namespace {netns} does not exist")
+    pki = _pki(spec)
     _write_configs(spec, pki)
     argv = commands(spec, pki)
     deadline = time.monotonic() + timeout
@@ -309,17 +407,46 @@ def start(spec: ClusterSpec, images: list[Path], timeout: float = 120) -> Path:
 
     _spawn(spec, "etcd", argv["etcd"])
     _spawn(spec, "kube-apiserver", argv["kube-apiserver"])
-    _spawn(spec, "containerd", argv["containerd"])
+    for node in spec.nodes:
+        _spawn(spec, node.component("containerd"), argv[node.component("containerd")])
     if not wait_for(lambda: _api_ready(spec, pki), left(), interval=0.5):
         raise LabError(f"{spec.name}: the API server is not ready; see {spec.directory / 'logs'}")
     for component in ("kube-controller-manager", "kube-scheduler"):
         _spawn(spec, component, argv[component])
-    if not wait_for(spec.cri_socket.exists, left(), interval=0.2):
+    if not wait_for(lambda: all(n.cri_socket.exists() for n in spec.nodes), left(), interval=0.2):
         raise LabError(f"{spec.name}: containerd did not start; see {spec.directory / 'logs'}")
     import_images(spec, [pause_image(spec.directory / "images"), *images])
-    _spawn(spec, "kubelet", argv["kubelet"])
-    _spawn(spec, "kube-proxy", argv["kube-proxy"])
+    for node in spec.nodes:
+        _spawn(spec, node.component("kubelet"), argv[node.component("kubelet")])
+        _spawn(spec, node.component("kube-proxy"), argv[node.component("kube-proxy")])
     return spec.kubeconfig
+
+
+def _pki(spec: ClusterSpec) -> clusterpki.Pki:
+    return clusterpki.ensure(spec.directory / "pki", spec.name, spec.node,
+                             list(dict.fromkeys([spec.node_ip, *spec.api_addresses])), spec.service_ip)
+
+
+def kill(spec: ClusterSpec, component: str) -> int | None:
+    """SIGKILL one component (as a crash would); its pid, or None when it was not running."""
+    pid = running(spec, component)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_for(lambda: running(spec, component) is None or _zombie(pid), 5, 0.05)
+    return pid
+
+
+def revive(spec: ClusterSpec) -> list[str]:
+    """Start again every component that is not running (after a crash), from the cluster's own files; the names
+    of those started."""
+    argv = commands(spec, _pki(spec))
+    started = [c for c in spec.components if running(spec, c) is None]
+    for component in started:
+        _spawn(spec, component, argv[component])
+    return started
 
 
 def wait_ready(spec: ClusterSpec, timeout: float = 120) -> None:
@@ -329,12 +456,13 @@ def wait_ready(spec: ClusterSpec, timeout: float = 120) -> None:
     with Cluster(spec.kubeconfig, spec.name) as api:
         def ready() -> bool:
             try:
-                return any(n.name == spec.node and n.ready for n in api.nodes())
+                ready = {n.name for n in api.nodes() if n.ready}
+                return all(n.node in ready for n in spec.nodes)
             except KubeError:
                 return False
 
         if not wait_for(ready, timeout, interval=0.5):
-            raise LabError(f"{spec.name}: node {spec.node} not Ready after {timeout:g} s; "
+            raise LabError(f"{spec.name}: a node is not Ready after {timeout:g} s; "
                            f"see {spec.directory / 'logs'}")
 
 
@@ -359,12 +487,13 @@ def _zombie(pid: int) -> bool:
 
 def _shims(spec: ClusterSpec) -> list[int]:
     """containerd shims of this cluster (they outlive containerd by design)."""
-    needle = str(spec.cri_socket).encode()
+    needles = [str(n.cri_socket).encode() for n in spec.nodes]
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if needle in proc.joinpath("cmdline").read_bytes():
+                cmdline = proc.joinpath("cmdline").read_bytes()
+                if any(needle in cmdline for needle in needles):
                     found.append(int(proc.name))
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
@@ -374,19 +503,25 @@ def _shims(spec: ClusterSpec) -> list[int]:
 def stop(spec: ClusterSpec) -> list[str]:
     """Stop every component and every pod, unmount and remove what the cluster left outside its directory.
     Returns what could not be removed (empty: clean)."""
-    for component in ("kube-proxy", "kubelet"):
-        if pid := running(spec, component):
-            _kill(pid)
     containers: list[str] = []
-    if running(spec, "containerd") and spec.cri_socket.exists():
-        ctr = [_need("ctr"), "-a", str(spec.cri_socket), "-n", "k8s.io"]
-        containers = run([*ctr, "containers", "ls", "-q"]).stdout.split()
-        sandboxes = _pod_netns(ctr, containers)
-        for task in run([*ctr, "tasks", "ls", "-q"]).stdout.split():  # `rm -f` kills the task first
-            run([*ctr, "tasks", "rm", "-f", task])
-        for netns in sandboxes:  # the CRI makes one per pod (/run/netns/cni-...); only the kubelet removes them
-            run(["ip", "netns", "delete", netns.name])
-    for component in ("containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+    for node in spec.nodes:
+        for component in ("kube-proxy", "kubelet"):
+            if pid := running(spec, node.component(component)):
+                _kill(pid)
+        if running(spec, node.component("containerd")) and node.cri_socket.exists():
+            ctr = [_need("ctr"), "-a", str(node.cri_socket), "-n", "k8s.io"]
+            mine = run([*ctr, "containers", "ls", "-q"]).stdout.split()
+            sandboxes = _pod_netns(ctr, mine)
+            for task in run([*ctr, "tasks", "ls", "-q"]).stdout.split():  # `rm -f` kills the task first
+                run([*ctr, "tasks", "rm", "-f", task])
+            for netns in sandboxes:  # the CRI makes one per pod (/run/netns/cni-...); only the kubelet removes them
+                run(["ip", "netns", "delete", netns.name])
+            containers += mine
+    for node in spec.nodes:
+        if pid := running(spec, node.component("containerd")):
+            _kill(pid)
+        _pidfile(spec, node.component("containerd")).unlink(missing_ok=True)
+    for component in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
         if pid := running(spec, component):
             _kill(pid)
         _pidfile(spec, component).unlink(missing_ok=True)
@@ -429,7 +564,7 @@ def _mounts(spec: ClusterSpec) -> list[str]:
 
 def leftovers(spec: ClusterSpec) -> list[str]:
     """Anything of this cluster still running or mounted."""
-    left = [f"{c} (pid {pid})" for c in COMPONENTS if (pid := running(spec, c))]
+    left = [f"{c} (pid {pid})" for c in spec.components if (pid := running(spec, c))]
     left += [f"shim (pid {pid})" for pid in _shims(spec)]
     left += [f"mount {m}" for m in _mounts(spec)]
     return left

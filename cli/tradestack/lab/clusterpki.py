@@ -121,3 +121,13 @@ def kubeconfig(pki: Pki, identity: str, server: str, cluster: str) -> str:
                                               "client-key-data": b64(pki.key(identity))}}],
         "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": identity}}],
     }, sort_keys=False)
+
+
+def ensure_node(pki: Pki, key: str, node: str, address: str) -> None:
+    """A worker node's own certificates (`kubelet@KEY` to serve, `node@KEY` to reach the API server as
+    system:node:NODE), unless already there."""
+    if pki.crt(f"node@{key}").exists():
+        return
+    _issue(pki, f"kubelet@{key}", _name(node, None), [ExtendedKeyUsageOID.SERVER_AUTH],
+           [x509.IPAddress(ipaddress.ip_address(address)), x509.DNSName(node)])
+    _issue(pki, f"node@{key}", _name(f"system:node:{node}", "system:nodes"), [ExtendedKeyUsageOID.CLIENT_AUTH])

@@ -109,6 +109,7 @@ class ClusterNode:
     mgmt_ip: str
     pod_cidr: str
     service_cidr: str
+    workers: tuple[tuple[str, str, str], ...] = ()   # more nodes: (namespace, LAN address, management address)
 
 
 @dataclass(frozen=True)
@@ -280,13 +281,17 @@ def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None, clust
             lan = ipaddress.IPv4Network(site_prefixes[site.name])
             ns, node_ip = f"{stack}-{site.name}-k8s", str(lan.network_address + CLUSTER_NODE)
             mgmt_ip = next(mgmt_hosts)
+            # two nodes: a cluster whose every node is lost evicts nothing (the node controller takes it for its own
+            # lost connectivity), so losing one node must leave another for its pods
+            ns2, node2_ip, mgmt2_ip = f"{ns}2", str(lan.network_address + CLUSTER_NODE + 1), next(mgmt_hosts)
             nodes.append(ClusterNode(site.name, ns, node_ip, str(lan.network_address + 1), mgmt_ip,
-                                     f"198.19.{64 + i}.0/24", f"198.19.{96 + i}.0/24"))
-            namespaces.append(Namespace(ns, "k8s", site.name, forwarding=True))
-            links.append(Link(f"lan-{ns}", End(ns, "lan0", f"{node_ip}/24"),
-                              End(f"{stack}-{site.name}-edge", f"k{i}", None, bridge="lan")))
-            links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
-                              End(None, f"{stack}k{i}", None, bridge=mgmt_bridge)))
+                                     f"198.19.{64 + i}.0/24", f"198.19.{96 + i}.0/24", ((ns2, node2_ip, mgmt2_ip),)))
+            for name, ip, mgmt_addr, suffix in ((ns, node_ip, mgmt_ip, ""), (ns2, node2_ip, mgmt2_ip, "b")):
+                namespaces.append(Namespace(name, "k8s", site.name, forwarding=True))
+                links.append(Link(f"lan-{name}", End(name, "lan0", f"{ip}/24"),
+                                  End(f"{stack}-{site.name}-edge", f"k{i}{suffix}", None, bridge="lan")))
+                links.append(Link(f"mgmt-{name}", End(name, "mgmt0", f"{mgmt_addr}/22"),
+                                  End(None, f"{stack}k{i}{suffix}", None, bridge=mgmt_bridge)))
 
     for r in routers.values():
         if not r.router_id:

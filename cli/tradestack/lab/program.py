@@ -95,14 +95,18 @@ def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
         known.append(sshd.host_key.apply(lambda k, ip=h.mgmt_ip: f"{ip} {k[0]} {k[1]}"))  # type: ignore[attr-defined]
     clusters = {}
     for c in plan.clusters:
-        ready = [*link_of[c.netns], DefaultRoute(f"route-{c.netns}", {"netns": c.netns, "gateway": c.gateway},
-                                                 opts(depends_on=link_of[c.netns]))]
-        edge = f"{plan.stack}-{c.site}-edge"
-        ready.append(Route(f"route-{edge}-pods", {"netns": edge, "dst": c.pod_cidr, "gateway": c.node_ip},
-                           opts(depends_on=link_of[edge])))
         spec = cluster.spec_for(plan.stack, c, workdir)
+        edge = f"{plan.stack}-{c.site}-edge"
+        ready = []
+        for node in spec.nodes:  # each node: its default route, and the edge routes the node's share of pods to it
+            ready += [*link_of[node.netns], DefaultRoute(f"route-{node.netns}", {"netns": node.netns,
+                                                                                 "gateway": c.gateway},
+                                                         opts(depends_on=link_of[node.netns]))]
+            ready.append(Route(f"route-{edge}-pods{node.key}", {"netns": edge, "dst": node.pod_subnet,
+                                                                "gateway": node.node_ip},
+                               opts(depends_on=link_of[edge])))
         clusters[c.site] = Cluster(f"cluster-{spec.name}", {
-            **cluster.props(spec), "components": list(cluster.COMPONENTS), "kubeconfig": None, "server": None},
+            **cluster.props(spec), "components": spec.components, "kubeconfig": None, "server": None},
             opts(depends_on=ready, additional_secret_outputs=["kubeconfig"]))
     return {"key": key, "known_hosts": pulumi.Output.all(*known).apply(lambda lines: "\n".join(lines) + "\n"),
             "clusters": clusters}

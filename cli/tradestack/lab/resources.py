@@ -171,12 +171,12 @@ class RouteProvider(_LabProvider):
 
 
 class ClusterProvider(_LabProvider):
-    """A site's single-node Kubernetes cluster (lab/cluster.py). `components` lists what must run: `read` reports
+    """A site's Kubernetes cluster (lab/cluster.py). `components` lists what must run: `read` reports
     what does, so a refresh shows a stopped component as drift and the next `up` starts it again."""
 
     identity = ("name", "netns")
     inputs = ("name", "netns", "node", "node_ip", "api_addresses", "pod_cidr", "service_cidr", "directory",
-              "components")
+              "workers", "components")
 
     def apply(self, props: dict[str, Any]) -> dict[str, Any]:
         spec = cluster.from_props(props)
@@ -186,7 +186,7 @@ class ClusterProvider(_LabProvider):
 
     def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
         spec = cluster.from_props(props)
-        up = [c for c in cluster.COMPONENTS if cluster.running(spec, c)]
+        up = [c for c in spec.components if cluster.running(spec, c)]
         return None if not up or not netlink.ns_exists(spec.netns) else {"components": up}
 
     def remove(self, props: dict[str, Any]) -> None:

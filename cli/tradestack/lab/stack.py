@@ -67,7 +67,7 @@ class LabStack(ManagedStack):
             return None
         plan = plan_lab(load_topology(self.topology), self.name, clusters=bool(self.clusters))
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
-                + 2 * len(plan.hosts) + len(plan.edges) + 3 * len(plan.clusters))
+                + 2 * len(plan.hosts) + len(plan.edges) + 5 * len(plan.clusters))
 
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():

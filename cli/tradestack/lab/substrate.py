@@ -18,9 +18,10 @@ import yaml
 from ..adapters import commands
 from ..adapters.commands import CommandResult
 from ..hostsettings import HostSettings
-from ..substrates.base import AccessFiles, Actuator, Host, HostTraits, LocalProcess, Process, Substrate
+from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, LocalProcess, Process, SiteCluster,
+                               Substrate)
 from ..topology import load_topology
-from . import actuators, netlink, routing, supervisor
+from . import actuators, cluster, netlink, routing, supervisor
 from . import faults as lab_faults
 from .stack import LabStack
 
@@ -45,8 +46,10 @@ class LabSubstrate(Substrate):
         return cls(LabStack(name))
 
     @staticmethod
-    def lifecycle(name: str, topology: Path | None, host_settings: HostSettings | None) -> LabStack:
-        return LabStack(name, topology, host_settings=host_settings)
+    def lifecycle(name: str, topology: Path | None, host_settings: HostSettings | None,
+                  clusters: bool | None = None) -> LabStack:
+        """`clusters`: one Kubernetes cluster per site that runs a stateless service (None: as the stack has it)."""
+        return LabStack(name, topology, host_settings=host_settings, clusters=clusters)
 
     # -- primitives --------------------------------------------------------------------------------
     @property
@@ -124,8 +127,16 @@ class LabSubstrate(Substrate):
     def topology_path(self) -> Path:
         return self.stack.topology_path()
 
-    def kubeconfigs(self) -> dict[str, Path]:
-        return self.stack.kubeconfigs()
+    def site_clusters(self) -> dict[str, SiteCluster]:
+        kubeconfigs = self.stack.kubeconfigs()
+        return {site: SiteCluster(site, kubeconfigs[site], tuple(n.node_ip for n in spec.nodes), spec.pod_cidr)
+                for site, spec in self.stack.cluster_specs().items() if site in kubeconfigs}
+
+    def node_loss(self, site: str, node: str | None = None) -> Actuator:
+        return actuators.node_loss(self, site, node)
+
+    def load_images(self, site: str, archives: Sequence[Path]) -> None:
+        cluster.import_images(self.stack.cluster_specs()[site], list(archives))
 
     @property
     def traits(self) -> HostTraits:

@@ -85,6 +85,16 @@ class HostTraits:
 
 
 @dataclass(frozen=True)
+class SiteCluster:
+    """One site's Kubernetes cluster, as the substrate that runs it reaches it."""
+
+    site: str
+    kubeconfig: Path             # admin access to its API server
+    nodes: tuple[str, ...]       # its nodes' addresses on the site LAN: where the site's load balancers reach NodePorts
+    pod_cidr: str                # the range its pods' traffic comes from (routed, not masqueraded)
+
+
+@dataclass(frozen=True)
 class AccessFiles:
     """How Ansible and testinfra reach the hosts: an inventory with its key and pinned host keys."""
 
@@ -270,9 +280,45 @@ class Substrate(ABC):
         (empty where it acts otherwise, e.g. the lab's netlink calls)."""
         return []
 
+    def site_clusters(self) -> dict[str, SiteCluster]:
+        """Each site's Kubernetes cluster; empty where the stack runs none."""
+        return {}
+
+    def clustered_services(self) -> tuple[str, ...]:
+        """The services this substrate runs in its clusters rather than on hosts (empty: none it decides)."""
+        return ()
+
     def kubeconfigs(self) -> dict[str, Path]:
         """Each site's Kubernetes cluster (site -> admin kubeconfig); empty where the stack runs none."""
+        return {site: c.kubeconfig for site, c in self.site_clusters().items()}
+
+    def load_images(self, site: str, archives: Sequence[Path]) -> None:
+        """Make locally built image archives available to `site`'s cluster (its nodes never pull)."""
+        raise SubstrateError(f"substrate {self.kind!r} has no way to load images into a cluster")
+
+    def node_loss(self, site: str, node: str | None = None) -> Actuator:
+        """A node of `site`'s cluster lost (kubelet dead, network port silent; the substrate's pick unless named)
+        and its inverse; FaultRefused where the substrate cannot do it."""
+        raise FaultRefused(f"substrate {self.kind!r} runs no Kubernetes node in site {site!r}")
+
+    # -- what runs beside the playbooks (a substrate with clusters runs some services there) ----------
+    def deploy_vars(self) -> dict[str, Any]:
+        """Playbook variables this substrate adds to a deploy (e.g. which services run in clusters instead)."""
         return {}
+
+    def apply_workloads(self, public: Mapping[str, Any], secret: Mapping[str, Any],
+                        on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any] | None:
+        """After the playbooks: apply what runs outside the hosts, from the same deploy variables. None: nothing."""
+        return None
+
+    def cluster_view(self) -> dict[str, dict[str, Any]]:
+        """Per site cluster: `nodes` (name -> Ready), `services` (name -> replicas, ready, disruptions_allowed),
+        `expected` (the services it should run) and `error` (its API did not answer); empty without clusters."""
+        return {}
+
+    def workload_problems(self) -> list[str]:
+        """What keeps the services outside the hosts from their steady state (empty: steady, or none)."""
+        return health.cluster_problems(self.cluster_view())
 
     def audit_facts(self) -> dict[str, Any]:
         """What the audit's checks need about where things are on this substrate (sshd config per host, how to

@@ -17,7 +17,8 @@ from .base import StackLifecycle, Substrate
 # kind -> "module:class"; the class has `open(stack_name) -> Substrate` and
 # `lifecycle(stack_name, topology, host_settings) -> StackLifecycle`
 KINDS: dict[str, str] = {"lab": "tradestack.lab.substrate:LabSubstrate",
-                         "hosts": "tradestack.hosts.substrate:HostsSubstrate"}
+                         "hosts": "tradestack.hosts.substrate:HostsSubstrate",
+                         "kubernetes": "tradestack.kubernetes.substrate:ClusterSubstrate"}
 DEFAULT_KIND = "lab"
 
 
@@ -66,4 +67,23 @@ def lifecycle(stack: str, *, kind: str | None = None, source: Path | None = None
     if recorded is not None and kind is not None and kind != recorded:
         raise InputError(f"stack {stack!r} runs on substrate {recorded!r}, not {kind!r}")
     managed: StackLifecycle = _class(chosen).lifecycle(stack, source, host_settings)
+    return managed
+
+
+def hosts_kind(stack: str) -> str:
+    """The substrate whose hosts a layered one (kubernetes: clusters on hosts) runs on. Only the default's hosts
+    carry clusters today (a hosts file does not declare them yet)."""
+    return DEFAULT_KIND
+
+
+def open_kind(stack: str, kind: str) -> Substrate:
+    """The deployed stack `stack` opened as `kind` (a layered substrate opens its hosts' kind this way)."""
+    opened: Substrate = _class(kind).open(stack)
+    return opened
+
+
+def lifecycle_of(kind: str, stack: str, source: Path | None, host_settings: HostSettings | None,
+                 **options: Any) -> StackLifecycle:
+    """`kind`'s lifecycle of `stack` with options of that kind (e.g. clusters=True)."""
+    managed: StackLifecycle = _class(kind).lifecycle(stack, source, host_settings, **options)
     return managed

@@ -1,0 +1,310 @@
+"""Per-site Kubernetes clusters as a substrate: each site's gateways run as pods in that site's cluster, behind
+the site's load balancers (HAProxy and keepalived holding the site's VIP, on the gateway hosts).
+
+Everything else stays on hosts of the substrate beneath (the lab's namespaces today): the database tier
+(Patroni, etcd), whose synchronous standby must be in another site and whose failover Patroni already decides
+in seconds; the routers, which hold the venue sessions venues pin to known source addresses; the venues and
+the clients. This substrate wraps that one: host primitives, faults and secrets are its; what this one adds
+is the clusters (workloads applied by Pulumi's Kubernetes provider after the playbooks, their state in the
+steady check, image loading) and what the playbooks must do differently (the load balancers' backends are
+the clusters' NodePorts; the pods reach the database through them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..adapters.commands import CommandResult
+from ..adapters.kube import Cluster, KubeError
+from ..adapters.pulumi import OpResult
+from ..hostsettings import HostSettings
+from ..paths import cache_dir, state_dir
+from ..substrates.base import (AccessFiles, Actuator, FaultRefused, HostTraits, Process, SiteCluster, StackLifecycle,
+                               Substrate, SubstrateError, each)
+from .stack import WorkloadStack
+from .workloads import CLUSTERED, NAMESPACE, NODE_PORTS, clustered_services, service_configs
+
+
+def _merged(first: OpResult, second: OpResult | None) -> OpResult:
+    if second is None:
+        return first
+    changes = dict(first.changes)
+    for op, n in second.changes.items():
+        changes[op] = changes.get(op, 0) + n
+    return OpResult(first.kind, changes, {**first.outputs, **({"workloads": second.outputs} if second.outputs else {})},
+                    first.stdout + second.stdout)
+
+
+class ClusterLifecycle:
+    """The stack as Pulumi manages it: the hosts' stack beneath (brought up with one cluster per site), then, once
+    a deploy has applied them, the workloads' stack (project tradestack-k8s, the same name)."""
+
+    def __init__(self, base: StackLifecycle):
+        self.base = base
+        self.name = base.name
+        self.disposable = base.disposable
+
+    def _workloads(self) -> WorkloadStack | None:
+        stack = WorkloadStack.existing(self.name)
+        return stack if stack.exists() else None
+
+    def exists(self) -> bool:
+        return self.base.exists()
+
+    def expected_resources(self) -> int | None:
+        return self.base.expected_resources()
+
+    def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        result = self.base.preview(on_event)
+        workloads = self._workloads() if self.base.exists() else None
+        return _merged(result, workloads.preview() if workloads else None)
+
+    def up(self, on_event: Callable[[Any], None] | None = None) -> tuple[OpResult, Any]:
+        result, files = self.base.up(on_event)
+        workloads = self._workloads()  # applied by a deploy; up repairs what drifted since
+        return _merged(result, workloads.up(refresh=True) if workloads else None), files
+
+    def refresh(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        result = self.base.refresh(on_event)
+        workloads = self._workloads()
+        return _merged(result, workloads.refresh() if workloads else None)
+
+    def destroy(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        workloads = self._workloads()
+        gone = None
+        if workloads is not None:
+            try:
+                gone = workloads.destroy()
+            except Exception:
+                if not self.base.disposable:
+                    raise
+                workloads.forget()  # a disposable stack's clusters go with it: nothing to keep the state for
+        return _merged(self.base.destroy(on_event), gone)
+
+    def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
+        return self.base.outputs(secrets_too)
+
+    def leftovers(self) -> list[str]:
+        return self.base.leftovers() + ([f"workloads stack {self.name}"] if self._workloads() else [])
+
+    def config(self) -> dict[str, str]:
+        return self.base.config()
+
+    def set_config(self, key: str, value: str) -> None:
+        self.base.set_config(key, value)
+
+    def set_secret(self, name: str, value: str) -> None:
+        self.base.set_secret(name, value)
+
+    @property
+    def host_settings(self) -> HostSettings:
+        return self.base.host_settings
+
+
+class ClusterSubstrate(Substrate):
+    """A deployed stack whose gateways run in per-site clusters, on the hosts of `base`."""
+
+    kind = "kubernetes"
+
+    def __init__(self, base: Substrate):
+        self.base = base
+        self.disposable = base.disposable  # type: ignore[misc]  # as the hosts beneath are
+        super().__init__(base.name, base.topology, base.outputs, base.hosts, base.settings)
+        self.vips = base.vips
+        self._clients: dict[str, Cluster] = {}
+
+    @classmethod
+    def open(cls, name: str) -> ClusterSubstrate:
+        from ..substrates import registry
+
+        return cls(registry.open_kind(name, registry.hosts_kind(name)))
+
+    @staticmethod
+    def lifecycle(name: str, source: Path | None, host_settings: HostSettings | None) -> ClusterLifecycle:
+        from ..substrates import registry
+
+        return ClusterLifecycle(registry.lifecycle_of(registry.hosts_kind(name), name, source, host_settings,
+                                                      clusters=True))
+
+    # -- the clusters ------------------------------------------------------------------------------
+    def site_clusters(self) -> dict[str, SiteCluster]:
+        return self.base.site_clusters()
+
+    def clustered_services(self) -> tuple[str, ...]:
+        return CLUSTERED
+
+    def load_images(self, site: str, archives: Sequence[Path]) -> None:
+        self.base.load_images(site, archives)
+
+    def deploy_vars(self) -> dict[str, Any]:
+        """The playbooks leave the clustered services to the clusters; each site's load balancers send clients to
+        its cluster's NodePorts and pass its pods' database connections to the Patroni leader."""
+        clusters = self.site_clusters()
+        missing = sorted(set(self.vips) - set(clusters))
+        if missing:
+            raise SubstrateError(f"no Kubernetes cluster in site {', '.join(missing)}; bring the stack up again")
+        return {"tradestack_clustered_services": list(CLUSTERED),
+                "tradestack_cluster_backends": {site: [f"{node}:{NODE_PORTS['gateway']}" for node in c.nodes]
+                                                for site, c in sorted(clusters.items())},
+                "tradestack_cluster_pod_cidrs": {site: c.pod_cidr for site, c in sorted(clusters.items())}}
+
+    def apply_workloads(self, public: Mapping[str, Any], secret: Mapping[str, Any],
+                        on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+        """Build the services' image from the deploy's wheelhouse, load it into every site's cluster, and apply the
+        Deployments, Services and budgets through Pulumi, waiting until every replica is ready."""
+        from .pyimage import refstack_image
+
+        clusters = self.site_clusters()
+        on_step("building the services' image")
+        image = refstack_image(Path(str(public["tradestack_wheelhouse"])), cache_dir() / "images" / "refstack-site",
+                               state_dir() / "stacks" / self.name / "images", str(public["tradestack_wheel_sha256"])[:12])
+        configs: dict[str, dict[str, str]] = {}
+        for site in sorted(clusters):
+            on_step(f"loading the image into {site}'s cluster")
+            self.load_images(site, [image.archive])
+            proxies = [h.lan_address for h in sorted(self.of("gateway", site), key=lambda h: h.name)]
+            configs[site] = service_configs(self.topology, site, public, secret, proxies)
+        on_step("applying the workloads (Pulumi, Kubernetes provider)")
+        stack = WorkloadStack(self.name, self.topology_path(), {s: c.kubeconfig for s, c in clusters.items()},
+                              image.pinned, configs)
+        result = stack.up()
+        return {"image": image.pinned, "changes": result.changes, "applied": result.outputs.get("applied", {})}
+
+    def cluster_view(self) -> dict[str, dict[str, Any]]:
+        clusters = self.site_clusters()
+
+        def look(site: str) -> dict[str, Any]:
+            view: dict[str, Any] = {"nodes": {}, "services": {}, "expected": clustered_services(self.topology, site),
+                                    "error": None}
+            try:
+                api = self._api(site, clusters[site].kubeconfig)
+                view["nodes"] = {n.name: n.ready for n in api.nodes()}
+                budgets = api.disruptions_allowed(NAMESPACE)
+                view["services"] = {d.name: {"replicas": d.replicas, "ready": d.ready,
+                                             "disruptions_allowed": budgets.get(d.name)}
+                                    for d in api.deployments(NAMESPACE)}
+            except KubeError as exc:
+                view["error"] = str(exc)
+            return view
+        return each(sorted(clusters), look, key=lambda site: site)
+
+    # -- the hosts beneath -------------------------------------------------------------------------
+    @property
+    def clients_host(self) -> str:
+        return self.base.clients_host
+
+    def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
+            env: Mapping[str, str] | None = None) -> CommandResult:
+        return self.base.run(host, argv, input=input, timeout=timeout, env=env)
+
+    def spawn(self, host: str, argv: Sequence[str]) -> Process:
+        return self.base.spawn(host, argv)
+
+    def fetch(self, host: str, path: Path) -> Path:
+        return self.base.fetch(host, path)
+
+    def put(self, host: str, local: Path, remote: Path) -> None:
+        self.base.put(host, local, remote)
+
+    def tool_argv(self, host: str) -> list[str]:
+        return self.base.tool_argv(host)
+
+    def programs(self, host: str) -> dict[str, str]:
+        return self.base.programs(host)
+
+    def vip_holders(self) -> dict[str, str | None]:
+        return self.base.vip_holders()
+
+    def live(self, host: str) -> bool:
+        return self.base.live(host)
+
+    def routing_problems(self) -> list[str]:
+        return self.base.routing_problems()
+
+    def wait_routing(self, timeout: float = 30.0) -> list[str]:
+        return self.base.wait_routing(timeout)
+
+    def signals(self) -> dict[str, int]:
+        """The hosts' signals, and per site cluster (`k8s.SITE.*`): nodes Ready, trading pods ready and evicted
+        (marked for deletion, not gone), and when the newest ready one was created (epoch seconds): what the
+        drill figures read time to NotReady, to eviction and to a ready replacement from."""
+        found = dict(self.base.signals())
+        clusters = self.site_clusters()
+
+        def sample(site: str) -> dict[str, int]:
+            try:
+                api = self._api(site, clusters[site].kubeconfig)
+                nodes = api.nodes()
+                pods = api.pods(NAMESPACE, "app.kubernetes.io/part-of=tradestack")
+            except KubeError:
+                return {}  # the API server does not answer: no figures from this site in this sample
+            serving = [p for p in pods if p.ready and not p.terminating]
+            return {f"k8s.{site}.nodes_ready": sum(n.ready for n in nodes), f"k8s.{site}.pods_ready": len(serving),
+                    f"k8s.{site}.pods_evicted": sum(p.terminating for p in pods),
+                    f"k8s.{site}.newest_ready": int(max((p.created for p in serving), default=0))}
+        for answer in each(sorted(clusters), sample, key=lambda site: site).values():
+            found.update(answer)
+        return found
+
+    def _api(self, site: str, kubeconfig: Path) -> Cluster:
+        """One client per cluster, kept: the observer asks every half second."""
+        if site not in self._clients:
+            self._clients[site] = Cluster(kubeconfig, site, timeout=1.0)
+        return self._clients[site]
+
+    def node_loss(self, site: str, node: str | None = None) -> Actuator:
+        """Unless named, the node that runs most of the site's ready trading pods now: the loss that hurts."""
+        clusters = self.site_clusters()
+        if site not in clusters:
+            raise FaultRefused(f"site {site!r} runs no Kubernetes cluster; clusters run in {', '.join(sorted(clusters))}")
+        if node is None:
+            pods = self._api(site, clusters[site].kubeconfig).pods(NAMESPACE, "app.kubernetes.io/part-of=tradestack")
+            counts: dict[str, int] = {}
+            for p in pods:
+                if p.ready and p.node:
+                    counts[p.node] = counts.get(p.node, 0) + 1
+            node = max(sorted(counts), key=lambda n: counts[n]) if counts else None
+        return self.base.node_loss(site, node)
+
+    def uplink_states(self, site: str) -> dict[str, bool | None]:
+        return self.base.uplink_states(site)
+
+    def actuator(self, fault: Any) -> Actuator:
+        from ..drills import model
+
+        if isinstance(fault, model.NodeLoss):
+            return self.node_loss(fault.site)
+        return self.base.actuator(fault)
+
+    def check_fault(self, fault: Any) -> None:
+        self.base.check_fault(fault)
+
+    def dry_run(self, fault: Any) -> list[str]:
+        return self.base.dry_run(fault)
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        return self.base.secrets(names)
+
+    def config(self) -> dict[str, str]:
+        return self.base.config()
+
+    def access_files(self) -> AccessFiles:
+        return self.base.access_files()
+
+    def topology_path(self) -> Path:
+        return self.base.topology_path()
+
+    def audit_facts(self) -> dict[str, Any]:
+        return {**self.base.audit_facts(), "clustered": list(CLUSTERED), "cluster_namespace": NAMESPACE,
+                "clusters": {site: str(c.kubeconfig) for site, c in sorted(self.site_clusters().items())}}
+
+    @property
+    def traits(self) -> HostTraits:
+        return self.base.traits
+
+    @property
+    def work_dir(self) -> Path:
+        return self.base.work_dir
+
