@@ -20,8 +20,10 @@ pytestmark = pytest.mark.unit
 def test_the_catalogue_covers_resilience_security_operations_and_evidence_and_every_control_has_checks():
     items = catalogue.controls()
     ids = [c.id for c in items]
-    assert len(ids) == len(set(ids)) == 13
-    assert {i.split("-")[0] for i in ids} == {"RES", "SEC", "OPS", "EVD"}
+    assert len(ids) == len(set(ids)) == 17
+    assert {i.split("-")[0] for i in ids} == {"RES", "SEC", "OPS", "EVD", "KUB"}
+    # the Kubernetes controls hold only stacks whose services run in clusters
+    assert {c.id for c in items if c.applies_to == "clusters"} == {"KUB-01", "KUB-02", "KUB-03", "KUB-04"}
     assert all(c.refs and c.rationale for c in items)
     implemented = "".join(p.read_text() for p in catalogue.CHECKS.glob("test_*.py"))
     assert all(f'pytest.mark.control("{i}")' in implemented for i in ids)
@@ -101,7 +103,7 @@ def test_reports_are_escaped_self_contained_and_the_manifest_catches_tampering(t
 def test_audit_cli_lists_controls_and_refuses_unknown_ones_with_exit_2():
     runner = CliRunner()
     listed = runner.invoke(app, ["audit", "controls", "--json"])
-    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["controls"]) == 13
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["controls"]) == 17
     bad = runner.invoke(app, ["audit", "run", "--controls", "XYZ-01", "--stack", "lab"])
     assert bad.exit_code == 2 and "unknown control(s) XYZ-01" in bad.output
     helped = runner.invoke(app, ["audit", "run", "--help"])

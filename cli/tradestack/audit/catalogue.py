@@ -22,6 +22,7 @@ class Control(BaseModel):
     rationale: str
     severity: Literal["high", "medium", "low"]
     refs: list[str]
+    applies_to: Literal["every", "clusters"] = "every"   # clusters: only stacks whose services run in Kubernetes
 
 
 class Catalogue(BaseModel):

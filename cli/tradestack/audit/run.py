@@ -21,10 +21,11 @@ import pytest
 import yaml
 
 from .. import __version__
+from ..capacity.requests import requests
 from ..deploy.variables import site_vips
 from ..drills import files as drill_files
 from ..drills import history as drill_history
-from ..errors import TradestackError
+from ..errors import InputError, TradestackError
 from ..substrates import Substrate, open_stack
 from ..topology.riskgroups import uplink_groups
 from . import catalogue
@@ -69,6 +70,10 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
             "placement": {s.name: dict(s.placement) for s in topology.services},
             "state_base": settings.state_root, "service_user": settings.service_user,
             "catalogue_drills": sorted(drill_files.catalogue()),
+            # services that run in the site clusters (not on hosts), the clusters and what they are held to
+            "clustered": list(facts.get("clustered", [])), "clusters": dict(facts.get("clusters", {})),
+            "cluster_namespace": facts.get("cluster_namespace"),
+            "cpu_requests_m": {svc: requests(topology, svc).cpu_m for svc in facts.get("clustered", [])},
             "drill_history": str(history_file) if history_file.exists() else None,
             "evidence_max_age_days": max_age_days, "controls": selected, "results_file": str(results_file)}
 
@@ -76,8 +81,13 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
 def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, workers: int = 4,
         max_age_days: float = 30.0, on_step: Callable[[str], None] = lambda s: None) -> AuditResult:
     all_controls = catalogue.controls()
-    chosen = catalogue.select(all_controls, controls)
+    chosen = catalogue.select(all_controls, controls)  # unknown ids are refused before the stack is opened
     stack = open_stack(stack_name)
+    if not stack.site_clusters():  # controls of clusters do not apply to a stack that runs none
+        chosen = [c for c in chosen if c.applies_to != "clusters"]
+        if not chosen:
+            raise InputError(f"stack {stack_name!r} runs no Kubernetes clusters: the controls asked for apply only "
+                             "to stacks that do")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="tradestack-audit-") as tmp:

@@ -4,6 +4,7 @@ diverse carrier uplinks, one VIP holder per site, one primary behind HAProxy, pl
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,11 @@ from tradestack import health
 
 PROGRAMS = {"gateway": ["haproxy", "keepalived", "tradestack-gateway"], "router": ["haproxy", "tradestack-router"],
             "orderdb": ["patroni"], "consensus": ["etcd"], "venue": ["tradestack-venue"]}
+
+
+def programs(audit, service: str) -> list[str]:
+    """What a host of `service` runs: a service run in clusters leaves only its site's load balancing on hosts."""
+    return [p for p in PROGRAMS.get(service, []) if p.removeprefix("tradestack-") not in audit["clustered"]]
 
 
 @pytest.mark.control("RES-01")
@@ -92,10 +98,20 @@ def test_every_service_runs_the_instances_the_topology_places(audit, evidence, p
     service, site = placement.split("@")
     declared = audit["placement"][service][site]
     running = 0
+    if service in audit["clustered"]:  # run by the site's cluster: its ready replicas, as its API server says
+        from tradestack.adapters.kube import Cluster
+
+        kubeconfig = audit["clusters"].get(site)
+        assert kubeconfig, f"{service} in {site}: the topology places {declared} and the site runs no cluster"
+        with Cluster(Path(kubeconfig), site) as api:
+            ready = {d.name: d.ready for d in api.deployments(audit["cluster_namespace"])}
+        evidence.note(site, f"{service} ready replicas", ready.get(service, 0))
+        assert ready.get(service, 0) == declared, f"{service} in {site}: {ready.get(service, 0)} ready of {declared} placed"
+        return
     for name in audit.names(service, site):
         out = evidence.run(audit.host(name), name,
                            f"supervisorctl -c {audit['state_base']}/{name}/supervisor/supervisord.conf status")
         states = dict(line.split()[:2] for line in out.stdout.splitlines() if len(line.split()) >= 2)
-        if all(states.get(p) == "RUNNING" for p in PROGRAMS.get(service, [])):
+        if all(states.get(p) == "RUNNING" for p in programs(audit, service)):
             running += 1
     assert running == declared, f"{service} in {site}: {running} running of {declared} placed"

@@ -59,7 +59,7 @@ def _secret_files(ctx) -> list[str]:
         service = ctx.inventory[name]["service"]
         if service == "orderdb":
             files.append(f"{name}:{ctx['state_base']}/{name}/patroni/patroni.yml:postgres")
-        elif service in ("gateway", "router"):
+        elif service in ("gateway", "router") and service not in ctx["clustered"]:
             files.append(f"{name}:{ctx['state_base']}/{name}/app/{service}.json:{ctx['service_user']}")
     return files
 

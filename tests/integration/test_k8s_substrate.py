@@ -1,0 +1,275 @@
+"""The kubernetes substrate end to end, as an SRE drives it: `stack up --substrate kubernetes` brings up the lab's
+hosts with a real cluster per site; `deploy` runs the playbooks, then applies the gateways to the clusters with
+Pulumi; clients' orders go through each site's VIP to gateway pods; `capacity check --live` reads the clusters;
+a hand-made scale-down is drift that `stack up` puts back; `stack destroy` leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tradestack.adapters.commands import run
+from tradestack.adapters.kube import Cluster
+from tradestack.hostsettings import HostSettings
+from tradestack.lab import cluster as labcluster
+from tradestack.polling import wait_for
+
+from .conftest import RUN, STACK, remove_host_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+# Two sites with a gateway pod each (one cluster each), the database's synchronous standby in the other site, a
+# consensus witness; the peak is what one gateway carries with the other site lost.
+TOPOLOGY = """\
+name: k8s-substrate
+peak: {orders_per_second: 20, sessions: 100}
+headroom: 1.25
+carriers: [{name: ct}, {name: cu}]
+sites:
+  - name: sz1
+    role: active
+    risk_groups: [power:sz-grid]
+    uplinks: [{carrier: ct, risk_groups: [facility:ct-a]}, {carrier: cu, risk_groups: [facility:cu-a]}]
+  - name: hk1
+    role: standby
+    risk_groups: [power:hk-grid]
+    uplinks: [{carrier: ct, risk_groups: [facility:ct-b]}, {carrier: cu, risk_groups: [facility:cu-b]}]
+  - name: wit
+    role: witness
+    risk_groups: [power:wit-grid]
+    uplinks: [{carrier: cu, risk_groups: [facility:cu-c]}]
+upstreams: [{name: exchange}, {name: overnight-ats}]
+services:
+  - {name: gateway, kind: stateless, capacity: {orders_per_second: 60, sessions: 400}, placement: {sz1: 1, hk1: 1}}
+  - {name: router, kind: stateless, capacity: {orders_per_second: 120}, placement: {sz1: 1, hk1: 1},
+     upstreams: [exchange, overnight-ats], requires: [orderdb]}
+  - {name: orderdb, kind: replicated, replication: synchronous, capacity: {orders_per_second: 120},
+     placement: {sz1: 1, hk1: 1}, requires: [consensus]}
+  - {name: consensus, kind: quorum, placement: {sz1: 1, hk1: 1, wit: 1}}
+"""
+SETTINGS = HostSettings(service_user=f"tk{RUN}", service_group=f"tk{RUN}g",
+                        state_root=f"/var/lib/tradestack-it/k{RUN}", software_root=f"/opt/tradestack-it/k{RUN}")
+
+
+def _name() -> str:
+    """A stack name of this run whose management network is neither the session lab's nor the small cluster
+    lab's (test_lab_cluster.py takes the slot after the session lab's)."""
+    from tradestack.lab.plan import MGMT_SLOTS, default_mgmt_slot
+
+    taken = {default_mgmt_slot(STACK), (default_mgmt_slot(STACK) + 1) % MGMT_SLOTS}
+    return next(n for n in (f"k{c}{RUN}" for c in "abcdefghij") if default_mgmt_slot(n) not in taken)
+
+
+def _tool(*args: str, timeout: float = 900) -> tuple[int, dict]:
+    done = run([sys.executable, "-m", "tradestack", *args, "--json"], timeout=timeout, env=dict(os.environ))
+    try:
+        return done.rc, json.loads(done.stdout)
+    except ValueError:
+        raise AssertionError(done.why()) from None
+
+
+@pytest.fixture(scope="module")
+def k8s(lab_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The stack brought up on the kubernetes substrate and deployed; destroyed by the last test (or here)."""
+    from tradestack.deploy import run as deploy
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRADESTACK_HOME", str(lab_home))
+    topology = tmp_path_factory.mktemp("k8s-substrate") / "k8s-substrate.yaml"
+    topology.write_text(TOPOLOGY)
+    name = _name()
+    before = {"cni_cache": set(labcluster.CNI_CACHE.glob("*")), "pod_namespaces": _pod_namespaces()}
+    try:
+        rc, up = _tool("stack", "up", "--stack", name, "--substrate", "kubernetes", "--topology", str(topology),
+                       "--service-user", SETTINGS.service_user, "--service-group", SETTINGS.service_group,
+                       "--state-root", SETTINGS.state_root, "--software-root", SETTINGS.software_root)
+        assert rc == 0 and up["ok"], up
+        started = time.monotonic()
+        result = deploy.apply(deploy.plan(name))
+        assert result.ok, [vars(f) for f in result.failures]
+        yield {"name": name, "topology": topology, "deploy": result, "deploy_s": time.monotonic() - started,
+               **before}
+    finally:
+        from tradestack.substrates import registry
+
+        try:
+            managed = registry.lifecycle(name)
+            if managed.exists():
+                managed.destroy()
+        finally:
+            remove_host_settings(SETTINGS)
+            mp.undo()
+
+
+def _pod_namespaces() -> set[str]:
+    """The CRI's per-pod network namespaces on this machine."""
+    return {n.split()[0] for n in run(["ip", "netns", "list"]).stdout.splitlines() if n.startswith("cni-")}
+
+
+def _vip_get(stack, site: str, path: str) -> tuple[int, dict | None]:
+    return stack.http(stack.clients_host, "GET", f"http://{stack.vips[site]}:8080{path}", timeout=3)
+
+
+def test_deploy_applies_the_gateways_to_each_sites_cluster_and_clients_orders_reach_them(k8s):
+    from tradestack.drills.steady import wait_steady
+    from tradestack.kubernetes.substrate import ClusterSubstrate
+    from tradestack.kubernetes.workloads import NAMESPACE
+    from tradestack.substrates import registry
+
+    applied = k8s["deploy"].workloads
+    assert applied is not None and applied["image"].split("@")[1].startswith("sha256:"), applied
+    assert applied["applied"]["sz1"] == applied["applied"]["hk1"] == [
+        "Deployment/gateway", "Namespace/tradestack", "PodDisruptionBudget/gateway",
+        "PriorityClass/tradestack-trading", "Secret/gateway-config", "Service/gateway"]
+    assert registry.kind_of(k8s["name"]) == "kubernetes"
+    stack = registry.open_stack(k8s["name"])
+    assert isinstance(stack, ClusterSubstrate)
+    assert wait_steady(stack, 120) == []  # hosts, database, VIPs and every cluster's replicas
+
+    for site, cluster in sorted(stack.site_clusters().items()):
+        with Cluster(cluster.kubeconfig, site) as api:
+            pods = {p.name: p for p in api.pods(NAMESPACE)}
+            [deployment] = api.deployments(NAMESPACE)
+        assert deployment.ready == 1 and all(p.ready for p in pods.values()), pods
+        # the gateways run in the cluster, not on the site's load balancer hosts
+        for host in stack.of("gateway", site):
+            programs = stack.programs(host.name)
+            assert programs.get("haproxy") == "running" and "tradestack-gateway" not in programs, programs
+        # a client's order through the site's VIP is answered by a pod of that site's cluster, and filled
+        code, health = _vip_get(stack, site, "/healthz")
+        assert code == 200 and health["instance"] in pods, (health, pods)
+        body = {"account": "acct-00001", "client_order_id": f"k8s-{site}-{RUN}", "symbol": "AAPL", "side": "buy",
+                "qty": 1}
+        code, order = stack.http(stack.clients_host, "POST", f"http://{stack.vips[site]}:8080/v1/orders", body,
+                                 timeout=5)
+        assert code == 201, (code, order)
+        assert wait_for(lambda: (_vip_get(stack, site, f"/v1/orders/{order['id']}")[1] or {}).get("state")
+                        == "filled", 20, 0.3)
+    # the load balancers pass the database through only to the pods' range: a client host is refused
+    db_proxy = stack.of("gateway", "sz1")[0].lan_address
+    probe = (f"exec 3<>/dev/tcp/{db_proxy}/5433 || exit 9; echo connected; "
+             "printf '\\0\\0\\0\\x08\\x04\\xd2\\x16\\x2f' >&3 2>/dev/null; timeout 2 head -c1 <&3 | wc -c")
+    refused = stack.run(stack.clients_host, ["bash", "-c", probe], timeout=10)
+    # accepted (so the port is there) and closed before PostgreSQL could answer its SSL request with a byte
+    assert refused.stdout.split() == ["connected", "0"], refused.why()
+
+
+def test_a_second_run_changes_nothing_and_the_live_check_reads_the_clusters(k8s):
+    from tradestack.kubernetes.workloads import NAMESPACE
+    from tradestack.substrates import registry
+
+    name = k8s["name"]
+    rc, preview = _tool("stack", "preview", "--stack", name)
+    assert rc == 0 and preview["changed"] is False, preview
+
+    rc, live = _tool("capacity", "check", "--live", "--stack", name)
+    assert rc == 0 and live["ok"], live
+    assert live["live"]["ready"] == {"gateway": {"sz1": 1, "hk1": 1}} and live["live"]["problems"] == []
+
+    # hk1's gateways scaled to nothing by hand: losing sz1 would leave no gateway, and the check says so
+    stack = registry.open_stack(name)
+    hk1 = stack.site_clusters()["hk1"]
+    with Cluster(hk1.kubeconfig, "hk1") as api:
+        api.apps.patch_namespaced_deployment_scale("gateway", NAMESPACE, {"spec": {"replicas": 0}})
+        assert wait_for(lambda: not api.pods(NAMESPACE), 60, 0.5)
+    rc, live = _tool("capacity", "check", "--live", "--stack", name)
+    assert rc == 1 and not live["ok"] and live["live"]["ready"]["gateway"]["hk1"] == 0
+    failing = {svc for s in live["scenarios"] if s["failed"] for svc, v in s["services"].items() if not v["ok"]}
+    assert failing == {"gateway"}, live["scenarios"]
+
+    # `stack up` reads the clusters first and puts the replicas back
+    rc, up = _tool("stack", "up", "--stack", name)
+    assert rc == 0 and up["changed"], up
+    with Cluster(hk1.kubeconfig, "hk1") as api:
+        assert wait_for(lambda: any(p.ready for p in api.pods(NAMESPACE)), 90, 0.5), api.pods(NAMESPACE)
+    rc, live = _tool("capacity", "check", "--live", "--stack", name)
+    assert rc == 0 and live["ok"], live
+
+
+def _rolled_out(api, namespace: str) -> bool:
+    deployments = api.deployments(namespace)
+    pods = api.pods(namespace)
+    return all(d.ready == d.replicas for d in deployments) and len(pods) == sum(d.replicas for d in deployments) \
+        and all(p.ready and not p.terminating for p in pods)
+
+
+def test_the_audit_holds_the_clusters_to_their_controls_and_names_kubernetes_default_eviction(k8s, tmp_path):
+    from tradestack.kubernetes.workloads import DEFAULT_EVICTION_S, NAMESPACE
+    from tradestack.substrates import registry
+
+    name = k8s["name"]
+    controls = ["KUB-01", "KUB-02", "KUB-03", "KUB-04", "RES-06", "SEC-04"]
+    rc, doc = _tool("audit", "run", "--stack", name, "--controls", ",".join(controls), "--out", str(tmp_path / "a"))
+    assert {c["id"]: c["verdict"] for c in doc["controls"]} == dict.fromkeys(controls, "pass"), doc["controls"]
+    assert rc == 0 and doc["ok"]
+
+    # hk1's gateways given Kubernetes' default tolerations (what a Deployment gets when it says nothing)
+    hk1 = registry.open_stack(name).site_clusters()["hk1"]
+    slow = [{"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_EVICTION_S}
+            for k in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]
+    with Cluster(hk1.kubeconfig, "hk1") as api:
+        api.apps.patch_namespaced_deployment("gateway", NAMESPACE,
+                                             {"spec": {"template": {"spec": {"tolerations": slow}}}})
+    rc, doc = _tool("audit", "run", "--stack", name, "--controls", "KUB-01", "--out", str(tmp_path / "b"))
+    [kub01] = doc["controls"]
+    assert rc == 1 and kub01["verdict"] == "fail", kub01
+    assert any(f.startswith("hk1:") and "gateway" in f and "300" in f for f in kub01["failed"]), kub01["failed"]
+    assert not any(f.startswith("sz1:") for f in kub01["failed"]), kub01["failed"]
+    # `stack up` puts tradestack's settings back
+    rc, up = _tool("stack", "up", "--stack", name)
+    assert rc == 0 and up["changed"], up
+    with Cluster(hk1.kubeconfig, "hk1") as api:
+        assert wait_for(lambda: _rolled_out(api, NAMESPACE), 120, 1.0), api.pods(NAMESPACE)
+        [d] = api.apps.list_namespaced_deployment(NAMESPACE).items
+    assert {t.toleration_seconds for t in d.spec.template.spec.tolerations} == {5}
+
+
+def test_losing_a_sites_node_moves_its_clients_and_evicts_its_pods_in_seconds_with_nothing_lost(k8s):
+    from tradestack.kubernetes.workloads import EVICTION_S
+
+    rc, result = _tool("drill", "run", "site-node-loss", "--stack", k8s["name"], timeout=900)
+    print(f"\nsite-node-loss: {result['verdict']}; figures {json.dumps(result['figures'])}")
+    restores = [s for s in result["journal"] if s["name"].startswith("restore")]
+    assert restores and all(s["ok"] for s in restores), restores
+    lost = next(c for c in result["checks"] if c["check"] == "acknowledged orders lost")
+    assert lost["actual"] == 0, result["checks"]
+    assert rc == 0 and result["verdict"] == "pass", result["checks"]
+    # what Kubernetes did, from the API as the drill sampled it: the node that ran hk1's gateway NotReady after the
+    # controller's grace period, its pods evicted our tolerationSeconds later (not Kubernetes' 300 s), a
+    # replacement ready on hk1's other node; sz1's cluster did not react
+    hk1 = result["figures"]["kubernetes"]["hk1"]
+    assert set(result["figures"]["kubernetes"]) == {"hk1"}, result["figures"]["kubernetes"]
+    assert hk1["not_ready_s"] is not None and hk1["evicted_s"] is not None, hk1
+    assert 0 <= hk1["evicted_s"] - hk1["not_ready_s"] <= EVICTION_S + 6, hk1  # + the taint manager's and our sampling
+    assert hk1["replacement_ready_s"] is not None and hk1["replacement_ready_s"] > hk1["evicted_s"], hk1
+
+
+def test_a_killed_node_component_is_drift_that_refresh_shows_and_up_repairs(k8s):
+    from tradestack.lab.stack import LabStack  # the lab's own view: which program runs where (a test may know it)
+
+    spec = LabStack(k8s["name"]).cluster_specs()["sz1"]
+    worker = spec.nodes[-1]
+    killed = labcluster.kill(spec, worker.component("kube-proxy"))
+    assert killed
+    rc, refreshed = _tool("stack", "refresh", "--stack", k8s["name"])
+    assert rc == 0 and refreshed["changes"].get("update", 0) >= 1, refreshed
+    rc, up = _tool("stack", "up", "--stack", k8s["name"])
+    assert rc == 0 and up["changed"], up
+    assert labcluster.running(spec, worker.component("kube-proxy"))
+
+
+def test_destroy_removes_the_workloads_the_clusters_and_the_hosts(k8s):
+    rc, gone = _tool("stack", "destroy", "--stack", k8s["name"], "--yes")
+    assert rc == 0 and gone["leftovers"] == [], gone
+    # nothing of the clusters' pods is left machine-wide: libcni's result cache, the CRI's pod namespaces
+    assert set(labcluster.CNI_CACHE.glob("*")) == k8s["cni_cache"]
+    assert _pod_namespaces() == k8s["pod_namespaces"]
+    from tradestack.kubernetes.stack import WorkloadStack
+
+    assert not WorkloadStack.existing(k8s["name"]).exists()
+    assert not any(line.startswith(f"{k8s['name']}-") for line in run(["ip", "netns", "list"]).stdout.splitlines())
