@@ -59,7 +59,7 @@ test: setup
 test-unit: setup
 	$(BIN)/pytest -m unit
 
-# Every figure of the README's benchmark table; each lab benchmark deploys a lab of its own (about 40 min).
+# Every figure of the README's benchmark table; each lab benchmark deploys a lab of its own (about 60 min).
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
 	$(BIN)/python tests/bench/bench_lab.py
@@ -67,6 +67,7 @@ bench: setup
 	$(BIN)/python tests/bench/bench_deploy.py
 	$(BIN)/python tests/bench/bench_cpu.py
 	$(BIN)/python tests/bench/bench_drills.py
+	$(BIN)/python tests/bench/bench_k8s_eviction.py
 	$(BIN)/python tests/bench/bench_make_test.py
 
 clean:

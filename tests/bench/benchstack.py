@@ -10,9 +10,11 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tradestack.hostsettings import HostSettings
 from tradestack.lab.stack import LabStack
+from tradestack.substrates import registry
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
 
@@ -26,15 +28,18 @@ def remove_created(settings: HostSettings) -> None:
 
 
 @contextmanager
-def fresh_stack(prefix: str, topology: str = "lab.yaml") -> Iterator[LabStack]:
-    """A stack not yet up (the caller brings it up), under names no earlier run used; destroyed after."""
+def fresh_stack(prefix: str, topology: str = "lab.yaml", kind: str = "lab") -> Iterator[Any]:
+    """A stack not yet up (the caller brings it up), under names no earlier run used; destroyed after. `kind`:
+    its substrate (kubernetes: the lab's hosts with a cluster per site)."""
     run = secrets.token_hex(3)
     settings = HostSettings(f"tb{run}", f"tb{run}g", f"/var/lib/tradestack-bench/{run}",
                             f"/opt/tradestack-bench/{run}")
     with tempfile.TemporaryDirectory() as home:
         previous = os.environ.get("TRADESTACK_HOME")
         os.environ["TRADESTACK_HOME"] = home
-        stack = LabStack(f"{prefix}{run}", TOPOLOGIES / topology, host_settings=settings)
+        name = f"{prefix}{run}"
+        stack = (LabStack(name, TOPOLOGIES / topology, host_settings=settings) if kind == "lab"
+                 else registry.lifecycle(name, kind=kind, source=TOPOLOGIES / topology, host_settings=settings))
         try:
             yield stack
         finally:
@@ -47,12 +52,13 @@ def fresh_stack(prefix: str, topology: str = "lab.yaml") -> Iterator[LabStack]:
 
 
 @contextmanager
-def deployed_stack(prefix: str, topology: str = "lab.yaml") -> Iterator[str]:
+def deployed_stack(prefix: str, topology: str = "lab.yaml", kind: str = "lab") -> Iterator[str]:
     """`fresh_stack`, brought up and deployed; yields its name."""
     from tradestack.deploy import run as deploy_run
 
-    with fresh_stack(prefix, topology) as stack:
+    with fresh_stack(prefix, topology, kind) as stack:
         stack.up()
+        registry.record_kind(stack.name, kind)
         deployed = deploy_run.apply(deploy_run.plan(stack.name))
         if not deployed.ok:
             raise SystemExit(f"deploy failed: {[vars(f) for f in deployed.failures]}")
