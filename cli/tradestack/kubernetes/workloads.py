@@ -31,6 +31,7 @@ NODE_PORTS = {"gateway": 30080}   # fixed: the sites' load balancers are configu
 DB_PROXY_PORT = 5433              # each site's load balancers pass the database through to the Patroni leader
 DEFAULT_EVICTION_S = 300     # Kubernetes' own tolerationSeconds for not-ready and unreachable nodes
 EVICTION_S = 5               # ours: a lost site's pods are replaced in seconds, not minutes
+PRESTOP_S = 5                # a stopping pod serves this long while kube-proxies drop it (grace period 15 s)
 
 
 CLUSTERED = ("gateway",)
@@ -89,6 +90,10 @@ def _service_objects(topology: Topology, site: str, service: str, replicas: int,
                            "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5, "timeoutSeconds": 3,
                           "failureThreshold": 6},
+        # a pod told to stop keeps serving for a few seconds while every node's kube-proxy takes it out of
+        # rotation (without it, orders sent in that gap met a closed port: a rebalance after a node's return
+        # cost clients a dozen errors)
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_S}}},
         "resources": {"requests": {"cpu": f"{want.cpu_m}m", "memory": f"{want.memory_mi}Mi"},
                       "limits": {"memory": f"{want.memory_mi * 2}Mi"}},
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
