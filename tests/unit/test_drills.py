@@ -27,9 +27,12 @@ def test_every_catalogue_drill_validates_and_the_catalogue_has_the_ten_named_dri
         drill = files.resolve(name)
         assert drill.name == name and drill.faults
     # drills that need clusters are a catalogue of their own: an audit asks every stack only for the first
-    assert set(files.cluster_catalogue()) == {"site-node-loss"}
-    [node_loss] = files.resolve("site-node-loss").faults
-    assert isinstance(node_loss, model.NodeLoss) and node_loss.site == "hk1"
+    assert set(files.cluster_catalogue()) == {"site-node-loss", "site-pods-deleted", "site-node-drain",
+                                              "site-api-server-cut"}
+    kinds = {name: type(files.resolve(name).faults[0]) for name in files.cluster_catalogue()}
+    assert kinds == {"site-node-loss": model.NodeLoss, "site-pods-deleted": model.PodDelete,
+                     "site-node-drain": model.NodeDrain, "site-api-server-cut": model.ApiServerCut}
+    assert all(f.site == "hk1" for name in kinds for f in files.resolve(name).faults)
 
 
 def test_a_bad_drill_file_names_file_line_and_field(tmp_path: Path):
@@ -130,6 +133,17 @@ def test_kubernetes_figures_read_not_ready_eviction_and_a_ready_replacement_per_
     assert figures.kubernetes([_sample(0.0), _sample(1.0)], injected=0.5) == {}  # no clusters: no figures
     f = figures.compute([], samples, Window(injected=100.0, restored=170.0, ended=180.0))
     assert f.to_dict()["kubernetes"]["hk1"]["evicted_s"] == 45.0
+
+
+def test_a_replacement_created_in_the_second_of_the_injection_counts():
+    # pods deleted through the API at 100.6 are replaced within the same second: creation times are whole
+    # seconds (100), yet the replacement ready at 104 is one
+    samples = [_k8s(100.0, 1, 2, 0, 50), _k8s(100.9, 1, 0, 2, 50), _k8s(104.6, 1, 2, 0, 100)]
+    assert figures.kubernetes(samples, injected=100.6) == {
+        "hk1": {"not_ready_s": None, "evicted_s": pytest.approx(0.3), "replacement_ready_s": pytest.approx(4.0)}}
+    # one created the second before is not
+    early = [_k8s(100.0, 1, 2, 0, 50), _k8s(100.9, 1, 0, 2, 50), _k8s(104.6, 1, 2, 0, 99)]
+    assert figures.kubernetes(early, injected=100.6)["hk1"]["replacement_ready_s"] is None
 
 
 def test_compute_splits_latency_by_phase_and_counts_errors():
@@ -249,7 +263,7 @@ def test_history_keeps_runs_newest_first_and_reports_unknown_runs_clearly():
 def test_drill_cli_list_history_and_report(tmp_path: Path):
     runner = CliRunner()
     listed = runner.invoke(app, ["drill", "list", "--json"])
-    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 11
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 14
     assert {d["name"]: d["substrate"] for d in json.loads(listed.stdout)["drills"]}["site-node-loss"] == "kubernetes"
     history.record(_document())
     shown = runner.invoke(app, ["drill", "history", "--stack", "lab", "--json"])

@@ -138,7 +138,8 @@ def vip_moves(samples: list[Sample], injected: float) -> dict[str, float]:
 def kubernetes(samples: list[Sample], injected: float) -> dict[str, dict[str, float | None]]:
     """Per site cluster that reacted after injection, read from the substrate's `k8s.SITE.*` signals: seconds
     until its node was NotReady, until its pods were evicted (marked for deletion), and until a replacement
-    created after injection was ready with as many pods ready as before (None: not within the drill)."""
+    created after injection was ready with as many pods ready as before (None: not within the drill). Creation
+    times are whole seconds: a pod created in the second of the injection counts as a replacement."""
     before = [s for s in samples if s.t <= injected]
     if not before:
         return {}
@@ -160,7 +161,7 @@ def kubernetes(samples: list[Sample], injected: float) -> dict[str, dict[str, fl
             if evicted is None and now.get(key("pods_evicted"), 0) > base.get(key("pods_evicted"), 0):
                 evicted = s.t - injected
             if (replaced is None and (not_ready is not None or evicted is not None)
-                    and now.get(key("newest_ready"), 0) > injected
+                    and now.get(key("newest_ready"), 0) >= math.floor(injected)
                     and now.get(key("pods_ready"), 0) >= base.get(key("pods_ready"), 0)):
                 replaced = s.t - injected
         if not_ready is not None or evicted is not None:
