@@ -23,8 +23,9 @@ from .conftest import RUN, STACK, remove_host_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
-# Two sites with a gateway pod each (one cluster each), the database's synchronous standby in the other site, a
-# consensus witness; the peak is what one gateway carries with the other site lost.
+# Two sites (one two-node cluster each: sz1 with one gateway pod, hk1 with two, spread over its nodes), the
+# database's synchronous standby in the other site, a consensus witness; the peak is what one gateway carries with
+# the other site lost.
 TOPOLOGY = """\
 name: k8s-substrate
 peak: {orders_per_second: 20, sessions: 100}
@@ -45,13 +46,14 @@ sites:
     uplinks: [{carrier: cu, risk_groups: [facility:cu-c]}]
 upstreams: [{name: exchange}, {name: overnight-ats}]
 services:
-  - {name: gateway, kind: stateless, capacity: {orders_per_second: 60, sessions: 400}, placement: {sz1: 1, hk1: 1}}
+  - {name: gateway, kind: stateless, capacity: {orders_per_second: 60, sessions: 400}, placement: {sz1: 1, hk1: 2}}
   - {name: router, kind: stateless, capacity: {orders_per_second: 120}, placement: {sz1: 1, hk1: 1},
      upstreams: [exchange, overnight-ats], requires: [orderdb]}
   - {name: orderdb, kind: replicated, replication: synchronous, capacity: {orders_per_second: 120},
      placement: {sz1: 1, hk1: 1}, requires: [consensus]}
   - {name: consensus, kind: quorum, placement: {sz1: 1, hk1: 1, wit: 1}}
 """
+PLACED = {"sz1": 1, "hk1": 2}   # gateway pods per site, as TOPOLOGY places them
 SETTINGS = HostSettings(service_user=f"tk{RUN}", service_group=f"tk{RUN}g",
                         state_root=f"/var/lib/tradestack-it/k{RUN}", software_root=f"/opt/tradestack-it/k{RUN}")
 
@@ -135,7 +137,9 @@ def test_deploy_applies_the_gateways_to_each_sites_cluster_and_clients_orders_re
         with Cluster(cluster.kubeconfig, site) as api:
             pods = {p.name: p for p in api.pods(NAMESPACE)}
             [deployment] = api.deployments(NAMESPACE)
-        assert deployment.ready == 1 and all(p.ready for p in pods.values()), pods
+        assert deployment.ready == PLACED[site] and all(p.ready for p in pods.values()), pods
+        # spread: no two of a site's gateway pods on one node
+        assert len({p.node for p in pods.values()}) == PLACED[site], pods
         # the gateways run in the cluster, not on the site's load balancer hosts
         for host in stack.of("gateway", site):
             programs = stack.programs(host.name)
@@ -169,7 +173,7 @@ def test_a_second_run_changes_nothing_and_the_live_check_reads_the_clusters(k8s)
 
     rc, live = _tool("capacity", "check", "--live", "--stack", name)
     assert rc == 0 and live["ok"], live
-    assert live["live"]["ready"] == {"gateway": {"sz1": 1, "hk1": 1}} and live["live"]["problems"] == []
+    assert live["live"]["ready"] == {"gateway": PLACED} and live["live"]["problems"] == []
 
     # hk1's gateways scaled to nothing by hand: losing sz1 would leave no gateway, and the check says so
     stack = registry.open_stack(name)
@@ -229,24 +233,69 @@ def test_the_audit_holds_the_clusters_to_their_controls_and_names_kubernetes_def
     assert {t.toleration_seconds for t in d.spec.template.spec.tolerations} == {5}
 
 
-def test_losing_a_sites_node_moves_its_clients_and_evicts_its_pods_in_seconds_with_nothing_lost(k8s):
-    from tradestack.kubernetes.workloads import EVICTION_S
-
-    rc, result = _tool("drill", "run", "site-node-loss", "--stack", k8s["name"], timeout=900)
-    print(f"\nsite-node-loss: {result['verdict']}; figures {json.dumps(result['figures'])}")
+def _drill(stack: str, name: str) -> dict:
+    """Run a catalogue drill; every restore step succeeded, no acknowledged order was lost, and it passed."""
+    rc, result = _tool("drill", "run", name, "--stack", stack, timeout=900)
+    print(f"\n{name}: {result.get('verdict')}; figures {json.dumps(result.get('figures'))}")
     restores = [s for s in result["journal"] if s["name"].startswith("restore")]
     assert restores and all(s["ok"] for s in restores), restores
     lost = next(c for c in result["checks"] if c["check"] == "acknowledged orders lost")
     assert lost["actual"] == 0, result["checks"]
     assert rc == 0 and result["verdict"] == "pass", result["checks"]
-    # what Kubernetes did, from the API as the drill sampled it: the node that ran hk1's gateway NotReady after the
-    # controller's grace period, its pods evicted our tolerationSeconds later (not Kubernetes' 300 s), a
-    # replacement ready on hk1's other node; sz1's cluster did not react
+    return result
+
+
+def _hk1_nodes(stack: str) -> tuple[dict[str, int], list[str]]:
+    """hk1's ready trading pods per node, and its nodes that are cordoned."""
+    from tradestack.kubernetes.substrate import TRADING
+    from tradestack.kubernetes.workloads import NAMESPACE
+    from tradestack.substrates import registry
+
+    with Cluster(registry.open_stack(stack).site_clusters()["hk1"].kubeconfig, "hk1") as api:
+        per_node: dict[str, int] = {}
+        for p in api.pods(NAMESPACE, TRADING):
+            if p.ready and not p.terminating and p.node:
+                per_node[p.node] = per_node.get(p.node, 0) + 1
+        return per_node, [n.name for n in api.nodes() if n.unschedulable]
+
+
+def test_losing_a_sites_node_keeps_the_site_serving_and_evicts_its_pods_in_seconds_with_nothing_lost(k8s):
+    from tradestack.kubernetes.workloads import EVICTION_S
+
+    result = _drill(k8s["name"], "site-node-loss")
+    # what Kubernetes did, from the API as the drill sampled it: the lost node NotReady after the controller's
+    # grace period, its pod evicted our tolerationSeconds later (not Kubernetes' 300 s), a replacement ready on
+    # hk1's other node; sz1's cluster did not react
     hk1 = result["figures"]["kubernetes"]["hk1"]
     assert set(result["figures"]["kubernetes"]) == {"hk1"}, result["figures"]["kubernetes"]
     assert hk1["not_ready_s"] is not None and hk1["evicted_s"] is not None, hk1
     assert 0 <= hk1["evicted_s"] - hk1["not_ready_s"] <= EVICTION_S + 6, hk1  # + the taint manager's and our sampling
     assert hk1["replacement_ready_s"] is not None and hk1["replacement_ready_s"] > hk1["evicted_s"], hk1
+    # once the lost node was back, the restore spread the pods over both nodes again
+    per_node, cordoned = _hk1_nodes(k8s["name"])
+    assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
+
+
+def test_deleting_a_sites_pods_through_the_api_is_survived_with_nothing_lost(k8s):
+    result = _drill(k8s["name"], "site-pods-deleted")
+    # every pod of hk1 went and came back: the Deployment's replacements are ready, spread over both nodes
+    assert result["figures"]["kubernetes"]["hk1"]["replacement_ready_s"] is not None, result["figures"]
+    per_node, cordoned = _hk1_nodes(k8s["name"])
+    assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
+
+
+def test_draining_a_node_at_peak_honours_the_budget_and_leaves_the_pods_spread_again(k8s):
+    _drill(k8s["name"], "site-node-drain")
+    per_node, cordoned = _hk1_nodes(k8s["name"])
+    assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
+
+
+def test_cutting_a_clusters_api_server_leaves_its_pods_serving(k8s):
+    _drill(k8s["name"], "site-api-server-cut")
+    # after the cut healed: the node the control plane had given up on is Ready, its evicted pod stopped and
+    # replaced, and the pods spread over both nodes again
+    per_node, cordoned = _hk1_nodes(k8s["name"])
+    assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
 def test_a_killed_node_component_is_drift_that_refresh_shows_and_up_repairs(k8s):

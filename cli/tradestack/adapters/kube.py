@@ -125,6 +125,39 @@ class Cluster:
                            namespace).items
         return {b.metadata.name: int(b.status.disruptions_allowed or 0) if b.status else 0 for b in items}
 
+    def delete_pods(self, namespace: str, selector: str) -> list[str]:
+        """Delete every pod `selector` picks (their own grace period applies); the names deleted."""
+        names = [p.name for p in self.pods(namespace, selector) if not p.terminating]
+        for name in names:
+            self._call(f"delete pod {name}", self.core.delete_namespaced_pod, name, namespace)
+        return names
+
+    def cordon(self, node: str, on: bool = True) -> None:
+        """Mark a node unschedulable (or schedulable again)."""
+        self._call(f"{'cordon' if on else 'uncordon'} node {node}", self.core.patch_node, node,
+                   {"spec": {"unschedulable": on}})
+
+    def pods_on(self, node: str) -> list[tuple[str, str, str | None]]:
+        """Every pod bound to `node`, in any namespace: (namespace, name, kind of its owner)."""
+        items = self._call("list pods", self.core.list_pod_for_all_namespaces,
+                           field_selector=f"spec.nodeName={node}").items
+        return [(p.metadata.namespace, p.metadata.name,
+                 (p.metadata.owner_references or [None])[0].kind if p.metadata.owner_references else None)
+                for p in items if p.metadata.deletion_timestamp is None]
+
+    def evict(self, namespace: str, name: str) -> bool:
+        """Ask the Eviction API to evict a pod: False when a disruption budget refuses it now (429)."""
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace))
+        try:
+            self._call(f"evict pod {name}", self.core.create_namespaced_pod_eviction, name, namespace, body)
+        except KubeError as exc:
+            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 429:
+                return False
+            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
+                return True   # gone already
+            raise
+        return True
+
     def create(self, manifest: dict[str, Any]) -> None:
         """Create one object from a manifest, of any kind the client knows."""
         namespace = manifest.get("metadata", {}).get("namespace", "default")

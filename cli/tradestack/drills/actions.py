@@ -50,6 +50,12 @@ def describe(fault: model.Fault) -> str:
             return f"upstream {u} switched to mode {m}"
         case model.NodeLoss(site=site):
             return f"site {site}'s Kubernetes node lost (kubelet killed, network port down; control plane up)"
+        case model.PodDelete(site=site):
+            return f"every trading pod of site {site}'s Kubernetes cluster deleted"
+        case model.NodeDrain(site=site):
+            return f"a node of site {site}'s Kubernetes cluster cordoned and drained"
+        case model.ApiServerCut(site=site):
+            return f"site {site}'s Kubernetes API server cut off the network"
         case model.LoadSpike(multiplier=m):
             return f"load spike: {m:g} x peak on top of the drill's load"
     raise AssertionError(f"unknown fault {fault!r}")

@@ -90,11 +90,35 @@ class Upstream(_Fault):
     latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
 
 
+SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
+
+
 class NodeLoss(_Fault):
     """A site's Kubernetes node is lost: its kubelet dies and its network port goes down, while the cluster's
     control plane stays up (it marks the node NotReady and evicts its pods after their tolerationSeconds)."""
     kind: Literal["node-loss"]
-    site: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
+    site: SiteName
+
+
+class PodDelete(_Fault):
+    """Every trading pod of a site's cluster deleted at once through the Kubernetes API (a bad rollout, an
+    operator's slip); their Deployments replace them. Undoing it is waiting until they are all ready again."""
+    kind: Literal["pod-delete"]
+    site: SiteName
+
+
+class NodeDrain(_Fault):
+    """A node of a site's cluster cordoned and drained through the Eviction API, as for maintenance (the
+    disruption budgets set the pace); uncordoned when the fault ends."""
+    kind: Literal["node-drain"]
+    site: SiteName
+
+
+class ApiServerCut(_Fault):
+    """A site cluster's API server cut off the network: the other nodes' kubelets and the operator lose it (its
+    own node's control plane keeps it on loopback). The pods already running should keep serving."""
+    kind: Literal["api-server-cut"]
+    site: SiteName
 
 
 class LoadSpike(_Fault):
@@ -104,7 +128,7 @@ class LoadSpike(_Fault):
 
 
 Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | HostFreeze | ProcessKill | Partition | Upstream
-                  | NodeLoss | LoadSpike, Field(discriminator="kind")]
+                  | NodeLoss | PodDelete | NodeDrain | ApiServerCut | LoadSpike, Field(discriminator="kind")]
 
 
 class Load(_Strict):

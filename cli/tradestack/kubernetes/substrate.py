@@ -13,6 +13,8 @@ the clusters' NodePorts; the pods reach the database through them).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from ..adapters.kube import Cluster, KubeError
 from ..adapters.pulumi import OpResult
 from ..hostsettings import HostSettings
 from ..paths import cache_dir, state_dir
+from ..polling import wait_for
 from ..substrates.base import (AccessFiles, Actuator, FaultRefused, HostTraits, Process, SiteCluster, StackLifecycle,
                                Substrate, SubstrateError, each)
 from .stack import WorkloadStack
@@ -35,6 +38,63 @@ def _merged(first: OpResult, second: OpResult | None) -> OpResult:
         changes[op] = changes.get(op, 0) + n
     return OpResult(first.kind, changes, {**first.outputs, **({"workloads": second.outputs} if second.outputs else {})},
                     first.stdout + second.stdout)
+
+
+TRADING = "app.kubernetes.io/part-of=tradestack"   # every pod of the trading services
+DRAIN_WAIT_S = 60.0       # how long a drain asks again while a disruption budget refuses an eviction
+SETTLE_WAIT_S = 120.0     # how long replicas may take to be ready again after a fault through the API
+
+
+def wait_settled(api: Cluster, site: str, timeout: float = SETTLE_WAIT_S) -> None:
+    """Until every Deployment of the trading services has all its replicas ready and no pod is terminating."""
+    def settled() -> bool:
+        try:
+            deployments = api.deployments(NAMESPACE)
+            return bool(deployments) and all(d.ready >= d.replicas for d in deployments) \
+                and not any(p.terminating for p in api.pods(NAMESPACE, TRADING))
+        except KubeError:
+            return False
+    if not wait_for(settled, timeout, interval=0.5):
+        raise SubstrateError(f"{site}: the trading services' replicas are not all ready after {timeout:g} s")
+
+
+def drain(api: Cluster, node: str, timeout: float = DRAIN_WAIT_S) -> None:
+    """Evict every pod of `node` that a DaemonSet does not own, through the Eviction API (which honours the
+    disruption budgets); a refusal is asked again each second until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [(ns, name) for ns, name, owner in api.pods_on(node) if owner != "DaemonSet"]
+        refused = [f"{ns}/{name}" for ns, name in left if not api.evict(ns, name)]
+        if not refused:
+            return
+        if time.monotonic() > deadline:
+            raise SubstrateError(f"draining {node}: a disruption budget still refuses to evict "
+                                 f"{', '.join(refused)} after {timeout:g} s")
+        time.sleep(1.0)
+
+
+def rebalance(api: Cluster, site: str, timeout: float = SETTLE_WAIT_S) -> None:
+    """Evict one pod at a time from the node with most of a service's pods while another schedulable node has
+    at least two fewer (the scheduler's spread then puts the replacement there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_settled(api, site, max(1.0, deadline - time.monotonic()))
+        schedulable = [n.name for n in api.nodes() if n.ready and not n.unschedulable]
+        by_service: dict[str, dict[str, list[str]]] = {}
+        for p in api.pods(NAMESPACE, TRADING):
+            service = p.labels.get("app.kubernetes.io/name", p.name)
+            by_service.setdefault(service, {n: [] for n in schedulable}).setdefault(p.node or "", []).append(p.name)
+        crowded = []
+        for pods in by_service.values():
+            fullest = max(sorted(pods), key=lambda n: len(pods[n]))
+            if schedulable and len(pods[fullest]) - min(len(pods[n]) for n in schedulable) > 1:
+                crowded.append(pods[fullest][0])
+        if not crowded:
+            return
+        if time.monotonic() > deadline:
+            raise SubstrateError(f"{site}: the trading pods are not spread over the nodes after {timeout:g} s")
+        api.evict(NAMESPACE, crowded[0])
+        time.sleep(1.0)
 
 
 class ClusterLifecycle:
@@ -237,7 +297,7 @@ class ClusterSubstrate(Substrate):
             try:
                 api = self._api(site, clusters[site].kubeconfig)
                 nodes = api.nodes()
-                pods = api.pods(NAMESPACE, "app.kubernetes.io/part-of=tradestack")
+                pods = api.pods(NAMESPACE, TRADING)
             except KubeError:
                 return {}  # the API server does not answer: no figures from this site in this sample
             serving = [p for p in pods if p.ready and not p.terminating]
@@ -254,19 +314,80 @@ class ClusterSubstrate(Substrate):
             self._clients[site] = Cluster(kubeconfig, site, timeout=1.0)
         return self._clients[site]
 
-    def node_loss(self, site: str, node: str | None = None) -> Actuator:
-        """Unless named, the node that runs most of the site's ready trading pods now: the loss that hurts."""
+    def _site_cluster(self, site: str) -> SiteCluster:
         clusters = self.site_clusters()
         if site not in clusters:
-            raise FaultRefused(f"site {site!r} runs no Kubernetes cluster; clusters run in {', '.join(sorted(clusters))}")
+            raise FaultRefused(f"site {site!r} runs no Kubernetes cluster; clusters run in "
+                               f"{', '.join(sorted(clusters)) or 'no site'}")
+        return clusters[site]
+
+    def _busiest_node(self, api: Cluster) -> str | None:
+        """The node that runs most of the site's ready trading pods now (ties: the first by name)."""
+        counts: dict[str, int] = {}
+        for p in api.pods(NAMESPACE, TRADING):
+            if p.ready and p.node:
+                counts[p.node] = counts.get(p.node, 0) + 1
+        return max(sorted(counts), key=lambda n: counts[n]) if counts else None
+
+    def node_loss(self, site: str, node: str | None = None) -> Actuator:
+        """Unless named, the node that runs most of the site's ready trading pods now: the loss that hurts."""
+        cluster = self._site_cluster(site)
         if node is None:
-            pods = self._api(site, clusters[site].kubeconfig).pods(NAMESPACE, "app.kubernetes.io/part-of=tradestack")
-            counts: dict[str, int] = {}
-            for p in pods:
-                if p.ready and p.node:
-                    counts[p.node] = counts.get(p.node, 0) + 1
-            node = max(sorted(counts), key=lambda n: counts[n]) if counts else None
+            node = self._busiest_node(self._api(site, cluster.kubeconfig))
         return self.base.node_loss(site, node)
+
+    def _respread(self, site: str, fault: Actuator) -> Actuator:
+        """`fault` whose restore also spreads the site's trading pods over its nodes again: pods evicted from a
+        lost node were replaced on the others, and a node that comes back gets none by itself."""
+        cluster = self._site_cluster(site)
+
+        def restore(step: Callable[[str], None]) -> None:
+            fault.restore(step)
+            step(f"spreading {site}'s trading pods over its nodes again")
+            with Cluster(cluster.kubeconfig, site) as api:
+                rebalance(api, site)
+        return replace(fault, restore=restore)
+
+    def pod_delete(self, site: str) -> Actuator:
+        """Every trading pod of the site deleted through the API; undone by waiting until their Deployments have
+        every replica ready again."""
+        cluster = self._site_cluster(site)
+
+        def inject() -> None:
+            with Cluster(cluster.kubeconfig, site) as api:
+                if not api.delete_pods(NAMESPACE, TRADING):
+                    raise SubstrateError(f"{site}: no trading pod to delete")
+
+        def restore(step: Callable[[str], None]) -> None:
+            step(f"waiting for {site}'s Deployments to have every replica ready")
+            with Cluster(cluster.kubeconfig, site) as api:
+                wait_settled(api, site)
+        return Actuator(f"every trading pod of site {site}'s cluster deleted", inject, restore)
+
+    def node_drain(self, site: str) -> Actuator:
+        """The node with most of the site's trading pods cordoned and drained through the Eviction API (a budget
+        that refuses is asked again each second for up to DRAIN_WAIT_S); undone by uncordoning it and moving
+        pods back onto it until each service is spread again, one eviction at a time."""
+        cluster = self._site_cluster(site)
+        picked: list[str] = []
+
+        def inject() -> None:
+            with Cluster(cluster.kubeconfig, site) as api:
+                node = self._busiest_node(api)
+                if node is None:
+                    raise SubstrateError(f"{site}: no node runs a ready trading pod")
+                picked.append(node)
+                api.cordon(node, True)
+                drain(api, node)
+
+        def restore(step: Callable[[str], None]) -> None:
+            with Cluster(cluster.kubeconfig, site) as api:
+                for node in picked:
+                    step(f"uncordoning {node}")
+                    api.cordon(node, False)
+                step(f"spreading {site}'s trading pods over its nodes again")
+                rebalance(api, site)
+        return Actuator(f"the busiest node of site {site}'s cluster cordoned and drained", inject, restore)
 
     def uplink_states(self, site: str) -> dict[str, bool | None]:
         return self.base.uplink_states(site)
@@ -274,14 +395,39 @@ class ClusterSubstrate(Substrate):
     def actuator(self, fault: Any) -> Actuator:
         from ..drills import model
 
-        if isinstance(fault, model.NodeLoss):
-            return self.node_loss(fault.site)
+        match fault:
+            case model.NodeLoss(site=site):
+                return self._respread(site, self.node_loss(site))
+            case model.PodDelete(site=site):
+                return self.pod_delete(site)
+            case model.NodeDrain(site=site):
+                return self.node_drain(site)
+            case model.ApiServerCut(site=site):
+                self._site_cluster(site)
+                return self._respread(site, self.base.api_server_cut(site))
         return self.base.actuator(fault)
 
     def check_fault(self, fault: Any) -> None:
-        self.base.check_fault(fault)
+        from ..drills import model
+
+        if isinstance(fault, model.PodDelete | model.NodeDrain | model.NodeLoss | model.ApiServerCut):
+            self._site_cluster(fault.site)
+        if not isinstance(fault, model.PodDelete | model.NodeDrain):
+            self.base.check_fault(fault)
 
     def dry_run(self, fault: Any) -> list[str]:
+        from ..drills import model
+
+        match fault:
+            case model.PodDelete(site=site):
+                return [f"{site} API: DELETE pods -n {NAMESPACE} -l {TRADING}",
+                        f"{site} API: until every Deployment in {NAMESPACE} has its replicas ready"]
+            case model.NodeDrain(site=site):
+                return [f"{site} API: PATCH node <busiest> spec.unschedulable=true",
+                        f"{site} API: POST eviction for each of its pods not owned by a DaemonSet (again while "
+                        f"a budget refuses, up to {DRAIN_WAIT_S:g} s)",
+                        f"{site} API: PATCH node <busiest> spec.unschedulable=false",
+                        f"{site} API: POST eviction of one pod at a time from the fuller node until spread"]
         return self.base.dry_run(fault)
 
     def secrets(self, names: list[str]) -> dict[str, str]:

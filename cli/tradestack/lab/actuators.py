@@ -46,7 +46,7 @@ def check(lab: LabSubstrate, fault: model.Fault) -> None:
                     raise InputError(f"no site {site!r} in the topology")
         case model.Upstream(upstream=u) if u not in lab.outputs["upstreams"]:
             raise InputError(f"no upstream {u!r}; known: {', '.join(sorted(lab.outputs['upstreams']))}")
-        case model.NodeLoss(site=site):
+        case model.NodeLoss(site=site) | model.ApiServerCut(site=site):
             cluster_of(lab, site)
         case model.LoadSpike():
             raise FaultRefused("a load spike is the drill engine's, not the lab's")
@@ -108,6 +108,8 @@ def actuator(lab: LabSubstrate, fault: model.Fault) -> Actuator:
                             lambda step: venue_mode(lab, u, "normal"))
         case model.NodeLoss(site=site):
             return node_loss(lab, site)
+        case model.ApiServerCut(site=site):
+            return api_server_cut(lab, site)
     raise FaultRefused(f"the lab cannot apply {describe(fault)}")
 
 
@@ -151,6 +153,29 @@ def node_loss(lab: LabSubstrate, site: str, node: str | None = None) -> Actuator
         cluster.wait_ready(spec, 120)
     return Actuator(f"site {site}'s Kubernetes node {lost.node} lost (kubelet killed, LAN port silent)", inject,
                     restore, (lost.netns,))
+
+
+def api_server_cut(lab: LabSubstrate, site: str) -> Actuator:
+    """The site cluster's API server cut off every network but loopback: the workers' kubelets (over the
+    management network) and the operator lose it, the control-plane node's own components keep it. The cluster's
+    pods are not touched."""
+    spec = cluster_of(lab, site)
+    chain = "drill_api_cut"
+
+    def cut(on: bool) -> None:
+        if on:
+            nft(spec.netns, f"add chain inet {NFT_TABLE} {chain} {{ type filter hook input priority -50; "
+                            "policy accept; }\n"
+                            f"add rule inet {NFT_TABLE} {chain} iifname != \"lo\" tcp dport 6443 drop\n")
+        elif _has_chain(spec.netns, chain):
+            nft(spec.netns, f"delete chain inet {NFT_TABLE} {chain}\n")
+
+    def restore(step: Callable[[str], None]) -> None:
+        cut(False)
+        step(f"waiting for {spec.name}'s nodes to be Ready again")
+        cluster.wait_ready(spec, 120)
+    return Actuator(f"site {site}'s Kubernetes API server ({spec.name}) cut off every network but loopback",
+                    lambda: cut(True), restore, (spec.netns,))
 
 
 # -- the lab's fault primitives ------------------------------------------------------------------------

@@ -135,6 +135,9 @@ class LabSubstrate(Substrate):
     def node_loss(self, site: str, node: str | None = None) -> Actuator:
         return actuators.node_loss(self, site, node)
 
+    def api_server_cut(self, site: str) -> Actuator:
+        return actuators.api_server_cut(self, site)
+
     def load_images(self, site: str, archives: Sequence[Path]) -> None:
         cluster.import_images(self.stack.cluster_specs()[site], list(archives))
 

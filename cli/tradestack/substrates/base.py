@@ -301,6 +301,11 @@ class Substrate(ABC):
         and its inverse; FaultRefused where the substrate cannot do it."""
         raise FaultRefused(f"substrate {self.kind!r} runs no Kubernetes node in site {site!r}")
 
+    def api_server_cut(self, site: str) -> Actuator:
+        """`site`'s cluster API server cut off the network (its nodes and the operator lose it, its pods are left
+        alone) and its inverse; FaultRefused where the substrate cannot do it."""
+        raise FaultRefused(f"substrate {self.kind!r} runs no Kubernetes API server in site {site!r}")
+
     # -- what runs beside the playbooks (a substrate with clusters runs some services there) ----------
     def deploy_vars(self) -> dict[str, Any]:
         """Playbook variables this substrate adds to a deploy (e.g. which services run in clusters instead)."""

@@ -1,0 +1,102 @@
+"""Faults through the Kubernetes API: draining a node honours disruption budgets, and pods are spread again after.
+
+The API is an in-memory cluster here (a scheduler that places a replacement on the schedulable node with fewest
+of its service's pods, as the workloads' hard topology spread does); the real API server is driven by
+tests/integration/test_k8s_substrate.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tradestack.adapters.kube import DeploymentView, NodeView, PodView
+from tradestack.drills import actions, model
+from tradestack.kubernetes import substrate
+from tradestack.kubernetes.workloads import NAMESPACE
+from tradestack.substrates.base import SubstrateError
+
+pytestmark = pytest.mark.unit
+
+
+class Api:
+    """Nodes, pods by (name, node, service, owner), a budget that refuses the first `refusals` evictions."""
+
+    def __init__(self, nodes: list[str], pods: list[tuple[str, str, str]], refusals: int = 0):
+        self.unschedulable = {n: False for n in nodes}
+        self.placed = [{"name": name, "node": node, "service": service, "owner": "ReplicaSet"}
+                       for name, node, service in pods]
+        self.refusals = refusals
+        self.evicted: list[str] = []
+        self.serial = 0
+
+    def nodes(self) -> list[NodeView]:
+        return [NodeView(n, True, (), off) for n, off in self.unschedulable.items()]
+
+    def pods(self, namespace: str, selector: str = "") -> list[PodView]:
+        return [PodView(NAMESPACE, p["name"], p["node"], "Running", True, None,
+                        {"app.kubernetes.io/name": p["service"]}) for p in self.placed if p["owner"] != "DaemonSet"]
+
+    def deployments(self, namespace: str) -> list[DeploymentView]:
+        services = sorted({p["service"] for p in self.placed if p["owner"] != "DaemonSet"})
+        return [DeploymentView(NAMESPACE, s, n, n, None, {})
+                for s in services for n in [sum(p["service"] == s for p in self.placed)]]
+
+    def pods_on(self, node: str) -> list[tuple[str, str, str | None]]:
+        return [(NAMESPACE, p["name"], p["owner"]) for p in self.placed if p["node"] == node]
+
+    def evict(self, namespace: str, name: str) -> bool:
+        if self.refusals:
+            self.refusals -= 1
+            return False
+        [pod] = [p for p in self.placed if p["name"] == name]
+        self.placed.remove(pod)
+        self.evicted.append(name)
+        self.serial += 1
+        ready = [n for n, off in self.unschedulable.items() if not off]
+        target = min(ready, key=lambda n: sum(p["node"] == n and p["service"] == pod["service"] for p in self.placed))
+        self.placed.append({**pod, "name": f"{pod['service']}-new{self.serial}", "node": target})
+        return True
+
+    def where(self) -> dict[str, list[str]]:
+        return {n: sorted(p["name"] for p in self.placed if p["node"] == n) for n in self.unschedulable}
+
+
+def test_a_drain_evicts_every_pod_but_daemonsets_and_asks_again_while_a_budget_refuses():
+    api = Api(["a", "b"], [("gw-1", "a", "gateway"), ("gw-2", "b", "gateway")], refusals=2)
+    api.placed.append({"name": "proxy-a", "node": "a", "service": "proxy", "owner": "DaemonSet"})
+    api.unschedulable["a"] = True                       # cordoned first, as the fault does
+    substrate.drain(api, "a", timeout=30)
+    assert api.evicted == ["gw-1"]                      # refused twice, then allowed
+    assert api.where() == {"a": ["proxy-a"], "b": ["gateway-new1", "gw-2"]}
+
+
+def test_a_drain_that_a_budget_blocks_for_good_fails_naming_the_pod():
+    api = Api(["a", "b"], [("gw-1", "a", "gateway")], refusals=10_000)
+    with pytest.raises(SubstrateError, match=r"draining a: a disruption budget still refuses to evict "
+                                             rf"{NAMESPACE}/gw-1 after 0 s"):
+        substrate.drain(api, "a", timeout=0)
+
+
+def test_pods_crowded_onto_one_node_are_spread_again_one_eviction_at_a_time():
+    api = Api(["a", "b"], [("gw-1", "a", "gateway"), ("gw-2", "a", "gateway"), ("gw-3", "a", "gateway"),
+                           ("rt-1", "a", "router"), ("rt-2", "b", "router")])
+    substrate.rebalance(api, "hk1")
+    counts = {n: sum(p["node"] == n and p["service"] == "gateway" for p in api.placed) for n in ("a", "b")}
+    assert counts == {"a": 2, "b": 1}                   # within one of each other: the spread's own skew
+    assert len(api.evicted) == 1 and api.evicted[0].startswith("gw-")   # the router was spread already
+
+
+def test_nothing_moves_while_the_other_node_cannot_take_pods():
+    api = Api(["a", "b"], [("gw-1", "a", "gateway"), ("gw-2", "a", "gateway")])
+    api.unschedulable["b"] = True
+    substrate.rebalance(api, "hk1")
+    assert api.evicted == []
+
+
+def test_cluster_faults_parse_and_describe_themselves():
+    for kind, text in (("pod-delete", "every trading pod of site hk1's Kubernetes cluster deleted"),
+                       ("node-drain", "a node of site hk1's Kubernetes cluster cordoned and drained"),
+                       ("api-server-cut", "site hk1's Kubernetes API server cut off the network")):
+        drill = model.Drill.model_validate({"name": "x", "description": "x",
+                                            "faults": [{"kind": kind, "site": "hk1"}]})
+        assert actions.describe(drill.faults[0]) == text
