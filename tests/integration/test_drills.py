@@ -127,7 +127,7 @@ def test_capacity_verify_drives_peak_x_headroom_with_every_site_up_and_the_activ
     machine carried it today is a figure (printed here; kept in infra/topologies/measured/lab.yaml; `make
     bench`), not asserted: what is asserted is that every scenario was driven at the requirement, measured, and
     restored. On the lab substrate every site up and the active site sz1 cut off; every
-    site's cut runs through `hosts` (test_hosts_substrate.py) and in `make bench`."""
+    site's cut runs in `make bench` (bench_cpu.py), hk1's through `hosts` (test_hosts_substrate.py)."""
     stack = deployed["stack"]
     measured = tmp_path / "measured.yaml"
     r = CliRunner().invoke(app, ["capacity", "verify", "--stack", stack.name, "--duration", "10", "--warmup", "5",

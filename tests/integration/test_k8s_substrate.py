@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def k8s(lab_home: Path, tmp_path_factory: pytest.TempPathFactory):
     topology = tmp_path_factory.mktemp("k8s-substrate") / "k8s-substrate.yaml"
     topology.write_text(TOPOLOGY)
     name = _name()
-    before = {"cni_cache": set(labcluster.CNI_CACHE.glob("*")), "pod_namespaces": _pod_namespaces()}
+    before = {"cni_cache": set(labcluster.CNI_CACHE.glob("*")), "pod_namespaces": _pod_namespaces(),
+              "machine_tmp": _kubeconfigs_in_tmp()}
     try:
         rc, up = _tool("stack", "up", "--stack", name, "--substrate", "kubernetes", "--topology", str(topology),
                        "--service-user", SETTINGS.service_user, "--service-group", SETTINGS.service_group,
@@ -106,6 +108,11 @@ def k8s(lab_home: Path, tmp_path_factory: pytest.TempPathFactory):
         finally:
             remove_host_settings(SETTINGS)
             mp.undo()
+
+
+def _kubeconfigs_in_tmp() -> set[Path]:
+    """Kubeconfigs in the machine's temporary directory (the kubernetes provider writes one per use)."""
+    return set(Path(tempfile.gettempdir()).glob("kubeconfig*"))
 
 
 def _pod_namespaces() -> set[str]:
@@ -318,6 +325,7 @@ def test_destroy_removes_the_workloads_the_clusters_and_the_hosts(k8s):
     # nothing of the clusters' pods is left machine-wide: libcni's result cache, the CRI's pod namespaces
     assert set(labcluster.CNI_CACHE.glob("*")) == k8s["cni_cache"]
     assert _pod_namespaces() == k8s["pod_namespaces"]
+    assert _kubeconfigs_in_tmp() == k8s["machine_tmp"]   # the provider's temporary files stayed in Pulumi's own
     from tradestack.kubernetes.stack import WorkloadStack
 
     assert not WorkloadStack.existing(k8s["name"]).exists()

@@ -140,7 +140,12 @@ class PulumiStack:
             Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
         work = self.root / "projects" / spec.project
         work.mkdir(parents=True, exist_ok=True)
+        # the engine's and providers' temporary files (the kubernetes provider writes each kubeconfig it is given
+        # to one and leaves it): kept out of the machine's /tmp and emptied after each operation
+        self._tmp = self.root / "tmp" / spec.project / spec.stack
+        self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = {
+            "TMPDIR": str(self._tmp),
             "PULUMI_HOME": str(self.root / "home"),
             "PULUMI_BACKEND_URL": backend,
             "PULUMI_CONFIG_PASSPHRASE_FILE": str(_passphrase_file(self.root)),
@@ -156,7 +161,7 @@ class PulumiStack:
             project_settings=auto.ProjectSettings(name=spec.project, runtime="python",
                                                   backend=auto.ProjectBackend(url=backend)),
             secrets_provider="passphrase")
-        os.environ.update({k: v for k, v in env.items() if k != "PATH"})
+        os.environ.update({k: v for k, v in env.items() if k not in ("PATH", "TMPDIR")})
         self._stack: auto.Stack | None = None
 
     def _open(self, create: bool) -> auto.Stack:
@@ -204,6 +209,7 @@ class PulumiStack:
         if remove:
             self._open(create=False).workspace.remove_stack(self.spec.stack)
             self._stack = None
+            self._empty_tmp(remove=True)
         return OpResult("destroy", dict(r.summary.resource_changes or {}), {}, r.stdout)
 
     def forget(self) -> None:
@@ -215,6 +221,7 @@ class PulumiStack:
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
         self._stack = None
+        self._empty_tmp(remove=True)
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
         stack = self._open(create=False)
@@ -271,6 +278,17 @@ class PulumiStack:
                             "if it crashed, run `pulumi cancel`") from None
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
+        finally:
+            self._empty_tmp()
+
+    def _empty_tmp(self, remove: bool = False) -> None:
+        for left in self._tmp.glob("*"):
+            if left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
+        if remove:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 class ManagedStack:
