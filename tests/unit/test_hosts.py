@@ -110,6 +110,15 @@ def test_every_catalogue_drill_can_be_planned_on_real_hosts(estate):
             assert planned.inject and planned.restore, name
 
 
+def test_the_cluster_catalogue_is_refused_on_hosts_before_anything_runs(estate):
+    from tradestack.substrates.base import FaultRefused
+
+    for name in files.cluster_catalogue():
+        for fault in files.resolve(name).faults:
+            with pytest.raises(FaultRefused, match="the hosts substrate cannot apply"):
+                plan.fault_plan(fault, estate, "/var/lib/tradestack", _resolve)
+
+
 def _broken(tmp_path: Path, change) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     change(data)

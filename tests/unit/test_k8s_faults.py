@@ -100,3 +100,14 @@ def test_cluster_faults_parse_and_describe_themselves():
         drill = model.Drill.model_validate({"name": "x", "description": "x",
                                             "faults": [{"kind": kind, "site": "hk1"}]})
         assert actions.describe(drill.faults[0]) == text
+
+
+def test_the_lab_refuses_pod_faults_at_preflight_it_runs_no_pods():
+    from tradestack.lab import actuators
+    from tradestack.substrates.base import FaultRefused
+
+    for kind in ("pod-delete", "node-drain"):
+        fault = model.Drill.model_validate({"name": "x", "description": "x",
+                                            "faults": [{"kind": kind, "site": "hk1"}]}).faults[0]
+        with pytest.raises(FaultRefused, match="kubernetes substrate"):
+            actuators.check(None, fault)  # refused on the fault alone, before the stack is asked anything

@@ -12,6 +12,7 @@ from typing import Any
 from ..drills import model
 from ..drills.actions import describe
 from ..errors import InputError
+from ..substrates.base import FaultRefused
 from ..substrates.inventory import inventory as shared_inventory
 from ..topology.riskgroups import risk_group_index
 from .load import Estate
@@ -256,5 +257,5 @@ def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any
                                               "-d", body, url))
             return FaultPlan(describe(fault), (put(f'{{"mode": "{m}", "latency_ms": {ms}}}'),),
                              (put('{"mode": "normal", "latency_ms": 0}'),))
-    raise InputError(f"the hosts substrate cannot apply {describe(fault)}")
+    raise FaultRefused(f"the hosts substrate cannot apply {describe(fault)}")
 

@@ -48,6 +48,9 @@ def check(lab: LabSubstrate, fault: model.Fault) -> None:
             raise InputError(f"no upstream {u!r}; known: {', '.join(sorted(lab.outputs['upstreams']))}")
         case model.NodeLoss(site=site) | model.ApiServerCut(site=site):
             cluster_of(lab, site)
+        case model.PodDelete() | model.NodeDrain():
+            raise FaultRefused(f"{describe(fault)}: the lab runs no trading pods; it needs a stack on the "
+                               "kubernetes substrate")
         case model.LoadSpike():
             raise FaultRefused("a load spike is the drill engine's, not the lab's")
 
