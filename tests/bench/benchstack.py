@@ -25,6 +25,9 @@ def remove_created(settings: HostSettings) -> None:
     subprocess.run(["groupdel", settings.service_group], check=False, capture_output=True)
     for root in (settings.state_root, settings.software_root):
         shutil.rmtree(root, ignore_errors=True)
+        parent = Path(root).parent   # the benchmarks' own parent, once no other run is left in it
+        if parent.name == "tradestack-bench" and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 @contextmanager
