@@ -142,7 +142,7 @@ class Cluster:
         items = self._call("list pods", self.core.list_pod_for_all_namespaces,
                            field_selector=f"spec.nodeName={node}").items
         return [(p.metadata.namespace, p.metadata.name,
-                 (p.metadata.owner_references or [None])[0].kind if p.metadata.owner_references else None)
+                 p.metadata.owner_references[0].kind if p.metadata.owner_references else None)
                 for p in items if p.metadata.deletion_timestamp is None]
 
     def evict(self, namespace: str, name: str) -> bool:
@@ -151,11 +151,11 @@ class Cluster:
         try:
             self._call(f"evict pod {name}", self.core.create_namespaced_pod_eviction, name, namespace, body)
         except KubeError as exc:
-            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 429:
+            status = exc.__cause__.status if isinstance(exc.__cause__, ApiException) else None
+            if status == 429:
                 return False
-            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
-                return True   # gone already
-            raise
+            if status != 404:   # 404: gone already
+                raise
         return True
 
     def create(self, manifest: dict[str, Any]) -> None:

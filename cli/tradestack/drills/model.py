@@ -90,35 +90,33 @@ class Upstream(_Fault):
     latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
 
 
-SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
+class ClusterFault(_Fault):
+    """A fault of a site's Kubernetes cluster: only a substrate with clusters applies it."""
+    site: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
 
 
-class NodeLoss(_Fault):
+class NodeLoss(ClusterFault):
     """A site's Kubernetes node is lost: its kubelet dies and its network port goes down, while the cluster's
     control plane stays up (it marks the node NotReady and evicts its pods after their tolerationSeconds)."""
     kind: Literal["node-loss"]
-    site: SiteName
 
 
-class PodDelete(_Fault):
+class PodDelete(ClusterFault):
     """Every trading pod of a site's cluster deleted at once through the Kubernetes API (a bad rollout, an
     operator's slip); their Deployments replace them. Undoing it is waiting until they are all ready again."""
     kind: Literal["pod-delete"]
-    site: SiteName
 
 
-class NodeDrain(_Fault):
+class NodeDrain(ClusterFault):
     """A node of a site's cluster cordoned and drained through the Eviction API, as for maintenance (the
     disruption budgets set the pace); uncordoned when the fault ends."""
     kind: Literal["node-drain"]
-    site: SiteName
 
 
-class ApiServerCut(_Fault):
+class ApiServerCut(ClusterFault):
     """A site cluster's API server cut off the network: the other nodes' kubelets and the operator lose it (its
     own node's control plane keeps it on loopback). The pods already running should keep serving."""
     kind: Literal["api-server-cut"]
-    site: SiteName
 
 
 class LoadSpike(_Fault):

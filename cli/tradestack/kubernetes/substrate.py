@@ -403,14 +403,13 @@ class ClusterSubstrate(Substrate):
             case model.NodeDrain(site=site):
                 return self.node_drain(site)
             case model.ApiServerCut(site=site):
-                self._site_cluster(site)
                 return self._respread(site, self.base.api_server_cut(site))
         return self.base.actuator(fault)
 
     def check_fault(self, fault: Any) -> None:
         from ..drills import model
 
-        if isinstance(fault, model.PodDelete | model.NodeDrain | model.NodeLoss | model.ApiServerCut):
+        if isinstance(fault, model.ClusterFault):
             self._site_cluster(fault.site)
         if not isinstance(fault, model.PodDelete | model.NodeDrain):
             self.base.check_fault(fault)
