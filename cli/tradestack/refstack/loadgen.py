@@ -84,6 +84,7 @@ class LoadGenerator:
         self.plan, self.ledger, self.on_progress = plan, ledger, on_progress
         self.stop = stop or asyncio.Event()  # set: end now, as if the duration were up (a drill ends its load so)
         self._end = float("inf")
+        self._stopped: asyncio.Future[None] | None = None  # done once `stop` is set: wakes every idle session
         self.run_id = uuid.uuid4().hex[:8]
         self.stats = LoadStats(sessions=plan.sessions, planned=int(plan.rate * plan.duration_s))
         self.warmup = LoadStats(sessions=plan.sessions, planned=int(plan.rate * plan.warmup_s))
@@ -102,6 +103,7 @@ class LoadGenerator:
         timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s)
         clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S),
                                          timeout=timeout) for _ in range(plan.sessions)]
+        self._stopped = asyncio.get_running_loop().create_future()
         try:
             start = time.monotonic()
             self._measure_from = start + plan.warmup_s
@@ -132,6 +134,14 @@ class LoadGenerator:
             self._end = now
             self.stats.planned = int(self.plan.rate * max(0.0, now - self._measure_from))
             self.warmup.planned = int(self.plan.rate * (min(now, self._measure_from) - start))
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def _idle(self, delay: float) -> None:
+        """Wait `delay` seconds between a session's turns, or less if the run is stopped: a session waiting for
+        its next order (up to sessions / rate seconds) or refresh must not hold the end of a stopped run."""
+        if delay > 0 and self._stopped is not None and not self._stopped.done():
+            await asyncio.wait((self._stopped,), timeout=delay)
 
     def _flush(self) -> None:
         orders, assets, self._orders, self._assets = self._orders, self._assets, [], []
@@ -153,9 +163,9 @@ class LoadGenerator:
             # stops at the end instead of sending its backlog late; `sent` < `planned` shows the shortfall
             if due >= self._end or time.monotonic() >= self._end:
                 return
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self._idle(due - time.monotonic())
+            if due >= self._end:  # stopped while it waited: its turn is not part of the run
+                return
             account = account_name(self.rng.randrange(plan.accounts))
             self._preferred[k] = await self._order(client, client_id, f"{client_id}-{j}", account, self._preferred[k])
             j += 1
@@ -167,8 +177,8 @@ class LoadGenerator:
         account = account_name(k % plan.accounts)
         t = start + (k / plan.sessions) * plan.assets_every_s
         while t < self._end:
-            await asyncio.sleep(max(0.0, t - time.monotonic()))
-            if time.monotonic() >= self._end:
+            await self._idle(t - time.monotonic())
+            if t >= self._end or time.monotonic() >= self._end:
                 return
             await self._assets_view(client, k, client_id, account)
             t += plan.assets_every_s

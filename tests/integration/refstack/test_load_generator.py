@@ -98,6 +98,28 @@ def test_sigterm_ends_a_load_run_early_and_cleanly_with_its_summary(gateway, tmp
         book.close()
 
 
+def test_a_stop_wakes_sessions_waiting_for_their_next_turn(gateway, tmp_path):
+    """At a drill's peak each app orders every sessions / rate seconds (320 / 48: ~7 s) and refreshes its screen
+    on its own timer: a stop must end the run once in-flight orders are answered, not when every waiting
+    session's next turn comes round (a drill once spent 10 s stopping its clients)."""
+    ledger = tmp_path / "ledger.sqlite"
+    plan = LoadPlan(endpoints=(gateway,), rate=4, duration_s=600, sessions=40, accounts=ACCOUNTS,
+                    assets_every_s=20, seed=11)  # each session's next order or refresh is 10-20 s away
+
+    async def stopped_after(seconds: float) -> tuple[float, object]:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        _, stats = await run_load(plan, ledger, stop=stop)
+        return time.monotonic(), stats
+
+    t0 = time.monotonic()
+    ended, stats = asyncio.run(stopped_after(3.0))
+    assert ended - t0 < 3.0 + 5.0, ended - t0  # not the next turn, up to 10-20 s later
+    assert stats.sent == stats.acked >= 8 and stats.assets_ok > 0
+    # and a woken session does not send the turn it was waiting for: what was sent is what the 3 s planned
+    assert abs(stats.sent - stats.planned) <= 2, (stats.sent, stats.planned)
+
+
 def _throttling_gateway(lose_first_answer: bool):
     """A loopback server answering every order with 429; with `lose_first_answer`, the first attempt hangs past
     the client's timeout (as a gateway does that committed the order but whose answer never made it back)."""
