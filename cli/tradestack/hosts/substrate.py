@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..adapters import ssh
+from ..adapters import ssh, supervisord
 from ..adapters.commands import CommandResult
 from ..errors import InputError
 from ..hostsettings import HostSettings
@@ -110,11 +110,9 @@ class HostsSubstrate(Substrate):
 
     def programs(self, host: str) -> dict[str, str]:
         if self.traits.supervisor == "supervisord":
-            done = self.run(host, ["supervisorctl", "-c", plan.supervisor_conf(self.settings.state_root, host),
-                                   "status"], timeout=10)
-            if "no such file" in done.stdout.lower() or "refused" in done.stdout.lower() or done.rc == 255:
-                return {}
-            return {p[0]: p[1].lower() for line in done.stdout.splitlines() if len(p := line.split()) >= 2}
+            # over its socket with the host's python3, not `supervisorctl status` (0.35 s of CPU per question)
+            argv, script = supervisord.remote_query(plan.supervisor_conf(self.settings.state_root, host))
+            return supervisord.parse_remote(self.run(host, argv, input=script, timeout=10).stdout)
         done = self.run(host, ["systemctl", "list-units", "--type=service", "--all", "--no-legend", "--plain",
                                "tradestack-*", "patroni.service", "etcd.service", "haproxy.service",
                                "keepalived.service"], timeout=10)

@@ -15,13 +15,13 @@ from typing import Any
 
 import yaml
 
-from ..adapters import commands
+from ..adapters import commands, supervisord
 from ..adapters.commands import CommandResult
 from ..hostsettings import HostSettings
 from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, LocalProcess, Process, SiteCluster,
                                Substrate)
 from ..topology import load_topology
-from . import actuators, cluster, netlink, routing, supervisor
+from . import actuators, cluster, netlink, routing
 from . import faults as lab_faults
 from .stack import LabStack
 
@@ -78,7 +78,7 @@ class LabSubstrate(Substrate):
         return [sys.executable, "-m", "tradestack"]
 
     def programs(self, host: str) -> dict[str, str]:
-        return supervisor.program_states(self.supervisor_conf(host).parent / "supervisor.sock")
+        return supervisord.program_states(supervisord.socket_of(self.supervisor_conf(host)))
 
     def vip_holders(self) -> dict[str, str | None]:
         """Site -> the gateway host that has the site's VIP on its LAN port (a port that is up: a dead host
