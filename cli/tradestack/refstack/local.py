@@ -163,9 +163,20 @@ class LocalRefStack:
             service.process.kill()
             return service.process.wait()
 
-    def stop(self) -> None:
-        for name in reversed(list(self.services)):
-            self.stop_service(name)
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every service at once (each is given `timeout` seconds together, then killed), then the database:
+        one at a time, each up to its graceful shutdown, a Ctrl-C once took longer than 30 s."""
+        services = [self.services.pop(name) for name in reversed(list(self.services))]
+        running = [s for s in services if s.process.poll() is None]
+        for service in running:
+            service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for service in running:
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
         if self.pg is not None:
             self.pg.stop()
             if not self.keep:
