@@ -75,9 +75,24 @@ def test_the_first_deploy_created_this_runs_own_user_group_and_state_root(deploy
     assert (Path(settings.software_root) / stack.name / "venv" / "bin" / "tradestack").exists()
 
 
-def test_check_mode_on_a_deployed_stack_reports_no_changes(deployed):
-    check = run.apply(run.plan(deployed["stack"].name, check=True))
+def test_check_mode_on_a_deployed_stack_reports_no_changes_and_then_exactly_a_stopped_program(deployed):
+    """A deploy reads each host's program states once and leaves a running, unchanged program alone: a program
+    found stopped is still a change to make (shown in --check, which starts nothing)."""
+    name = deployed["stack"].name
+    check = run.apply(run.plan(name, check=True))
     assert check.ok and check.changed == 0, {h: vars(s) for h, s in check.hosts.items() if s.changed}
+    lab = Lab.open(name)
+    holder = lab.vip_holders()["hk1"]
+    backup = next(g.name for g in lab.of("gateway", "hk1") if g.name != holder)  # stopping it moves no VIP
+    conf = str(lab.supervisor_conf(backup))
+    subprocess.run(["supervisorctl", "-c", conf, "stop", "keepalived"], check=True, capture_output=True)
+    try:
+        check = run.apply(run.plan(name, check=True))
+        assert check.ok and {h: s.changed for h, s in check.hosts.items() if s.changed} == {backup: 1}
+        assert lab.programs(backup)["keepalived"] == "stopped"
+    finally:
+        subprocess.run(["supervisorctl", "-c", conf, "start", "keepalived"], capture_output=True)
+    assert wait_for(lambda: lab.programs(backup).get("keepalived") == "running", 20, 0.5)
 
 
 def test_orders_through_each_site_vip_over_each_carrier_are_acknowledged_and_routed(deployed, lab):
