@@ -55,7 +55,10 @@ def run(ctx: typer.Context,
                           admission=Admission(orders_per_second=orders_per_second, max_in_flight=max_in_flight),
                           on_step=lambda msg: err.print(f"[dim]{msg}…[/]"))
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # both said explicitly, as `refstack load` and the drills do: a process started as a script's background
+    # job inherits SIGINT ignored, and Ctrl-C (or a SIGINT sent to it) must still stop everything
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
     try:
         stack.start()
         endpoints = stack.endpoints()
@@ -69,8 +72,6 @@ def run(ctx: typer.Context,
             if dead:
                 err.print(f"[red]stopped unexpectedly:[/] {', '.join(dead)} (logs in {stack.workdir})")
                 raise typer.Exit(1)
-    except KeyboardInterrupt:
-        pass
     finally:
         err.print("[dim]stopping…[/]")
         stack.stop()

@@ -24,9 +24,16 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
 
 
+def _as_a_background_job() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell does to a job started with `&`
+
+
 def test_run_prints_endpoints_serves_orders_and_ctrl_c_stops_everything():
+    """Started as a script's background job (SIGINT ignored on entry, as CI's runner once started it), a SIGINT
+    still stops everything."""
     process = subprocess.Popen([sys.executable, "-m", "tradestack", "refstack", "run", "--accounts", "10", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_as_a_background_job)
     try:
         lines = []
         while True:  # the JSON document is printed once everything is ready
