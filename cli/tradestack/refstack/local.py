@@ -157,26 +157,18 @@ class LocalRefStack:
         if service is None or service.process.poll() is not None:
             return service.process.returncode if service else None
         service.process.send_signal(sig)
-        try:
-            return service.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            return service.process.wait()
+        return _ended(service.process, time.monotonic() + timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop every service at once (each is given `timeout` seconds together, then killed), then the database:
-        one at a time, each up to its graceful shutdown, a Ctrl-C once took longer than 30 s."""
+        """Stop every service at once (`timeout` seconds for all of them together, then killed), then the
+        database: stopping them one after the other added up their graceful shutdowns."""
         services = [self.services.pop(name) for name in reversed(list(self.services))]
         running = [s for s in services if s.process.poll() is None]
         for service in running:
             service.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for service in running:
-            try:
-                service.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                service.process.kill()
-                service.process.wait()
+            _ended(service.process, deadline)
         if self.pg is not None:
             self.pg.stop()
             if not self.keep:
@@ -197,3 +189,12 @@ class LocalRefStack:
                        for name, (port, admin) in self.venue_ports.items()},
             "logs": str(self.workdir),
         }
+
+
+def _ended(process: subprocess.Popen[bytes], deadline: float) -> int:
+    """The exit code of a process told to stop, killed if it has not ended by `deadline` (monotonic)."""
+    try:
+        return process.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
