@@ -54,7 +54,7 @@ demo: setup
 	$(BIN)/tradestack audit run --stack lab --out reports/audit
 
 test: setup
-	$(BIN)/pytest --junitxml=reports/junit.xml
+	$(BIN)/pytest -n 2 --dist loadgroup --junitxml=reports/junit.xml
 
 test-unit: setup
 	$(BIN)/pytest -m unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ def lab_yaml() -> Path:
 def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never write into the user's ~/.tradestack from a test."""
     monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path_factory.mktemp("tradestack-home")))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Output is laid out as for a pipeline (no terminal, no COLUMNS), whoever runs the tests: pytest-xdist's
+    workers run with COLUMNS=80 in their environment, which would fold the CLI's tables differently. Here, before any test
+    module imports the CLI (its consoles read the width once)."""
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 
 TIERS = ("unit", "integration")

@@ -18,8 +18,9 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
 
 # Everything machine-wide this session creates is named for this run only, so every run is a first
 # run (no user, group, state root or stack left by an earlier one can hide a first-run bug) and
-# nobody's own lab or service user is touched. Only version-keyed build caches are shared.
-RUN = secrets.token_hex(3)
+# nobody's own lab or service user is touched. Only version-keyed build caches are shared. Under pytest-xdist
+# (`make test`) every worker process takes the run's id from xdist's, so they agree on the names.
+RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:6] or secrets.token_hex(3)
 STACK = f"it{RUN}"
 HOSTS = HostSettings(service_user=f"ts{RUN}", service_group=f"ts{RUN}g",
                      state_root=f"/var/lib/tradestack-it/{RUN}", software_root=f"/opt/tradestack-it/{RUN}")
@@ -46,12 +47,18 @@ def remove_host_settings(settings: HostSettings) -> None:
             parent.rmdir()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which names each test after its group
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Lab tests need root (network namespaces); the rest (e.g. the reference stack on loopback) do not.
-    Modules that never use the session lab run first, each whole and in its order (the kubernetes substrate's own
-    lab and clusters then do not share the machine with the session lab's idle hosts: about 15% of it)."""
+    Two groups for pytest-xdist (`--dist loadgroup`, as `make test` runs): every test that uses the session lab
+    in one worker, in order (the lab is deployed once and its tests build on each other), and every other test
+    in the second worker beside it (the kubernetes substrate's own lab and clusters, the reference stack on
+    loopback, unit tests): the lab's drills spend most of their time waiting out their phases, so the machine has
+    room for both. Without xdist, the modules that never use the session lab run first."""
     uses_lab = {item.module for item in items if "lab" in getattr(item, "fixturenames", ())}
     items.sort(key=lambda item: item.module in uses_lab)  # stable: the order within each group is kept
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("session-lab" if item.module in uses_lab else "beside-the-lab"))
     needs_root = [item for item in items if item.get_closest_marker("integration")
                   and "lab" in getattr(item, "fixturenames", ())]
     if needs_root and os.geteuid() != 0:
