@@ -47,18 +47,11 @@ def remove_host_settings(settings: HostSettings) -> None:
             parent.rmdir()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which names each test after its group
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Lab tests need root (network namespaces); the rest (e.g. the reference stack on loopback) do not.
-    Two groups for pytest-xdist (`--dist loadgroup`, as `make test` runs): every test that uses the session lab
-    in one worker, in order (the lab is deployed once and its tests build on each other), and every other test
-    in the second worker beside it (the kubernetes substrate's own lab and clusters, the reference stack on
-    loopback, unit tests): the lab's drills spend most of their time waiting out their phases, so the machine has
-    room for both. Without xdist, the modules that never use the session lab run first."""
+    Modules that never use the session lab run first (`make test` runs them beside it instead: tests/conftest.py)."""
     uses_lab = {item.module for item in items if "lab" in getattr(item, "fixturenames", ())}
     items.sort(key=lambda item: item.module in uses_lab)  # stable: the order within each group is kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("session-lab" if item.module in uses_lab else "beside-the-lab"))
     needs_root = [item for item in items if item.get_closest_marker("integration")
                   and "lab" in getattr(item, "fixturenames", ())]
     if needs_root and os.geteuid() != 0:
