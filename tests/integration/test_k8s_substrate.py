@@ -277,7 +277,9 @@ def test_losing_a_sites_node_keeps_the_site_serving_and_evicts_its_pods_in_secon
     assert set(result["figures"]["kubernetes"]) == {"hk1"}, result["figures"]["kubernetes"]
     assert hk1["not_ready_s"] is not None and hk1["evicted_s"] is not None, hk1
     assert 0 <= hk1["evicted_s"] - hk1["not_ready_s"] <= EVICTION_S + 6, hk1  # + the taint manager's and our sampling
-    assert hk1["replacement_ready_s"] is not None and hk1["replacement_ready_s"] > hk1["evicted_s"], hk1
+    # a replacement is made for an evicted pod, so it is never seen ready before the eviction; on a busy machine
+    # both can show in the same sample
+    assert hk1["replacement_ready_s"] is not None and hk1["replacement_ready_s"] >= hk1["evicted_s"], hk1
     # once the lost node was back, the restore spread the pods over both nodes again
     per_node, cordoned = _hk1_nodes(k8s["name"])
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node

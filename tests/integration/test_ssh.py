@@ -4,6 +4,7 @@ the stack's key, pinned host keys."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,14 +18,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def remote(lab, tmp_path_factory):
+def remote(lab):
     files = lab["files"]
     hosts = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
     name, host = next((n, h) for n, h in hosts.items() if h["service"] == "router")
-    control = tmp_path_factory.mktemp("ssh-control")
-    options = ssh.SshOptions(files.private_key, files.known_hosts, control_dir=control)
-    return {"name": name, "options": options, "target": ssh.SshTarget(host["ansible_host"], "root"),
-            "work": Path(lab["settings"].state_root) / "ssh-test"}
+    with tempfile.TemporaryDirectory(prefix="ts-ssh-") as control:  # short: the master connection's socket is in it
+        options = ssh.SshOptions(files.private_key, files.known_hosts, control_dir=Path(control))
+        assert "ControlMaster=auto" in options.argv(ssh.SshTarget("198.18.0.1", "root"))
+        yield {"name": name, "options": options, "target": ssh.SshTarget(host["ansible_host"], "root"),
+               "work": Path(lab["settings"].state_root) / "ssh-test"}
 
 
 def test_a_command_runs_remotely_with_every_argument_as_given(remote):

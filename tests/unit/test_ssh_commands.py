@@ -37,10 +37,19 @@ def test_a_started_process_reports_its_own_pid_first():
 
 
 def test_ssh_options_pin_host_keys_and_never_prompt(tmp_path: Path):
-    options = ssh.SshOptions(tmp_path / "key", tmp_path / "known_hosts", control_dir=tmp_path / "cm")
+    options = ssh.SshOptions(tmp_path / "key", tmp_path / "known_hosts", control_dir=Path("/tmp/ts-cm"))
     argv = options.argv(ssh.SshTarget("198.18.0.10", "ops", 2222))
     text = " ".join(argv)
     for option in (f"UserKnownHostsFile={tmp_path / 'known_hosts'}", "StrictHostKeyChecking=yes", "BatchMode=yes",
-                   "IdentitiesOnly=yes", "PasswordAuthentication=no", f"ControlPath={tmp_path / 'cm'}/%C"):
+                   "IdentitiesOnly=yes", "PasswordAuthentication=no", "ControlPath=/tmp/ts-cm/%C"):
         assert f"-o {option}" in text
     assert argv[-2:] == ["ops@198.18.0.10", "--"] and argv[argv.index("-p") + 1] == "2222"
+
+
+def test_a_control_directory_too_long_for_its_socket_means_no_shared_connection(tmp_path: Path):
+    """ssh would refuse every command ("too long for Unix domain socket"); one connection per command instead."""
+    fits = Path("/" + "d" * (ssh.MAX_CONTROL_DIR - 1))
+    target = ssh.SshTarget("198.18.0.10", "ops")
+    assert "ControlMaster=auto" in ssh.SshOptions(tmp_path / "k", tmp_path / "kh", control_dir=fits).argv(target)
+    too_long = ssh.SshOptions(tmp_path / "k", tmp_path / "kh", control_dir=Path(f"{fits}d")).argv(target)
+    assert not any(a.startswith(("ControlMaster", "ControlPath")) for a in too_long)

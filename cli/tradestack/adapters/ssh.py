@@ -21,6 +21,9 @@ from .commands import CommandResult, run as run_here
 _SECRET_PRELUDE = 'while IFS= read -r kv && [ -n "$kv" ]; do export "$kv"; done; exec "$@"'
 # prints its own pid (the command's, after exec) so the process can be signalled later
 _PID_PRELUDE = 'echo "$$"; exec "$@"'
+# A master connection's socket is CONTROL_DIR/%C (40 hex digits), created under a name 17 characters longer; a
+# unix socket's path holds at most 107 bytes
+MAX_CONTROL_DIR = 107 - 1 - 40 - 17
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class SshTarget:
 
 @dataclass(frozen=True)
 class SshOptions:
-    """How to log in: the private key, the pinned host keys, where to keep shared connections."""
+    """How to log in: the private key, the pinned host keys, where to keep shared connections (a directory whose
+    path is too long for the socket in it means one connection per command: slower, never broken)."""
 
     private_key: Path
     known_hosts: Path
@@ -51,7 +55,7 @@ class SshOptions:
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                 "-o", "PasswordAuthentication=no", "-o", f"ConnectTimeout={self.connect_timeout_s}",
                 "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
-        if self.control_dir is not None:
+        if self.control_dir is not None and len(str(self.control_dir)) <= MAX_CONTROL_DIR:
             argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
                      "-o", "ControlPersist=60s"]
         return [*argv, str(target), "--"]
