@@ -34,7 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
 from .config import GatewayConfig
-from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES
+from .intake import NewOrder, OrderIntake
+from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES
 
 ACCOUNT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -254,6 +255,7 @@ class Gateway:
                                         kwargs={"autocommit": True, "connect_timeout": 2,
                                                 "options": SESSION_OPTIONS})
         self.last_assets: OrderedDict[str, Assets] = OrderedDict()
+        self.intake = OrderIntake(self.db, ORDER_COLUMNS)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -288,9 +290,11 @@ def create_app(config: GatewayConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await gw.pool.open(wait=False)  # a database that is down at start gives 503s, not a crash
+        gw.intake.start()
         try:
             yield
         finally:
+            await gw.intake.stop(DatabaseUnavailable("gateway stopping"))
             await gw.pool.close()
 
     app = FastAPI(title="tradestack order gateway", version="1", lifespan=lifespan,
@@ -330,25 +334,17 @@ def create_app(config: GatewayConfig) -> FastAPI:
         **_errors(400, 404, 409, 422, 429, 503)})
     async def place_order(req: Annotated[OrderRequest, Body()], response: Response) -> dict[str, Any]:
         """Place an order. 201 once it is committed; a retry with the same client_order_id returns it (200)."""
-        async with gw.db() as conn:
-            try:  # one statement, committed on its own: insert (or find the retry) and wake the routers
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(
-                    f"WITH ins AS (INSERT INTO orders (id, account, client_order_id, symbol, side, qty, order_type, "
-                    f"limit_price, session, state) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,'accepted') "
-                    f"ON CONFLICT (account, client_order_id) DO NOTHING RETURNING {ORDER_COLUMNS}) "
-                    f"SELECT ins.*, pg_notify(%s, '') AS notified FROM ins",
-                    (uuid.uuid4(), req.account, req.client_order_id, req.symbol, req.side, req.qty, req.type,
-                     req.price, req.session, NEW_ORDER_CHANNEL))
-                row = await cur.fetchone()
-            except psycopg.errors.ForeignKeyViolation:
-                raise ApiError(404, "unknown account", f"no account {req.account!r}") from None
-            if row is not None:
-                row.pop("notified")
-                return row
+        row = await gw.intake.submit(NewOrder(uuid.uuid4(), req.account, req.client_order_id, req.symbol, req.side,
+                                              req.qty, req.type, req.price, req.session))
+        if row is not None:  # committed (the intake answers only after the commit), routers woken
+            return row
+        async with gw.db() as conn:  # not inserted: a retry of an order placed earlier, or an unknown account
             row = await _fetch_order(conn, "account = %s AND client_order_id = %s", req.account, req.client_order_id)
-        if row is None:  # only if deleted in between, which nothing does
-            raise DatabaseUnavailable("order vanished during an idempotent retry")
+            if row is None:
+                cur = await conn.execute("SELECT 1 FROM accounts WHERE account = %s", (req.account,))
+                if await cur.fetchone() is None:
+                    raise ApiError(404, "unknown account", f"no account {req.account!r}")
+                raise DatabaseUnavailable("order vanished during an idempotent retry")  # nothing deletes orders
         if not _same_order(row, req):
             raise ApiError(409, "client_order_id reused",
                            f"order {row['id']} already has client_order_id {req.client_order_id!r} "

@@ -481,7 +481,7 @@ class Router:
                 await asyncio.wait(set(self.tasks), timeout=self.config.breaker.ack_timeout_s + 1)
             for venue in self.venues.values():
                 await venue.link.aclose()
-            await self.writer.stop()
+            await self.writer.stop(ConnectionError("router stopping"))
             await self.pool.close()
 
     def status(self) -> dict[str, Any]:

@@ -63,6 +63,25 @@ def test_retries_with_the_same_client_order_id_return_the_same_order_never_a_sec
     assert len({a.json()["id"] for a in answers}) == 1
 
 
+def test_orders_committed_together_still_get_each_their_own_answer(http, gateway):
+    # Concurrent orders share a commit: an unknown account, a reused client id and a retry among them
+    # must get their own 404, 409 and 200 while every other order in the same batch is placed.
+    place(http, gateway, client_order_id="group-taken", qty=1)
+    wanted = [{"client_order_id": f"group-{i}"} for i in range(24)]
+    wanted += [{"account": "acct-99998", "client_order_id": "group-x"},
+               {"client_order_id": "group-taken", "qty": 5}, {"client_order_id": "group-taken", "qty": 1}]
+
+    def post(fields: dict) -> httpx.Response:
+        with httpx.Client(timeout=10) as client:
+            return place(client, gateway, **fields)
+
+    with ThreadPoolExecutor(len(wanted)) as pool:
+        answers = list(pool.map(post, wanted))
+    assert [a.status_code for a in answers] == [201] * 24 + [404, 409, 200]
+    assert len({a.json()["id"] for a in answers[:24]}) == 24
+    assert all(a.json()["state"] in ("accepted", "routing", "sent", "acked", "filled") for a in answers[:24])
+
+
 def test_reusing_a_client_order_id_for_a_different_order_is_a_conflict(http, gateway):
     place(http, gateway, client_order_id="idem-3", qty=1)
     clash = place(http, gateway, client_order_id="idem-3", qty=2)
