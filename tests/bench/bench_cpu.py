@@ -8,6 +8,10 @@ Then the highest step carried at p99 <= 100 ms, and `capacity verify` at peak x 
 the peak's sessions) with every site up and each site cut off.
 
 By default it deploys a lab of its own (run-unique names, removed after); `--stack NAME` uses a deployed one.
+Its own lab declares each gateway at `--gateway-capacity` orders/s (default 500) instead of what `lab.yaml`
+declares: a gateway's admission control refuses (429) beyond its declared capacity x 1.25, so with `lab.yaml`'s
+own figure the ladder would measure that policy (4 gateways x 75/s), not what the stack carries. Everything
+else, the peak included, is `lab.yaml`'s; the 429s of each step are printed.
 
 Usage: python tests/bench/bench_cpu.py [--stack lab] [--steps 100,200,300] [--seconds 15] [--json]
 """
@@ -21,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from tradestack.capacity import verify
 from tradestack.drills import actions
 from tradestack.drills.steady import wait_steady
@@ -28,7 +34,7 @@ from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.lab import procstat
 from tradestack.lab.stack import LabStack
 
-from benchstack import deployed_stack
+from benchstack import TOPOLOGIES, deployed_stack
 
 TAIL_S = 2.0  # routing and fills of the last orders still count
 P99_BOUND_MS = 100.0
@@ -99,7 +105,7 @@ def bench(stack: str, args: argparse.Namespace) -> None:
         if not args.json:
             lat = r["latency_ms"] or {}
             print(f"offered {rate:5.0f}/s  acked {r['acked_per_s']:6.1f}/s  p50 {lat.get('p50')} ms  "
-                  f"p99 {lat.get('p99')} ms  machine busy {r['machine_busy_share']:.0%}  "
+                  f"p99 {lat.get('p99')} ms  429s {r['throttled'] or 0}  machine busy {r['machine_busy_share']:.0%}  "
                   f"CPU {r['cpu_ms_per_order_total']} ms/order", flush=True)
             for comp, ms in r["cpu_ms_per_order"].items():
                 if ms >= 0.05:
@@ -131,14 +137,30 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=64)
     parser.add_argument("--assets-every", type=float, default=0.0,
                         help="each session refreshes its balance screen this often (0: orders only)")
+    parser.add_argument("--gateway-capacity", type=float, default=500.0,
+                        help="its own lab only: orders/s declared per gateway, which sets its admission limit "
+                             "(0: as lab.yaml declares)")
     parser.add_argument("--no-verify", action="store_true", help="only the stepped rates")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.stack:
         bench(args.stack, args)
         return
-    with deployed_stack("bc") as name:
-        bench(name, args)
+    with tempfile.TemporaryDirectory() as tmp:
+        topology = "lab.yaml" if not args.gateway_capacity else str(
+            with_gateway_capacity(TOPOLOGIES / "lab.yaml", args.gateway_capacity, Path(tmp)))
+        with deployed_stack("bc", topology) as name:
+            bench(name, args)
+
+
+def with_gateway_capacity(source: Path, per_gateway: float, into: Path) -> Path:
+    """A copy of `source` whose gateways are declared at `per_gateway` orders/s each (nothing else changed)."""
+    doc = yaml.safe_load(source.read_text())
+    gateway = next(s for s in doc["services"] if s["name"] == "gateway")
+    gateway["capacity"]["orders_per_second"] = per_gateway
+    target = into / source.name
+    target.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return target
 
 
 if __name__ == "__main__":
