@@ -81,7 +81,7 @@ def test_sigterm_ends_a_load_run_early_and_cleanly_with_its_summary(gateway, tmp
     proc = subprocess.Popen([sys.executable, "-m", "tradestack", "refstack", "load", "-e", gateway, "--rate", "40",
                              "--duration", "600", "--sessions", "4", "--accounts", str(ACCOUNTS), "--ledger",
                              str(ledger), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    _wait_until_recorded(ledger, 40, proc)  # a busy CI worker may take seconds just to start the process
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -89,7 +89,7 @@ def test_sigterm_ends_a_load_run_early_and_cleanly_with_its_summary(gateway, tmp
     summary = json.loads(out)
     assert proc.returncode == 0 and summary["ok"], err[-2000:]
     assert took < 15  # not the 600 s it was started for
-    assert 40 <= summary["planned"] <= 40 * 15 and summary["sent"] == summary["acked"] > 0
+    assert 40 <= summary["planned"] and summary["sent"] == summary["acked"] > 0
     assert summary["planned"] - summary["sent"] <= 8  # what was planned is what the shorter run had time for
     book = Ledger(ledger)
     try:
@@ -166,3 +166,23 @@ def test_a_client_that_gives_up_on_429s_after_a_lost_answer_does_not_believe_it_
     seen, outcome = asyncio.run(scenario())
     assert len(seen) >= 2 and len(set(seen)) == 1  # retried, always with the same client order id
     assert outcome == expected
+
+
+def _wait_until_recorded(ledger, orders: int, proc, within_s: float = 60) -> None:
+    """Until the load run's ledger holds `orders` orders: the run is under way, past its start-up."""
+    import sqlite3
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        try:
+            conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=1)
+            try:
+                if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= orders:
+                    return
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            pass  # not created yet
+        time.sleep(0.2)
+    raise AssertionError(f"the load run recorded fewer than {orders} orders in {within_s:.0f} s")
