@@ -163,6 +163,9 @@ class PulumiStack:
             secrets_provider="passphrase")
         os.environ.update({k: v for k, v in env.items() if k not in ("PATH", "TMPDIR")})
         self._stack: auto.Stack | None = None
+        # the plain configuration as last read: each read is a pulumi process (a second or more on a busy
+        # machine), and a drill's observer asks twice a second; anything this object changes drops it
+        self._config: dict[str, str] | None = None
 
     def _open(self, create: bool) -> auto.Stack:
         if self._stack is None:
@@ -179,6 +182,7 @@ class PulumiStack:
             except auto.CommandError as exc:
                 raise StackError(_clean(exc)) from None
             if create and (self.spec.config or self.spec.secret_config):
+                self._config = None
                 self._stack.set_all_config({**{k: auto.ConfigValue(v) for k, v in self.spec.config.items()},
                                             **{k: auto.ConfigValue(v, secret=True)
                                                for k, v in self.spec.secret_config.items()}})
@@ -208,7 +212,7 @@ class PulumiStack:
         r = self._call(lambda s: s.destroy(on_event=on_event, color="never"), create=False)
         if remove:
             self._open(create=False).workspace.remove_stack(self.spec.stack)
-            self._stack = None
+            self._stack = self._config = None
             self._empty_tmp(remove=True)
         return OpResult("destroy", dict(r.summary.resource_changes or {}), {}, r.stdout)
 
@@ -220,7 +224,7 @@ class PulumiStack:
             pass
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
-        self._stack = None
+        self._stack = self._config = None
         self._empty_tmp(remove=True)
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
@@ -232,12 +236,15 @@ class PulumiStack:
         return {k: v.value for k, v in outs.items() if secrets_too or not v.secret}
 
     def config(self) -> dict[str, str]:
-        """The stack's plain (non-secret) configuration."""
-        stack = self._open(create=False)
-        try:
-            return {k: v.value for k, v in stack.get_all_config().items() if not v.secret}
-        except auto.CommandError as exc:
-            raise StackError(_clean(exc)) from None
+        """The stack's plain (non-secret) configuration, read once and again only after this object changed it
+        (an object lives for one command: another command's change is seen by the next command)."""
+        if self._config is None:
+            stack = self._open(create=False)
+            try:
+                self._config = {k: v.value for k, v in stack.get_all_config().items() if not v.secret}
+            except auto.CommandError as exc:
+                raise StackError(_clean(exc)) from None
+        return dict(self._config)
 
     def secrets(self, names: list[str], generate: Callable[[], str]) -> dict[str, str]:
         """Stack secrets `tradestack:<name>` (encrypted in the state); any missing one is generated and stored."""
@@ -251,6 +258,7 @@ class PulumiStack:
                     found[name] = have[key].value
                 else:
                     found[name] = generate()
+                    self._config = None
                     stack.set_config(key, auto.ConfigValue(found[name], secret=True))
             return found
         except auto.CommandError as exc:
@@ -258,12 +266,14 @@ class PulumiStack:
 
     def set_config(self, key: str, value: str) -> None:
         """A plain setting of the stack (e.g. `tradestack:allowDrills`)."""
+        self._config = None
         try:
             self._open(create=False).set_config(key, auto.ConfigValue(value))
         except auto.CommandError as exc:
             raise StackError(_clean(exc)) from None
 
     def set_secret(self, name: str, value: str) -> None:
+        self._config = None
         try:
             self._open(create=False).set_config(f"tradestack:{name}", auto.ConfigValue(value, secret=True))
         except auto.CommandError as exc:
