@@ -4,6 +4,7 @@ failed or interrupted restore is never reported as a pass."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,19 @@ def test_a_drill_loads_injects_restores_and_reconciles_in_that_order(memory):
     assert staged in reconciles[0][1]  # a copy brought to the vantage host, never the clients' own ledger
     assert ("mem-sz1-router-1", ("put", str(memory.work_dir / f"{result.run_id}.sqlite"), staged)) in memory.commands
     assert _check(result, "acknowledged orders lost")["actual"] == 0
+
+
+def test_a_fault_slow_to_resolve_is_still_held_for_its_whole_duration_once_applied(memory, monkeypatch):
+    resolve = memory.actuator
+
+    def slow(fault):
+        time.sleep(0.5)  # picking the node or link to fail, on a busy stack
+        return resolve(fault)
+    monkeypatch.setattr(memory, "actuator", slow)
+    result = engine.run(engine.plan(_drill(), "mem"))
+    injected, restored = memory.faulted
+    assert restored - injected >= 0.4, (injected, restored)  # the drill's duration_s, not what was left of it
+    assert result.verdict == "pass", result.checks
 
 
 def test_a_failed_injection_is_still_restored_and_the_drill_fails(memory):

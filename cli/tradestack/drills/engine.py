@@ -264,9 +264,12 @@ def _inject_and_hold(drill: model.Drill, substrate: Substrate, journal: Journal,
                 action = actions.prepare(fault, substrate, spike=spike)
                 s.detail = action.text
                 applied.append(action)
-                journal.marks.setdefault("injected", time.time())  # the fault starts biting as it is applied
+                biting = time.time()  # the fault starts biting as it is applied
+                journal.marks.setdefault("injected", biting)
                 action.inject()
-                active.append((t0 + fault.at_s + fault.duration_s, action))
+                # held for its whole duration from then: resolving it (which node, which link) may take seconds on
+                # a busy stack, and a fault cut short ends before what it was meant to show (an eviction, say)
+                active.append((biting + fault.duration_s, action))
                 _guard(events.phase, "fault", action.text)
         for due, action in list(active):
             if time.time() >= due:
