@@ -100,7 +100,7 @@ class LabSubstrate(Substrate):
         return routing.wait_converged(self.stack.daemons_dir, timeout)
 
     def signals(self) -> dict[str, int]:
-        return {"bgp_established": sum(s.state == "Established" for s in routing.sessions(self.stack.daemons_dir))}
+        return {"bgp_established": routing.established(self.stack.daemons_dir)}
 
     def uplink_states(self, site: str) -> dict[str, bool | None]:
         out: dict[str, bool | None] = {}
