@@ -69,9 +69,14 @@ class Cluster:
         self.name = name or kubeconfig.stem
         self.timeout = timeout
         try:
-            self._api = config.new_client_from_config(config_file=str(kubeconfig))
+            settings = client.Configuration()
+            config.load_kube_config(config_file=str(kubeconfig), client_configuration=settings)
         except (OSError, config.ConfigException) as exc:
             raise KubeError(f"{self.name}: cannot read kubeconfig {kubeconfig}: {exc}") from exc
+        # one retry (a kept-alive connection the server closed), not urllib3's three: an API server that does not
+        # answer costs a caller twice its timeout
+        settings.retries = 1
+        self._api = client.ApiClient(settings)
         self.core = client.CoreV1Api(self._api)
         self.apps = client.AppsV1Api(self._api)
         self.policy = client.PolicyV1Api(self._api)
@@ -87,7 +92,9 @@ class Cluster:
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
-            return fn(*args, _request_timeout=self.timeout, **kwargs)
+            # (connect, read): the client honours a lone timeout only when it is an int and silently waits for
+            # ever on a float, e.g. on an API server cut off mid-drill
+            return fn(*args, _request_timeout=(self.timeout, self.timeout), **kwargs)
         except ApiException as exc:
             raise KubeError(f"{self.name}: {what}: {exc.status} {exc.reason}") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
