@@ -164,7 +164,7 @@ class PulumiStack:
         os.environ.update({k: v for k, v in env.items() if k not in ("PATH", "TMPDIR")})
         self._stack: auto.Stack | None = None
         # the plain configuration as last read: each read is a pulumi process (a second or more on a busy
-        # machine), and a drill's observer asks twice a second; anything this object changes drops it
+        # machine), and a drill's observer asks twice a second; a plain setting this object changes drops it
         self._config: dict[str, str] | None = None
 
     def _open(self, create: bool) -> auto.Stack:
@@ -258,7 +258,6 @@ class PulumiStack:
                     found[name] = have[key].value
                 else:
                     found[name] = generate()
-                    self._config = None
                     stack.set_config(key, auto.ConfigValue(found[name], secret=True))
             return found
         except auto.CommandError as exc:
@@ -273,7 +272,6 @@ class PulumiStack:
             raise StackError(_clean(exc)) from None
 
     def set_secret(self, name: str, value: str) -> None:
-        self._config = None
         try:
             self._open(create=False).set_config(f"tradestack:{name}", auto.ConfigValue(value, secret=True))
         except auto.CommandError as exc:

@@ -56,6 +56,12 @@ def _reply(conn: socket.socket) -> list[str]:
     return [line[5:] if line[:4].isdigit() else line[1:] for line in data.decode().splitlines()]
 
 
+def _bgp(control: Path) -> list[tuple[str, str]]:
+    """(protocol name, BIRD's info column: Established, Active, ...) of each BGP session of one instance."""
+    return [(cols[0], cols[5] if len(cols) > 5 else cols[3])
+            for cols in show_protocols(control) if len(cols) >= 4 and cols[1] == "BGP"]
+
+
 def sessions(workdir: Path) -> list[Session]:
     """Every BGP session of every BIRD instance of one lab stack (`workdir`: the stack's daemon folder)."""
     found: list[Session] = []
@@ -63,17 +69,15 @@ def sessions(workdir: Path) -> list[Session]:
         netns = control.parent.name
         up = netlink.interfaces_up(netns)
         ifnames = {"n_" + "".join(ch if ch.isalnum() else "_" for ch in name): name for name in up}
-        for cols in show_protocols(control):
-            if len(cols) >= 2 and cols[1] == "BGP" and cols[0] in ifnames:
-                ifname = ifnames[cols[0]]
-                found.append(Session(netns, ifname, cols[5] if len(cols) > 5 else cols[3], up[ifname]))
+        for name, state in _bgp(control):
+            if name in ifnames:
+                found.append(Session(netns, ifnames[name], state, up[ifnames[name]]))
     return found
 
 
 def established(workdir: Path) -> int:
     """How many BGP sessions of the stack are Established (no interface lookups: the observer's cheap count)."""
-    return sum(len(cols) > 5 and cols[1] == "BGP" and cols[5] == "Established"
-               for control in sorted(workdir.glob("*/bird.ctl")) for cols in show_protocols(control))
+    return sum(state == "Established" for control in sorted(workdir.glob("*/bird.ctl")) for _, state in _bgp(control))
 
 
 def unconverged(workdir: Path) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import pytest
 
@@ -16,6 +17,7 @@ from tradestack.refstack.localpg import free_port
 from tradestack.refstack.reconcile import reconcile
 
 from .conftest import ACCOUNTS
+from .helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -172,17 +174,11 @@ def _wait_until_recorded(ledger, orders: int, proc, within_s: float = 60) -> Non
     """Until the load run's ledger holds `orders` orders: the run is under way, past its start-up."""
     import sqlite3
 
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    def recorded() -> int:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         try:
-            conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=1)
-            try:
-                if conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= orders:
-                    return
-            finally:
-                conn.close()
+            with closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=1)) as conn:
+                return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
         except sqlite3.OperationalError:
-            pass  # not created yet
-        time.sleep(0.2)
-    raise AssertionError(f"the load run recorded fewer than {orders} orders in {within_s:.0f} s")
+            return 0  # not created yet
+    wait_for(lambda: recorded() >= orders, within_s, 0.2)
