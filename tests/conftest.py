@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,8 +65,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`--dist loadgroup` (as `make test` runs, with -n 2): two groups, each run whole and in order by one worker.
     Every test of the session lab in one; every other test (the kubernetes substrate's own lab and clusters, the
-    reference stack on loopback, unit tests) in the other, beside it: the lab's drills spend most of their time
-    waiting out their phases, so the machine has room for both. Done here rather than with xdist_group marks,
+    reference stack on loopback, unit tests) in the other, beside it. Tests at peak load still have the machine to
+    themselves (`peak` and `heavy` marks, below). Done here rather than with xdist_group marks,
     which pytest-xdist 3.8 no longer honours under pytest 9.2 (pytest-dev/pytest-xdist#1386)."""
     if config.getvalue("dist") != "loadgroup":
         return None
@@ -73,3 +77,53 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return "session lab" if _uses_session_lab(nodeid) else "beside the lab"
 
     return BesideTheLab(config, log)
+
+
+# One machine, two workers. A test marked `peak` drives load at a topology's peak and judges latency and recovery
+# against bounds, so it needs the machine to itself; a test marked `heavy` (deploys, audits, clusters coming up)
+# keeps the CPU busy but judges no latency, so heavy tests may run beside each other but never beside a peak test.
+# The worker's whole test protocol (set-up of the fixtures it starts, call, tear-down) holds the share: an
+# exclusive or shared flock(2) on one file of this run, made by the controller and handed to its workers. Without
+# pytest-xdist there is one process and nothing to share.
+MACHINE_LOCK = "tradestack_machine_lock"
+_lock_file = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist's controller, once per worker: every worker of this run gets the same new lock file."""
+    stash = node.config.stash
+    if _lock_file not in stash:
+        fd, stash[_lock_file] = tempfile.mkstemp(prefix="tradestack-machine-", suffix=".lock")
+        os.close(fd)
+    node.workerinput[MACHINE_LOCK] = stash[_lock_file]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _lock_file in config.stash:
+        Path(config.stash[_lock_file]).unlink(missing_ok=True)
+
+
+@contextmanager
+def machine_share(path: str, mode: int):
+    """Hold the machine lock at `path` in `mode` (fcntl.LOCK_EX or LOCK_SH); yields the seconds waited for it."""
+    with open(path, "rb") as lock:
+        asked = time.monotonic()
+        fcntl.flock(lock, mode)
+        try:
+            yield time.monotonic() - asked
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Outside pytest-timeout's timer: waiting for the other worker's test is not this test's time."""
+    mode = (fcntl.LOCK_EX if item.get_closest_marker("peak")
+            else fcntl.LOCK_SH if item.get_closest_marker("heavy") else None)
+    workerinput = getattr(item.config, "workerinput", {})
+    if mode is None or MACHINE_LOCK not in workerinput:
+        return (yield)
+    with machine_share(workerinput[MACHINE_LOCK], mode) as waited:
+        item.user_properties.append(("machine_wait_s", f"{waited:.1f}"))
+        return (yield)

@@ -19,7 +19,7 @@ from tradestack.lab import netlink
 from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(1800)]
 
 
 def _audit(stack: str, out: Path, *extra: str) -> tuple[int, dict]:

@@ -22,7 +22,7 @@ from tradestack.polling import wait_for
 from .conftest import PLANTED
 
 # deploying from nothing (wheelhouse, virtualenv, bootstrap) and failovers take minutes on 2 cores
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(1800)]
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -22,7 +22,7 @@ from tradestack.lab import netlink, routing
 
 from .conftest import driven_at_the_requirement
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.peak, pytest.mark.timeout(900)]
 
 # what depends on how fast this machine is on the day: recovery time, errors while recovering, and whether a
 # 3 x peak spike on a saturated 2-core machine was answered before the clients' timeout

@@ -29,7 +29,7 @@ from tradestack.lab.substrate import LabSubstrate
 
 from .conftest import driven_at_the_requirement
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -229,6 +229,7 @@ TIMED = {"recovery time (s)", "client error rate", "load spike answered with 429
 
 
 @pytest.mark.parametrize("drill", sorted(files.catalogue()))
+@pytest.mark.peak
 def test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost(estate, drill):
     """Faults at the edge routers and hosts over SSH, venue modes over HTTP from the clients' host, the clients
     on that host, their ledger fetched back: at the topology's full peak, as the operator."""
@@ -249,6 +250,7 @@ def test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost(estate
     assert report.is_relative_to(estate["operator"].home) and report.exists()
 
 
+@pytest.mark.peak
 def test_a_fault_interrupted_with_sigint_is_restored_over_ssh(estate):
     proc = estate["operator"].popen("drill", "run", "carrier-outage", "--stack", estate["lab"].name, "--yes",
                                     "--json")
@@ -284,6 +286,7 @@ def test_refresh_reports_a_removed_table_and_up_repairs_it(estate):
     assert ssh.run(_ssh(estate), target, ["nft", "list", "table", "inet", "tradestack"]).succeeded
 
 
+@pytest.mark.peak
 def test_capacity_verify_through_ssh_cuts_a_site_at_its_edge_and_restores_it(estate):
     """The full requirement (peak x headroom, orders and sessions) with hk1 cut off at its edge routers over SSH
     (the site test_drills.py does not cut on the lab; every site's cut runs in `make bench`); as on the lab,

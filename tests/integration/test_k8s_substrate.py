@@ -22,7 +22,7 @@ from tradestack.polling import wait_for
 
 from .conftest import RUN, STACK, remove_host_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(1800)]
 
 # Two sites (one two-node cluster each: sz1 with one gateway pod, hk1 with two, spread over its nodes), the
 # database's synchronous standby in the other site, a consensus witness; the peak is what one gateway carries with
@@ -266,6 +266,7 @@ def _hk1_nodes(stack: str) -> tuple[dict[str, int], list[str]]:
         return per_node, [n.name for n in api.nodes() if n.unschedulable]
 
 
+@pytest.mark.peak
 def test_losing_a_sites_node_keeps_the_site_serving_and_evicts_its_pods_in_seconds_with_nothing_lost(k8s):
     from tradestack.kubernetes.workloads import EVICTION_S
 
@@ -285,6 +286,7 @@ def test_losing_a_sites_node_keeps_the_site_serving_and_evicts_its_pods_in_secon
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
+@pytest.mark.peak
 def test_deleting_a_sites_pods_through_the_api_is_survived_with_nothing_lost(k8s):
     result = _drill(k8s["name"], "site-pods-deleted")
     # every pod of hk1 went and came back: the Deployment's replacements are ready, spread over both nodes
@@ -293,12 +295,14 @@ def test_deleting_a_sites_pods_through_the_api_is_survived_with_nothing_lost(k8s
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
+@pytest.mark.peak
 def test_draining_a_node_at_peak_honours_the_budget_and_leaves_the_pods_spread_again(k8s):
     _drill(k8s["name"], "site-node-drain")
     per_node, cordoned = _hk1_nodes(k8s["name"])
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
+@pytest.mark.peak
 def test_cutting_a_clusters_api_server_leaves_its_pods_serving(k8s):
     _drill(k8s["name"], "site-api-server-cut")
     # after the cut healed: the node the control plane had given up on is Ready, its evicted pod stopped and

@@ -17,7 +17,7 @@ from tradestack.lab.stack import LabStack
 from tradestack.lab.substrate import LabSubstrate
 from tradestack.polling import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 PORT = 7001
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"

@@ -16,7 +16,7 @@ from tradestack.polling import wait_for
 
 from .conftest import RUN
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(420)]
 
 MGMT_ROOT, MGMT_NODE = "198.19.120.0", "198.19.120.1"  # outside every lab stack's address plan
 NODE_IP, LAN_GATEWAY = "198.19.121.10", "198.19.121.1"
