@@ -15,6 +15,9 @@ REPORT = Path(__file__).resolve().parents[2] / "reports" / "junit.xml"
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("-"):
+        print(__doc__.strip())
+        return
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else REPORT
     if not path.exists():
         print(f"whole make test: no report at {path} (run make test first)")
@@ -27,6 +30,11 @@ def main() -> None:
     when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
     print(f"whole make test (the pytest run of {when:%Y-%m-%d %H:%M} UTC): {seconds / 60:.1f} min, "
           f"{tests} tests, {failed} failed or in error")
+    # tests/conftest.py: a test at peak has the machine to itself, so the other worker's tests wait for it
+    waits = [float(p.get("value", 0)) for p in root.iter("property") if p.get("name") == "machine_wait_s"]
+    if waits:
+        print(f"  {sum(1 for w in waits if w >= 1)} tests waited for the machine while the other worker's test held "
+              f"it, {sum(waits) / 60:.1f} min in all (both workers)")
 
 
 if __name__ == "__main__":
