@@ -44,7 +44,7 @@ def _intervals(tmp_path: Path, lab_mark: str, other_mark: str) -> list[list[floa
     out = project / "intervals"
     out.mkdir()
     done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
-                           "-q"], cwd=project, capture_output=True, text=True, timeout=120,
+                           "-q", f"--basetemp={project / 'tmp'}"], cwd=project, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "INTERVALS": str(out)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return [json.loads((out / f"{name}.json").read_text()) for name in ("lab", "beside")]
