@@ -27,37 +27,84 @@ CLEAN_RECONCILIATION = {
 
 
 class MemoryLoad(Process):
-    """The clients: from start to stop, `rate` clean orders a second, written to the ledger when they end."""
+    """The clients: from start to stop, `rate` clean orders a second, written to the ledger when they end, and a
+    progress report every 0.5 s on stderr as the real load generator writes them. They can be broken: dead after
+    `dies_after` s (SIGKILL: no summary, rc -9), `silent_after` s without a report (alive), or never started."""
 
-    def __init__(self, ledger: Path, rate: float, unanswered: Any = lambda t: False, signal_self: int | None = None):
-        self.ledger, self.rate, self.started, self.ended = ledger, rate, time.time(), None
+    def __init__(self, ledger: Path, rate: float, sessions: int, unanswered: Any = lambda t: False,
+                 signal_self: int | None = None, dies_after: float | None = None, silent_after: float | None = None,
+                 fails_to_start: bool = False):
+        self.ledger, self.rate, self.sessions, self.started, self.ended = ledger, rate, sessions, time.time(), None
         self.unanswered = unanswered  # send time -> the client got no answer (a fault bit it)
         self.signal_self = signal_self  # a signal this process gets while it waits for the clients (Ctrl-C, SIGTERM)
+        self.dies_after, self.silent_after, self.fails_to_start = dies_after, silent_after, fails_to_start
         self._rc: int | None = None
+
+    def _died(self) -> float | None:
+        """When it died (or never started), if it has."""
+        if self.fails_to_start:
+            return self.started
+        if self.dies_after is not None and time.time() >= self.started + self.dies_after:
+            return self.started + self.dies_after
+        return None
 
     @property
     def returncode(self) -> int | None:
+        if self._rc is None and (died := self._died()) is not None and (self.ended is None or died < self.ended):
+            return 1 if self.fails_to_start else -9
         return self._rc
 
     def terminate(self) -> None:
         self.ended = self.ended or time.time()
 
+    def _until(self) -> float:
+        """The end of what it sent: stopped, dead, or now."""
+        ends = [t for t in (self.ended, self._died(), time.time()) if t is not None]
+        return min(ends)
+
+    def stderr_lines(self) -> list[str]:
+        if self.fails_to_start:
+            return ["Traceback (most recent call last):\n", "FileNotFoundError: no virtual environment\n"]
+        until = self._until()
+        if self.silent_after is not None:
+            until = min(until, self.started + self.silent_after)
+        lines = []
+        for k in range(1, int((until - self.started) / 0.5) + 1):
+            t = self.started + k * 0.5
+            n = int(k * 0.5 * self.rate)
+            bad = sum(1 for i in range(n) if self.unanswered(self.started + i / self.rate))
+            lines.append(json.dumps({"progress": {"t": t, "sent": n, "answered": n, "served_at_once": n - bad,
+                                                  "connected": self.sessions, "sessions": self.sessions}}) + "\n")
+        return lines
+
     def communicate(self, timeout: float) -> tuple[str, str]:
         if self.signal_self is not None and self.ended is None:
             os.kill(os.getpid(), self.signal_self)
             time.sleep(0.1)  # delivered here, as it would be while blocked on the clients
+        died = self._died()
         self.terminate()
-        assert self.ended is not None
-        n = int((self.ended - self.started) * self.rate)
+        until = self._until()
+        n = 0 if self.fails_to_start else int((until - self.started) * self.rate)
         book = Ledger(self.ledger)
         sent = [self.started + i / self.rate for i in range(n)]
-        book.write([SentOrder(f"c{i}", "a1", f"o{i}", "s1", "http://vip", t, 1, 1, "unknown", None, None, None, 5000.0,
-                              "timeout") if self.unanswered(t) else
-                    SentOrder(f"c{i}", "a1", f"o{i}", "s1", "http://vip", t, 1, 1, "acked", 201, f"id{i}", "new", 5.0,
-                              None) for i, t in enumerate(sent)], [])
+        book.write([SentOrder(f"c{i % self.sessions}", "a1", f"o{i}", "s1", "http://vip", t, 1, 1, "unknown", None,
+                              None, None, 5000.0, "timeout") if self.unanswered(t) else
+                    SentOrder(f"c{i % self.sessions}", "a1", f"o{i}", "s1", "http://vip", t, 1, 1, "acked", 201,
+                              f"id{i}", "new", 5.0, None) for i, t in enumerate(sent)], [])
         book.close()
+        if died is not None:
+            self._rc = 1 if self.fails_to_start else -9
+            return "", "".join(self.stderr_lines())
         self._rc = 0
-        return json.dumps({"ok": True, "sent": n, "acked": n}), ""
+        return json.dumps({"ok": True, "sent": n, "acked": n}), "".join(self.stderr_lines())
+
+
+def _count(ledger: Path) -> int:
+    book = Ledger(ledger)
+    try:
+        return len(book.orders())
+    finally:
+        book.close()
 
 
 class MemorySubstrate(Substrate):
@@ -80,6 +127,9 @@ class MemorySubstrate(Substrate):
         self.fail_inject: BaseException | None = None
         self.fail_restore = False
         self.signal_during_load: int | None = None
+        self.load_faults: dict[str, Any] = {}  # MemoryLoad's dies_after / silent_after / fails_to_start
+        self.reconcile_answer: tuple[int, str] | None = None  # (rc, stdout) of the reconciliation instead of a clean one
+        self.ledger_lost = False             # the clients' ledger is not there when the drill fetches it
         self.stack_config: dict[str, str] = {}
         self.loads: list[MemoryLoad] = []
 
@@ -92,7 +142,11 @@ class MemorySubstrate(Substrate):
             env: Mapping[str, str] | None = None) -> CommandResult:
         self.commands.append((host, tuple(argv)))
         if "reconcile" in argv:
-            return CommandResult(tuple(argv), 0, json.dumps(CLEAN_RECONCILIATION), "", 0.01)
+            if self.reconcile_answer is not None:
+                return CommandResult(tuple(argv), self.reconcile_answer[0], self.reconcile_answer[1], "", 0.01)
+            staged = Path(argv[argv.index("--ledger") + 1])
+            return CommandResult(tuple(argv), 0, json.dumps({**CLEAN_RECONCILIATION,
+                                                             "ledger_orders": _count(staged)}), "", 0.01)
         if argv[0] in ("mkdir", "rm"):
             return CommandResult(tuple(argv), subprocess.run(list(argv), check=False).returncode, "", "", 0.0)
         return CommandResult(tuple(argv), 0, "", "", 0.0)
@@ -100,16 +154,19 @@ class MemorySubstrate(Substrate):
     def spawn(self, host: str, argv: Sequence[str]) -> Process:
         self.events.append("load started")
         load = MemoryLoad(Path(argv[argv.index("--ledger") + 1]), float(argv[argv.index("--rate") + 1]),
+                          int(argv[argv.index("--sessions") + 1]),
                           lambda t: self.clients_hurt and len(self.faulted) == 2 and self.faulted[0] <= t < self.faulted[1],
-                          self.signal_during_load)
+                          self.signal_during_load, **self.load_faults)
         self.loads.append(load)
         return load
 
     def fetch(self, host: str, path: Path) -> Path:
-        return path
+        return path.with_name("lost-" + path.name) if self.ledger_lost else path
 
     def put(self, host: str, local: Path, remote: Path) -> None:
         self.commands.append((host, ("put", str(local), str(remote))))
+        if local != remote:
+            remote.write_bytes(local.read_bytes())
 
     def tool_argv(self, host: str) -> list[str]:
         return ["tradestack"]

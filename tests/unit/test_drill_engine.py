@@ -3,6 +3,7 @@ failed or interrupted restore is never reported as a pass."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ def test_a_drill_loads_injects_restores_and_reconciles_in_that_order(memory):
     result = engine.run(engine.plan(_drill(), "mem"))
     assert memory.events == ["load started", "inject link-down", "restore link-down"]
     assert result.verdict == "pass", result.checks
-    assert [s.name for s in result.journal.steps] == ["start load", "inject: every link of risk group carrier:ct down",
+    assert [s.name for s in result.journal.steps] == ["start load", "clients sending before any fault",
+                                                      "inject: every link of risk group carrier:ct down",
                                                       "restore: link-down in memory", "steady state after the drill",
                                                       "reconcile"]
     assert all(s.ok for s in result.journal.steps)
@@ -52,6 +54,86 @@ def test_a_drill_loads_injects_restores_and_reconciles_in_that_order(memory):
     assert staged in reconciles[0][1]  # a copy brought to the vantage host, never the clients' own ledger
     assert ("mem-sz1-router-1", ("put", str(memory.work_dir / f"{result.run_id}.sqlite"), staged)) in memory.commands
     assert _check(result, "acknowledged orders lost")["actual"] == 0
+    assert _check(result, "the load ran as planned")["ok"] and _check(result, "the stack was watched")["ok"]
+    assert _check(result, "reconciliation ran")["actual"] == f"{result.figures.orders} ledger orders reconciled"
+
+
+# -- a verdict that cannot pass on nothing -----------------------------------------------------------
+def _longer(**expect: object) -> model.Drill:
+    """Phases long enough to see the clients' reports (twice a second) in each."""
+    return model.Drill(name="mem-drill", description="x",
+                       faults=[model.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=2.0)],
+                       load=model.Load(peak_fraction=1.0, sessions=2),
+                       timing=model.Timing(baseline_s=1.0, recovery_s=1.0, settle_s=1),
+                       expect=model.Expectations(**expect))  # type: ignore[arg-type]
+
+
+def test_clients_that_cannot_start_stop_the_drill_before_it_touches_the_stack(memory):
+    memory.load_faults = {"fails_to_start": True}
+    result = engine.run(engine.plan(_longer(), "mem"))
+    assert memory.events == ["load started"]  # no fault injected, nothing to restore
+    assert result.verdict == "fail"
+    assert _check(result, "the load ran as planned") == {
+        "check": "the load ran as planned", "ok": False, "actual": "the clients never sent an order, so nothing was tested",
+        "expected": _check(result, "the load ran as planned")["expected"]}
+    step = next(s for s in result.journal.steps if s.name == "clients sending before any fault")
+    assert not step.ok and "exited (rc 1) before sending an order" in step.detail
+    assert _check(result, "reconciliation ran")["actual"] == "not run: the clients sent no order"
+    assert not any("reconcile" in argv for _, argv in memory.commands)
+
+
+def test_clients_killed_mid_fault_stop_the_drill_restore_and_fail_it_naming_the_load(memory):
+    memory.load_faults = {"dies_after": 2.0}  # 1 s of baseline after they are seen sending, then 2 s of fault
+    result = engine.run(engine.plan(_longer(), "mem"))
+    assert memory.events == ["load started", "inject link-down", "restore link-down"]
+    assert result.verdict == "fail"
+    load = _check(result, "the load ran as planned")
+    assert not load["ok"] and "the load generator exited (rc -9)" in load["actual"], load
+    assert "while the drill still needed it" in load["actual"] and "after the restore" in load["actual"]
+    assert result.journal.aborted and result.journal.aborted.startswith("the clients stopped: the load generator exited")
+    restored = result.journal.marks["restored"] - result.journal.marks["injected"]
+    assert restored < 1.5, restored  # restored as soon as the clients were seen dead, not after the 2 s fault
+
+
+def test_clients_that_go_silent_fail_the_load_check(memory, monkeypatch):
+    from tradestack.drills import clients
+
+    monkeypatch.setattr(clients, "SILENT_S", 0.8)
+    memory.load_faults = {"silent_after": 1.5}
+    result = engine.run(engine.plan(_longer(), "mem"))
+    load = _check(result, "the load ran as planned")
+    assert not load["ok"] and "the load generator reported no progress for" in load["actual"], load
+    assert result.verdict == "fail"
+
+
+def test_an_observer_whose_every_probe_fails_fails_the_watch_check_and_its_figures_are_null(memory, monkeypatch):
+    def broken() -> None:
+        raise ConnectionError("patroni unreachable")
+    monkeypatch.setattr(memory, "database_leader", broken)
+    result = engine.run(engine.plan(_longer(), "mem"))
+    watched = _check(result, "the stack was watched")
+    assert not watched["ok"] and watched["actual"].startswith("no sample of the stack was taken; ")
+    assert "probe error(s), the last: ConnectionError: patroni unreachable" in watched["actual"]
+    assert result.figures is not None and result.figures.no_leader_s is None and result.figures.detection_s is None
+    assert result.verdict == "fail"
+
+
+def test_a_database_refusing_at_reconciliation_fails_the_drill_with_the_reason(memory):
+    memory.reconcile_answer = (1, json.dumps({"ok": False, "exit_code": 1,
+                                              "errors": ["connection to 198.18.1.11:5433 refused"]}))
+    result = engine.run(engine.plan(_longer(), "mem"))
+    ran = _check(result, "reconciliation ran")
+    assert not ran["ok"] and "connection to 198.18.1.11:5433 refused" in ran["actual"], ran
+    assert result.verdict == "fail" and result.reconciliation is None
+
+
+def test_a_missing_ledger_fails_the_drill_with_the_reason(memory):
+    memory.ledger_lost = True
+    result = engine.run(engine.plan(_longer(), "mem"))
+    ran = _check(result, "reconciliation ran")
+    assert not ran["ok"] and "ledger" in ran["actual"] and "is missing on mem-clients" in ran["actual"], ran
+    assert not _check(result, "the load ran as planned")["ok"]  # and no order to judge the load by
+    assert result.verdict == "fail"
 
 
 def test_a_fault_slow_to_resolve_is_still_held_for_its_whole_duration_once_applied(memory, monkeypatch):

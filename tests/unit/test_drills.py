@@ -72,19 +72,36 @@ def _order(sent: float, latency_ms: float = 10, outcome: str = "acked", attempts
     return ClientOrder(sent, latency_ms, outcome, attempts, endpoint)
 
 
+def _steady(start: float, end: float, step: float = 0.5) -> list[ClientOrder]:
+    """Clean orders every `step` seconds in [start, end): clients served throughout."""
+    return [_order(start + i * step) for i in range(round((end - start) / step))]
+
+
 def test_recovery_is_when_the_last_unclean_order_after_injection_was_answered():
-    orders = [_order(100.0), _order(101.0), _order(102.0, latency_ms=3000),  # answered at 105.0
-              _order(103.0, outcome="unknown", attempts=3, latency_ms=1500),  # answered at 104.5
-              _order(106.0), _order(110.0), _order(119.0)]
+    orders = _steady(100.0, 120.0) + [_order(102.0, latency_ms=3000),  # answered at 105.0
+                                      _order(103.0, outcome="unknown", attempts=3, latency_ms=1500)]  # at 104.5
     assert figures.recovery(orders, injected=101.5, ended=120.0) == pytest.approx(3.5)
 
 
-def test_recovery_is_zero_when_clients_never_noticed_and_none_when_service_never_came_back():
-    assert figures.recovery([_order(100.0), _order(105.0)], injected=101.0, ended=120.0) == 0.0
-    never = [_order(100.0), _order(102.0, outcome="unknown", attempts=4, latency_ms=500)]
+def test_recovery_is_zero_only_when_clients_were_served_cleanly_throughout():
+    assert figures.recovery(_steady(100.0, 120.0), injected=101.0, ended=120.0) == 0.0
+    never = _steady(100.0, 102.0) + [_order(102.0, outcome="unknown", attempts=4, latency_ms=500)]
     assert figures.recovery(never, injected=101.0, ended=120.0) is None  # no clean order afterwards
-    late = [_order(100.0), _order(118.0, outcome="unknown", latency_ms=100), _order(119.0)]
+    late = _steady(100.0, 120.0) + [_order(118.0, outcome="unknown", latency_ms=100)]
     assert figures.recovery(late, injected=101.0, ended=120.0) is None  # not sustained before the end
+
+
+def test_clients_that_died_at_injection_never_recovered_rather_than_in_0_s():
+    # main said 0.0 here: no unclean order after the fault, because no order at all
+    assert figures.recovery(_steady(100.0, 101.0), injected=101.0, ended=120.0) is None
+
+
+def test_a_silence_without_any_unclean_order_is_an_outage_until_answers_resume():
+    # nothing answered from 103 to 108 (clients waiting), no unclean order in the ledger either
+    silent = _steady(100.0, 103.0) + _steady(108.0, 120.0)
+    assert figures.recovery(silent, injected=101.0, ended=120.0) == pytest.approx(7.01)  # 108 + 10 ms - 101
+    # clients that went silent before the end never recovered
+    assert figures.recovery(_steady(100.0, 110.0), injected=101.0, ended=120.0) is None
 
 
 def test_a_retried_order_is_not_clean_even_if_acked():
@@ -131,8 +148,26 @@ def test_kubernetes_figures_read_not_ready_eviction_and_a_ready_replacement_per_
     assert figures.kubernetes(slow, injected=100.0) == {
         "hk1": {"not_ready_s": 40.0, "evicted_s": None, "replacement_ready_s": None}}
     assert figures.kubernetes([_sample(0.0), _sample(1.0)], injected=0.5) == {}  # no clusters: no figures
-    f = figures.compute([], samples, Window(injected=100.0, restored=170.0, ended=180.0))
-    assert f.to_dict()["kubernetes"]["hk1"]["evicted_s"] == 45.0
+    assert figures.Figures(kubernetes={"hk1": {"evicted_s": 45.0}}).to_dict()["kubernetes"]["hk1"]["evicted_s"] == 45.0
+
+
+def test_figures_the_samples_cannot_support_are_null_never_0():
+    # samples 20 s apart (the last at the very end) cover 4 x 2 s of an 85 s drill: no figure read from them
+    sparse = [_sample(100.0 + 20 * k, leader=None) for k in range(5)]
+    f = figures.compute(_steady(95.0, 180.0), sparse, Window(injected=100.0, restored=170.0, ended=180.0, start=95.0))
+    assert f.samples == 5 and f.watched == pytest.approx(8 / 85)
+    assert f.no_leader_s is None and f.detection_s is None and f.vip_moves is None and f.kubernetes == {}
+    assert f.to_dict()["no_leader_s"] is None and f.to_dict()["vip_moves_s"] is None
+    nothing = figures.compute(_steady(95.0, 180.0), [], Window(injected=100.0, restored=170.0, ended=180.0, start=95.0))
+    assert nothing.samples == 0 and nothing.watched == 0 and nothing.no_leader_s is None  # main said 0.0
+    dense = [_sample(95.0 + 0.5 * k, leader=None if 120 <= 95.0 + 0.5 * k < 125 else "db1") for k in range(171)]
+    f = figures.compute(_steady(95.0, 180.0), dense, Window(injected=100.0, restored=170.0, ended=180.0, start=95.0))
+    assert f.watched == pytest.approx(1.0) and f.no_leader_s == pytest.approx(5.0)
+
+
+def test_watched_is_the_share_of_the_drill_within_two_seconds_after_a_sample():
+    assert figures.watched([_sample(0.0), _sample(1.0), _sample(8.0)], 0.0, 10.0) == pytest.approx(0.5)
+    assert figures.watched([], 0.0, 10.0) == 0.0
 
 
 def test_a_replacement_created_in_the_second_of_the_injection_counts():
@@ -178,7 +213,7 @@ def test_a_gap_in_which_nothing_was_sent_is_zero_orders_not_a_line_across_it():
 def _reconciliation(lost: int = 0, dupes: int = 0, bad: int = 0, silent: int = 0, missed: int = 0) -> dict:
     def cut(n: int) -> dict:
         return {"count": n, "sample": []}
-    return {"ok": not (lost or dupes or bad or silent or missed), "acked_missing": cut(lost),
+    return {"ok": not (lost or dupes or bad or silent or missed), "ledger_orders": 100, "acked_missing": cut(lost),
             "acked_id_mismatch": cut(0), "duplicates": {"database": dupes, "venues": cut(0)},
             "bad_balances_seen": cut(bad), "wrong_balances": cut(0), "unsettled": cut(0),
             "silently_ended": cut(silent), "not_placed_but_present": cut(0), "venue_mismatch": cut(missed)}
@@ -189,9 +224,15 @@ def _drill(**expect) -> model.Drill:
                        expect=model.Expectations(**expect))
 
 
+def _checks(drill: model.Drill, figs: figures.Figures, rec: dict | None, journal: Journal,
+            spike: dict | None = None, load: list[str] | None = None, watch: list[str] | None = None) -> list[dict]:
+    """The verdict's checks, with the clients' load and the observer's samples as good as they come unless said."""
+    return verdict.verdict_checks(drill, figs, rec, journal, spike, load=load or [], watch=watch or [])
+
+
 def test_an_unmeetable_recovery_bound_fails_the_verdict():
     figs = figures.Figures(recovery_s=2.5)
-    checks = verdict.verdict_checks(_drill(max_recovery_s=0.001), figs, _reconciliation(), Journal())
+    checks = _checks(_drill(max_recovery_s=0.001), figs, _reconciliation(), Journal())
     failed = [c for c in checks if not c["ok"]]
     assert [c["check"] for c in failed] == ["recovery time (s)"] and failed[0]["actual"] == 2.5
 
@@ -200,7 +241,7 @@ def test_lost_orders_silent_cancels_and_failed_restores_each_fail_their_check():
     journal = Journal()
     with journal.step("restore: carrier ct"):
         raise RuntimeError("nft said no")
-    checks = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(lost=2, silent=1), journal)
+    checks = _checks(_drill(), figures.Figures(), _reconciliation(lost=2, silent=1), journal)
     failed = {c["check"]: c["actual"] for c in checks if not c["ok"]}
     assert failed == {"every step and restore succeeded": ["restore: carrier ct"], "acknowledged orders lost": 2,
                       "every order accounted for (none pending, none ended without a reason)": 1}
@@ -208,13 +249,43 @@ def test_lost_orders_silent_cancels_and_failed_restores_each_fail_their_check():
 
 
 def test_a_fill_the_system_of_record_missed_fails_the_drill():
-    checks = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(missed=1), Journal())
+    checks = _checks(_drill(), figures.Figures(), _reconciliation(missed=1), Journal())
     assert [c["check"] for c in checks if not c["ok"]] == ["every order as its venue's book says"]
 
 
 def test_no_reconciliation_is_a_failed_check_not_a_pass():
-    checks = verdict.verdict_checks(_drill(), figures.Figures(), None, Journal())
-    assert {"check": "reconciliation ran", "expected": "yes", "actual": "no", "ok": False} in checks
+    checks = _checks(_drill(), figures.Figures(), None, Journal())
+    ran = next(c for c in checks if c["check"] == "reconciliation ran")
+    assert not ran["ok"] and ran["actual"] == "not run: the clients sent no order"
+    journal = Journal()
+    with journal.step("reconcile"):
+        raise RuntimeError("connection refused")
+    ran = next(c for c in _checks(_drill(), figures.Figures(), None, journal) if c["check"] == "reconciliation ran")
+    assert not ran["ok"] and ran["actual"] == "RuntimeError: connection refused"
+
+
+def test_reconciling_no_order_judged_nothing():
+    checks = _checks(_drill(), figures.Figures(), {**_reconciliation(), "ledger_orders": 0}, Journal())
+    assert next(c for c in checks if c["check"] == "reconciliation ran")["ok"] is False
+    checks = _checks(_drill(), figures.Figures(), {**_reconciliation(), "ledger_orders": 12}, Journal())
+    assert next(c for c in checks if c["check"] == "reconciliation ran")["actual"] == "12 ledger orders reconciled"
+
+
+def test_problems_with_the_load_or_the_samples_fail_their_checks():
+    checks = _checks(_drill(), figures.Figures(), _reconciliation(), Journal(), load=["before the fault: sent 3 of 240"],
+                     watch=["no sample of the stack was taken"])
+    failed = {c["check"]: c["actual"] for c in checks if not c["ok"]}
+    assert failed == {"the load ran as planned": "before the fault: sent 3 of 240",
+                      "the stack was watched": "no sample of the stack was taken"}
+
+
+def test_a_phase_short_of_its_planned_orders_or_sessions_says_so():
+    ok = figures.PhaseLoad(5.0, 240, 229, 320, 310)
+    assert ok.shortfalls() == []  # 228 is 95% of 240; 304 of 320
+    assert figures.PhaseLoad(5.0, 240, 227, 320, 320).shortfalls() == ["sent 227 of 240 planned orders (95%)"]
+    assert figures.PhaseLoad(5.0, 240, 240, 320, 303).shortfalls() == ["held 303 of 320 sessions"]
+    assert figures.PhaseLoad(5.0, 240, 240, 320, None).shortfalls() == ["no progress report from the clients"]
+    assert figures.PhaseLoad(0.0, 0, 0, 320, 320).shortfalls() == ["nothing planned in 0.0 s"]
 
 
 def test_two_reconciliations_add_up():
@@ -311,10 +382,9 @@ def test_only_one_drill_per_stack_at_a_time():
 
 
 def test_a_load_spike_that_times_out_or_fails_fails_its_check():
-    ok = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(), Journal(),
-                               {"ok": True, "acked": 500, "throttled": 900, "server_errors": 0, "unknown": 0})
-    bad = verdict.verdict_checks(_drill(), figures.Figures(), _reconciliation(), Journal(),
-                                {"ok": True, "server_errors": 3, "unknown": 2})
+    ok = _checks(_drill(), figures.Figures(), _reconciliation(), Journal(),
+                 {"ok": True, "acked": 500, "throttled": 900, "server_errors": 0, "unknown": 0})
+    bad = _checks(_drill(), figures.Figures(), _reconciliation(), Journal(), {"ok": True, "server_errors": 3, "unknown": 2})
     spike = "load spike answered with 429s, no 5xx or timeouts"
     assert next(c for c in ok if c["check"] == spike)["ok"]
     assert next(c for c in bad if c["check"] == spike) == {"check": spike, "expected": "0 of either", "actual": 5,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,39 @@ def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+class StreamedPopen:
+    """A running child whose output is read as it comes (a thread per stream), so a long-running program's
+    progress lines can be read while it runs and a full pipe never blocks it. The one place that reads a
+    started program's streams; local and SSH processes both wrap their Popen in it."""
+
+    def __init__(self, popen: subprocess.Popen[str]):
+        self.popen = popen
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
+                         for stream, into in ((popen.stdout, self._out), (popen.stderr, self._err)) if stream]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        for line in iter(stream.readline, ""):
+            into.append(line)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it has ended (polled: a child that died is seen as soon as it is asked)."""
+        return self.popen.poll()
+
+    def stderr_lines(self) -> list[str]:
+        """What it has written on stderr so far, a line each (a copy)."""
+        return list(self._err)
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        """(stdout, stderr) once it has ended; raises subprocess.TimeoutExpired if it runs past `timeout`."""
+        self.popen.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return "".join(self._out), "".join(self._err)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .commands import CommandResult, run as run_here
+from .commands import CommandResult, StreamedPopen, run as run_here
 
 # reads NAME=VALUE lines from stdin until an empty line, exports them, then runs the command ("$@")
 _SECRET_PRELUDE = 'while IFS= read -r kv && [ -n "$kv" ]; do export "$kv"; done; exec "$@"'
@@ -80,31 +80,24 @@ def run(options: SshOptions, target: SshTarget, argv: Sequence[str], *, input: s
     return CommandResult(tuple(argv), done.rc, done.stdout, done.stderr, done.duration_s)
 
 
-class RemoteProcess:
+class RemoteProcess(StreamedPopen):
     """A process started over SSH. Stopping it sends SIGTERM to the remote process itself (closing the local
     `ssh` would leave it running there), then waits for its output."""
 
     def __init__(self, options: SshOptions, target: SshTarget, argv: Sequence[str]):
         self.options, self.target = options, target
-        self._popen = subprocess.Popen([*options.argv(target), remote_command(argv, _PID_PRELUDE)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                       text=True, start_new_session=True)
-        assert self._popen.stdout is not None
-        first = self._popen.stdout.readline().strip()
+        popen = subprocess.Popen([*options.argv(target), remote_command(argv, _PID_PRELUDE)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                 text=True, start_new_session=True)
+        assert popen.stdout is not None
+        first = popen.stdout.readline().strip()  # the prelude's line, before the streams are read for the caller
         self.pid: int | None = int(first) if first.isdigit() else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._popen.returncode
+        super().__init__(popen)
 
     def terminate(self) -> None:
         """SIGTERM to the remote process (it ends cleanly); the local ssh follows when it exits."""
-        if self._popen.poll() is None and self.pid is not None:
+        if self.popen.poll() is None and self.pid is not None:
             run(self.options, self.target, ["kill", "-TERM", str(self.pid)], timeout=15)
-
-    def communicate(self, timeout: float) -> tuple[str, str]:
-        out, err = self._popen.communicate(timeout=timeout)
-        return out or "", err or ""
 
 
 def fetch(options: SshOptions, target: SshTarget, remote: Path, local: Path, timeout: float = 120.0) -> Path:

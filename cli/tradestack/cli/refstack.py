@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 import signal
+import sys
 import threading
+from collections.abc import Callable
+from json import dumps
 from pathlib import Path
 
 import typer
@@ -138,7 +141,9 @@ def load(ctx: typer.Context,
     """Drive orders through the gateways like broker apps do; record every order in a ledger.
 
     SIGTERM (or Ctrl-C) ends the run early and cleanly: orders in flight are answered and recorded, the
-    summary is printed as for a full run (`planned` then covers the time it ran).
+    summary is printed as for a full run (`planned` then covers the time it ran). With --json, progress is
+    one JSON line on stderr twice a second (`{"progress": {t, sent, answered, served_at_once, connected,
+    sessions}}`), which is what a drill watches.
 
     Example: [bold]tradestack refstack load -e http://127.0.0.1:8080 --rate 200 --duration 30[/]
     """
@@ -155,22 +160,27 @@ def load(ctx: typer.Context,
     plan = LoadPlan(endpoints=tuple(e.rstrip("/") for e in endpoint), rate=rate, duration_s=duration,
                     warmup_s=warmup, sessions=sessions, accounts=accounts, overnight_share=overnight,
                     limit_share=limit, assets_every_s=assets_every)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("load", total=int(rate * duration), line="")  # the measured part
+    async def until_told(show: Callable[[LoadStats], None]) -> tuple[str, LoadStats]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_load(plan, ledger, show, stop)
 
-        def show(stats: LoadStats) -> None:
-            progress.update(task, completed=stats.sent, line=f"acked {stats.acked}  429 {stats.throttled}  "
-                                                              f"unknown {stats.unknown}")
+    if json:  # a program reads this run: a progress report a line on stderr, twice a second (what drills watch)
+        def report(stats: LoadStats) -> None:
+            sys.stderr.write(dumps({"progress": stats.progress()}) + "\n")
+            sys.stderr.flush()
+        run_id, stats = asyncio.run(until_told(report))
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            task = progress.add_task("load", total=int(rate * duration), line="")  # the measured part
 
-        async def until_told() -> tuple[str, LoadStats]:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            return await run_load(plan, ledger, show, stop)
-
-        run_id, stats = asyncio.run(until_told())
+            def show(stats: LoadStats) -> None:
+                progress.update(task, completed=stats.sent, line=f"acked {stats.acked}  429 {stats.throttled}  "
+                                                                  f"unknown {stats.unknown}")
+            run_id, stats = asyncio.run(until_told(show))
     summary = {"run": run_id, "ledger": str(ledger), **stats.summary()}
     if json:
         print_json({"ok": True, **summary})

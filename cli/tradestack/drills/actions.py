@@ -129,4 +129,5 @@ def finish_load(proc: Process, timeout: float, stop: bool = False,
     try:
         return dict(json.loads(out))
     except ValueError:
-        return {"ok": False, "error": (err or out or "no output").strip()[-500:], "rc": proc.returncode}
+        said = "".join(line for line in err.splitlines(keepends=True) if not line.startswith('{"progress"'))
+        return {"ok": False, "error": (said or out or "no output").strip()[-500:], "rc": proc.returncode}

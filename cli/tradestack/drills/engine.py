@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..refstack.ledger import Ledger
-from ..substrates import Process, Substrate, open_stack
+from ..substrates import Substrate, open_stack
 from ..topology.model import Topology
 from . import actions, figures, interrupts, model
+from .clients import STARTUP_S, Clients
 from .errors import DrillRefused
 from .journal import Journal
 from .lock import stack_lock
@@ -25,7 +26,7 @@ from .observer import Observer
 from .policy import DrillPolicy, Reach, reach
 from .reconcile import reconcile
 from .steady import steady_problems, wait_steady
-from .verdict import abort_reason, verdict_checks
+from .verdict import abort_reason, load_problems, verdict_checks, watch_problems
 
 STEADY_TIMEOUT_S = 180.0
 # Before a drill: how long a stack may take to become steady (a drill right after another meets a stack still
@@ -88,6 +89,8 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
              f"{refresh:g} s) against " + ", ".join(substrate.endpoints())
              + f", from the baseline until {drill.timing.recovery_s:g} s after every fault is restored "
                f"(about {load_s:g} s when restores are quick)",
+             f"clients seen sending within {STARTUP_S:g} s, else the drill stops without touching the stack; "
+             "watched until stopped (a load generator that dies or goes silent stops the drill and fails it)",
              f"baseline: {drill.timing.baseline_s:g} s"]
     for f in sorted(drill.faults, key=lambda f: f.at_s):
         start = drill.timing.baseline_s + f.at_s
@@ -182,21 +185,33 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                       for f in drill.faults if isinstance(f, model.LoadSpike)), None)
         observer = Observer(substrate, lambda s: _guard(events.sample, s))
         applied: list[actions.Action] = []
-        load_proc: Process | None = None
+        clients: Clients | None = None
         load_summary: dict[str, Any] | None = None
+        sessions, refresh = load_shape(drill.load, substrate.topology)
         with interrupts.raising():
             try:
                 with journal.step("start load"):
                     # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
-                    sessions, refresh = load_shape(drill.load, substrate.topology)
-                    load_proc = actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S, sessions,
-                                                   drill.load.overnight_share, drill.load.limit_share,
-                                                   assets_every_s=refresh)
+                    clients = Clients(actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S,
+                                                         sessions, drill.load.overnight_share, drill.load.limit_share,
+                                                         assets_every_s=refresh))
                 observer.start()
                 journal.marks["load_started"] = time.time()
-                _guard(events.phase, "baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
-                _sleep_until(journal.marks["load_started"] + drill.timing.baseline_s)
-                _inject_and_hold(drill, substrate, journal, applied, events, ledger, spike)
+                if clients is not None:
+                    _guard(events.phase, "load", "waiting for the clients to send their first orders")
+                    with journal.step("clients sending before any fault") as s:
+                        why = clients.wait_sending()
+                        if why:  # nothing is touched: a drill without clients proves nothing
+                            raise RuntimeError(why)
+                        s.detail = f"first orders reported {time.time() - clients.started:.1f} s after the start"
+                if clients is not None and clients.sending:
+                    journal.marks["clients_sending"] = time.time()
+                    _guard(events.phase, "baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
+                    if _run_clients_until(journal.marks["clients_sending"] + drill.timing.baseline_s, clients, journal):
+                        _inject_and_hold(drill, substrate, journal, applied, events, clients, spike)
+                    if clients.failure and not journal.aborted:
+                        journal.aborted = f"the clients stopped: {clients.failure}"
+                        _guard(events.phase, "abort", journal.aborted)
             except KeyboardInterrupt as exc:
                 journal.interrupted = str(exc) or "SIGINT"
             finally:
@@ -204,12 +219,16 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                     _guard(events.phase, "restore", f"undoing {len(applied)} fault(s)")
                     _restore_all(applied, journal, events)
                     journal.marks["restored"] = time.time()
-                    if load_proc is not None:
-                        if not journal.interrupted and not journal.aborted:
+                    if clients is not None:
+                        if not journal.interrupted and not journal.aborted and clients.sending:
                             _guard(events.phase, "recovery", f"{drill.timing.recovery_s:g} s of load after the restore")
-                            _observe_until(journal.marks["restored"] + drill.timing.recovery_s, journal)
+                            _run_clients_until(journal.marks["restored"] + drill.timing.recovery_s, clients, journal)
                         _guard(events.phase, "load", "stopping the clients")
-                        load_summary = actions.finish_load(load_proc, timeout=60, stop=True)
+                        clients.trouble()  # a death or silence not yet seen is seen now, before the stop
+                        clients.stopped = True
+                        journal.marks["load_stopping"] = time.time()
+                        load_summary = actions.finish_load(clients.proc, timeout=60, stop=True)
+                        clients.poll()
                     journal.marks["load_ended"] = time.time()
                     observer.stopping.set()
                     observer.join(timeout=10)
@@ -220,7 +239,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                             raise RuntimeError("; ".join(left[:8]))
                         s.detail = "steady"
         reconciliation = None
-        if not journal.interrupted:
+        if not journal.interrupted and clients is not None and clients.sending:
             _guard(events.phase, "reconcile", "comparing the clients' ledger with the database")
             with journal.step("reconcile") as s:
                 reconciliation = reconcile(substrate, [ledger] + ([spike.ledger] if spike else []),
@@ -229,29 +248,33 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         orders = _client_orders(substrate, ledger)
         window = figures.Window(journal.marks.get("injected", journal.marks.get("load_ended", started)),
                                 journal.marks.get("restored", time.time()),
-                                journal.marks.get("load_ended", time.time()))
-        figs = figures.compute(orders, observer.samples, window) if orders else None
-        checks = verdict_checks(drill, figs, reconciliation, journal, spike.summary if spike else None)
+                                journal.marks.get("load_stopping", journal.marks.get("load_ended", time.time())),
+                                journal.marks.get("clients_sending"))
+        figs = (figures.compute(orders, observer.samples, window, clients.reports if clients else [], p.rate, sessions)
+                if orders else None)
+        checks = verdict_checks(drill, figs, reconciliation, journal, spike.summary if spike else None,
+                                load=load_problems(clients, load_summary, figs, window),
+                                watch=watch_problems(figs, observer, window))
         verdict = "interrupted" if journal.interrupted else ("pass" if all(c["ok"] for c in checks) else "fail")
         return DrillResult(run_id, p, journal, figs, reconciliation, verdict, checks,
                            figures.timeline(orders, journal.marks.get("load_started", started)), observer.samples,
                            load_summary, spike.summary if spike else None, started, time.time())
 
 
-def _observe_until(t: float, journal: Journal) -> None:
-    """Let clients run until `t`; a Ctrl-C or SIGTERM (noted while restoring) cuts it short."""
+def _run_clients_until(t: float, clients: Clients, journal: Journal) -> bool:
+    """Let the clients run until `t`, watching them; False as soon as they stop running as they should (they
+    died or went silent: what follows would prove nothing) or a Ctrl-C or SIGTERM noted while restoring."""
     while time.time() < t and not journal.interrupted:
+        if clients.trouble():
+            return False
         time.sleep(min(0.2, max(0.0, t - time.time())))
-
-
-def _sleep_until(t: float) -> None:
-    while (left := t - time.time()) > 0:
-        time.sleep(min(left, 0.2))
+    return not journal.interrupted
 
 
 def _inject_and_hold(drill: model.Drill, substrate: Substrate, journal: Journal, applied: list[actions.Action],
-                     events: DrillEvents, ledger: Path, spike: actions.SpikeLoad | None) -> None:
-    """Inject each fault at its time, undo it when its duration is over, watch the abort condition."""
+                     events: DrillEvents, clients: Clients, spike: actions.SpikeLoad | None) -> None:
+    """Inject each fault at its time, undo it when its duration is over, watch the abort condition and the
+    clients (a drill whose clients died or went silent stops and restores at once)."""
     t0 = time.time()
     schedule = sorted(drill.faults, key=lambda f: f.at_s)
     pending = list(schedule)
@@ -276,7 +299,9 @@ def _inject_and_hold(drill: model.Drill, substrate: Substrate, journal: Journal,
                 active.remove((due, action))
                 _restore_one(action, journal, events)
                 applied.remove(action)
-        reason = abort_reason(drill, substrate, ledger)
+        if clients.trouble():
+            return
+        reason = abort_reason(drill, clients)
         if reason:
             journal.aborted = reason
             _guard(events.phase, "abort", reason)

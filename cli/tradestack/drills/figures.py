@@ -9,8 +9,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-CLEAN_LATENCY_MS = 1000.0   # an order answered slower than this was not "served" from the client's view
-SUSTAIN_S = 3.0             # service counts as recovered once this long passes with only clean orders
+from ..refstack.ledger import SERVED_AT_ONCE_MS as CLEAN_LATENCY_MS  # slower than this was not "served"
+from .clients import Report
+
+SUSTAIN_S = 3.0             # service counts as recovered once this long passes with only clean orders; as long
+                            # without a clean answer is not service either
+LOAD_SHARE = 0.95           # before the fault and after the restore: orders sent and sessions held vs planned
+WATCH_SHARE = 0.90          # the share of the drill the observer's samples must cover
+WATCH_GAP_S = 2.0           # a moment counts as watched when a sample was taken within this before it
 
 
 @dataclass(frozen=True)
@@ -44,15 +50,76 @@ class Sample:
 class Window:
     injected: float               # first fault applied
     restored: float               # last fault undone
-    ended: float                  # load ended
+    ended: float                  # load ended (told to stop)
+    start: float | None = None    # clients seen sending (the baseline begins)
+
+
+@dataclass(frozen=True)
+class PhaseLoad:
+    """What the clients offered in one phase of a drill against what was planned for it."""
+
+    seconds: float
+    planned: int                  # orders: the drill's rate x the phase's length
+    sent: int                     # orders first sent in the phase (the clients' ledger)
+    sessions_planned: int
+    sessions_held: int | None     # sessions connected at the phase's end (the clients' last report by then)
+
+    def shortfalls(self) -> list[str]:
+        """What falls short of LOAD_SHARE of the plan (nothing to judge is a shortfall too)."""
+        if self.planned < 1:
+            return [f"nothing planned in {self.seconds:.1f} s"]
+        out = []
+        if self.sent < math.floor(LOAD_SHARE * self.planned):  # floor: an order at the phase's edge is no shortfall
+            out.append(f"sent {self.sent} of {self.planned} planned orders ({self.sent / self.planned:.0%})")
+        if self.sessions_held is None:
+            out.append("no progress report from the clients")
+        elif self.sessions_held < LOAD_SHARE * self.sessions_planned:
+            out.append(f"held {self.sessions_held} of {self.sessions_planned} sessions")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 3), "planned": self.planned, "sent": self.sent,
+                "sessions_planned": self.sessions_planned, "sessions_held": self.sessions_held}
+
+
+def phase_load(orders: list[ClientOrder], reports: list[Report], start: float, end: float, rate: float,
+               sessions: int) -> PhaseLoad:
+    """The clients' load in [start, end): orders sent by the ledger, sessions held by their last report by its end
+    (reports come twice a second; a phase may be shorter)."""
+    by_end = [r for r in reports if r.t <= end]
+    return PhaseLoad(max(0.0, end - start), int(rate * max(0.0, end - start)),
+                     sum(1 for o in orders if start <= o.sent < end), sessions,
+                     by_end[-1].connected if by_end else None)
+
+
+def longest_silence(reports: list[Report], start: float, end: float) -> float:
+    """The longest time in [start, end] without a progress report from the clients."""
+    times = [start] + [r.t for r in reports if start < r.t < end] + [end]
+    return max(b - a for a, b in zip(times, times[1:])) if end > start else 0.0
+
+
+def watched(samples: list[Sample], start: float, end: float, gap: float = WATCH_GAP_S) -> float:
+    """The share of [start, end] within `gap` seconds after one of the observer's samples (0 with none)."""
+    if end <= start:
+        return 0.0
+    covered, reach = 0.0, start
+    for s in sorted(x.t for x in samples):
+        lo, hi = max(s, reach), min(s + gap, end)
+        if hi > lo:
+            covered += hi - lo
+            reach = hi
+    return covered / (end - start)
 
 
 @dataclass
 class Figures:
+    """A drill's figures. Those the observer's samples cannot support (it did not watch WATCH_SHARE of the
+    drill) are None, never 0: "not seen" is not "did not happen"."""
+
     detection_s: float | None = None           # first visible reaction of the system after injection
     recovery_s: float | None = None            # injection to sustained clean service (None: never)
-    no_leader_s: float = 0.0                   # time without a database leader
-    vip_moves: dict[str, float] = field(default_factory=dict)   # site -> injection to new holder
+    no_leader_s: float | None = None           # time without a database leader
+    vip_moves: dict[str, float] | None = None  # site -> injection to new holder
     orders: int = 0
     client_errors: int = 0                     # orders not served at once (retried, refused, failed)
     error_rate: float = 0.0
@@ -60,13 +127,19 @@ class Figures:
     served_by: dict[str, int] = field(default_factory=dict)                 # endpoint -> acked orders
     # site -> its cluster's reaction (not_ready_s, evicted_s, replacement_ready_s), for clusters that reacted
     kubernetes: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    samples: int = 0                           # the observer's samples over the drill
+    watched: float = 0.0                       # the share of the drill they cover (WATCH_GAP_S each)
+    load: dict[str, PhaseLoad] = field(default_factory=dict)   # baseline, fault, after -> the clients' load
 
     def to_dict(self) -> dict[str, Any]:
         return {**({"kubernetes": {site: {k: _r(v) for k, v in f.items()} for site, f in self.kubernetes.items()}}
                    if self.kubernetes else {}),"detection_s": _r(self.detection_s), "recovery_s": _r(self.recovery_s),
-                "no_leader_s": _r(self.no_leader_s), "vip_moves_s": {k: _r(v) for k, v in self.vip_moves.items()},
+                "no_leader_s": _r(self.no_leader_s),
+                "vip_moves_s": None if self.vip_moves is None else {k: _r(v) for k, v in self.vip_moves.items()},
                 "orders": self.orders, "client_errors": self.client_errors, "error_rate": round(self.error_rate, 4),
-                "latency_p99_ms": {k: _r(v) for k, v in self.latency_p99_ms.items()}, "served_by": self.served_by}
+                "latency_p99_ms": {k: _r(v) for k, v in self.latency_p99_ms.items()}, "served_by": self.served_by,
+                "samples": self.samples, "watched": round(self.watched, 4),
+                "load": {k: v.to_dict() for k, v in self.load.items()}}
 
 
 def _r(value: float | None) -> float | None:
@@ -82,17 +155,23 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 def recovery(orders: list[ClientOrder], injected: float, ended: float) -> float | None:
-    """Seconds from injection until clients were served cleanly for good: the last unclean order sent
-    after injection was answered then. 0 when clients never noticed; None when service never came back
-    (an unclean order within SUSTAIN_S of the end of the load)."""
+    """Seconds from injection until clients were served cleanly for good: the last moment service was bad (an
+    unclean order answered, or the end of SUSTAIN_S or more without a clean answer). 0 only when orders were
+    answered cleanly throughout; None when service never came back (no clean answer after injection, or a bad
+    moment within SUSTAIN_S of the end of the load, or clients that went silent before it)."""
     after = [o for o in orders if o.answered >= injected]
-    unclean = [o for o in after if not o.clean]
-    if not unclean:
-        return 0.0
-    last = max(o.answered for o in unclean)
-    if last > ended - SUSTAIN_S or not any(o.clean and o.sent > last for o in after):
+    clean = sorted(o.answered for o in after if o.clean)
+    if not clean or ended - clean[-1] > SUSTAIN_S:
         return None
-    return last - injected
+    last_bad = max((o.answered for o in after if not o.clean), default=None)
+    for before, answer in zip([injected] + clean, clean):
+        if answer - before > SUSTAIN_S:  # silence: nobody served until this answer
+            last_bad = answer if last_bad is None else max(last_bad, answer)
+    if last_bad is None:
+        return 0.0
+    if last_bad > ended - SUSTAIN_S or not any(o.clean and o.sent > last_bad for o in after):
+        return None
+    return last_bad - injected
 
 
 def detection(samples: list[Sample], injected: float) -> float | None:
@@ -169,7 +248,8 @@ def kubernetes(samples: list[Sample], injected: float) -> dict[str, dict[str, fl
     return found
 
 
-def compute(orders: list[ClientOrder], samples: list[Sample], window: Window) -> Figures:
+def compute(orders: list[ClientOrder], samples: list[Sample], window: Window, reports: list[Report] | None = None,
+            rate: float = 0.0, sessions: int = 0) -> Figures:
     f = Figures()
     f.orders = len(orders)
     f.client_errors = sum(1 for o in orders if not o.clean)
@@ -183,10 +263,18 @@ def compute(orders: list[ClientOrder], samples: list[Sample], window: Window) ->
         if o.outcome == "acked":
             f.served_by[o.endpoint] = f.served_by.get(o.endpoint, 0) + 1
     f.recovery_s = recovery(orders, window.injected, window.ended)
-    f.detection_s = detection(samples, window.injected)
-    f.no_leader_s = no_leader(samples)
-    f.vip_moves = vip_moves(samples, window.injected)
-    f.kubernetes = kubernetes(samples, window.injected)
+    start = window.start if window.start is not None else min((o.sent for o in orders), default=window.injected)
+    f.samples = len(samples)
+    f.watched = watched(samples, start, window.ended)
+    if f.watched >= WATCH_SHARE:  # otherwise the samples cannot support these figures
+        f.detection_s = detection(samples, window.injected)
+        f.no_leader_s = no_leader(samples)
+        f.vip_moves = vip_moves(samples, window.injected)
+        f.kubernetes = kubernetes(samples, window.injected)
+    if reports is not None:
+        f.load = {"baseline": phase_load(orders, reports, start, window.injected, rate, sessions),
+                  "fault": phase_load(orders, reports, window.injected, window.restored, rate, sessions),
+                  "after": phase_load(orders, reports, window.restored, window.ended, rate, sessions)}
     return f
 
 

@@ -20,6 +20,8 @@ class Observer(threading.Thread):
         super().__init__(daemon=True, name="drill-observer")
         self.substrate, self.on_sample = substrate, on_sample
         self.samples: list[figures.Sample] = []
+        self.errors = 0                  # samples lost to a probe that failed (each is a gap in the timeline)
+        self.last_error: str | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -36,7 +38,9 @@ class Observer(threading.Thread):
                     sample = figures.Sample(time.time(), leader, holders,
                                             sum(s != "closed" for r in breakers.values() for s in r.values()),
                                             signals)
-                except Exception:  # an observation that fails is a gap in the timeline, not a failed drill
+                except Exception as exc:  # a gap in the timeline, counted: the verdict judges how much was watched
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                     self.stopping.wait(max(0.0, SAMPLE_S - (time.time() - t)))
                     continue
                 self.samples.append(sample)

@@ -7,18 +7,28 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import TradestackError
 from ..substrates import Substrate
+
+# what a reconciliation reports (refstack reconcile --json); anything else is an error document, not a result
+REPORTED = ("acked_missing", "acked_id_mismatch", "duplicates", "bad_balances_seen", "wrong_balances",
+            "venue_mismatch", "unsettled", "silently_ended", "not_placed_but_present")
+
+
+class ReconcileFailed(TradestackError):
+    """The reconciliation did not run to its end: the verdict says why, it never judges a partial one."""
 
 
 def reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dict[str, Any]:
     """The reference stack's reconciliation, run where the database proxy is (a live router host); the clients'
-    ledger is brought there from the clients' host."""
+    ledger is brought there from the clients' host. Raises ReconcileFailed when a ledger is missing or the
+    reconciliation could not reach what it compares (the database, a venue)."""
     vantage = substrate.database_vantage().name
     merged: dict[str, Any] = {}
     for path in ledgers:
         local = substrate.fetch(substrate.clients_host, path)
         if not local.exists():
-            continue
+            raise ReconcileFailed(f"the clients' ledger {path} is missing on {substrate.clients_host}")
         staged = path.with_name(f"{path.stem}.reconcile{path.suffix}")  # never over the clients' own ledger
         substrate.put(vantage, local, staged)
         done = substrate.run(vantage, [*substrate.tool_argv(vantage), "refstack", "reconcile", "--ledger", str(staged),
@@ -28,7 +38,11 @@ def reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dic
         try:
             report = json.loads(done.stdout)
         except ValueError:
-            raise RuntimeError(f"reconcile failed: {done.why()}") from None
+            report = None
+        if not isinstance(report, dict) or any(k not in report for k in REPORTED):
+            errors = report.get("errors") if isinstance(report, dict) else None
+            raise ReconcileFailed(f"reconciling on {vantage} failed (rc {done.rc}): "
+                                  + ("; ".join(map(str, errors)) if errors else done.why()))
         merged = report if not merged else merge(merged, report)
     return merged
 

@@ -12,6 +12,7 @@ from pathlib import Path
 #   refused   still 429 when the client gave up: not placed (back-pressure);
 #   unknown   no answer that settles it (timeouts, 5xx, lost connections) before the client gave up.
 OUTCOMES = ("acked", "rejected", "refused", "unknown")
+SERVED_AT_ONCE_MS = 1000.0  # an order acked on its first attempt within this was served at once (the client's view)
 VERDICTS = ("ok", "stale", "unavailable", "bad")
 
 

@@ -21,10 +21,11 @@ from typing import Any
 
 import aiohttp
 
-from .ledger import AssetView, Ledger, SentOrder
+from .ledger import SERVED_AT_ONCE_MS, AssetView, Ledger, SentOrder
 from .schema import account_name
 
 KEEPALIVE_S = 3600.0  # an app keeps its connection; the server or a proxy may still close it (it is reopened)
+LOGIN_S = 1.0  # every session logs in (loads its balance screen) within this of the start, then refreshes on its timer
 SYMBOLS = ("AAPL", "MSFT", "TSLA", "NVDA", "0700.HK", "9988.HK")
 
 
@@ -49,6 +50,7 @@ class LoadPlan:
 @dataclass
 class LoadStats:
     sessions: int = 0  # client sessions held, each with its own connection
+    connected: int = 0  # sessions whose latest exchange got an answer from a server (set at each progress report)
     planned: int = 0
     sent: int = 0
     acked: int = 0
@@ -63,6 +65,7 @@ class LoadStats:
     assets_stale: int = 0
     assets_unavailable: int = 0
     assets_bad: int = 0
+    served_at_once: int = 0  # acked on the first attempt within SERVED_AT_ONCE_MS
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     warmup: dict[str, Any] | None = None  # the warm-up's own figures (its connections opened then), if it had one
 
@@ -74,6 +77,16 @@ class LoadStats:
 
         data = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
         return {**data, "latency_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": round(lat[-1], 2) if lat else None}}
+
+    @property
+    def answered(self) -> int:
+        """Orders that have ended, whatever their outcome."""
+        return self.acked + self.rejected + self.refused + self.unknown
+
+    def progress(self) -> dict[str, Any]:
+        """One progress report (cumulative counts, stamped now): what a drill watches while the clients run."""
+        return {"t": round(time.time(), 3), "sent": self.sent, "answered": self.answered,
+                "served_at_once": self.served_at_once, "connected": self.connected, "sessions": self.sessions}
 
 
 class LoadGenerator:
@@ -92,6 +105,7 @@ class LoadGenerator:
         self.rng = random.Random(plan.seed)
         self._orders: list[SentOrder] = []
         self._preferred = [k % len(plan.endpoints) for k in range(plan.sessions)]  # spread like apps over sites
+        self._connected: set[int] = set()  # sessions whose latest exchange was answered by a server
         self._assets: list[AssetView] = []
 
     async def run(self) -> LoadStats:
@@ -121,6 +135,7 @@ class LoadGenerator:
                 flusher.cancel()
                 stopper.cancel()
                 self._flush()
+                self.stats.connected = len(self._connected)
         finally:
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         if plan.warmup_s > 0:
@@ -151,6 +166,7 @@ class LoadGenerator:
         while True:
             await asyncio.sleep(0.5)
             self._flush()
+            self.stats.connected = len(self._connected)
             self.on_progress(self.stats)
 
     async def _session(self, client: aiohttp.ClientSession, k: int, start: float) -> None:
@@ -167,15 +183,22 @@ class LoadGenerator:
             if due >= self._end:  # stopped while it waited: its turn is not part of the run
                 return
             account = account_name(self.rng.randrange(plan.accounts))
-            self._preferred[k] = await self._order(client, client_id, f"{client_id}-{j}", account, self._preferred[k])
+            self._preferred[k] = await self._order(client, k, f"{client_id}-{j}", account, self._preferred[k])
             j += 1
 
     async def _viewer(self, client: aiohttp.ClientSession, k: int, start: float) -> None:
-        """The app's balance screen, refreshed on its own timer (it does not wait for orders to go through)."""
+        """The app's balance screen: loaded when the app logs in (every session within LOGIN_S of the start, so
+        each holds its connection from then on), then refreshed on its own timer (it does not wait for orders)."""
         plan = self.plan
         client_id = f"{self.run_id}-c{k:05d}"
         account = account_name(k % plan.accounts)
+        login = start + (k / plan.sessions) * min(LOGIN_S, plan.assets_every_s)
+        await self._idle(login - time.monotonic())
+        if login < self._end and time.monotonic() < self._end:
+            await self._assets_view(client, k, client_id, account)
         t = start + (k / plan.sessions) * plan.assets_every_s
+        if t <= login:
+            t += plan.assets_every_s
         while t < self._end:
             await self._idle(t - time.monotonic())
             if t >= self._end or time.monotonic() >= self._end:
@@ -197,9 +220,10 @@ class LoadGenerator:
         """Where what starts at monotonic time `t` counts: the warm-up's figures or the measured ones."""
         return self.stats if t >= self._measure_from else self.warmup
 
-    async def _order(self, client: aiohttp.ClientSession, client_id: str, client_order_id: str, account: str,
+    async def _order(self, client: aiohttp.ClientSession, k: int, client_order_id: str, account: str,
                      preferred: int) -> int:
         plan = self.plan
+        client_id = f"{self.run_id}-c{k:05d}"
         body = self._body(account, client_order_id)
         endpoints, index = plan.endpoints, preferred
         first = time.time()
@@ -218,10 +242,13 @@ class LoadGenerator:
                     retry_after = response.headers.get("Retry-After", "1")
             except aiohttp.ClientConnectorError as exc:  # not sent: safe to go elsewhere
                 outcome, status, detail = "unknown", None, f"connect: {exc}"
+                self._connected.discard(k)
             except (aiohttp.ClientError, TimeoutError) as exc:  # sent, answer lost: retrying the same id is safe
                 outcome, status, detail = "unknown", None, f"{type(exc).__name__}: {exc}"
                 maybe_placed = True
+                self._connected.discard(k)
             else:
+                self._connected.add(k)
                 if status in (200, 201):
                     outcome, order, detail = "acked", json.loads(text), None
                     break
@@ -253,6 +280,7 @@ class LoadGenerator:
         setattr(stats, outcome, getattr(stats, outcome) + 1)
         if outcome == "acked":
             stats.latencies_ms.append(latency)
+            stats.served_at_once += attempts == 1 and latency <= SERVED_AT_ONCE_MS
         self._orders.append(SentOrder(client_id, account, client_order_id, body["session"], endpoints[index], first,
                                       attempts, len(tried), outcome, status, order["id"] if order else None,
                                       order["state"] if order else None, round(latency, 3), detail))
@@ -269,12 +297,14 @@ class LoadGenerator:
                 async with client.get(f"{endpoint}/v1/accounts/{account}/assets") as response:
                     status, text = response.status, await response.text()
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self._connected.discard(k)
                 view = AssetView(client_id, account, time.time(), endpoint, None, None, None, False, "unavailable",
                                  f"{type(exc).__name__}")
                 if attempt + 1 < len(endpoints):
                     index = self._preferred[k] = (index + 1) % len(endpoints)
                     continue
             else:
+                self._connected.add(k)
                 view = judge_assets(client_id, account, endpoint, status, _json(text))
             break
         stats.__dict__[f"assets_{view.verdict}"] += 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from .. import health
-from ..adapters.commands import CommandResult
+from ..adapters.commands import CommandResult, StreamedPopen
 from ..errors import InputError, TradestackError
 from ..hostsettings import HostSettings
 from ..topology.model import Topology
@@ -104,35 +104,27 @@ class AccessFiles:
 
 
 class Process(Protocol):
-    """A process started on a host: wait for it, stop it (SIGTERM: it ends cleanly), read what it printed."""
+    """A process started on a host: wait for it, stop it (SIGTERM: it ends cleanly), read what it printed, and
+    while it runs, the lines it has written on stderr so far (a long-running program's progress)."""
 
     @property
     def returncode(self) -> int | None: ...
 
     def terminate(self) -> None: ...
 
+    def stderr_lines(self) -> list[str]: ...
+
     def communicate(self, timeout: float) -> tuple[str, str]:
         """(stdout, stderr) once it ended; raises subprocess.TimeoutExpired if it runs past `timeout`."""
         ...
 
 
-class LocalProcess:
+class LocalProcess(StreamedPopen):
     """A Process that is a child of this one."""
 
-    def __init__(self, popen: subprocess.Popen[str]):
-        self._popen = popen
-
-    @property
-    def returncode(self) -> int | None:
-        return self._popen.returncode
-
     def terminate(self) -> None:
-        if self._popen.poll() is None:
-            self._popen.terminate()
-
-    def communicate(self, timeout: float) -> tuple[str, str]:
-        out, err = self._popen.communicate(timeout=timeout)
-        return out or "", err or ""
+        if self.popen.poll() is None:
+            self.popen.terminate()
 
 
 class StackLifecycle(Protocol):
