@@ -131,6 +131,35 @@ def test_internal_error_goes_to_debug_log(monkeypatch, tmp_path):
     assert len(logs) == 1 and "Traceback" in logs[0].read_text()
 
 
+@pytest.mark.parametrize("raised, code, error", [
+    (None, ExitCode.FAILED, None),
+    ("usage", ExitCode.BAD_INPUT, "No such option: --nope"),
+    ("environment", ExitCode.ENVIRONMENT, "the lab needs root"),
+    ("bug", ExitCode.INTERNAL, "internal error: KeyError: 'acked_missing'"),
+    ("interrupt", ExitCode.INTERRUPTED, "interrupted"),
+])
+def test_json_asked_prints_a_json_document_on_stdout_for_every_exit_code(monkeypatch, tmp_path, raised, code, error):
+    """A pipeline reads stdout: whatever happens, --json gives it one document with the exit code."""
+    from tradestack.errors import EnvironmentProblem
+
+    monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path))
+    boom = {"environment": EnvironmentProblem("the lab needs root"), "bug": KeyError("acked_missing"),
+            "interrupt": KeyboardInterrupt()}.get(raised or "")
+    if boom is not None:
+        def check(*_a, **_k):
+            raise boom
+        monkeypatch.setattr("tradestack.cli.capacity.check_capacity", check)
+    args = ["capacity", "check", LAB, "--json"] + (["--depth", "2"] if raised is None else [])
+    r = run(*args, *(["--nope"] if raised == "usage" else []))
+    assert r.exit_code == code, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False
+    if error is not None:
+        assert doc["exit_code"] == code and error in doc["errors"][0], doc
+    else:  # a check that failed is the command's own report, not an error
+        assert any(not s["ok"] for s in doc["scenarios"]), doc
+
+
 def test_console_script_runs_as_a_real_process():
     exe = shutil.which("tradestack", path=str(Path(sys.executable).parent))
     assert exe, "console script `tradestack` not installed next to this Python"

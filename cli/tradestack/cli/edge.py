@@ -44,15 +44,28 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+def _json_asked(ctx: typer.Context) -> bool:
+    """--json was asked for: by the command (want_json), or among the words given to it (a usage error stops
+    before the command has read them)."""
+    return bool((ctx.obj or {}).get("json") or (ctx.obj or {}).get("json_word"))
+
+
 class GuardedGroup(TyperGroup):
-    """Root command group: translates tradestack errors, Ctrl-C and bugs into exit codes."""
+    """Root command group: translates tradestack errors, Ctrl-C and bugs into exit codes; with --json, every
+    outcome prints its JSON document on stdout."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        ctx.ensure_object(dict)  # shared with sub-commands, so want_json() is seen here
+        # shared with sub-commands, so want_json() is seen here; the words are read now (click consumes them)
+        ctx.ensure_object(dict)["json_word"] = "--json" in [*(getattr(ctx, "_protected_args", None) or []), *ctx.args]
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
-            raise  # typer's own: usage errors, --help, explicit exits
+        except (typer.Exit, typer.Abort):
+            raise  # --help, explicit exits
+        except typer.TyperException as exc:  # a usage error: typer prints it with the usage and exits 2
+            if _json_asked(ctx) and hasattr(exc, "format_message"):
+                print_json({"ok": False, "exit_code": int(getattr(exc, "exit_code", ExitCode.BAD_INPUT)),
+                            "errors": [exc.format_message()]})
+            raise
         except InputError as exc:
             _report(ctx, exc, "error", ExitCode.BAD_INPUT)
         except EnvironmentProblem as exc:
@@ -63,10 +76,15 @@ class GuardedGroup(TyperGroup):
             sys.stderr.close()
             raise typer.Exit(ExitCode.OK) from None
         except KeyboardInterrupt:
+            if _json_asked(ctx):
+                print_json({"ok": False, "exit_code": int(ExitCode.INTERRUPTED), "errors": ["interrupted"]})
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except Exception as exc:  # a bug: keep the traceback, show one line
             log = _write_debug_log(exc)
+            if _json_asked(ctx):
+                print_json({"ok": False, "exit_code": int(ExitCode.INTERNAL),
+                            "errors": [f"internal error: {type(exc).__name__}: {exc}"], "debug_log": log})
             err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                       f"The traceback is in {log}; please attach it to a bug report.", highlight=False)
             raise typer.Exit(ExitCode.INTERNAL) from None
@@ -74,7 +92,7 @@ class GuardedGroup(TyperGroup):
 
 def _report(ctx: typer.Context, exc: TradestackError, label: str, code: ExitCode) -> None:
     lines = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
-    if (ctx.obj or {}).get("json"):
+    if _json_asked(ctx):
         print_json({"ok": False, "exit_code": int(code), "errors": lines})
     if len(lines) == 1:
         err.print(f"[bold red]{label}:[/] {escape(lines[0])}", highlight=False)
