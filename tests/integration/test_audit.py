@@ -45,7 +45,8 @@ def test_on_a_fresh_deploy_every_control_passes_but_drill_evidence_which_fails_l
 
     code, result, out = clean_audit
     red = _red(result)
-    assert set(red) == {"EVD-01"} and code == 0 and result["ok"]  # EVD-01 is medium: high controls decide
+    assert set(red) == {"EVD-01"} and code == 0 and result["ok"]  # EVD-01 is medium: --fail-on high decides
+    assert result["headline"] == "FAIL: EVD-01 (medium)"  # the title names it whatever the exit policy
     assert sorted(f.split(":")[0] for f in red["EVD-01"]) == sorted(files.catalogue())
     assert all("no evidence it was ever tested" in f for f in red["EVD-01"])
     assert {p.name for p in out.iterdir()} >= {"junit.xml", "audit.json", "audit.html", "manifest.sha256"}
@@ -63,7 +64,7 @@ def test_the_html_report_renders_in_headless_chromium_with_ids_and_verdicts(clea
                            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                            (out / "audit.html").as_uri()], capture_output=True, text=True, timeout=120)
     dom = done.stdout
-    assert 'id="verdict"' in dom and "PASS" in dom
+    assert 'id="verdict"' in dom and "FAIL: EVD-01 (medium)" in dom
     for control in result["controls"]:
         assert f"id=\"control-{control['id']}\"" in dom and control["verdict"].upper() in dom
 
@@ -99,7 +100,9 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
         subprocess.run(["supervisorctl", "-c", supervisor, "start", "patroni"], check=True, capture_output=True)
     red = _red(result)
     assert code == 1 and not result["ok"]
-    assert set(red) == {"RES-01", "RES-06", "SEC-01", "RES-03", "SEC-04", "EVD-01"}, red
+    assert set(red) == {"RES-01", "RES-06", "SEC-01", "SEC-02", "RES-03", "SEC-04", "EVD-01"}, red
+    # a placed program with no process is not "nothing running as root": SEC-02 cannot judge it, so it fails
+    assert red["SEC-02"] == [f"{standby}: patroni is placed on {standby} and has no running process"], red["SEC-02"]
     assert any("no synchronous standby" in f or "does not answer" in f for f in red["RES-01"]), red["RES-01"]
     site = lab.hosts[standby].site
     assert red["RES-06"] == [f"orderdb@{site}: orderdb in {site}: 0 running of 1 placed"]

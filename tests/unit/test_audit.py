@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from tradestack.audit import catalogue, report
 from tradestack.audit.evidence import DAY, Run, judge
-from tradestack.audit.run import passes, verdicts
+from tradestack.audit.run import headline, passes, verdicts
 from tradestack.cli.app import app
 from tradestack.errors import InputError
 
@@ -24,7 +24,7 @@ def test_the_catalogue_covers_resilience_security_operations_and_evidence_and_ev
     assert {i.split("-")[0] for i in ids} == {"RES", "SEC", "OPS", "EVD", "KUB"}
     # the Kubernetes controls hold only stacks whose services run in clusters
     assert {c.id for c in items if c.applies_to == "clusters"} == {"KUB-01", "KUB-02", "KUB-03", "KUB-04"}
-    assert all(c.refs and c.rationale for c in items)
+    assert all(c.refs and c.rationale and c.remedy for c in items)
     implemented = "".join(p.read_text() for p in catalogue.CHECKS.glob("test_*.py"))
     assert all(f'pytest.mark.control("{i}")' in implemented for i in ids)
 
@@ -40,7 +40,7 @@ def _record(control: str, target: str, outcome: str, reason: str = "") -> dict:
             "duration_s": 0.1, "evidence": [{"host": target, "at": 0.0, "command": "true", "rc": 0, "output": "<ok>"}]}
 
 
-def test_a_control_fails_if_any_target_fails_and_is_skipped_only_if_all_are():
+def test_a_control_passes_only_when_every_target_was_judged_and_passed():
     chosen = catalogue.select(catalogue.controls(), ["RES-01", "SEC-04", "EVD-01", "OPS-02"])
     records = [_record("RES-01", "db1", "passed"), _record("RES-01", "db2", "passed"),
                _record("SEC-04", "gw1", "passed"), _record("SEC-04", "gw2", "failed", "mode 0o644"),
@@ -48,18 +48,35 @@ def test_a_control_fails_if_any_target_fails_and_is_skipped_only_if_all_are():
     by_id = {c["id"]: c for c in verdicts(chosen, records)}
     assert by_id["RES-01"]["verdict"] == "pass" and by_id["RES-01"]["targets"] == 2
     assert by_id["SEC-04"]["verdict"] == "fail" and by_id["SEC-04"]["failed"] == ["gw2: mode 0o644"]
-    assert by_id["EVD-01"]["verdict"] == "skipped" and by_id["EVD-01"]["skipped"] == ["carrier-outage: no run yet"]
-    assert by_id["OPS-02"]["verdict"] == "fail"  # nothing checked is not a pass
+    # main called an all-skipped control "skipped": nothing judged is a failure
+    assert by_id["EVD-01"]["verdict"] == "fail"
+    assert by_id["EVD-01"]["failed"] == ["carrier-outage: not judged: no run yet"]
+    assert by_id["OPS-02"]["verdict"] == "fail"
+    assert by_id["OPS-02"]["failed"] == ["nothing to judge: the control found no target on this stack"]
 
 
-def test_a_high_severity_control_without_evidence_fails_the_audit_a_medium_one_does_not():
-    chosen = catalogue.select(catalogue.controls(), ["RES-01", "RES-06"])  # high, medium
-    all_pass = [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "passed")]
-    assert passes(verdicts(chosen, all_pass))
-    assert not passes(verdicts(chosen, [_record("RES-01", "db1", "skipped", "no leader to ask"),
-                                        _record("RES-06", "x", "passed")]))
-    assert passes(verdicts(chosen, [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "skipped")]))
-    assert not passes(verdicts(chosen, [_record("RES-06", "x", "passed")]))  # RES-01 checked nothing
+def test_the_exit_policy_counts_failing_controls_at_or_above_its_severity():
+    chosen = catalogue.select(catalogue.controls(), ["RES-01", "RES-06", "OPS-02"])  # high, medium, low
+    all_pass = [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "passed"), _record("OPS-02", "h", "passed")]
+    assert passes(verdicts(chosen, all_pass), "low")
+    medium_fails = verdicts(chosen, [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "failed", "1 of 2"),
+                                     _record("OPS-02", "h", "passed")])
+    assert passes(medium_fails, "high") and not passes(medium_fails, "medium") and not passes(medium_fails, "low")
+    low_fails = verdicts(chosen, [_record("RES-01", "db1", "passed"), _record("RES-06", "x", "passed"),
+                                  _record("OPS-02", "h", "failed", "no rotation")])
+    assert passes(low_fails, "medium") and not passes(low_fails, "low")
+    assert not passes(verdicts(chosen, [_record("RES-01", "db1", "skipped", "no leader to ask")]), "high")
+    assert not passes(verdicts(chosen, [_record("RES-06", "x", "passed")]), "high")  # RES-01 checked nothing
+
+
+def test_the_headline_names_every_failing_control_and_its_severity_most_severe_first():
+    chosen = catalogue.select(catalogue.controls(), ["EVD-01", "RES-01", "SEC-02", "OPS-02"])
+    found = verdicts(chosen, [_record("EVD-01", "carrier-outage", "failed", "never run"),
+                              _record("RES-01", "db1", "passed"), _record("OPS-02", "h", "failed", "x")])
+    # main's title said PASS here (every high control... except SEC-02, which found nothing, was not named)
+    assert headline(found) == "FAIL: SEC-02 (high), EVD-01 (medium), OPS-02 (low)"
+    assert headline(verdicts(chosen[:2], [_record("EVD-01", "d", "passed"), _record("RES-01", "db1", "passed")])) \
+        == "PASS"
 
 
 NOW = 1_800_000_000.0
@@ -90,9 +107,11 @@ def test_reports_are_escaped_self_contained_and_the_manifest_catches_tampering(t
     (tmp_path / "junit.xml").write_text("<testsuites/>")
     summary = {"stack": "lab", "topology": "t.yaml", "tool": "tradestack 0", "started": "s", "ended": "e",
                "hosts": ["gw<1>"]}
-    paths = report.write_reports(tmp_path, summary, verdicts(chosen, records), records, ok=False)
+    found = verdicts(chosen, records)
+    paths = report.write_reports(tmp_path, {**summary, "headline": headline(found)}, found, records, ok=False)
     page = paths["html"].read_text()
-    assert 'id="verdict" class="bad">FAIL' in page and "gw&lt;1&gt;" in page and "SEC-04" in page
+    assert 'id="verdict" class="bad">FAIL: SEC-04 (high)<' in page and "gw&lt;1&gt;" in page
+    assert "<b>What to do:</b> chmod 0600 the file" in page
     assert "DORA Art. 9(4)(d)" in page and "http" not in page
     assert json.loads(paths["json"].read_text())["controls"][0]["verdict"] == "fail"
     assert report.verify_manifest(tmp_path) == []
@@ -107,7 +126,19 @@ def test_audit_cli_lists_controls_and_refuses_unknown_ones_with_exit_2():
     bad = runner.invoke(app, ["audit", "run", "--controls", "XYZ-01", "--stack", "lab"])
     assert bad.exit_code == 2 and "unknown control(s) XYZ-01" in bad.output
     helped = runner.invoke(app, ["audit", "run", "--help"])
-    assert helped.exit_code == 0 and "severity high" in helped.output and "Example" in helped.output
+    assert helped.exit_code == 0 and "--fail-on" in helped.output and "Example" in helped.output
+
+
+def test_failing_controls_come_first_in_the_html_report(tmp_path: Path):
+    chosen = catalogue.select(catalogue.controls(), ["RES-01", "EVD-01", "SEC-01"])
+    records = [_record("RES-01", "db1", "passed"), _record("EVD-01", "d", "failed", "never run"),
+               _record("SEC-01", "h", "failed", "PasswordAuthentication is not 'no'")]
+    found = verdicts(chosen, records)
+    page = report.render_html({"ok": False, "stack": "lab", "topology": "t", "tool": "x", "started": "s",
+                               "ended": "e", "hosts": [], "controls": found, "results": records,
+                               "headline": headline(found), "fail_on": "medium"})
+    assert page.index("control-SEC-01") < page.index("control-EVD-01") < page.index("control-RES-01")
+    assert "FAIL: SEC-01 (high), EVD-01 (medium)" in page and "of severity medium or high" in page
 
 
 def test_the_plugin_imports_and_every_check_module_compiles():

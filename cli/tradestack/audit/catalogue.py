@@ -21,8 +21,12 @@ class Control(BaseModel):
     title: str
     rationale: str
     severity: Literal["high", "medium", "low"]
+    remedy: str                                          # what to do when it fails (the report shows it)
     refs: list[str]
     applies_to: Literal["every", "clusters"] = "every"   # clusters: only stacks whose services run in Kubernetes
+
+
+SEVERITIES = ("high", "medium", "low")  # most severe first
 
 
 class Catalogue(BaseModel):

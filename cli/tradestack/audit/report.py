@@ -45,10 +45,14 @@ def verify_manifest(out_dir: Path) -> list[str]:
 def render_html(doc: dict[str, Any]) -> str:
     e = html.escape
     colour = {"pass": "ok", "fail": "bad", "skipped": "skip"}
+    severity = {"high": 0, "medium": 1, "low": 2}
+    ordered = sorted(doc["controls"], key=lambda c: (c["verdict"] == "pass", severity[c["severity"]], c["id"]))
     control_rows = "".join(
         f"<tr id='control-{e(c['id'])}'><td><b>{e(c['id'])}</b></td><td>{e(c['title'])}</td><td>{e(c['severity'])}</td>"
         f"<td class='{colour[c['verdict']]}'>{e(c['verdict'].upper())}</td><td>{c['targets']}</td>"
-        f"<td>{'<br>'.join(e(x) for x in c['failed'] + c['skipped'])}</td></tr>" for c in doc["controls"])
+        f"<td>{'<br>'.join(e(x) for x in c['failed'])}"
+        + (f"<div class='remedy'><b>What to do:</b> {e(c.get('remedy', ''))}</div>" if c["verdict"] != "pass" else "")
+        + "</td></tr>" for c in ordered)
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for c in doc["controls"]:
         for ref in c["refs"]:
@@ -68,7 +72,9 @@ def render_html(doc: dict[str, Any]) -> str:
                      f"<td class='{outcome_class.get(r['outcome'], 'skip')}'>{e(r['outcome'])}</td>"
                      f"<td>{e(r['reason'])}{''.join(_evidence(i) for i in r['evidence'])}</td></tr>"
                      for r in doc["results"]]
-    verdict = "PASS" if doc["ok"] else "FAIL"
+    verdict = doc.get("headline") or ("PASS" if doc["ok"] else "FAIL")
+    policy = {"high": "of severity high", "medium": "of severity medium or high", "low": "of any severity"}[
+        doc.get("fail_on", "high")]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tradestack audit of {e(doc['stack'])}</title>
 <style>
@@ -76,12 +82,14 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1f2328; }}
 table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #d0d7de; padding: 4px 8px;
 vertical-align: top; text-align: left; }} .ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; font-weight: bold; }}
 .skip {{ color: #9a6700; }} pre {{ white-space: pre-wrap; max-height: 12em; overflow: auto; background: #f6f8fa;
-margin: 2px 0; }} .ev {{ margin-top: 4px; }}
+margin: 2px 0; }} .ev {{ margin-top: 4px; }} .remedy {{ margin-top: 4px; color: #1f2328; }}
 </style></head><body>
-<h1>Compliance audit: stack <code>{e(doc['stack'])}</code> — <span id="verdict" class="{'ok' if doc['ok'] else 'bad'}">{verdict}</span></h1>
+<h1>Compliance audit: stack <code>{e(doc['stack'])}</code> — <span id="verdict" class="{'ok' if verdict == 'PASS' else 'bad'}">{e(verdict)}</span></h1>
 <p>Topology <code>{e(doc['topology'])}</code>; {e(doc['tool'])}; run {e(doc['started'])} to {e(doc['ended'])};
-{len(doc['hosts'])} hosts. PASS means every control of severity high passed. Artifacts and their SHA-256 are
-listed in <code>manifest.sha256</code> beside this file.</p>
+{len(doc['hosts'])} hosts. PASS means every control passed, each having judged at least one target; the title
+names every control that did not. The exit code failed on controls {policy} (<code>--fail-on</code>). Failing
+controls come first, each with what to do about it. Artifacts and their SHA-256 are listed in
+<code>manifest.sha256</code> beside this file.</p>
 <h2>By control</h2>
 <table><tr><th>control</th><th>title</th><th>severity</th><th>verdict</th><th>targets</th><th>findings</th></tr>{control_rows}</table>
 <h2>By rule referenced</h2>

@@ -38,7 +38,7 @@ class AuditError(TradestackError):
 
 @dataclass
 class AuditResult:
-    ok: bool                       # every selected high-severity control passed
+    ok: bool                       # no control at or above the exit policy's severity failed
     controls: list[dict[str, Any]]
     records: list[dict[str, Any]]
     artifacts: dict[str, Path]
@@ -79,11 +79,14 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
 
 
 def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, workers: int = 4,
-        max_age_days: float = 30.0, on_step: Callable[[str], None] = lambda s: None) -> AuditResult:
+        max_age_days: float = 30.0, fail_on: str = "high",
+        on_step: Callable[[str], None] = lambda s: None) -> AuditResult:
     all_controls = catalogue.controls()
     chosen = catalogue.select(all_controls, controls)  # unknown ids are refused before the stack is opened
     stack = open_stack(stack_name)
-    if not stack.site_clusters():  # controls of clusters do not apply to a stack that runs none
+    # controls of clusters apply to a stack whose services run in clusters, whether or not its clusters can be found
+    # (a cluster it declares and cannot read fails them, never drops them)
+    if not stack.clustered_services():
         chosen = [c for c in chosen if c.applies_to != "clusters"]
         if not chosen:
             raise InputError(f"stack {stack_name!r} runs no Kubernetes clusters: the controls asked for apply only "
@@ -118,26 +121,44 @@ def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, wo
                "started": started.isoformat(), "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
                "hosts": sorted(ctx["hosts"])}
     per_control = verdicts(chosen, records)
-    ok = passes(per_control)
+    ok = passes(per_control, fail_on)
+    summary |= {"headline": headline(per_control), "fail_on": fail_on}
     on_step("writing reports")
     artifacts = write_reports(out_dir, summary, per_control, records, ok)
     return AuditResult(ok, per_control, records, artifacts, summary)
 
 
-def passes(per_control: list[dict[str, Any]]) -> bool:
-    """The audit passes when every high-severity control passed; one that found no evidence (all skipped) did not."""
-    return all(c["verdict"] == "pass" for c in per_control if c["severity"] == "high")
+def passes(per_control: list[dict[str, Any]], fail_on: str = "high") -> bool:
+    """The exit policy: no control of severity `fail_on` or above failed (high: only high ones count; low: any)."""
+    counted = catalogue.SEVERITIES[:catalogue.SEVERITIES.index(fail_on) + 1]
+    return all(c["verdict"] == "pass" for c in per_control if c["severity"] in counted)
+
+
+def failing(per_control: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failing controls, most severe first (then by id)."""
+    return sorted((c for c in per_control if c["verdict"] != "pass"),
+                  key=lambda c: (catalogue.SEVERITIES.index(c["severity"]), c["id"]))
+
+
+def headline(per_control: list[dict[str, Any]]) -> str:
+    """PASS only when every control passed; otherwise FAIL naming each failing control and its severity, whatever
+    the exit policy (an auditor reads the title before the exit code)."""
+    bad = failing(per_control)
+    return "PASS" if not bad else "FAIL: " + ", ".join(f"{c['id']} ({c['severity']})" for c in bad)
 
 
 def verdicts(chosen: list[catalogue.Control], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per control: pass (every target passed), fail (any failed), skipped (all skipped, with the reasons)."""
+    """Per control: pass (every target judged and passed), else fail: a failed target, a target not judged
+    (skipped), or no target at all ("nothing to judge")."""
     out = []
     for c in chosen:
         mine = [r for r in records if r["control"] == c.id]
         outcomes = {r["outcome"] for r in mine}
-        verdict = ("fail" if "failed" in outcomes or not mine else "skipped" if outcomes == {"skipped"}
-                   else "pass")
-        out.append({**c.model_dump(), "verdict": verdict, "targets": len(mine),
-                    "failed": [f"{r['target']}: {r['reason']}" for r in mine if r["outcome"] == "failed"],
-                    "skipped": [f"{r['target']}: {r['reason']}" for r in mine if r["outcome"] == "skipped"]})
+        failed = [f"{r['target']}: {r['reason']}" for r in mine if r["outcome"] == "failed"]
+        if not mine:
+            failed.append("nothing to judge: the control found no target on this stack")
+        skipped = [f"{r['target']}: not judged: {r['reason']}" for r in mine if r["outcome"] == "skipped"]
+        verdict = "pass" if mine and outcomes == {"passed"} else "fail"
+        out.append({**c.model_dump(), "verdict": verdict, "targets": len(mine), "failed": failed + skipped,
+                    "skipped": skipped})
     return out

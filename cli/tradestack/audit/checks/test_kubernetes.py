@@ -16,13 +16,43 @@ TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
 def _sites(ctx: Any) -> list[str]:
-    return sorted(ctx["clusters"])
+    """Every site the topology places a clustered service in: each must have a cluster that can be read."""
+    return sorted({site for svc in ctx["clustered"] for site, n in ctx["placement"].get(svc, {}).items() if n})
+
+
+def _placed(audit: Any, site: str) -> dict[str, int]:
+    """The clustered services the topology places in `site`, with their replicas."""
+    return {svc: audit["placement"][svc][site] for svc in audit["clustered"]
+            if audit["placement"].get(svc, {}).get(site)}
 
 
 def _deployments(audit: Any, site: str) -> tuple[Cluster, dict[str, Any]]:
-    api = Cluster(Path(audit["clusters"][site]), site)
+    """The site cluster's API and the Deployment of every service placed there; fails when the cluster cannot be
+    read or a placed service has no Deployment (nothing to judge is never a pass)."""
+    kubeconfig = audit["clusters"].get(site)
+    assert kubeconfig, f"{site}: the stack places {', '.join(_placed(audit, site))} there and no cluster was found"
+    api = Cluster(Path(kubeconfig), site)
     items = api.apps.list_namespaced_deployment(audit["cluster_namespace"], _request_timeout=api.timeout).items
-    return api, {d.metadata.name: d for d in items if d.metadata.name in audit["clustered"]}
+    deployments = {d.metadata.name: d for d in items if d.metadata.name in audit["clustered"]}
+    missing = sorted(set(_placed(audit, site)) - set(deployments))
+    if missing:
+        api.close()
+    assert not missing, f"{site}: no Deployment of {', '.join(missing)}, which the topology places there"
+    return api, deployments
+
+
+def _allowed_down(budget: Any, replicas: int) -> int:
+    """How many of `replicas` a disruption budget lets go at once (Kubernetes rounds a percentage of
+    maxUnavailable up)."""
+    spec = budget.spec
+    if spec.max_unavailable is not None:
+        value = str(spec.max_unavailable)
+        return -(-replicas * int(value[:-1]) // 100) if value.endswith("%") else int(value)
+    if spec.min_available is not None:
+        value = str(spec.min_available)
+        keep = -(-replicas * int(value[:-1]) // 100) if value.endswith("%") else int(value)
+        return replicas - keep
+    return replicas
 
 
 @pytest.mark.control("KUB-01")
@@ -32,16 +62,18 @@ def test_disruption_budgets_allow_one_down_and_pods_leave_a_lost_node_in_seconds
     with api:
         budgets = {b.metadata.name: b for b in api.policy.list_namespaced_pod_disruption_budget(
             audit["cluster_namespace"], _request_timeout=api.timeout).items}
-    assert deployments, f"{site}: no clustered service is deployed"
     for name, d in sorted(deployments.items()):
         budget = budgets.get(name)
         assert budget is not None, f"{site}: {name} has no PodDisruptionBudget"
+        replicas = int(d.spec.replicas or 0)
+        down = _allowed_down(budget, replicas)
         evidence.note(site, f"{name} budget", f"maxUnavailable {budget.spec.max_unavailable}, minAvailable "
-                                              f"{budget.spec.min_available}, allowed now "
+                                              f"{budget.spec.min_available}, {replicas} replicas: {down} may go at "
+                                              f"once; allowed now "
                                               f"{budget.status.disruptions_allowed if budget.status else '?'}")
-        assert budget.spec.max_unavailable in (1, "1") or (budget.spec.min_available is not None and
-                                                            int(budget.spec.min_available) < d.spec.replicas), \
-            f"{site}: {name}'s budget does not allow one replica down"
+        assert down >= 1, f"{site}: {name}'s budget allows no replica down (a drain would never finish)"
+        assert down < replicas, (f"{site}: {name}'s budget lets {down} of {replicas} replicas go at once: a drain "
+                                 "can take the site's last serving replica")
         tolerated = {t.key: t.toleration_seconds for t in d.spec.template.spec.tolerations or []
                      if t.effect == "NoExecute"}
         evidence.note(site, f"{name} tolerations", tolerated)
@@ -55,7 +87,6 @@ def test_disruption_budgets_allow_one_down_and_pods_leave_a_lost_node_in_seconds
 def test_containers_run_unprivileged_as_non_root_from_pinned_images(audit, evidence, site):
     api, deployments = _deployments(audit, site)
     api.close()
-    assert deployments, f"{site}: no clustered service is deployed"
     for name, d in sorted(deployments.items()):
         pod = d.spec.template.spec
         pod_ctx = pod.security_context
@@ -92,14 +123,11 @@ def test_each_site_runs_its_placed_replicas_ready_and_spread_over_its_nodes(audi
     with api:
         pods = api.pods(audit["cluster_namespace"], "app.kubernetes.io/part-of=tradestack")
         nodes = [n.name for n in api.nodes()]
-    for service in audit["clustered"]:
-        placed = audit["placement"].get(service, {}).get(site, 0)
+    for service, placed in sorted(_placed(audit, site).items()):
         d = deployments.get(service)
         ready = int(d.status.ready_replicas or 0) if d is not None else 0
         evidence.note(site, f"{service} ready", f"{ready} of {placed} placed")
         assert ready >= placed, f"{site}: {service} has {ready} ready of {placed} placed"
-        if d is None or not placed:
-            continue
         spread = [c for c in d.spec.template.spec.topology_spread_constraints or []
                   if c.topology_key == "kubernetes.io/hostname"]
         assert spread, f"{site}: {service} does not ask to be spread over nodes"

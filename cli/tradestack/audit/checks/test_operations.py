@@ -15,6 +15,7 @@ def test_clocks_agree_within_a_second(audit, evidence, hostname):
     before = time.time()
     out = evidence.run(audit.host(hostname), hostname, "date +%s.%N")
     after = time.time()
+    assert out.rc == 0 and out.stdout.strip(), f"date failed on {hostname} (rc {out.rc}): nothing to judge"
     remote = float(out.stdout.strip())
     skew = 0.0 if before <= remote <= after else min(abs(remote - before), abs(remote - after))
     evidence.note(hostname, "skew against the auditing host (s)", round(skew, 6))

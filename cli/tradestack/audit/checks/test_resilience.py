@@ -9,14 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradestack import health
-
-PROGRAMS = {"gateway": ["haproxy", "keepalived", "tradestack-gateway"], "router": ["haproxy", "tradestack-router"],
-            "orderdb": ["patroni"], "consensus": ["etcd"], "venue": ["tradestack-venue"]}
-
-
-def programs(audit, service: str) -> list[str]:
-    """What a host of `service` runs: a service run in clusters leaves only its site's load balancing on hosts."""
-    return [p for p in PROGRAMS.get(service, []) if p.removeprefix("tradestack-") not in audit["clustered"]]
+from tradestack.audit.placed import programs
 
 
 @pytest.mark.control("RES-01")
@@ -108,10 +101,12 @@ def test_every_service_runs_the_instances_the_topology_places(audit, evidence, p
         evidence.note(site, f"{service} ready replicas", ready.get(service, 0))
         assert ready.get(service, 0) == declared, f"{service} in {site}: {ready.get(service, 0)} ready of {declared} placed"
         return
+    expected = programs(audit, service)
+    assert expected, f"{service} in {site}: no program is known to run it (nothing to judge)"
     for name in audit.names(service, site):
         out = evidence.run(audit.host(name), name,
                            f"supervisorctl -c {audit['state_base']}/{name}/supervisor/supervisord.conf status")
         states = dict(line.split()[:2] for line in out.stdout.splitlines() if len(line.split()) >= 2)
-        if all(states.get(p) == "RUNNING" for p in programs(audit, service)):
+        if all(states.get(p) == "RUNNING" for p in expected):
             running += 1
     assert running == declared, f"{service} in {site}: {running} running of {declared} placed"

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-
-
-def service_users(service_user: str) -> dict[str, str]:
-    """Each supervised program and the user it must run as (the trading services' user is a stack setting)."""
-    return {"tradestack-gateway": service_user, "tradestack-router": service_user,
-            "tradestack-venue": service_user, "patroni": "postgres", "etcd": "etcd"}
+from tradestack.audit.placed import trading_programs
 
 
 @pytest.mark.control("SEC-01")
@@ -28,27 +23,28 @@ def test_sshd_allows_no_passwords_and_no_root_password_login(audit, evidence, ho
 
 
 @pytest.mark.control("SEC-02")
-@pytest.mark.targets("hostname", lambda ctx: [h for h in ctx.names() if ctx.inventory[h]["service"] != "loadgen"])
+@pytest.mark.targets("hostname", lambda ctx: [h for h in ctx.names() if trading_programs(ctx, h)])
 def test_trading_services_run_as_non_root_users(audit, evidence, hostname):
     host = audit.host(hostname)
     conf = f"{audit['state_base']}/{hostname}/supervisor/supervisord.conf"
-    checked = 0
-    for program, user in service_users(audit["service_user"]).items():
-        pid = evidence.run(host, hostname, f"supervisorctl -c {conf} pid {program}").stdout.strip()
-        if not pid.isdigit() or pid == "0":
-            continue
-        owner = evidence.run(host, hostname, f"ps -o user= -p {pid}").stdout.strip()
+    for program, user in trading_programs(audit, hostname).items():
+        asked = evidence.run(host, hostname, f"supervisorctl -c {conf} pid {program}")
+        pid = asked.stdout.strip()
+        assert asked.rc == 0, f"supervisorctl pid {program} exited {asked.rc}: {(asked.stderr or pid).strip()[:200]}"
+        assert pid.isdigit() and pid != "0", f"{program} is placed on {hostname} and has no running process"
+        ps = evidence.run(host, hostname, f"ps -o user= -p {pid}")
+        owner = ps.stdout.strip()
+        assert ps.rc == 0 and owner, f"ps found no process {pid} ({program}): rc {ps.rc}"
         assert owner == user and owner != "root", f"{program} runs as {owner!r}, not {user!r}"
-        checked += 1
-    if not checked:  # nothing running runs as root; a service that should run is RES-06's finding
-        evidence.note(hostname, "service processes", "none running")
 
 
 @pytest.mark.control("SEC-03")
 @pytest.mark.targets("hostname", lambda ctx: ctx.names("orderdb"))
 def test_the_database_listens_only_on_the_site_lan_and_loopback(audit, evidence, hostname):
     out = evidence.run(audit.host(hostname), hostname, "ss -Hltn 'sport = :5432'")
+    assert out.rc == 0, f"ss failed (rc {out.rc}): {out.stderr.strip()[:200]}"
     addresses = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.stdout.splitlines() if line.split()}
+    assert addresses, "nothing listens on port 5432: no database to judge"
     allowed = {audit.inventory[hostname]["lan_address"], "127.0.0.1"}
     assert addresses <= allowed, f"PostgreSQL listens on {sorted(addresses - allowed)} (allowed: {sorted(allowed)})"
 

@@ -1,0 +1,177 @@
+"""Each control's check against hosts and clusters that answer as a broken estate would: the check FAILS (never
+passes, never skips) when the thing it guards is broken or there is nothing to judge. The hosts here are
+stand-ins that answer commands from a table; the checks are the audit's own functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace as NS
+from typing import Any
+
+import pytest
+
+from tradestack.audit import plugin
+from tradestack.audit.checks import test_kubernetes as kub
+from tradestack.audit.checks import test_security as sec
+
+pytestmark = pytest.mark.unit
+
+
+class Host:
+    """A testinfra host answering each command from `answers` (command prefix -> (rc, stdout, stderr))."""
+
+    def __init__(self, answers: dict[str, tuple[int, str, str]]):
+        self.answers = answers
+
+    def run(self, command: str) -> Any:
+        for prefix, (rc, out, err) in self.answers.items():
+            if command.startswith(prefix):
+                return NS(rc=rc, stdout=out, stderr=err)
+        raise AssertionError(f"unexpected command {command!r}")
+
+
+def _context(tmp_path: Path, hosts: dict[str, Host], **extra: Any) -> plugin.Context:
+    inventory = {"lab-sz1-router-1": {"service": "router", "site": "sz1", "lan_address": "198.18.1.11"},
+                 "lab-sz1-orderdb-1": {"service": "orderdb", "site": "sz1", "lan_address": "198.18.1.21"},
+                 "lab-sz1-edge": {"service": "edge", "site": "sz1", "lan_address": "198.18.1.1"}}
+    path = tmp_path / "context.json"
+    path.write_text(json.dumps({"hosts": inventory, "state_base": "/var/lib/ts", "service_user": "tsuser",
+                                "clustered": [], "clusters": {}, "placement": {}, "cluster_namespace": "tradestack",
+                                **extra}))
+    ctx = plugin.Context(path)
+    ctx.host = lambda name: hosts[name]  # type: ignore[method-assign]
+    return ctx
+
+
+# -- SEC-02: every placed trading program has a process, run by its user ---------------------------------
+def test_sec02_targets_only_hosts_with_a_trading_program_placed(tmp_path):
+    ctx = _context(tmp_path, {})
+    # the edge runs no trading program: judging it would judge nothing
+    assert [h for h in ctx.names() if sec.trading_programs(ctx, h)] == ["lab-sz1-orderdb-1", "lab-sz1-router-1"]
+
+
+@pytest.mark.parametrize("answers, message", [
+    ({"supervisorctl": (0, "0\n", "")}, "tradestack-router is placed on lab-sz1-router-1 and has no running process"),
+    ({"supervisorctl": (4, "", "unix:///x/supervisor.sock no such file")}, "supervisorctl pid tradestack-router exited 4"),
+    ({"supervisorctl": (127, "", "supervisorctl: not found")}, "supervisorctl pid tradestack-router exited 127"),
+    ({"supervisorctl": (0, "4242\n", ""), "ps": (1, "", "")}, "ps found no process 4242"),
+    ({"supervisorctl": (0, "4242\n", ""), "ps": (0, "root\n", "")}, "tradestack-router runs as 'root', not 'tsuser'"),
+])
+def test_sec02_fails_on_a_program_without_a_process_a_failed_command_or_root(tmp_path, answers, message):
+    ctx = _context(tmp_path, {"lab-sz1-router-1": Host(answers)})
+    with pytest.raises(AssertionError, match=message):
+        sec.test_trading_services_run_as_non_root_users(ctx, plugin.Evidence(), "lab-sz1-router-1")
+
+
+def test_sec02_passes_a_program_run_by_its_user(tmp_path):
+    ctx = _context(tmp_path, {"lab-sz1-router-1": Host({"supervisorctl": (0, "4242\n", ""), "ps": (0, "tsuser\n", "")})})
+    evidence = plugin.Evidence()
+    sec.test_trading_services_run_as_non_root_users(ctx, evidence, "lab-sz1-router-1")
+    assert [i["command"] for i in evidence.items] == [
+        "supervisorctl -c /var/lib/ts/lab-sz1-router-1/supervisor/supervisord.conf pid tradestack-router",
+        "ps -o user= -p 4242"]
+
+
+# -- SEC-03: the database listens on nothing but its LAN and loopback --------------------------------------
+@pytest.mark.parametrize("answer, message", [
+    ((1, "", "Cannot open netlink socket"), "ss failed .rc 1.: Cannot open netlink socket"),
+    ((0, "", ""), "nothing listens on port 5432: no database to judge"),
+    ((0, "LISTEN 0 200 0.0.0.0:5432 0.0.0.0:*\n", ""), r"PostgreSQL listens on \['0.0.0.0'\]"),
+])
+def test_sec03_fails_when_ss_fails_nothing_listens_or_it_listens_publicly(tmp_path, answer, message):
+    ctx = _context(tmp_path, {"lab-sz1-orderdb-1": Host({"ss": answer})})
+    with pytest.raises(AssertionError, match=message):
+        sec.test_the_database_listens_only_on_the_site_lan_and_loopback(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_sec03_passes_a_database_on_its_lan_and_loopback(tmp_path):
+    listening = "LISTEN 0 200 198.18.1.21:5432 0.0.0.0:*\nLISTEN 0 200 127.0.0.1:5432 0.0.0.0:*\n"
+    ctx = _context(tmp_path, {"lab-sz1-orderdb-1": Host({"ss": (0, listening, "")})})
+    sec.test_the_database_listens_only_on_the_site_lan_and_loopback(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+# -- KUB: the clusters a stack declares are read, and hold what the topology places -----------------------
+def _deployment(name: str, replicas: int, ready: int | None = None, cpu: str = "500m") -> Any:
+    container = NS(resources=NS(requests={"cpu": cpu}), security_context=None, image="x", name=name)
+    spec = NS(replicas=replicas, template=NS(spec=NS(containers=[container], tolerations=[], security_context=None,
+                                                     topology_spread_constraints=[NS(topology_key="kubernetes.io/hostname")])))
+    return NS(metadata=NS(name=name), spec=spec, status=NS(ready_replicas=replicas if ready is None else ready))
+
+
+class FakeCluster:
+    """A site cluster's API with these Deployments and budgets."""
+
+    deployments: list[Any] = []
+    budgets: list[Any] = []
+
+    def __init__(self, kubeconfig: Path, site: str):
+        self.timeout = 1
+        self.apps = NS(list_namespaced_deployment=lambda ns, **_: NS(items=self.deployments))
+        self.policy = NS(list_namespaced_pod_disruption_budget=lambda ns, **_: NS(items=self.budgets))
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> FakeCluster:
+        return self
+
+    def __exit__(self, *_: object) -> None: ...
+
+    def pods(self, namespace: str, selector: str) -> list[Any]:
+        return []
+
+    def nodes(self) -> list[Any]:
+        return [NS(name="n1")]
+
+
+def _kub_context(tmp_path: Path, clusters: dict[str, str], placement: dict[str, int]) -> plugin.Context:
+    return _context(tmp_path, {}, clustered=["gateway"], clusters=clusters, placement={"gateway": placement},
+                    cpu_requests_m={"gateway": 400})
+
+
+def test_kub_controls_target_every_site_the_topology_places_a_clustered_service_in(tmp_path):
+    ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 2, "hk1": 2, "wit": 0})
+    assert kub._sites(ctx) == ["hk1", "sz1"]  # hk1 too, although its cluster was not found
+
+
+def test_a_declared_cluster_that_is_not_found_fails_every_kub_control(tmp_path):
+    ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 2, "hk1": 2})
+    for check in (kub.test_disruption_budgets_allow_one_down_and_pods_leave_a_lost_node_in_seconds,
+                  kub.test_containers_run_unprivileged_as_non_root_from_pinned_images,
+                  kub.test_replicas_request_the_cpu_their_declared_capacity_needs,
+                  kub.test_each_site_runs_its_placed_replicas_ready_and_spread_over_its_nodes):
+        with pytest.raises(AssertionError, match="hk1: the stack places gateway there and no cluster was found"):
+            check(ctx, plugin.Evidence(), "hk1")
+
+
+def test_kub03_fails_when_a_placed_service_has_no_deployment(tmp_path, monkeypatch):
+    monkeypatch.setattr(kub, "Cluster", FakeCluster)
+    monkeypatch.setattr(FakeCluster, "deployments", [])
+    ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 2})
+    with pytest.raises(AssertionError, match="sz1: no Deployment of gateway, which the topology places there"):
+        kub.test_replicas_request_the_cpu_their_declared_capacity_needs(ctx, plugin.Evidence(), "sz1")
+
+
+def test_kub01_fails_a_budget_that_lets_a_single_replica_go(tmp_path, monkeypatch):
+    monkeypatch.setattr(kub, "Cluster", FakeCluster)
+    monkeypatch.setattr(FakeCluster, "deployments", [_deployment("gateway", replicas=1)])
+    monkeypatch.setattr(FakeCluster, "budgets", [NS(metadata=NS(name="gateway"),
+                                                    spec=NS(max_unavailable=1, min_available=None), status=None)])
+    ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 1})
+    with pytest.raises(AssertionError, match="lets 1 of 1 replicas go at once: a drain can take the site's last"):
+        kub.test_disruption_budgets_allow_one_down_and_pods_leave_a_lost_node_in_seconds(ctx, plugin.Evidence(), "sz1")
+
+
+@pytest.mark.parametrize("max_unavailable, min_available, replicas, down", [
+    (1, None, 2, 1), ("50%", None, 3, 2), (None, 1, 2, 1), (None, "100%", 2, 0), (None, None, 2, 2)])
+def test_a_budget_allows_what_kubernetes_would_let_go(max_unavailable, min_available, replicas, down):
+    budget = NS(spec=NS(max_unavailable=max_unavailable, min_available=min_available))
+    assert kub._allowed_down(budget, replicas) == down
+
+
+def test_kub04_fails_a_site_short_of_its_placed_replicas(tmp_path, monkeypatch):
+    monkeypatch.setattr(kub, "Cluster", FakeCluster)
+    monkeypatch.setattr(FakeCluster, "deployments", [_deployment("gateway", replicas=2, ready=1)])
+    ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 2})
+    with pytest.raises(AssertionError, match="sz1: gateway has 1 ready of 2 placed"):
+        kub.test_each_site_runs_its_placed_replicas_ready_and_spread_over_its_nodes(ctx, plugin.Evidence(), "sz1")
