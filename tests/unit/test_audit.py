@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tradestack.audit import catalogue, report
-from tradestack.audit.evidence import DAY, Run, judge
+from tradestack.audit.evidence import DAY, Run, Wanted, judge
 from tradestack.audit.run import headline, passes, verdicts
 from tradestack.cli.app import app
 from tradestack.errors import InputError
@@ -80,25 +80,77 @@ def test_the_headline_names_every_failing_control_and_its_severity_most_severe_f
 
 
 NOW = 1_800_000_000.0
+DIGEST = "d" * 64
+ENGINE = (("the load ran as planned", True), ("the stack was watched", True), ("reconciliation ran", True),
+          ("recovery time (s)", True), ("acknowledged orders lost", True))
+WANTED = Wanted("db-primary-crash", DIGEST, 48.0, 320)
 
 
-@pytest.mark.parametrize("runs, ok, finding", [
-    ([], False, "no run of d in the drill history: no evidence it was ever tested"),
-    ([Run("r1", NOW - 3600, "fail"), Run("r2", NOW - 7200, "aborted")], False, "2 run(s) of d, none passing (latest: fail)"),
-    ([Run("r1", NOW - 40 * DAY, "pass")], False, "last passing run of d is 40.0 days old (max 30)"),
-    ([Run("old", NOW - 40 * DAY, "pass"), Run("new", NOW - DAY, "pass")], True, None),
-    ([Run("p", NOW - 2 * DAY, "pass"), Run("f", NOW - DAY, "fail")], True, None),  # last failed, a recent pass holds
+def _run(run: str, age_days: float, **kw) -> Run:
+    fields = {"drill": "db-primary-crash", "verdict": "pass", "digest": DIGEST, "rate": 48.0, "sessions": 320,
+              "tool": "tradestack 0.1.0", "checks": ENGINE} | kw
+    return Run(run, started=NOW - age_days * DAY, **fields)
+
+
+@pytest.mark.parametrize("run, why", [
+    (_run("renamed", 1, drill="db-crash-copy", digest="e" * 64), "its definition differs from the catalogue's"),
+    (_run("own-file", 1, digest="f" * 64, rate=2.0, sessions=4), "its definition differs from the catalogue's"),
+    (_run("token-load", 1, rate=4.8, sessions=32),
+     "its load (4.8 orders/s, 32 sessions) is below the declared peak (48 orders/s, 320 sessions)"),
+    (_run("old", 40), "it is 40.0 days old (max 30)"),
+    (_run("failed", 1, verdict="fail"), "its verdict is fail"),
+    (_run("unjudged", 1, checks=(("acknowledged orders lost", True),)),
+     "not judged: the load ran as planned, the stack was watched, reconciliation ran"),
+    (_run("red-check", 1, checks=ENGINE[:2] + (("reconciliation ran", False),)), "checks failed: reconciliation ran"),
+    (_run("before-digests", 1, digest=None),
+     "it records no definition digest (run before runs were bound to their definition)"),
+    (_run("no-tool", 1, tool=None), "it records no tool version"),
+    (_run("counts", 1), None),
 ])
-def test_evd01_judges_missing_failed_or_stale_evidence_as_findings(runs, ok, finding):
-    judged = judge("d", runs, NOW, 30)
-    assert judged.ok is ok and judged.finding == finding
+def test_evd01_counts_only_a_recent_passing_run_of_the_catalogue_definition_at_peak(run, why):
+    from tradestack.audit.evidence import rejection
+
+    assert rejection(run, WANTED, NOW, 30) == why
 
 
-def test_evd01_evidence_names_the_last_run_its_verdict_and_age():
-    judged = judge("db-primary-crash", [Run("r9", NOW - 2 * DAY, "pass"), Run("r10", NOW - DAY / 2, "fail")], NOW, 30)
-    assert judged.summary() == ("db-primary-crash: last run r10, fail, 0.50 days ago; last pass 2.00 days ago; "
-                                "2 run(s)")
-    assert judge("x", [], NOW, 30).summary() == "x: never run"
+def test_evd01_shows_the_run_that_counts_and_why_each_other_does_not():
+    runs = [_run("renamed", 0.5, drill="db-crash-copy", digest="e" * 64),  # another drill: not considered
+            _run("token-load", 1, rate=4.8, sessions=32), _run("passing", 2), _run("old", 40),
+            _run("other-drill", 1, drill="carrier-outage", digest="c" * 64)]
+    judged = judge(WANTED, runs, NOW, 30)
+    assert judged.ok and judged.counting is not None and judged.counting.run == "passing"
+    assert judged.rejected == [
+        ("token-load", "its load (4.8 orders/s, 32 sessions) is below the declared peak (48 orders/s, 320 sessions)"),
+        ("old", "it is 40.0 days old (max 30)")]
+    assert judged.summary() == ("counts: passing; token-load does not count: its load (4.8 orders/s, 32 sessions) "
+                                "is below the declared peak (48 orders/s, 320 sessions); old does not count: it is "
+                                "40.0 days old (max 30)")
+
+
+def test_evd01_a_file_named_like_a_catalogue_drill_is_not_its_evidence():
+    # main accepted any passing run named db-primary-crash: here a user's own file of that name, token load
+    judged = judge(WANTED, [_run("mine", 1, digest="f" * 64, rate=2.0, sessions=4)], NOW, 30)
+    assert not judged.ok and judged.finding == "none of 1 run(s) of db-primary-crash counts as evidence"
+    assert judge(WANTED, [], NOW, 30).finding == ("no run of db-primary-crash in the drill history: no evidence it "
+                                                   "was ever tested")
+
+
+def test_a_run_report_gives_evd01_what_it_judges():
+    report = {"run": "r1", "drill": "db-primary-crash", "started": 5.0, "verdict": "pass", "definition_digest": DIGEST,
+              "tool": "tradestack 0.1.0", "plan": {"rate": 48.0, "sessions": 320},
+              "checks": [{"check": "reconciliation ran", "ok": True}]}
+    assert Run.from_report(report) == Run("r1", "db-primary-crash", 5.0, "pass", DIGEST, 48.0, 320, "tradestack 0.1.0",
+                                          (("reconciliation ran", True),))
+
+
+def test_the_digest_is_the_definitions_not_the_files_layout():
+    from tradestack.drills import files, model
+
+    drill = files.resolve("db-primary-crash")
+    same = model.Drill.model_validate(drill.model_dump())
+    assert same.digest == drill.digest and len(drill.digest) == 64
+    edited = model.Drill.model_validate({**drill.model_dump(), "load": {**drill.load.model_dump(), "peak_fraction": 0.1}})
+    assert edited.digest != drill.digest
 
 
 def test_reports_are_escaped_self_contained_and_the_manifest_catches_tampering(tmp_path: Path):

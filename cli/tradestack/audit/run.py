@@ -24,6 +24,7 @@ from .. import __version__
 from ..capacity.requests import requests
 from ..deploy.variables import site_vips
 from ..drills import files as drill_files
+from ..drills.engine import load_shape, planned_rate
 from ..drills import history as drill_history
 from ..errors import InputError, TradestackError
 from ..substrates import Substrate, open_stack
@@ -69,13 +70,27 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
             "uplinks": uplinks, "vips": site_vips(outputs["site_prefixes"], gateway_sites),
             "placement": {s.name: dict(s.placement) for s in topology.services},
             "state_base": settings.state_root, "service_user": settings.service_user,
-            "catalogue_drills": sorted(drill_files.catalogue()),
+            # what each catalogue drill's evidence must be: its definition's digest and its load at the declared peak
+            # (stacks whose services run in clusters must also have the Kubernetes drills)
+            "catalogue_drills": wanted_drills(topology, bool(facts.get("clustered"))),
+            "peak": dict(topology.peak),
             # services that run in the site clusters (not on hosts), the clusters and what they are held to
             "clustered": list(facts.get("clustered", [])), "clusters": dict(facts.get("clusters", {})),
             "cluster_namespace": facts.get("cluster_namespace"),
             "cpu_requests_m": {svc: requests(topology, svc).cpu_m for svc in facts.get("clustered", [])},
             "drill_history": str(history_file) if history_file.exists() else None,
             "evidence_max_age_days": max_age_days, "controls": selected, "results_file": str(results_file)}
+
+
+def wanted_drills(topology: Any, clustered: bool) -> list[dict[str, Any]]:
+    """Each catalogue drill as the stack must have tested it (audit.evidence.Wanted's fields)."""
+    paths = {**drill_files.catalogue(), **(drill_files.cluster_catalogue() if clustered else {})}
+    out = []
+    for name, path in sorted(paths.items()):
+        drill = drill_files.load_drill(path)
+        out.append({"drill": name, "digest": drill.digest, "rate": planned_rate(drill, topology),
+                    "sessions": load_shape(drill.load, topology)[0]})
+    return out
 
 
 def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, workers: int = 4,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..refstack.ledger import Ledger
 from ..substrates import Substrate, open_stack
 from ..topology.model import Topology
@@ -34,7 +35,8 @@ STEADY_TIMEOUT_S = 180.0
 PREFLIGHT_STEADY_S = 90.0
 LOAD_CEILING_S = 600.0  # beyond the planned load: the longest restores may take before clients stop on their own
 
-__all__ = ["DrillEvents", "DrillPlan", "DrillRefused", "DrillResult", "authorize", "load_shape", "plan", "run"]
+__all__ = ["DrillEvents", "DrillPlan", "DrillRefused", "DrillResult", "authorize", "load_shape", "plan",
+           "planned_rate", "run"]
 
 
 class DrillEvents:
@@ -57,9 +59,11 @@ class DrillPlan:
     policy: DrillPolicy = DrillPolicy()
     reach: Reach = Reach()
 
+    sessions: int = 0
+
     def describe(self) -> dict[str, Any]:
-        return {"drill": self.drill.name, "stack": self.stack, "rate": self.rate, "load_s": self.load_s,
-                "steps": self.steps}
+        return {"drill": self.drill.name, "stack": self.stack, "rate": self.rate, "sessions": self.sessions,
+                "load_s": self.load_s, "steps": self.steps}
 
 
 def authorize(p: DrillPlan, yes: bool, now: dt.datetime | None = None) -> None:
@@ -79,7 +83,7 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
     substrate = open_stack(stack)
     for fault in drill.faults:
         actions.check(fault, substrate)
-    rate = _rate(drill, substrate)
+    rate = planned_rate(drill, substrate.topology)
     sessions, refresh = load_shape(drill.load, substrate.topology)
     load_s = drill.timing.baseline_s + drill.fault_window_s + drill.timing.recovery_s
     touched = reach(drill, substrate.topology, substrate.hosts, stack, substrate.fault_map)
@@ -105,11 +109,12 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
         refusal = policy.refusal(dt.datetime.now(dt.timezone.utc), touched, load_s)
         steps.insert(0, f"policy: {'refused now: ' + refusal if refusal else 'allowed now'} (touches "
                         f"{len(touched.hosts)} host(s), sites {', '.join(sorted(touched.sites)) or 'none'})")
-    return DrillPlan(drill, stack, rate, load_s, steps, substrate.disposable, policy, touched)
+    return DrillPlan(drill, stack, rate, load_s, steps, substrate.disposable, policy, touched, sessions)
 
 
-def _rate(drill: model.Drill, substrate: Substrate) -> float:
-    return round(substrate.topology.peak.get("orders_per_second", 100) * drill.load.peak_fraction, 2)
+def planned_rate(drill: model.Drill, topology: Topology) -> float:
+    """The drill's clients' order rate on this topology: its share of the declared peak (pure)."""
+    return round(topology.peak.get("orders_per_second", 100) * drill.load.peak_fraction, 2)
 
 
 def load_shape(load: model.Load, topology: Topology) -> tuple[int, float]:
@@ -135,9 +140,12 @@ class DrillResult:
     started: float
     ended: float
 
+    peak: dict[str, float] | None = None   # the topology's declared peak when the drill ran
+
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "drill": self.plan.drill.name, "stack": self.plan.stack,
-                "description": self.plan.drill.description, "verdict": self.verdict, "checks": self.checks,
+                "description": self.plan.drill.description, "definition_digest": self.plan.drill.digest,
+                "tool": f"tradestack {__version__}", "peak": self.peak, "verdict": self.verdict, "checks": self.checks,
                 "figures": self.figures.to_dict() if self.figures else None,
                 "reconciliation": self.reconciliation, "load": self.load, "spike": self.spike,
                 "started": self.started, "ended": self.ended, "plan": self.plan.describe(),
@@ -258,7 +266,8 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         verdict = "interrupted" if journal.interrupted else ("pass" if all(c["ok"] for c in checks) else "fail")
         return DrillResult(run_id, p, journal, figs, reconciliation, verdict, checks,
                            figures.timeline(orders, journal.marks.get("load_started", started)), observer.samples,
-                           load_summary, spike.summary if spike else None, started, time.time())
+                           load_summary, spike.summary if spike else None, started, time.time(),
+                           dict(substrate.topology.peak))
 
 
 def _run_clients_until(t: float, clients: Clients, journal: Journal) -> bool:

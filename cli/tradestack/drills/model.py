@@ -6,6 +6,8 @@ A drill speaks the topology's language: faults name risk groups (`carrier:ct`, `
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -168,6 +170,13 @@ class Drill(_Strict):
     timing: Timing = Timing()
     expect: Expectations = Expectations()
     abort: Abort = Abort()
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the definition as parsed (faults, load, timing, expectations, abort; not the file's layout or
+        comments): what a run is evidence of. A renamed or edited copy of a catalogue drill has another digest."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def fault_window_s(self) -> float:
