@@ -47,6 +47,23 @@ def test_a_scenario_beyond_the_latency_bound_counts_for_nothing():
     assert m.services["gateway"].orders_per_second == 0 and m.services["gateway"].shown_by is None
 
 
+def test_what_was_measured_is_written_even_above_the_target_and_capped_figures_say_so():
+    topology = load_topology(LAB)
+    over = ScenarioFigure(scenario="site hk1 down", cut_site="hk1", target_per_s=120, acked_per_s=126, p99_ms=40,
+                          within_bound=True, sessions=800)
+    m = derive(topology, "lab", [over], 250)
+    # main wrote the target (60 per surviving gateway): what was acknowledged is 126 / 2
+    assert m.services["gateway"].orders_per_second == 63.0 and m.services["gateway"].capped_by_offered_load
+    short = over.model_copy(update={"acked_per_s": 115.2})  # 96% of the target: carried, yet not the target
+    m = derive(topology, "lab", [short], 250)
+    assert m.services["gateway"].orders_per_second == 57.6 and m.services["gateway"].capped_by_offered_load
+    row = {(r.service, r.metric): r for r in compare(topology, m)}[("gateway", "orders_per_second")]
+    assert not row.ok and row.detail == ("declares 60 per instance; 57.6 was measured (capped by the offered load: "
+                                         "verify with more to show more)")
+    saturated = over.model_copy(update={"acked_per_s": 90.0})  # the stack, not the load, set it
+    assert not derive(topology, "lab", [saturated], 250).services["gateway"].capped_by_offered_load
+
+
 def test_sessions_only_when_measured():
     topology = load_topology(LAB)
     scen = [fig("all sites up", None, 100, 50, sessions=1200)]
@@ -97,9 +114,10 @@ def test_cli_check_measured_fails_exit_1_with_json(tmp_path: Path):
     assert r.exit_code == 2 and "file not found" in r.output and "Traceback" not in r.output
 
 
-def test_a_scenario_that_carried_its_target_shows_the_target_and_one_that_fell_short_what_it_acked():
-    """Clients got 97% of 100/s acknowledged in the window (the rest still in flight as it closed): the scenario
-    carried its target, so the stack showed 100/s. With 90% it fell short and showed only the 90/s it acked."""
+def test_a_scenario_that_carried_its_target_shows_what_it_acked_and_is_capped_by_the_offered_load():
+    """Clients got 97% of 100/s acknowledged: main showed 100/s (the target, so a check against a topology declaring
+    the target agreed by construction); what was measured is 97/s, capped by the load offered. With 90% the stack,
+    not the load, set the figure."""
     topology = load_topology(LAB)
     survivors = topology.service("gateway").instances - topology.service("gateway").placement["sz1"]
 
@@ -107,9 +125,11 @@ def test_a_scenario_that_carried_its_target_shows_the_target_and_one_that_fell_s
         return ScenarioFigure(scenario="site sz1 down", cut_site="sz1", target_per_s=100, acked_per_s=acked,
                               p99_ms=80, within_bound=True, sessions=0)
 
-    assert derive(topology, "lab", [one(97)], 250).services["gateway"].orders_per_second == round(100 / survivors, 1)
-    assert derive(topology, "lab", [one(97)], 250).services["orderdb"].orders_per_second == 100
-    assert derive(topology, "lab", [one(90)], 250).services["orderdb"].orders_per_second == 90
+    carried = derive(topology, "lab", [one(97)], 250)
+    assert carried.services["gateway"].orders_per_second == round(97 / survivors, 1)
+    assert carried.services["orderdb"].orders_per_second == 97 and carried.services["orderdb"].capped_by_offered_load
+    fell_short = derive(topology, "lab", [one(90)], 250).services["orderdb"]
+    assert fell_short.orders_per_second == 90 and not fell_short.capped_by_offered_load
 
 
 def test_a_cut_sites_survivors_do_not_serve_while_commits_wait_for_its_synchronous_standby():

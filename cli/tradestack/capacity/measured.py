@@ -3,8 +3,10 @@
 `capacity verify` drives the stack with every site up and with each site cut off; a scenario's
 carried rate counts only when its p99 stayed within the latency bound. For a stateless service
 one instance carried (rate / instances alive in that scenario); for a replicated service the
-primary carried the whole rate. A scenario whose clients got their target acknowledged (but for the
-tail still in flight when its window closed: CARRIED_SHARE) carried its target rate. The most any
+primary carried the whole rate. The figure is what was acknowledged, never rounded up to the target
+and never cut down to it (a run that acknowledged more than its target shows more). A figure whose
+scenario carried what it was offered (CARRIED_SHARE of its target or more) is marked capped by the
+offered load: the stack may carry more, and only a run offering more can show it. The most any
 passing scenario showed is the measured figure: it was demonstrated, so declaring up to it is
 honest; declaring more is not.
 
@@ -50,6 +52,8 @@ class ServiceFigure(_Strict):
     orders_per_second: NonNegative                   # per instance, the most a counted scenario showed
     shown_by: str | None                             # the scenario that showed it
     sessions: NonNegative | None = None              # per instance, when sessions were measured
+    # its scenario carried what it was offered: the offered load, not the stack, set this figure
+    capped_by_offered_load: bool = False
 
 
 class MeasuredCapacity(_Strict):
@@ -68,23 +72,23 @@ def derive(topology: Topology, stack: str, scenarios: list[ScenarioFigure], late
     for svc in topology.services:
         if svc.kind == "quorum" or "orders_per_second" not in svc.capacity:
             continue
-        best, by, best_sessions = 0.0, None, None
+        best, by, best_sessions, capped = 0.0, None, None, False
         for s in scenarios:
             if not s.within_bound:
                 continue
             alive = svc.instances - (svc.placement.get(s.cut_site, 0) if s.cut_site else 0)
             if alive <= 0:
                 continue
-            carried = s.target_per_s if s.acked_per_s >= CARRIED_SHARE * s.target_per_s else s.acked_per_s
-            per = carried / alive if svc.kind == "stateless" else carried
+            per = s.acked_per_s / alive if svc.kind == "stateless" else s.acked_per_s
             if per > best:
-                best, by = per, s.scenario
+                best, by, capped = per, s.scenario, s.acked_per_s >= CARRIED_SHARE * s.target_per_s
             if sessions_measured and "sessions" in svc.capacity:
                 held = s.sessions / alive if svc.kind == "stateless" else float(s.sessions)
                 best_sessions = max(best_sessions or 0.0, held)
         services[svc.name] = ServiceFigure(kind=svc.kind, instances=svc.instances,
                                            orders_per_second=round(best, 1), shown_by=by,
-                                           sessions=None if best_sessions is None else round(best_sessions, 1))
+                                           sessions=None if best_sessions is None else round(best_sessions, 1),
+                                           capped_by_offered_load=capped)
     return MeasuredCapacity(stack=stack, topology=topology.name, measured_at=now or dt.datetime.now(dt.UTC),
                             latency_bound_ms=latency_bound_ms, scenarios=scenarios, services=services)
 
@@ -126,8 +130,11 @@ def compare(topology: Topology, measured: MeasuredCapacity) -> list[Comparison]:
                 rows.append(Comparison(svc.name, metric, declared, None, False,
                                        f"declared {declared:g} per instance, never measured"))
             elif declared > value:
+                capped = fig is not None and fig.capped_by_offered_load and metric == "orders_per_second"
                 rows.append(Comparison(svc.name, metric, declared, value, False,
-                                       f"declares {declared:g} per instance; {value:g} was measured"))
+                                       f"declares {declared:g} per instance; {value:g} was measured"
+                                       + (" (capped by the offered load: verify with more to show more)"
+                                          if capped else "")))
             else:
                 rows.append(Comparison(svc.name, metric, declared, value, True, "within what was measured"))
     return rows

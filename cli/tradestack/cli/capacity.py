@@ -199,8 +199,9 @@ def verify(
     Exit 0 when every scenario passes, 1 when one does not.
 
     With --write-measured FILE, what one instance of each service carried (the most any scenario within the
-    latency bound showed: the stack's rate over the instances alive) is written there, for
-    `capacity check --measured FILE`; it is written even when a scenario fails (that is a measurement too).
+    latency bound showed: the stack's acknowledged rate over the instances alive, never rounded to the target) is
+    written there, for `capacity check --measured FILE`; it is written even when a scenario fails (that is a
+    measurement too). A figure whose scenario carried all it was offered is marked capped by the offered load.
 
     Example: [bold]sudo tradestack capacity verify --stack lab --duration 30 --write-measured measured.yaml[/]
     """
@@ -222,12 +223,17 @@ def verify(
         results = run_verify(stack, fraction=fraction, duration_s=duration, sessions=sessions, only=only or None,
                              warmup_s=warmup, on_step=step)
     ok = all(m.ok for m in results)
+    measured = None
     if write_measured is not None:
+        measured = measured_capacity(stack, results)
         write_measured.parent.mkdir(parents=True, exist_ok=True)
-        write_measured.write_text(dump_measured(measured_capacity(stack, results)))
+        write_measured.write_text(dump_measured(measured))
     if json:
         print_json({"ok": ok, "stack": stack, "scenarios": [m.to_dict() for m in results],
-                    **({"measured_file": str(write_measured)} if write_measured else {})})
+                    **({"measured_file": str(write_measured),
+                        "measured": {name: {"orders_per_second": f.orders_per_second, "sessions": f.sessions,
+                                            "capped_by_offered_load": f.capped_by_offered_load}
+                                     for name, f in measured.services.items()}} if measured else {})})
     else:
         table = Table("scenario", "target/s", "acked/s", "p50 ms", "p99 ms", "sessions", "screens", "429s", "5xx",
                       "unknown", "", title=f"measured capacity of {stack}",
@@ -240,4 +246,9 @@ def verify(
                           str(m.throttled), str(m.server_errors), str(m.unknown),
                           "[green]pass[/]" if m.ok else f"[red]FAIL[/] {escape(m.detail)}")
         out.print(table)
+        if measured is not None:
+            out.print(f"per instance, written to {write_measured}: " + ", ".join(
+                f"{name} {f.orders_per_second:g}/s" + (" (capped by the offered load)" if f.capped_by_offered_load
+                                                       else "") for name, f in measured.services.items()),
+                highlight=False)
     raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
