@@ -53,7 +53,14 @@ BOUND_MARGIN = 1.5
 def bench(stack: str, repeat: int, drills: tuple[str, ...] = DRILLS) -> None:
     print(f"{dt.date.today()}: {', '.join(drills)} x{repeat} on stack {stack}")
     for name in drills:
-        results = [engine.run(engine.plan(files.resolve(name), stack)) for _ in range(repeat)]
+        results = []
+        for k in range(repeat):
+            result = engine.run(engine.plan(files.resolve(name), stack))
+            results.append(result)
+            f = result.figures
+            print(f"  run {k + 1}: {result.verdict}; recovery {f.recovery_s if f else None} s, error rate "
+                  f"{round(f.error_rate, 4) if f else None}; failed: "
+                  f"{[(c['check'], c['actual']) for c in result.checks if not c['ok']]}", flush=True)
         figs = [r.figures for r in results]
         recs = [r.reconciliation for r in results]
         kept = report.write(results[-1].to_dict(), RESULTS / name)
