@@ -85,16 +85,24 @@ def test_dry_run_prints_the_plan_and_touches_nothing(deployed):
     assert all((netlink.link_state(link["netns"], link["ifname"]) or {}).get("up") for link in fmap)
 
 
+def _carrier_outage_until_injected(stack: str, links: list[dict]) -> subprocess.Popen:
+    """`drill run carrier-outage` as its own process, returned once carrier ct's links are down."""
+    proc = subprocess.Popen([sys.executable, "-m", "tradestack", "drill", "run", "carrier-outage", "--stack", stack,
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links):
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            proc.kill()
+            raise AssertionError(f"the fault was never injected: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    return proc
+
+
 def test_sigint_mid_fault_restores_the_fault_map_and_exits_130(deployed):
     stack = deployed["stack"]
     links = stack.outputs()["fault_map"]["carrier:ct"]["links"]
-    proc = subprocess.Popen([sys.executable, "-m", "tradestack", "drill", "run", "carrier-outage", "--stack",
-                             stack.name, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _carrier_outage_until_injected(stack.name, links)
     try:
-        deadline = time.monotonic() + 120
-        while all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links):
-            assert proc.poll() is None and time.monotonic() < deadline, "the fault was never injected"
-            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=300)
     finally:
@@ -115,13 +123,8 @@ def test_clients_killed_mid_fault_stop_the_drill_which_restores_and_fails_naming
     stack = deployed["stack"]
     links = stack.outputs()["fault_map"]["carrier:ct"]["links"]
     ledgers = str(Lab(stack).work_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "tradestack", "drill", "run", "carrier-outage", "--stack",
-                             stack.name, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _carrier_outage_until_injected(stack.name, links)
     try:
-        deadline = time.monotonic() + 120
-        while all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links):
-            assert proc.poll() is None and time.monotonic() < deadline, "the fault was never injected"
-            time.sleep(0.2)
         killed = subprocess.run(["pkill", "-KILL", "-f", f"refstack load .*--ledger {ledgers}/"], check=False)
         assert killed.returncode == 0, "no load generator of this drill found to kill"
         out, err = proc.communicate(timeout=400)

@@ -17,11 +17,11 @@ from .memory_substrate import MemorySubstrate
 pytestmark = pytest.mark.unit
 
 
-def _drill(**expect: object) -> model.Drill:
+def _drill(fault_s: float = 0.4, baseline_s: float = 0.3, recovery_s: float = 0.4, **expect: object) -> model.Drill:
     return model.Drill(name="mem-drill", description="x",
-                       faults=[model.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=0.4)],
+                       faults=[model.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=fault_s)],
                        load=model.Load(peak_fraction=1.0, sessions=2),
-                       timing=model.Timing(baseline_s=0.3, recovery_s=0.4, settle_s=1),
+                       timing=model.Timing(baseline_s=baseline_s, recovery_s=recovery_s, settle_s=1),
                        expect=model.Expectations(**expect))  # type: ignore[arg-type]
 
 
@@ -61,11 +61,7 @@ def test_a_drill_loads_injects_restores_and_reconciles_in_that_order(memory):
 # -- a verdict that cannot pass on nothing -----------------------------------------------------------
 def _longer(**expect: object) -> model.Drill:
     """Phases long enough to see the clients' reports (twice a second) in each."""
-    return model.Drill(name="mem-drill", description="x",
-                       faults=[model.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=2.0)],
-                       load=model.Load(peak_fraction=1.0, sessions=2),
-                       timing=model.Timing(baseline_s=1.0, recovery_s=1.0, settle_s=1),
-                       expect=model.Expectations(**expect))  # type: ignore[arg-type]
+    return _drill(fault_s=2.0, baseline_s=1.0, recovery_s=1.0, **expect)
 
 
 def test_clients_that_cannot_start_stop_the_drill_before_it_touches_the_stack(memory):

@@ -98,6 +98,13 @@ def test_sigterm_ends_a_load_run_early_and_cleanly_with_its_summary(gateway, tmp
         assert len(book.orders()) == summary["sent"]
     finally:
         book.close()
+    # what a drill watches: a progress report twice a second on stderr, counts growing, every session connected
+    # (each logs in, loading its balance, within a second of the start)
+    from tradestack.drills.clients import parse
+
+    reports = [r for r in map(parse, err.splitlines()) if r is not None]
+    assert len(reports) >= 2 and all(b.t > a.t and b.sent >= a.sent for a, b in zip(reports, reports[1:]))
+    assert reports[-1].sessions == 4 and reports[-1].connected == 4 and reports[-1].served_at_once > 0
 
 
 def test_a_stop_wakes_sessions_waiting_for_their_next_turn(gateway, tmp_path):
