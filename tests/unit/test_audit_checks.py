@@ -175,3 +175,138 @@ def test_kub04_fails_a_site_short_of_its_placed_replicas(tmp_path, monkeypatch):
     ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 2})
     with pytest.raises(AssertionError, match="sz1: gateway has 1 ready of 2 placed"):
         kub.test_each_site_runs_its_placed_replicas_ready_and_spread_over_its_nodes(ctx, plugin.Evidence(), "sz1")
+
+
+# -- every other control, broken once: FAIL -------------------------------------------------------------
+from tradestack.audit.checks import test_operations as ops  # noqa: E402
+from tradestack.audit.checks import test_resilience as res  # noqa: E402
+
+ESTATE = {"lab-sz1-orderdb-1": {"service": "orderdb", "site": "sz1", "lan_address": "198.18.1.21"},
+          "lab-hk1-orderdb-1": {"service": "orderdb", "site": "hk1", "lan_address": "198.18.2.21"},
+          "lab-sz1-gateway-1": {"service": "gateway", "site": "sz1", "lan_address": "198.18.1.31",
+                                "lan_interface": "lan0"},
+          "lab-sz1-gateway-2": {"service": "gateway", "site": "sz1", "lan_address": "198.18.1.32",
+                                "lan_interface": "lan0"},
+          **{f"lab-{s}-consensus-1": {"service": "consensus", "site": s, "lan_address": f"198.18.{i}.41"}
+             for i, s in enumerate(("sz1", "hk1", "wit"), 1)}}
+
+
+class Files(Host):
+    """A host whose files are described too (path -> exists, mode, user, content)."""
+
+    def __init__(self, answers: dict[str, tuple[int, str, str]], files: dict[str, tuple[bool, int, str, str]]):
+        super().__init__(answers)
+        self.files = files
+
+    def file(self, path: str) -> Any:
+        exists, mode, user, content = self.files.get(path, (False, 0, "", ""))
+        return NS(exists=exists, mode=mode, user=user, content_string=content)
+
+
+def _estate(tmp_path: Path, hosts: dict[str, Host], **extra: Any) -> plugin.Context:
+    path = tmp_path / "estate.json"
+    path.write_text(json.dumps({"hosts": ESTATE, "state_base": "/var/lib/ts", "service_user": "tsuser",
+                                "clustered": [], "clusters": {}, "vips": {"sz1": "198.18.1.100"},
+                                "placement": {"orderdb": {"sz1": 1, "hk1": 1}}, **extra}))
+    ctx = plugin.Context(path)
+    ctx.host = lambda name: hosts[name]  # type: ignore[method-assign]
+    return ctx
+
+
+def _members(*roles: tuple[str, str, str]) -> str:
+    return json.dumps({"members": [{"name": n, "role": r, "state": s} for n, r, s in roles]})
+
+
+def test_res01_fails_without_a_synchronous_standby_in_another_site(tmp_path):
+    lonely = _members(("lab-sz1-orderdb-1", "leader", "running"), ("lab-hk1-orderdb-1", "replica", "streaming"))
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"curl": (0, lonely, "")})})
+    with pytest.raises(AssertionError, match="database: no synchronous standby"):
+        res.test_database_has_a_leader_and_a_sync_standby_in_another_site(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"curl": (7, "", "")})})
+    with pytest.raises(AssertionError, match="Patroni on lab-sz1-orderdb-1 does not answer"):
+        res.test_database_has_a_leader_and_a_sync_standby_in_another_site(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_res02_fails_without_quorum(tmp_path):
+    one = json.dumps([{"Endpoint": "http://198.18.1.41:2379", "Status": {"leader": 7}}])
+    ctx = _estate(tmp_path, {"lab-sz1-consensus-1": Host({"ETCDCTL_API": (1, one, "")})})
+    with pytest.raises(AssertionError, match="only 1 of 3 members answer: no quorum"):
+        res.test_etcd_has_quorum_with_members_in_three_sites(ctx, plugin.Evidence(), "lab-sz1-consensus-1")
+
+
+def test_res04_fails_a_vip_held_by_two_hosts_or_none(tmp_path):
+    held = (0, "2: lan0 inet 198.18.1.31/24 brd x\n2: lan0 inet 198.18.1.100/32 scope global lan0\n", "")
+    ctx = _estate(tmp_path, {"lab-sz1-gateway-1": Host({"ip": held}), "lab-sz1-gateway-2": Host({"ip": held})})
+    with pytest.raises(AssertionError, match="VIP 198.18.1.100 held by 2 hosts"):
+        res.test_each_site_vip_is_held_by_exactly_one_host(ctx, plugin.Evidence(), "sz1")
+    ctx = _estate(tmp_path, {name: Host({"ip": (0, "", "")}) for name in ("lab-sz1-gateway-1", "lab-sz1-gateway-2")})
+    with pytest.raises(AssertionError, match="nobody holds the VIP"):
+        res.test_each_site_vip_is_held_by_exactly_one_host(ctx, plugin.Evidence(), "sz1")
+
+
+def _stat(*servers: tuple[str, str]) -> str:
+    rows = []
+    for name, status in servers:
+        fields = ["orderdb", name] + [""] * 15 + [status]
+        rows.append(",".join(fields))
+    return "\n".join(rows) + "\n"
+
+
+def test_res05_fails_when_haproxy_sends_to_two_primaries_or_none(tmp_path):
+    two = _stat(("lab-sz1-orderdb-1", "UP"), ("lab-hk1-orderdb-1", "UP"))
+    ctx = _estate(tmp_path, {"lab-sz1-gateway-1": Host({"python3": (0, two, "")})})
+    with pytest.raises(AssertionError, match="database servers HAProxy sends to"):
+        res.test_haproxy_sees_exactly_one_database_primary(ctx, plugin.Evidence(), "lab-sz1-gateway-1")
+    ctx = _estate(tmp_path, {"lab-sz1-gateway-1": Host({"python3": (1, "", "no socket")})})
+    with pytest.raises(AssertionError, match="no HAProxy statistics on lab-sz1-gateway-1"):
+        res.test_haproxy_sees_exactly_one_database_primary(ctx, plugin.Evidence(), "lab-sz1-gateway-1")
+
+
+def test_res06_fails_a_placed_instance_that_is_not_running(tmp_path):
+    stopped = (0, "patroni   STOPPED   Dec 05 12:00 PM\n", "")
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"supervisorctl": stopped})})
+    with pytest.raises(AssertionError, match="orderdb in sz1: 0 running of 1 placed"):
+        res.test_every_service_runs_the_instances_the_topology_places(ctx, plugin.Evidence(), "orderdb@sz1")
+
+
+def test_ops01_fails_a_skewed_clock_or_a_failing_date(tmp_path):
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"date": (0, "1000000000.0\n", "")})})
+    with pytest.raises(AssertionError, match="clock differs by"):
+        ops.test_clocks_agree_within_a_second(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"date": (127, "", "date: not found")})})
+    with pytest.raises(AssertionError, match="date failed on lab-sz1-orderdb-1 .rc 127.: nothing to judge"):
+        ops.test_clocks_agree_within_a_second(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_ops02_fails_a_log_without_rotation(tmp_path):
+    conf = "/var/lib/ts/lab-sz1-orderdb-1/supervisor/conf.d"
+    host = Files({"ls": (0, "patroni.conf\n", "")},
+                 {f"{conf}/patroni.conf": (True, 0o644, "root", "[program:patroni]\nstdout_logfile=/l/p.log\n"),
+                  "/l/p.log": (True, 0o644, "root", "")})
+    with pytest.raises(AssertionError, match="patroni.conf: no rotation configured for /l/p.log"):
+        ops.test_service_logs_are_written_where_rotation_is_configured(_estate(tmp_path, {"lab-sz1-orderdb-1": host}),
+                                                                       plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_sec01_fails_password_login(tmp_path):
+    effective = "passwordauthentication yes\nkbdinteractiveauthentication no\npermitrootlogin without-password\n"
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"/usr/sbin/sshd": (0, effective, "")})})
+    ctx.inventory["lab-sz1-orderdb-1"]["sshd_config"] = "/etc/ssh/sshd_config"
+    with pytest.raises(AssertionError, match="PasswordAuthentication is not 'no'"):
+        sec.test_sshd_allows_no_passwords_and_no_root_password_login(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_sec04_fails_a_secret_readable_by_others(tmp_path):
+    path = "/var/lib/ts/lab-sz1-orderdb-1/patroni/patroni.yml"
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Files({}, {path: (True, 0o644, "postgres", "")})})
+    with pytest.raises(AssertionError, match="has mode 0o644, not 0o600"):
+        sec.test_secret_files_are_0600_and_owned_by_their_service_user(ctx, plugin.Evidence(),
+                                                                       f"lab-sz1-orderdb-1:{path}:postgres")
+
+
+def test_kub02_fails_a_container_that_may_run_as_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(kub, "Cluster", FakeCluster)
+    monkeypatch.setattr(FakeCluster, "deployments", [_deployment("gateway", replicas=2)])  # no security context
+    ctx = _kub_context(tmp_path, {"sz1": "/k/sz1"}, {"sz1": 2})
+    with pytest.raises(AssertionError, match="sz1: gateway/gateway may run as root"):
+        kub.test_containers_run_unprivileged_as_non_root_from_pinned_images(ctx, plugin.Evidence(), "sz1")

@@ -148,7 +148,7 @@ class Timing(_Strict):
 
 
 class Expectations(_Strict):
-    max_recovery_s: Annotated[float, Field(gt=0)] | None = None   # fault to sustained service
+    max_recovery_s: Annotated[float, Field(ge=0)] | None = None   # fault to sustained service (0: never noticed)
     max_acked_lost: Annotated[int, Field(ge=0)] = 0
     max_duplicates: Annotated[int, Field(ge=0)] = 0
     max_error_rate: Fraction | None = None                        # client-visible, over the whole drill
