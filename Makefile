@@ -50,7 +50,8 @@ demo: setup
 	$(BIN)/tradestack stack up --stack lab --topology $(TOPOLOGY)
 	$(BIN)/tradestack deploy --stack lab
 	$(BIN)/tradestack status --stack lab
-	$(BIN)/tradestack drill run carrier-outage --stack lab
+	@# a verdict that fails (exit 1) is the demo's result, shown in full; any other error stops it
+	$(BIN)/tradestack drill run carrier-outage --stack lab || [ $$? -eq 1 ]
 	$(BIN)/tradestack audit run --stack lab --out reports/audit
 
 test: setup

@@ -262,7 +262,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                 if orders else None)
         checks = verdict_checks(drill, figs, reconciliation, journal, spike.summary if spike else None,
                                 load=load_problems(clients, load_summary, figs, window),
-                                watch=watch_problems(figs, observer, window))
+                                watch=watch_problems(observer, window))
         verdict = "interrupted" if journal.interrupted else ("pass" if all(c["ok"] for c in checks) else "fail")
         return DrillResult(run_id, p, journal, figs, reconciliation, verdict, checks,
                            figures.timeline(orders, journal.marks.get("load_started", started)), observer.samples,

@@ -9,6 +9,7 @@ from typing import Any
 from . import figures, model
 from .clients import SILENT_S, Clients
 from .journal import Journal
+from .observer import Observer
 
 
 def abort_reason(drill: model.Drill, clients: Clients) -> str | None:
@@ -45,9 +46,9 @@ def load_problems(clients: Clients | None, summary: dict[str, Any] | None, figs:
     return problems
 
 
-def watch_problems(figs: figures.Figures | None, observer: Any, window: figures.Window) -> list[str]:
+def watch_problems(observer: Observer, window: figures.Window) -> list[str]:
     """Why the observer's samples cannot support the drill's figures (empty: they can)."""
-    samples = [s for s in observer.samples]
+    samples = list(observer.samples)
     errors = f"; {observer.errors} probe error(s), the last: {observer.last_error}" if observer.errors else ""
     if not samples:
         return [f"no sample of the stack was taken{errors}"]
@@ -104,9 +105,8 @@ def verdict_checks(drill: model.Drill, figs: figures.Figures | None, rec: dict[s
             bad if bad is not None else f"spike load failed: {spike.get('error')}", bad == 0)
     if not rec:
         step = next((s for s in journal.steps if s.name == "reconcile"), None)
-        why = (step.detail if step is not None and step.ok is False else
-               "not run: the clients sent no order" if not any(s.name == "reconcile" for s in journal.steps)
-               else "no result")
+        why = ("not run: the clients sent no order" if step is None else
+               step.detail if step.ok is False else "no result")
         add("reconciliation ran", "the clients' ledger reconciled with the database and the venues", why, False)
         return checks
     reconciled = int(rec.get("ledger_orders") or 0)
