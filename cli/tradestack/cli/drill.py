@@ -127,8 +127,13 @@ def _render(document: dict[str, Any]) -> None:
     out.print(table)
     figures = document.get("figures") or {}
     if figures:
-        out.print("figures: " + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "served_by"),
+        out.print("figures: " + ", ".join(f"{k} {v}" for k, v in figures.items() if k not in ("served_by", "load")),
                   highlight=False)
+        load = figures.get("load") or {}
+        if load:
+            out.print("clients: " + "; ".join(f"{phase} {p['sent']}/{p['planned']} orders, {p['sessions_held']}/"
+                                              f"{p['sessions_planned']} sessions" for phase, p in load.items()),
+                      highlight=False)
 
 
 @app.command("history")
