@@ -52,7 +52,8 @@ def test_sec02_targets_only_hosts_with_a_trading_program_placed(tmp_path):
 
 
 @pytest.mark.parametrize("answers, message", [
-    ({"supervisorctl": (0, "0\n", "")}, "tradestack-router is placed on lab-sz1-router-1 and has no running process"),
+    ({"supervisorctl": (7, "0\n", "")}, "tradestack-router is placed on lab-sz1-router-1 and has no running process"),
+    ({"supervisorctl": (0, "ERROR (no such process)\n", "")}, "answered 'ERROR .no such process.', not a process id"),
     ({"supervisorctl": (4, "", "unix:///x/supervisor.sock no such file")}, "supervisorctl pid tradestack-router exited 4"),
     ({"supervisorctl": (127, "", "supervisorctl: not found")}, "supervisorctl pid tradestack-router exited 127"),
     ({"supervisorctl": (0, "4242\n", ""), "ps": (1, "", "")}, "ps found no process 4242"),

@@ -30,8 +30,10 @@ def test_trading_services_run_as_non_root_users(audit, evidence, hostname):
     for program, user in trading_programs(audit, hostname).items():
         asked = evidence.run(host, hostname, f"supervisorctl -c {conf} pid {program}")
         pid = asked.stdout.strip()
+        # a program that is not running: pid 0, and supervisorctl exits 7 (LSB init "not running")
+        assert pid != "0", f"{program} is placed on {hostname} and has no running process"
         assert asked.rc == 0, f"supervisorctl pid {program} exited {asked.rc}: {(asked.stderr or pid).strip()[:200]}"
-        assert pid.isdigit() and pid != "0", f"{program} is placed on {hostname} and has no running process"
+        assert pid.isdigit(), f"supervisorctl pid {program} answered {pid[:200]!r}, not a process id"
         ps = evidence.run(host, hostname, f"ps -o user= -p {pid}")
         owner = ps.stdout.strip()
         assert ps.rc == 0 and owner, f"ps found no process {pid} ({program}): rc {ps.rc}"
