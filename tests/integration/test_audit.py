@@ -100,9 +100,11 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
         subprocess.run(["supervisorctl", "-c", supervisor, "start", "patroni"], check=True, capture_output=True)
     red = _red(result)
     assert code == 1 and not result["ok"]
-    assert set(red) == {"RES-01", "RES-06", "SEC-01", "SEC-02", "RES-03", "SEC-04", "EVD-01"}, red
-    # a placed program with no process is not "nothing running as root": SEC-02 cannot judge it, so it fails
+    assert set(red) == {"RES-01", "RES-06", "SEC-01", "SEC-02", "SEC-03", "RES-03", "SEC-04", "EVD-01"}, red
+    # a placed program with no process is not "nothing running as root", and a database that does not listen is not
+    # "listening nowhere public": SEC-02 and SEC-03 cannot judge the stopped standby, so they fail
     assert red["SEC-02"] == [f"{standby}: patroni is placed on {standby} and has no running process"], red["SEC-02"]
+    assert red["SEC-03"] == [f"{standby}: nothing listens on port 5432: no database to judge"], red["SEC-03"]
     assert any("no synchronous standby" in f or "does not answer" in f for f in red["RES-01"]), red["RES-01"]
     site = lab.hosts[standby].site
     assert red["RES-06"] == [f"orderdb@{site}: orderdb in {site}: 0 running of 1 placed"]

@@ -152,10 +152,10 @@ def test_kubernetes_figures_read_not_ready_eviction_and_a_ready_replacement_per_
 
 
 def test_figures_the_samples_cannot_support_are_null_never_0():
-    # samples 20 s apart (the last at the very end) cover 4 x 2 s of an 85 s drill: no figure read from them
+    # samples 20 s apart (the last at the very end) cover 4 x 5 s of an 85 s drill: no figure read from them
     sparse = [_sample(100.0 + 20 * k, leader=None) for k in range(5)]
     f = figures.compute(_steady(95.0, 180.0), sparse, Window(injected=100.0, restored=170.0, ended=180.0, start=95.0))
-    assert f.samples == 5 and f.watched == pytest.approx(8 / 85)
+    assert f.samples == 5 and f.watched == pytest.approx(20 / 85)
     assert f.no_leader_s is None and f.detection_s is None and f.vip_moves is None and f.kubernetes == {}
     assert f.to_dict()["no_leader_s"] is None and f.to_dict()["vip_moves_s"] is None
     nothing = figures.compute(_steady(95.0, 180.0), [], Window(injected=100.0, restored=170.0, ended=180.0, start=95.0))
@@ -165,8 +165,10 @@ def test_figures_the_samples_cannot_support_are_null_never_0():
     assert f.watched == pytest.approx(1.0) and f.no_leader_s == pytest.approx(5.0)
 
 
-def test_watched_is_the_share_of_the_drill_within_two_seconds_after_a_sample():
-    assert figures.watched([_sample(0.0), _sample(1.0), _sample(8.0)], 0.0, 10.0) == pytest.approx(0.5)
+def test_watched_is_the_share_of_the_drill_within_a_gap_after_a_sample():
+    samples = [_sample(0.0), _sample(1.0), _sample(8.0)]
+    assert figures.watched(samples, 0.0, 10.0, gap=2.0) == pytest.approx(0.5)   # [0, 3) and [8, 10)
+    assert figures.watched(samples, 0.0, 10.0) == pytest.approx(0.8)            # 5 s: [0, 6) and [8, 10)
     assert figures.watched([], 0.0, 10.0) == 0.0
 
 
