@@ -64,3 +64,37 @@ def test_a_wheelhouse_is_built_once_per_source_and_then_reused(tmp_path: Path, m
     second = wheelhouse.build(root)
     assert len(built) == 1 and second == first
     assert (first.directory / ".complete").stat().st_mtime > time.time() - 60
+
+
+def test_two_deploys_building_one_source_at_once_get_the_same_wheel(tmp_path, monkeypatch):
+    """Two test workers (or operators) deploying the same source at once: each wheel build differs in its bytes,
+    so both must end up with the one wheel that won, never the first installing one and the second overwriting
+    it (a later deploy then saw another wheel and reinstalled it on every host)."""
+    import os
+    import subprocess
+    import threading
+    import time
+
+    from tradestack.deploy import wheelhouse
+
+    monkeypatch.setattr(wheelhouse, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(wheelhouse, "source_digest", lambda root: "abc123")
+
+    started = []
+
+    def pip_wheel(argv, **_kw):
+        target = Path(argv[argv.index("--wheel-dir") + 1])
+        started.append(target)
+        time.sleep(0.3 * len(started))  # both under way at once; the second finishes after the first returned
+        (target / "tradestack-0.1.0-py3-none-any.whl").write_bytes(os.urandom(64))  # not byte-reproducible
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(wheelhouse.subprocess, "run", pip_wheel)
+    built: list = []
+    workers = [threading.Thread(target=lambda: built.append(wheelhouse.build(tmp_path))) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(built) == 2 and built[0].sha256 == built[1].sha256 and built[0].directory == built[1].directory
+    assert sorted(p.name for p in (tmp_path / "cache" / "wheelhouse").iterdir()) == ["abc123"]  # no staging left

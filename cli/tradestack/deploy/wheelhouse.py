@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from dataclasses import dataclass
@@ -55,13 +56,7 @@ def build(root: Path) -> Wheelhouse:
     target = cache_dir() / "wheelhouse" / source_digest(root)
     done = target / ".complete"
     if not done.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                                 "--wheel-dir", str(target), str(root), *PATRONI], capture_output=True, text=True,
-                                timeout=1800)
-        if result.returncode != 0:
-            raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
-        done.touch()
+        _build_once(root, target)
     else:
         try:  # last used now: pruning keeps the wheelhouses used most recently
             os.utime(done)
@@ -74,9 +69,34 @@ def build(root: Path) -> Wheelhouse:
     return Wheelhouse(target, wheels[0].name, hashlib.sha256(wheels[0].read_bytes()).hexdigest())
 
 
+def _build_once(root: Path, target: Path) -> None:
+    """Build into a directory of this process's own, then rename it into place: two deploys building the same
+    source at once (two test workers, two operators) must not both write into `target`, where the second's wheel
+    (builds are not byte-reproducible) replaced the first's after the first had installed it, and a later deploy
+    saw a different wheel and reinstalled it everywhere. Whoever renames first wins; the other's build is dropped."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                                 "--wheel-dir", str(staging), str(root), *PATRONI], capture_output=True, text=True,
+                                timeout=1800)
+        if result.returncode != 0:
+            raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
+        (staging / ".complete").touch()
+        if target.exists() and not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)  # left half-built by a run that died (the old way)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def prune(parent: Path, *, keep: int) -> list[Path]:
     """Remove all but the `keep` wheelhouses used most recently (and any left half-built over a day ago)."""
-    complete = sorted((d for d in parent.iterdir() if (d / ".complete").exists()),
+    complete = sorted((d for d in parent.iterdir() if (d / ".complete").exists() and not d.name.startswith(".")),
                       key=lambda d: (d / ".complete").stat().st_mtime, reverse=True)
     stale = complete[keep:]
     day_ago = time.time() - 86_400
