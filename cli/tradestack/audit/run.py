@@ -73,7 +73,6 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
             # what each catalogue drill's evidence must be: its definition's digest and its load at the declared peak
             # (stacks whose services run in clusters must also have the Kubernetes drills)
             "catalogue_drills": wanted_drills(topology, bool(facts.get("clustered"))),
-            "peak": dict(topology.peak),
             # services that run in the site clusters (not on hosts), the clusters and what they are held to
             "clustered": list(facts.get("clustered", [])), "clusters": dict(facts.get("clusters", {})),
             "cluster_namespace": facts.get("cluster_namespace"),
