@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..substrates import Process, Substrate
 from . import model
+from .clients import parse
 
 
 @dataclass
@@ -129,5 +130,5 @@ def finish_load(proc: Process, timeout: float, stop: bool = False,
     try:
         return dict(json.loads(out))
     except ValueError:
-        said = "".join(line for line in err.splitlines(keepends=True) if not line.startswith('{"progress"'))
+        said = "".join(line for line in err.splitlines(keepends=True) if parse(line) is None)  # not its progress
         return {"ok": False, "error": (said or out or "no output").strip()[-500:], "rc": proc.returncode}
