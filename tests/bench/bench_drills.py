@@ -10,7 +10,10 @@ By default it brings up and deploys its own lab under run-unique names (stack, s
 root) and removes all of it afterwards; `--stack NAME` uses an already deployed stack instead.
 
 Run: sudo .venv/bin/python tests/bench/bench_drills.py [--repeat 5] [--stack lab] [--drills all | NAME ...]
-(about 1-2 min a run; the default is the database-crash and site-power-loss drills)
+     [--kind kubernetes]
+(about 1-2 min a run, 3 min for the kubernetes drills; the default is the database-crash and site-power-loss
+drills; with `--kind kubernetes` the stack is deployed on the kubernetes substrate and `all` means the drills of
+the catalogue's kubernetes folder)
 """
 
 from __future__ import annotations
@@ -86,13 +89,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--stack", help="an already deployed stack (default: a run-unique one, removed after)")
     parser.add_argument("--drills", nargs="+", default=list(DRILLS),
-                        help="drill names, or `all` for every catalogue drill outside the kubernetes folder")
+                        help="drill names, or `all` for every catalogue drill of the substrate's kind")
+    parser.add_argument("--kind", choices=("lab", "kubernetes"), default="lab",
+                        help="the substrate of the stack this benchmark deploys (default: lab)")
     args = parser.parse_args()
-    drills = tuple(sorted(files.catalogue())) if args.drills == ["all"] else tuple(args.drills)
+    every = files.cluster_catalogue() if args.kind == "kubernetes" else files.catalogue()
+    drills = tuple(sorted(every)) if args.drills == ["all"] else tuple(args.drills)
     if args.stack:
         bench(args.stack, args.repeat, drills)
         return
-    with deployed_stack("bd") as name:
+    with deployed_stack("bd", kind=args.kind) as name:
         bench(name, args.repeat, drills)
 
 

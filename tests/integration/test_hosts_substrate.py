@@ -66,7 +66,7 @@ def _link_tree(source: Path, target: Path) -> None:
 
 @pytest.fixture(scope="module")
 def operator(deployed):
-    from tradestack.deploy import wheelhouse
+    from tradestack.builds import wheelhouse
     from tradestack.paths import cache_dir
 
     lab = deployed["stack"]

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tradestack.drills import model
 from tradestack.lab import faults, netlink, probe, routing
 from tradestack.lab.stack import LabStack
 from tradestack.lab.substrate import LabSubstrate
 from tradestack.polling import wait_for
+from tradestack.substrates.faults import Blackhole, Partition
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
@@ -104,7 +104,7 @@ def test_a_carrier_blackhole_and_a_site_partition_cut_what_they_name_and_their_i
     daemons = lab["stack"].daemons_dir
     step: list[str] = []
 
-    blackhole = substrate.actuator(model.Blackhole(kind="blackhole", carrier="cu"))
+    blackhole = substrate.actuator(Blackhole(kind="blackhole", carrier="cu"))
     blackhole.inject()
     try:
         # BFD notices the silent carrier: every session over cu leaves Established, the links stay up
@@ -115,7 +115,7 @@ def test_a_carrier_blackhole_and_a_site_partition_cut_what_they_name_and_their_i
         blackhole.restore(step.append)
     assert routing.unconverged(daemons) == []
 
-    cut = substrate.actuator(model.Partition(kind="partition", sites=["sz1", "hk1"]))
+    cut = substrate.actuator(Partition(kind="partition", sites=["sz1", "hk1"]))
     cut.inject()
     try:
         assert probe.time_until(sz1_host, hk1_addr, PORT, limit=10, reachable=False) is not None

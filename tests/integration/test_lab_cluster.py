@@ -10,7 +10,7 @@ import pytest
 
 from tradestack.adapters.commands import run
 from tradestack.adapters.kube import Cluster
-from tradestack.kubernetes.images import ImageSpec, build
+from tradestack.builds.images import ImageSpec, build
 from tradestack.lab import cluster as labcluster
 from tradestack.polling import wait_for
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tradestack.capacity.live import Observed, check_live
-from tradestack.capacity.requests import requests
+from tradestack.capacity.live import LiveError, Observed, check_live, observed
 from tradestack.topology import load_topology
+from tradestack.topology.requests import requests
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +69,17 @@ def test_cpu_quantities_read_as_millicores():
     from tradestack.adapters.kube import millicores
 
     assert [millicores(q) for q in ("140m", "0.5", "2", None, "")] == [140, 500, 2000, None, None]
+
+
+def test_what_the_clusters_run_is_read_from_the_substrates_cluster_view():
+    views = {"sz1": {"nodes": {"n1": True}, "error": None, "expected": ["gateway"],
+                     "services": {"gateway": {"replicas": 3, "ready": 2, "disruptions_allowed": 1, "cpu_request_m": 170}}},
+             "hk1": {"nodes": {}, "error": None, "expected": ["gateway"],
+                     "services": {"gateway": {"replicas": 2, "ready": 2, "disruptions_allowed": 1, "cpu_request_m": None}}}}
+    assert observed(views) == [Observed("hk1", "gateway", 2, None), Observed("sz1", "gateway", 2, 170)]
+
+
+def test_a_cluster_that_did_not_answer_is_an_error_not_a_site_without_replicas():
+    views = {"sz1": {"nodes": {}, "services": {}, "expected": ["gateway"], "error": "connection refused"}}
+    with pytest.raises(LiveError, match="site sz1's cluster did not answer: connection refused"):
+        observed(views)

@@ -229,7 +229,7 @@ def test_capacity_live_on_a_stack_without_clusters_says_there_is_nothing_to_read
     class NoClusters:
         topology = None
 
-        def kubeconfigs(self):
+        def cluster_view(self):
             return {}
 
     monkeypatch.setattr(registry, "open_stack", lambda name: NoClusters())

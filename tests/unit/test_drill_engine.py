@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tradestack.drills import engine, model
+from tradestack.substrates import faults
 
 from .memory_substrate import MemorySubstrate
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.unit
 
 def _drill(fault_s: float = 0.4, baseline_s: float = 0.3, recovery_s: float = 0.4, **expect: object) -> model.Drill:
     return model.Drill(name="mem-drill", description="x",
-                       faults=[model.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=fault_s)],
+                       faults=[faults.LinkDown(kind="link-down", group="carrier:ct", at_s=0.0, duration_s=fault_s)],
                        load=model.Load(peak_fraction=1.0, sessions=2),
                        timing=model.Timing(baseline_s=baseline_s, recovery_s=recovery_s, settle_s=1),
                        expect=model.Expectations(**expect))  # type: ignore[arg-type]
@@ -191,7 +192,7 @@ def test_a_stack_still_settling_is_waited_for_and_then_drilled(memory, monkeypat
 
 
 def test_a_fault_the_stack_does_not_have_is_refused_at_planning(memory):
-    drill = model.Drill(name="d", description="x", faults=[model.LinkDown(kind="link-down", group="carrier:zz")])
+    drill = model.Drill(name="d", description="x", faults=[faults.LinkDown(kind="link-down", group="carrier:zz")])
     with pytest.raises(Exception, match="carrier:zz"):
         engine.plan(drill, "mem")
     assert memory.events == []

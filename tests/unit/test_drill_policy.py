@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradestack.drills import engine, model
+from tradestack.substrates import faults
 from tradestack.drills.policy import DrillPolicy, Reach, parse_window, reach
 from tradestack.errors import InputError
 
@@ -29,7 +30,7 @@ def memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemorySubstrate:
 
 
 def _crash(host: str = "sz1-gateway-1") -> model.Drill:
-    return model.Drill(name="d", description="x", faults=[model.HostCrash(kind="host-crash", host=host)])
+    return model.Drill(name="d", description="x", faults=[faults.HostCrash(kind="host-crash", host=host)])
 
 
 def test_a_lab_needs_neither_policy_nor_yes(memory, monkeypatch):
@@ -66,11 +67,11 @@ def test_outside_the_change_windows_a_drill_is_refused_with_the_next_window(memo
 def test_beyond_the_blast_radius_a_drill_is_refused_naming_what_it_would_touch(memory):
     memory.stack_config = {"tradestack:allowDrills": "true", "tradestack:blastRadius": "hosts=1,sites=1"}
     engine.authorize(engine.plan(_crash(), "mem"), yes=True, now=WED_NOON)
-    two_sites = model.Drill(name="d", description="x", faults=[model.Partition(kind="partition", sites=["sz1", "hk1"])])
+    two_sites = model.Drill(name="d", description="x", faults=[faults.Partition(kind="partition", sites=["sz1", "hk1"])])
     with pytest.raises(engine.DrillRefused, match=r"would touch 2 sites \(hk1, sz1\); the stack's blast radius allows 1"):
         engine.authorize(engine.plan(two_sites, "mem"), yes=True, now=WED_NOON)
-    two_hosts = model.Drill(name="d", description="x", faults=[model.HostCrash(kind="host-crash", host="sz1-gateway-1"),
-                                                               model.HostFreeze(kind="host-freeze", host="sz1-router-1")])
+    two_hosts = model.Drill(name="d", description="x", faults=[faults.HostCrash(kind="host-crash", host="sz1-gateway-1"),
+                                                               faults.HostFreeze(kind="host-freeze", host="sz1-router-1")])
     with pytest.raises(engine.DrillRefused, match="would touch 2 hosts"):
         engine.authorize(engine.plan(two_hosts, "mem"), yes=True, now=WED_NOON)
 
@@ -84,7 +85,7 @@ def test_what_a_drill_reaches():
     memory = MemorySubstrate(Path("/nonexistent"))
     leader = reach(_crash("@database-leader"), memory.topology, memory.hosts, "mem", memory.fault_map)
     assert leader == Reach(frozenset({"@database-leader"}), frozenset({"sz1", "hk1"}))
-    carrier = model.Drill(name="d", description="x", faults=[model.Blackhole(kind="blackhole", carrier="ct")])
+    carrier = model.Drill(name="d", description="x", faults=[faults.Blackhole(kind="blackhole", carrier="ct")])
     got = reach(carrier, memory.topology, memory.hosts, "mem", memory.fault_map)
     # every site with an uplink on carrier ct (lab.yaml: sz1, hk1 and the witness)
     assert got.hosts == frozenset() and got.sites == frozenset(

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tradestack.cli.app import app
 from tradestack.drills import engine, figures, files, history, lock, model, reconcile, report, verdict
+from tradestack.substrates import faults
 from tradestack.drills.journal import Journal
 from tradestack.drills.figures import ClientOrder, Sample, Window
 from tradestack.errors import InputError
@@ -30,8 +31,8 @@ def test_every_catalogue_drill_validates_and_the_catalogue_has_the_ten_named_dri
     assert set(files.cluster_catalogue()) == {"site-node-loss", "site-pods-deleted", "site-node-drain",
                                               "site-api-server-cut"}
     kinds = {name: type(files.resolve(name).faults[0]) for name in files.cluster_catalogue()}
-    assert kinds == {"site-node-loss": model.NodeLoss, "site-pods-deleted": model.PodDelete,
-                     "site-node-drain": model.NodeDrain, "site-api-server-cut": model.ApiServerCut}
+    assert kinds == {"site-node-loss": faults.NodeLoss, "site-pods-deleted": faults.PodDelete,
+                     "site-node-drain": faults.NodeDrain, "site-api-server-cut": faults.ApiServerCut}
     assert all(f.site == "hk1" for name in kinds for f in files.resolve(name).faults)
 
 
@@ -61,8 +62,8 @@ def test_unknown_fields_are_errors_not_ignored(tmp_path: Path):
 
 def test_fault_window_runs_from_first_injection_to_last_restore():
     drill = model.Drill(name="d", description="x", faults=[
-        model.LinkDown(kind="link-down", group="carrier:ct", at_s=0, duration_s=10),
-        model.HostFreeze(kind="host-freeze", host="sz1-gateway-2", at_s=5, duration_s=12)])
+        faults.LinkDown(kind="link-down", group="carrier:ct", at_s=0, duration_s=10),
+        faults.HostFreeze(kind="host-freeze", host="sz1-gateway-2", at_s=5, duration_s=12)])
     assert drill.fault_window_s == 17
 
 
@@ -222,7 +223,7 @@ def _reconciliation(lost: int = 0, dupes: int = 0, bad: int = 0, silent: int = 0
 
 
 def _drill(**expect) -> model.Drill:
-    return model.Drill(name="d", description="x", faults=[model.LinkDown(kind="link-down", group="carrier:ct")],
+    return model.Drill(name="d", description="x", faults=[faults.LinkDown(kind="link-down", group="carrier:ct")],
                        expect=model.Expectations(**expect))
 
 
@@ -407,7 +408,7 @@ def test_drill_load_is_the_topologys_peak_sessions_and_refresh():
 def test_every_catalogue_drill_runs_at_the_full_peak_with_the_peaks_sessions():
     """The seed outages happened at peak concurrency: no catalogue drill may try its faults under a token load."""
     from tradestack.drills import files
-    from tradestack.drills.model import LoadSpike
+    from tradestack.substrates.faults import LoadSpike
 
     for name in [*files.catalogue(), *files.cluster_catalogue()]:
         drill = files.resolve(name)

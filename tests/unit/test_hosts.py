@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tradestack.drills import files, model
+from tradestack.substrates import faults
 from tradestack.hosts import plan
 from tradestack.hosts.load import HostsFileError, load_hosts_file
 
@@ -54,19 +55,19 @@ def test_outputs_follow_the_labs_contract(estate):
     assert "hk1-orderdb-1" in power["hosts"] and {u["carrier"] for u in power["uplinks"]} == {"ct", "cm"}
 
 
-def _commands(fault: model.Fault, estate) -> tuple[list[str], list[str]]:
+def _commands(fault: faults.Fault, estate) -> tuple[list[str], list[str]]:
     planned = plan.fault_plan(fault, estate, "/var/lib/tradestack", _resolve)
     return [str(c) for c in planned.inject], [str(c) for c in planned.restore]
 
 
 def test_a_carrier_outage_downs_each_sites_uplink_to_it_at_the_edge(estate):
-    inject, restore = _commands(model.LinkDown(kind="link-down", group="carrier:ct"), estate)
+    inject, restore = _commands(faults.LinkDown(kind="link-down", group="carrier:ct"), estate)
     assert inject == ["sz1-edge: ip link set dev eth1 down", "hk1-edge: ip link set dev eth1 down"]
     assert restore == ["sz1-edge: ip link set dev eth1 up", "hk1-edge: ip link set dev eth1 up"]
 
 
 def test_a_gray_carrier_drops_in_nftables_on_the_carrier_interface(estate):
-    planned = plan.fault_plan(model.Blackhole(kind="blackhole", carrier="cm"), estate, "/x", _resolve)
+    planned = plan.fault_plan(faults.Blackhole(kind="blackhole", carrier="cm"), estate, "/x", _resolve)
     (inj,), (rest,) = [c for c in planned.inject if c.host == "hk1-edge"], [c for c in planned.restore
                                                                            if c.host == "hk1-edge"]
     assert inj.argv == ("nft", "-f", "-") and 'iifname "eth2" drop' in inj.stdin and "hook forward" in inj.stdin
@@ -76,26 +77,26 @@ def test_a_gray_carrier_drops_in_nftables_on_the_carrier_interface(estate):
 
 
 def test_host_faults_act_on_that_host_only(estate):
-    inject, restore = _commands(model.HostCrash(kind="host-crash", host="@database-leader"), estate)
+    inject, restore = _commands(faults.HostCrash(kind="host-crash", host="@database-leader"), estate)
     assert inject[0].startswith("sz1-orderdb-1: systemctl kill --signal=SIGKILL 'tradestack-*.service'")
     assert inject[1].startswith("sz1-orderdb-1: sh -c") and inject[1].endswith(
         " sh lan0 /var/lib/tradestack/sz1-orderdb-1/lan-routes")  # routes kept, then the port down
     assert "ip route replace" in restore[0]  # the port up with its routes (a reboot's network config)
     assert restore[1] == ("sz1-orderdb-1: systemctl restart 'tradestack-*.service' patroni.service etcd.service "
                           "haproxy.service keepalived.service")
-    planned = plan.fault_plan(model.ProcessKill(kind="process-kill", host="sz1-router-1", program="haproxy"), estate,
+    planned = plan.fault_plan(faults.ProcessKill(kind="process-kill", host="sz1-router-1", program="haproxy"), estate,
                               "/var/lib/tradestack", _resolve)
     assert planned.restore[0].wait_s == 30 and planned.hosts == ("sz1-router-1",)
 
 
 def test_a_partition_drops_between_the_two_sites_prefixes_at_both_edges(estate):
-    planned = plan.fault_plan(model.Partition(kind="partition", sites=["sz1", "hk1"]), estate, "/x", _resolve)
+    planned = plan.fault_plan(faults.Partition(kind="partition", sites=["sz1", "hk1"]), estate, "/x", _resolve)
     assert [c.host for c in planned.inject] == ["sz1-edge", "hk1-edge"]
     assert "ip saddr 198.18.1.0/24 ip daddr 198.18.2.0/24 drop" in planned.inject[0].stdin
 
 
 def test_a_venue_is_switched_from_the_clients_host(estate):
-    inject, restore = _commands(model.Upstream(kind="venue-mode", upstream="exchange", mode="down"), estate)
+    inject, restore = _commands(faults.Upstream(kind="venue-mode", upstream="exchange", mode="down"), estate)
     argv = shlex.split(inject[0].split(": ", 1)[1])
     assert inject[0].startswith("clients-1: ") and argv[-1] == "http://198.19.16.1:9101/admin/fault"
     assert '"mode": "normal"' in restore[0]
@@ -104,7 +105,7 @@ def test_a_venue_is_switched_from_the_clients_host(estate):
 def test_every_catalogue_drill_can_be_planned_on_real_hosts(estate):
     for name in files.catalogue():
         for fault in files.resolve(name).faults:
-            if isinstance(fault, model.LoadSpike):
+            if isinstance(fault, faults.LoadSpike):
                 continue
             planned = plan.fault_plan(fault, estate, "/var/lib/tradestack", _resolve)
             assert planned.inject and planned.restore, name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tradestack.adapters.kube import DeploymentView, NodeView, PodView
-from tradestack.drills import actions, model
+from tradestack.drills import model
 from tradestack.kubernetes import substrate
 from tradestack.kubernetes.workloads import NAMESPACE
 from tradestack.substrates.base import SubstrateError
@@ -99,7 +99,7 @@ def test_cluster_faults_parse_and_describe_themselves():
                        ("api-server-cut", "site hk1's Kubernetes API server cut off the network")):
         drill = model.Drill.model_validate({"name": "x", "description": "x",
                                             "faults": [{"kind": kind, "site": "hk1"}]})
-        assert actions.describe(drill.faults[0]) == text
+        assert drill.faults[0].describe() == text
 
 
 def test_the_lab_refuses_pod_faults_at_preflight_it_runs_no_pods():

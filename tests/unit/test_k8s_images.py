@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tradestack.kubernetes.images import ImageSpec, build
+from tradestack.builds.images import ImageSpec, build
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tradestack.capacity.requests import Resources, requests
+from tradestack.topology.requests import Resources, requests
 from tradestack.kubernetes import workloads
 from tradestack.topology import load_topology
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tradestack.deploy.wheelhouse import prune
+from tradestack.builds.wheelhouse import prune
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,7 @@ def test_a_wheelhouse_is_built_once_per_source_and_then_reused(tmp_path: Path, m
     changed installs nothing), and marks it used now."""
     import subprocess
 
-    from tradestack.deploy import wheelhouse
+    from tradestack.builds import wheelhouse
 
     built: list[Path] = []
 
@@ -75,7 +75,7 @@ def test_two_deploys_building_one_source_at_once_get_the_same_wheel(tmp_path, mo
     import threading
     import time
 
-    from tradestack.deploy import wheelhouse
+    from tradestack.builds import wheelhouse
 
     monkeypatch.setattr(wheelhouse, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(wheelhouse, "source_digest", lambda root: "abc123")

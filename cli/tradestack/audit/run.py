@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from .. import __version__
-from ..capacity.requests import requests
-from ..deploy.variables import site_vips
+from ..topology.requests import requests
 from ..drills import files as drill_files
 from ..drills.engine import load_shape, planned_rate
 from ..drills import history as drill_history
@@ -51,23 +49,20 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
     files = stack.access_files()
     settings = stack.settings
     topology = stack.topology
-    outputs = stack.outputs
     facts = stack.audit_facts()
-    inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
-    hosts = {name: {"service": hv["service"], "site": hv.get("site"), "lan_address": hv["lan_address"],
-                    "lan_interface": hv.get("lan_interface", "lan0"),
-                    "sshd_config": facts["sshd_config"].get(name, "/etc/ssh/sshd_config")}
-             for name, hv in inventory.items()}
+    hosts = {h.name: {"service": h.service, "site": h.site, "lan_address": h.lan_address,
+                      "lan_interface": h.lan_interface,
+                      "sshd_config": facts["sshd_config"].get(h.name, "/etc/ssh/sshd_config")}
+             for h in stack.hosts.values()}
     uplinks = {site.name: [{"carrier": u.carrier,
                             "facilities": [g for g in uplink_groups(site, i) if not g.startswith("carrier:")],
                             **facts["uplink_probes"].get(site.name, {}).get(u.carrier, {})}
                            for i, u in enumerate(site.uplinks)] for site in topology.sites}
-    gateway_sites = sorted({h["site"] for h in hosts.values() if h["service"] == "gateway" and h["site"]})
 
     history_file = drill_history.drills_dir(stack.name) / "history.sqlite"
     return {"stack": stack.name, "inventory_file": str(files.inventory), "hosts": hosts,
             "topology": str(stack.topology_path()), "site_roles": {s.name: s.role for s in topology.sites},
-            "uplinks": uplinks, "vips": site_vips(outputs["site_prefixes"], gateway_sites),
+            "uplinks": uplinks, "vips": stack.vips,
             "placement": {s.name: dict(s.placement) for s in topology.services},
             "state_base": settings.state_root, "service_user": settings.service_user,
             # what each catalogue drill's evidence must be: its definition's digest and its load at the declared peak

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
+
+from ..errors import TradestackError
 
 from ..topology.model import Topology
 from .check import check_capacity
 from .report import CapacityReport
-from .requests import requests
+from ..topology.requests import requests
+
+
+class LiveError(TradestackError):
+    """The clusters could not be read."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,17 @@ class LiveReport:
     @property
     def ok(self) -> bool:
         return self.report.ok and not self.problems
+
+
+def observed(views: dict[str, dict[str, Any]]) -> list[Observed]:
+    """Ready replicas and CPU requests of every service in each site's cluster, from the substrate's cluster view
+    (`Substrate.cluster_view`). A cluster whose API did not answer raises: a site that cannot be seen is not
+    counted as serving, nor as down."""
+    unseen = {site: view["error"] for site, view in views.items() if view.get("error")}
+    if unseen:
+        raise LiveError("; ".join(f"site {site}'s cluster did not answer: {why}" for site, why in sorted(unseen.items())))
+    return [Observed(site, name, int(s["ready"]), s.get("cpu_request_m"))
+            for site, view in sorted(views.items()) for name, s in sorted(view["services"].items())]
 
 
 def _clustered(topology: Topology, clustered: Collection[str] | None) -> list[str]:

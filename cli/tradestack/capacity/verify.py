@@ -15,12 +15,12 @@ from typing import Any
 from ..drills import actions, interrupts
 from ..drills.journal import Journal
 from ..drills.lock import stack_lock
-from ..drills.model import LinkDown
+from ..substrates.faults import LinkDown
 from ..drills.steady import wait_steady
+from .. import ports
 from ..errors import TradestackError
 from ..polling import until_clear
 from ..substrates import Substrate, open_stack
-from ..substrates.base import PATRONI_PORT
 from .measured import CARRIED_SHARE, MeasuredCapacity, ScenarioFigure, derive
 
 LATENCY_BOUND_MS = 250.0   # a scenario passes when it carried its target (CARRIED_SHARE) with p99 at or under this
@@ -93,7 +93,7 @@ def survivors_not_serving(stack: Substrate, cut: str) -> list[str]:
     probe = next((r for r in stack.of("router") if r.site != cut), None)
     if probe is not None:
         survivors = [db for db in stack.of("orderdb") if db.site != cut]
-        if not any(stack.http(probe.name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary",
+        if not any(stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/primary",
                               timeout=0.5)[0] == 200 for db in survivors):
             return [f"no database primary outside {cut} yet"]
         waited_on = sync_standbys_in(stack.cluster_members(probe.name, survivors),

@@ -89,28 +89,27 @@ def check(
 
 def _check_live(file: Path | None, stack: str | None, depth: int, failing_only: bool, max_rows: int,
                 json: bool) -> None:
-    from ..capacity.live import check_live
-    from ..kubernetes.observe import observe
+    from ..capacity.live import check_live, observed
     from ..substrates import registry
 
     if stack is None:
         raise InputError("--live reads a deployed stack's clusters: give --stack NAME")
     opened = registry.open_stack(stack)
-    kubeconfigs = opened.kubeconfigs()
-    if not kubeconfigs:
+    views = opened.cluster_view()
+    if not views:
         raise InputError(f"stack {stack!r} runs no Kubernetes clusters: nothing for --live to read")
     topology = load_topology(file) if file is not None else opened.topology
-    result = check_live(topology, observe(kubeconfigs), depth, opened.clustered_services() or None)
+    result = check_live(topology, observed(views), depth, opened.clustered_services() or None)
     if json:
         print_json({**result.report.to_dict(failing_only=failing_only), "ok": result.ok,
                     "live": {"stack": stack, "ready": result.ready, "declared": result.declared,
                              "problems": [asdict(p) for p in result.problems]}})
     else:
-        table = Table("service", *sorted(kubeconfigs), title=f"ready replicas in {stack}'s clusters (declared)",
+        table = Table("service", *sorted(views), title=f"ready replicas in {stack}'s clusters (declared)",
                       title_justify="left")
         for service, declared in sorted(result.declared.items()):
             table.add_row(service, *(f"{result.ready[service].get(site, 0)} ({declared.get(site, 0)})"
-                                     for site in sorted(kubeconfigs)))
+                                     for site in sorted(views)))
         out.print(table)
         _render(result.report, max_rows)
         for p in result.problems:

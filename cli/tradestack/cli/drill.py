@@ -34,13 +34,13 @@ def list_(ctx: typer.Context, json: bool = JsonOpt) -> None:
     drills += [(files.load_drill(path), "kubernetes") for path in files.cluster_catalogue().values()]
     if json:
         print_json({"ok": True, "drills": [{"name": d.name, "description": d.description.strip(), "substrate": on,
-                                            "faults": [actions.describe(f) for f in d.faults],
+                                            "faults": [f.describe() for f in d.faults],
                                             "expect": d.expect.model_dump()} for d, on in drills]})
         return
     table = Table("drill", "faults", "expects", "stacks", title="drill catalogue")
     for d, on in drills:
         bound = f"recovery <= {d.expect.max_recovery_s:g} s, " if d.expect.max_recovery_s else ""
-        table.add_row(d.name, "; ".join(actions.describe(f) for f in d.faults),
+        table.add_row(d.name, "; ".join(f.describe() for f in d.faults),
                       f"{bound}lost <= {d.expect.max_acked_lost}", "every" if on == "any" else on)
     out.print(table)
 

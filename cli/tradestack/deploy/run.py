@@ -13,7 +13,8 @@ from typing import Any
 from ..adapters.ansible import PlaybookResult, PlaybookSpec, run_playbook
 from ..paths import state_dir
 from ..substrates import open_stack
-from . import variables, wheelhouse
+from ..builds import wheelhouse
+from . import variables
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = ROOT / "playbooks"

@@ -4,18 +4,17 @@ standby with lag, etcd members and leader, carriers. Collected by a read-only pl
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import health
+from .. import health, ports
 from ..adapters.ansible import PlaybookSpec, run_playbook
-from ..substrates import open_stack
-from . import run, variables
+from ..substrates import Host, open_stack
+from . import run
 
 
 def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     stack = open_stack(stack_name)
-    outputs = stack.outputs
     topology = stack.topology
     files = stack.access_files()
     results: dict[str, dict[str, Any]] = {}
@@ -30,35 +29,27 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
     on_step("asking every host")
     spec = PlaybookSpec(project_dir=run.PLAYBOOKS, playbook="status.yml", inventory=files.inventory,
                         run_dir=run.runs_dir(stack_name).parent / "status",
-                        extravars={"tradestack_stack": stack_name, **stack.traits.playbook_vars()},
+                        extravars={"tradestack_stack": stack_name, **ports.playbook_vars(),
+                                   **stack.traits.playbook_vars()},
                         env=run.ansible_env())
     run_playbook(spec, keep)
-    inventory_hosts = _inventory_hosts(files.inventory)
-    vips = variables.site_vips(outputs["site_prefixes"], [s.name for s in topology.sites])
     sites: dict[str, Any] = {}
     for site in topology.sites:
-        hosts = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items()
-                 if hv.get("site") == site.name}
-        holders = [name for name, h in hosts.items() if vips[site.name] in h.get("addresses", [])]
+        hosts = {h.name: _host(results.get(h.name, {}), h) for h in stack.hosts.values() if h.site == site.name}
+        vip = stack.vips.get(site.name)
+        holders = [name for name, h in hosts.items() if vip in h.get("addresses", [])]
         carriers = stack.uplink_states(site.name)
         sites[site.name] = {"role": site.role, "hosts": hosts, "carriers": carriers,
-                            "vip": {"address": vips[site.name], "holder": holders[0] if holders else None,
-                                    "holders": holders}
-                            if any(h["service"] == "gateway" for h in hosts.values()) else None}
-    outside = {name: _host(results.get(name, {}), hv) for name, hv in inventory_hosts.items() if not hv.get("site")}
+                            "vip": {"address": vip, "holder": holders[0] if holders else None, "holders": holders}
+                            if vip else None}
+    outside = {h.name: _host(results.get(h.name, {}), h) for h in stack.hosts.values() if not h.site}
     on_step("asking the site clusters")
     return {"stack": stack_name, "sites": sites, "outside": outside,
-            "database": _patroni(results), "consensus": _etcd(results, inventory_hosts),
+            "database": _patroni(results), "consensus": _etcd(results, stack.hosts),
             "clusters": stack.cluster_view()}
 
 
-def _inventory_hosts(path: Any) -> dict[str, dict[str, Any]]:
-    import yaml
-
-    return yaml.safe_load(path.read_text())["all"]["hosts"]
-
-
-def _host(res: dict[str, Any], hostvars: dict[str, Any]) -> dict[str, Any]:
+def _host(res: dict[str, Any], host: Host) -> dict[str, Any]:
     programs: dict[str, str] = {}
     for line in (res.get("Supervised programs", {}).get("stdout") or "").splitlines():
         parts = line.split()
@@ -67,7 +58,7 @@ def _host(res: dict[str, Any], hostvars: dict[str, Any]) -> dict[str, Any]:
     addresses = [line.split()[3].split("/")[0] for line in
                  (res.get("Addresses on the site LAN (the VIP holder has two)", {}).get("stdout") or "").splitlines()
                  if len(line.split()) > 3]
-    return {"service": hostvars.get("service"), "reachable": not res.get("unreachable"), "programs": programs,
+    return {"service": host.service, "reachable": not res.get("unreachable"), "programs": programs,
             "addresses": addresses}
 
 
@@ -84,8 +75,8 @@ def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"leader": None, "sync_standby": [], "members": [], "error": "no Patroni node answered"}
 
 
-def _etcd(results: dict[str, dict[str, Any]], hosts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    by_address = {hv.get("lan_address"): name for name, hv in hosts.items()}
+def _etcd(results: dict[str, dict[str, Any]], hosts: Mapping[str, Host]) -> dict[str, Any]:
+    by_address = {h.lan_address: name for name, h in hosts.items()}
     for res in results.values():
         out = res.get("Etcd members and leader", {}).get("stdout")
         if out:

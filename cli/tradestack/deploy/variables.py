@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from ..hostsettings import HostSettings
 from ..substrates.base import HostTraits
+from .. import ports
+from ..topology.addresses import site_vips
 from ..topology.model import Topology
-from . import wheelhouse as wheelhouse_module
+from ..builds import wheelhouse as wheelhouse_module
 
 SECRET_NAMES = ("dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword")
-VIP_HOST = 5  # the gateways' virtual IP is .5 of each site LAN
-VENUE_PORT = 9001
 GATEWAY_IN_FLIGHT = 256
 # A gateway refuses (429) above its declared capacity x this. The declared figure is what it was measured to
 # carry and what the capacity rules count on; a stack running exactly at it (a site cut off, the survivors at
@@ -25,11 +24,6 @@ ADMISSION_MARGIN = 1.25
 class DeployVars:
     public: dict[str, Any]   # safe to log and keep in artifacts
     secret: dict[str, Any]   # passed through a file that lives only as long as the run
-
-
-def site_vips(site_prefixes: dict[str, str], sites_with_gateways: list[str]) -> dict[str, str]:
-    return {site: str(ipaddress.ip_network(site_prefixes[site]).network_address + VIP_HOST)
-            for site in sites_with_gateways}
 
 
 def routes(upstreams: list[str]) -> list[dict[str, Any]]:
@@ -45,24 +39,24 @@ def build(topology: Topology, outputs: dict[str, Any], secrets: dict[str, str], 
           wheelhouse: str, wheel: str, wheel_sha256: str, seed_accounts: int = 1000,
           settings: HostSettings = HostSettings()) -> DeployVars:
     gateway = next((s for s in topology.services if s.name == "gateway"), None)
-    sites = [site for site, n in (gateway.placement.items() if gateway else []) if n > 0]
     capacity = (gateway.capacity if gateway else None) or {}
     rate = round(float(capacity.get("orders_per_second", 400)) * ADMISSION_MARGIN, 2)
     upstreams = [u.name for u in topology.upstreams]
     public: dict[str, Any] = {
-        "tradestack_vips": site_vips(outputs["site_prefixes"], sites),
+        "tradestack_vips": site_vips(topology, outputs["site_prefixes"]),
         "tradestack_admission": {"max_in_flight": GATEWAY_IN_FLIGHT, "orders_per_second": rate,
                                  # one second of the rate: arrivals at the declared capacity that bunch up
                                  # (round-robin, clients catching up after a stall) are not refused; a quarter
                                  # second refused 1-2% of them at exactly the declared rate, p99 over its bound
                                  "burst": max(1, int(rate)), "retry_after_s": 1},
-        "tradestack_venues": [{"name": u, "host": outputs["upstreams"][u], "port": VENUE_PORT} for u in upstreams],
+        "tradestack_venues": [{"name": u, "host": outputs["upstreams"][u], "port": ports.VENUE} for u in upstreams],
         "tradestack_routes": routes(upstreams),
         "tradestack_wheelhouse": wheelhouse,
         "tradestack_wheel": wheel,
         "tradestack_wheel_sha256": wheel_sha256,
         "tradestack_patroni_requirements": list(wheelhouse_module.PATRONI),
         "tradestack_seed_accounts": seed_accounts,
+        **ports.playbook_vars(),
         **settings.playbook_vars(),
         **traits.playbook_vars(),  # e.g. the lab: one kernel, one filesystem, no systemd (group_vars/all.yml)
     }

@@ -1,8 +1,8 @@
 """Each fault as a pair of actions: inject, and its inverse (restore); and the clients' load.
 
 `prepare` resolves a fault against the stack's substrate once, when it is injected (so `@database-leader`
-means the leader at that moment, and the restore undoes exactly what was done); `describe` says in words
-what a fault will do, which is also what `--dry-run` prints.
+means the leader at that moment, and the restore undoes exactly what was done). What a fault will do in words is
+the fault's own `describe()` (substrates/faults.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..substrates import Process, Substrate
-from . import model
+from ..substrates import Process, Substrate, faults
 from .clients import parse
 
 
@@ -22,58 +21,24 @@ from .clients import parse
 class Action:
     """One fault, resolved: what it does, how to do it, how to undo it."""
 
-    fault: model.Fault
+    fault: faults.Fault
     text: str
     inject: Callable[[], None]
     restore: Callable[[Callable[[str], None]], None]
 
 
-def describe(fault: model.Fault) -> str:
-    """Words for a fault as written (no lab needed): the plan's vocabulary."""
-    match fault:
-        case model.LinkDown(group=g):
-            return f"every link of risk group {g} down"
-        case model.Blackhole(carrier=c):
-            return f"carrier {c} silently drops all traffic (links stay up)"
-        case model.Throttle(carrier=c, rate_kbit=r):
-            return f"carrier {c} throttled to {r} kbit/s"
-        case model.HostCrash(host=h):
-            return f"host {h} crashes (every process killed, LAN port down)"
-        case model.PowerLoss(group=g):
-            return f"power lost in {g}: its hosts crash, its links go down"
-        case model.HostFreeze(host=h):
-            return f"host {h} frozen (SIGSTOP to every process)"
-        case model.ProcessKill(host=h, program=p):
-            return f"program {p} on host {h} killed"
-        case model.Partition(sites=[a, b]):
-            return f"sites {a} and {b} partitioned from each other"
-        case model.Upstream(upstream=u, mode=m):
-            return f"upstream {u} switched to mode {m}"
-        case model.NodeLoss(site=site):
-            return f"site {site}'s Kubernetes node lost (kubelet killed, network port down; control plane up)"
-        case model.PodDelete(site=site):
-            return f"every trading pod of site {site}'s Kubernetes cluster deleted"
-        case model.NodeDrain(site=site):
-            return f"a node of site {site}'s Kubernetes cluster cordoned and drained"
-        case model.ApiServerCut(site=site):
-            return f"site {site}'s Kubernetes API server cut off the network"
-        case model.LoadSpike(multiplier=m):
-            return f"load spike: {m:g} x peak on top of the drill's load"
-    raise AssertionError(f"unknown fault {fault!r}")
-
-
-def check(fault: model.Fault, substrate: Substrate) -> None:
+def check(fault: faults.Fault, substrate: Substrate) -> None:
     """Fail before anything is touched if the fault names something the stack does not have, or its substrate
     cannot do it."""
-    if not isinstance(fault, model.LoadSpike):  # the engine's own: a second load generator
+    if not isinstance(fault, faults.LoadSpike):  # the engine's own: a second load generator
         substrate.check_fault(fault)
 
 
-def prepare(fault: model.Fault, substrate: Substrate, *, spike: SpikeLoad | None = None) -> Action:
+def prepare(fault: faults.Fault, substrate: Substrate, *, spike: SpikeLoad | None = None) -> Action:
     """Resolve a fault against the stack now and return its inject/restore pair."""
-    if isinstance(fault, model.LoadSpike):
+    if isinstance(fault, faults.LoadSpike):
         assert spike is not None, "a load spike needs the drill's spike load"
-        return Action(fault, describe(fault), spike.start, lambda step: spike.stop())
+        return Action(fault, fault.describe(), spike.start, lambda step: spike.stop())
     resolved = substrate.actuator(fault)
     return Action(fault, resolved.text, resolved.inject, resolved.restore)
 

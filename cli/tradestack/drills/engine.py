@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import __version__
 from ..refstack.ledger import Ledger
-from ..substrates import Substrate, open_stack
+from ..substrates import Substrate, faults, open_stack
 from ..topology.model import Topology
 from . import actions, figures, interrupts, model
 from .clients import STARTUP_S, Clients
@@ -98,8 +98,8 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
              f"baseline: {drill.timing.baseline_s:g} s"]
     for f in sorted(drill.faults, key=lambda f: f.at_s):
         start = drill.timing.baseline_s + f.at_s
-        steps.append(f"at +{start:g} s for {f.duration_s:g} s: {actions.describe(f)}")
-        if not isinstance(f, model.LoadSpike):
+        steps.append(f"at +{start:g} s for {f.duration_s:g} s: {f.describe()}")
+        if not isinstance(f, faults.LoadSpike):
             steps += [f"    {line}" for line in substrate.dry_run(f)]
     steps += ["restore every fault (always: also on failure, abort, Ctrl-C, SIGTERM)",
               f"wait up to {STEADY_TIMEOUT_S:g} s for steady state",
@@ -190,7 +190,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                                         round(peak_rate * f.multiplier, 2), f.duration_s,
                                         # closed-loop clients: enough of them to offer the rate at ~0.25 s a turn
                                         max(32, min(2000, int(peak_rate * f.multiplier / 4))))
-                      for f in drill.faults if isinstance(f, model.LoadSpike)), None)
+                      for f in drill.faults if isinstance(f, faults.LoadSpike)), None)
         observer = Observer(substrate, lambda s: _guard(events.sample, s))
         applied: list[actions.Action] = []
         clients: Clients | None = None
@@ -292,7 +292,7 @@ def _inject_and_hold(drill: model.Drill, substrate: Substrate, journal: Journal,
         now = time.time() - t0
         while pending and pending[0].at_s <= now:
             fault = pending.pop(0)
-            with journal.step(f"inject: {actions.describe(fault)}") as s:
+            with journal.step(f"inject: {fault.describe()}") as s:
                 action = actions.prepare(fault, substrate, spike=spike)
                 s.detail = action.text
                 applied.append(action)

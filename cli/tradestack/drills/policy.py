@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..substrates import Host
+from ..substrates import Host, faults
 from ..topology.model import Topology
 from ..topology.riskgroups import risk_group_index
 from . import model
@@ -147,7 +147,7 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
 
     for fault in drill.faults:
         match fault:
-            case model.HostCrash(host=h) | model.HostFreeze(host=h) | model.ProcessKill(host=h):
+            case faults.HostCrash(host=h) | faults.HostFreeze(host=h) | faults.ProcessKill(host=h):
                 if h == "@database-leader":
                     touched_hosts.add(h)
                     sites.update(x.site for x in hosts.values() if x.site and x.service == "orderdb")
@@ -159,14 +159,14 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
                     touched_hosts.add(name)
                     if name in hosts and hosts[name].site:
                         sites.add(str(hosts[name].site))
-            case model.PowerLoss(group=g):
+            case faults.PowerLoss(group=g):
                 entry = fault_map.get(g)
                 touched_hosts.update(entry.get("hosts", []) if isinstance(entry, dict) else [])
                 group(g)
-            case model.LinkDown(group=g):
+            case faults.LinkDown(group=g):
                 group(g)
-            case model.Blackhole(carrier=c) | model.Throttle(carrier=c):
+            case faults.Blackhole(carrier=c) | faults.Throttle(carrier=c):
                 group(f"carrier:{c}")
-            case model.Partition(sites=pair):
+            case faults.Partition(sites=pair):
                 sites.update(pair)
     return Reach(frozenset(touched_hosts), frozenset(sites))

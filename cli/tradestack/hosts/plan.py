@@ -9,9 +9,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from ..drills import model
-from ..drills.actions import describe
+from .. import ports
 from ..errors import InputError
+from ..substrates import faults
 from ..substrates.base import FaultRefused
 from ..substrates.inventory import inventory as shared_inventory
 from ..topology.riskgroups import risk_group_index
@@ -41,6 +41,7 @@ class FaultPlan:
     inject: tuple[Command, ...]
     restore: tuple[Command, ...]
     hosts: tuple[str, ...] = ()
+    reroutes: bool = False     # it takes carrier links down: after the restore, BGP must re-establish
 
 
 def machines(estate: Estate) -> dict[str, tuple[str, str]]:
@@ -161,7 +162,7 @@ def tree_signal(conf: str, signal: str) -> tuple[str, ...]:
     return ("python3", "-c", code, conf, signal)
 
 
-def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any) -> FaultPlan:
+def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: Any) -> FaultPlan:
     """A fault as commands per host and their inverses. `resolve(ref)` turns a host reference (a name or a
     run-time pick such as `@database-leader`) into a host name."""
     spec = estate.spec
@@ -190,45 +191,45 @@ def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any
                 [lan_up, Command(host, ("systemctl", "restart", *units))])
 
     match fault:
-        case model.LinkDown(group=g) | model.PowerLoss(group=g):
+        case faults.LinkDown(group=g) | faults.PowerLoss(group=g):
             if g not in fmap:
                 raise InputError(f"risk group {g!r} is not in the stack's fault map; known: {', '.join(sorted(fmap))}")
             links = [(u["edge"], u["interface"]) for u in fmap[g]["uplinks"]]
             inject = [Command(e, ("ip", "link", "set", "dev", i, "down")) for e, i in links]
             restore = [Command(e, ("ip", "link", "set", "dev", i, "up")) for e, i in links]
             touched: list[str] = []
-            if isinstance(fault, model.PowerLoss):
+            if isinstance(fault, faults.PowerLoss):
                 for host in fmap[g]["hosts"]:
                     down, up = crash(host)
                     inject += down
                     restore = up + restore
                     touched.append(host)
-            return FaultPlan(describe(fault), tuple(inject), tuple(restore), tuple(touched))
-        case model.Blackhole(carrier=c):
+            return FaultPlan(fault.describe(), tuple(inject), tuple(restore), tuple(touched), reroutes=True)
+        case faults.Blackhole(carrier=c):
             inject, restore = [], []
             for edge, iface in uplinks_of_carrier(c):
                 rules = [f'iifname "{iface}" drop', f'oifname "{iface}" drop']
                 inject.append(_nft(edge, _chains(NFT_TABLE, f"drill_blackhole_{c}", rules, ("input", "forward", "output"))))
                 restore.append(_nft(edge, _delete_chains(NFT_TABLE, f"drill_blackhole_{c}", ("input", "forward", "output"))))
-            return FaultPlan(describe(fault), tuple(inject), tuple(restore))
-        case model.Throttle(carrier=c, rate_kbit=rate):
+            return FaultPlan(fault.describe(), tuple(inject), tuple(restore), reroutes=True)
+        case faults.Throttle(carrier=c, rate_kbit=rate):
             links = uplinks_of_carrier(c)
-            return FaultPlan(describe(fault),
+            return FaultPlan(fault.describe(),
                              tuple(Command(e, ("tc", "qdisc", "replace", "dev", i, "root", "tbf", "rate", f"{rate}kbit",
                                                "burst", "16kbit", "latency", "200ms")) for e, i in links),
                              tuple(Command(e, ("tc", "qdisc", "del", "dev", i, "root")) for e, i in links))
-        case model.HostCrash(host=ref):
+        case faults.HostCrash(host=ref):
             host = resolve(ref)
             down, up = crash(host)
             return FaultPlan(f"host {host} crashes (every supervised process killed, LAN port down)", tuple(down),
                              tuple(up), (host,))
-        case model.HostFreeze(host=ref):
+        case faults.HostFreeze(host=ref):
             host = resolve(ref)
             conf = supervisor_conf(state_root, host)
             return FaultPlan(f"host {host} frozen (SIGSTOP to every supervised process)",
                              (Command(host, tree_signal(conf, "SIGSTOP")),),
                              (Command(host, tree_signal(conf, "SIGCONT")),), (host,))
-        case model.ProcessKill(host=ref, program=p):
+        case faults.ProcessKill(host=ref, program=p):
             host = resolve(ref)
             conf = supervisor_conf(state_root, host)
             kill = ("sh", "-c", 'pid=$(supervisorctl -c "$1" pid "$2") && [ "$pid" -gt 0 ] && kill -KILL "$pid"',
@@ -236,7 +237,7 @@ def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any
             running = ("sh", "-c", 'supervisorctl -c "$1" status "$2" | grep -q RUNNING', "sh", conf, p)
             return FaultPlan(f"program {p} on host {host} killed", (Command(host, kill),),
                              (Command(host, running, wait_s=30),), (host,))
-        case model.Partition(sites=[a, b]):
+        case faults.Partition(sites=[a, b]):
             prefixes = {s.name: s.prefix for s in spec.sites}
             for site in (a, b):
                 if site not in prefixes:
@@ -244,18 +245,18 @@ def fault_plan(fault: model.Fault, estate: Estate, state_root: str, resolve: Any
             rules = [f"ip saddr {prefixes[a]} ip daddr {prefixes[b]} drop", f"ip saddr {prefixes[b]} ip daddr {prefixes[a]} drop"]
             inject = tuple(_nft(edges[s].name, _chains(NFT_TABLE, "drill_partition", rules, ("forward",))) for s in (a, b))
             restore = tuple(_nft(edges[s].name, _delete_chains(NFT_TABLE, "drill_partition", ("forward",))) for s in (a, b))
-            return FaultPlan(describe(fault), inject, restore)
-        case model.Upstream(upstream=u, mode=m, latency_ms=ms):
+            return FaultPlan(fault.describe(), inject, restore)
+        case faults.Upstream(upstream=u, mode=m, latency_ms=ms):
             venue = next((h for h in spec.hosts if h.service == "venue" and h.upstream == u), None)
             if venue is None:
                 raise InputError(f"no venue host for upstream {u!r}")
             clients = next(h for h in spec.hosts if h.service == "loadgen")
-            url = f"http://{venue.lan_address}:9101/admin/fault"
+            url = f"http://{venue.lan_address}:{ports.VENUE_ADMIN}/admin/fault"
 
             def put(body: str) -> Command:
                 return Command(clients.name, ("curl", "-sf", "-m", "3", "-X", "PUT", "-H", "content-type: application/json",
                                               "-d", body, url))
-            return FaultPlan(describe(fault), (put(f'{{"mode": "{m}", "latency_ms": {ms}}}'),),
+            return FaultPlan(fault.describe(), (put(f'{{"mode": "{m}", "latency_ms": {ms}}}'),),
                              (put('{"mode": "normal", "latency_ms": 0}'),))
-    raise FaultRefused(f"the hosts substrate cannot apply {describe(fault)}")
+    raise FaultRefused(f"the hosts substrate cannot apply {fault.describe()}")
 

@@ -12,14 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..adapters import ssh, supervisord
 from ..adapters.commands import CommandResult
 from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..polling import until_clear, wait_for
-from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, Process, Substrate, SubstrateError,
+from ..substrates.faults import Fault
+from ..substrates.inventory import read_hosts
+from ..substrates.base import (AccessFiles, Actuator, HostTraits, Process, Substrate, SubstrateError,
                                each)
 from . import plan
 from .load import Estate, load_hosts_file
@@ -46,8 +47,7 @@ class HostsSubstrate(Substrate):
         self.estate = estate or load_hosts_file(stack.hosts_file_path())
         files = stack.access_files()
         self._files = files
-        inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
-        hosts = {n: Host(n, hv["service"], hv.get("site"), hv["lan_address"]) for n, hv in inventory.items()}
+        hosts = read_hosts(files.inventory)
         super().__init__(stack.name, self.estate.topology, stack.outputs(), hosts, stack.host_settings)
         self._options = ssh.SshOptions(self.estate.private_key, files.known_hosts, control_dir=control_dir())
         self._targets = {name: ssh.SshTarget(address, self.estate.spec.ssh.user, self.estate.spec.ssh.port)
@@ -169,7 +169,7 @@ class HostsSubstrate(Substrate):
                                                              and ",UP" in done.stdout.split(">")[0])
         return out
 
-    def fault_plan(self, fault: Any, resolve_now: bool = True) -> plan.FaultPlan:
+    def fault_plan(self, fault: Fault, resolve_now: bool = True) -> plan.FaultPlan:
         """The fault as commands per host; `resolve_now=False` (a dry run, a check) stands any database host in
         for `@database-leader` and any gateway of the site for `@vip-holder:SITE`."""
         def resolve(ref: str) -> str:
@@ -182,16 +182,15 @@ class HostsSubstrate(Substrate):
             return candidates[0].name
         return plan.fault_plan(fault, self.estate, self.settings.state_root, resolve)
 
-    def actuator(self, fault: Any) -> Actuator:
+    def actuator(self, fault: Fault) -> Actuator:
         planned = self.fault_plan(fault)
-        link_fault = type(fault).__name__ in ("LinkDown", "PowerLoss", "Blackhole")
 
         def inject() -> None:
             self.execute(planned.inject)
 
         def restore(step: Any) -> None:
             self.execute(planned.restore, on_step=step)
-            if link_fault:
+            if planned.reroutes:
                 step("waiting for BGP sessions to be Established again")
                 self.wait_routing(30)
         return Actuator(planned.text, inject, restore, planned.hosts)
@@ -222,10 +221,10 @@ class HostsSubstrate(Substrate):
         if failed:
             raise HostsActionError("; ".join(failed))
 
-    def check_fault(self, fault: Any) -> None:
+    def check_fault(self, fault: Fault) -> None:
         self.fault_plan(fault, resolve_now=False)
 
-    def dry_run(self, fault: Any) -> list[str]:
+    def dry_run(self, fault: Fault) -> list[str]:
         """Every command the fault and its inverse run, per host."""
         planned = self.fault_plan(fault, resolve_now=False)
         return [f"inject  {c}" for c in planned.inject] + [f"restore {c}" for c in planned.restore]

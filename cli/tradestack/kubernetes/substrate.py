@@ -24,6 +24,8 @@ from ..adapters.pulumi import OpResult
 from ..hostsettings import HostSettings
 from ..paths import cache_dir, state_dir
 from ..polling import wait_for
+from ..substrates import faults
+from ..substrates.faults import Fault
 from ..substrates.base import (AccessFiles, Actuator, FaultRefused, HostTraits, Process, SiteCluster, StackLifecycle,
                                Substrate, SubstrateError, each)
 from .stack import WorkloadStack
@@ -175,18 +177,15 @@ class ClusterSubstrate(Substrate):
         self.vips = base.vips
         self._clients: dict[str, Cluster] = {}
 
-    @classmethod
-    def open(cls, name: str) -> ClusterSubstrate:
-        from ..substrates import registry
+    layered = True   # the registry opens the hosts beneath (with their clusters) and hands them over
 
-        return cls(registry.open_kind(name, registry.hosts_kind(name)))
+    @classmethod
+    def over(cls, base: Substrate) -> ClusterSubstrate:
+        return cls(base)
 
     @staticmethod
-    def lifecycle(name: str, source: Path | None, host_settings: HostSettings | None) -> ClusterLifecycle:
-        from ..substrates import registry
-
-        return ClusterLifecycle(registry.lifecycle_of(registry.hosts_kind(name), name, source, host_settings,
-                                                      clusters=True))
+    def lifecycle_over(base: StackLifecycle) -> ClusterLifecycle:
+        return ClusterLifecycle(base)
 
     # -- the clusters ------------------------------------------------------------------------------
     def site_clusters(self) -> dict[str, SiteCluster]:
@@ -214,7 +213,7 @@ class ClusterSubstrate(Substrate):
                         on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
         """Build the services' image from the deploy's wheelhouse, load it into every site's cluster, and apply the
         Deployments, Services and budgets through Pulumi, waiting until every replica is ready."""
-        from .pyimage import refstack_image
+        from ..builds.pyimage import refstack_image
 
         clusters = self.site_clusters()
         on_step("building the services' image")
@@ -243,8 +242,9 @@ class ClusterSubstrate(Substrate):
                 view["nodes"] = {n.name: n.ready for n in api.nodes()}
                 budgets = api.disruptions_allowed(NAMESPACE)
                 view["services"] = {d.name: {"replicas": d.replicas, "ready": d.ready,
-                                             "disruptions_allowed": budgets.get(d.name)}
-                                    for d in api.deployments(NAMESPACE)}
+                                             "disruptions_allowed": budgets.get(d.name), "cpu_request_m": d.cpu_request_m}
+                                    for d in api.deployments(NAMESPACE)
+                                    if d.labels.get("app.kubernetes.io/part-of") == "tradestack"}
             except KubeError as exc:
                 view["error"] = str(exc)
             return view
@@ -392,36 +392,30 @@ class ClusterSubstrate(Substrate):
     def uplink_states(self, site: str) -> dict[str, bool | None]:
         return self.base.uplink_states(site)
 
-    def actuator(self, fault: Any) -> Actuator:
-        from ..drills import model
-
+    def actuator(self, fault: Fault) -> Actuator:
         match fault:
-            case model.NodeLoss(site=site):
+            case faults.NodeLoss(site=site):
                 return self._respread(site, self.node_loss(site))
-            case model.PodDelete(site=site):
+            case faults.PodDelete(site=site):
                 return self.pod_delete(site)
-            case model.NodeDrain(site=site):
+            case faults.NodeDrain(site=site):
                 return self.node_drain(site)
-            case model.ApiServerCut(site=site):
+            case faults.ApiServerCut(site=site):
                 return self._respread(site, self.base.api_server_cut(site))
         return self.base.actuator(fault)
 
-    def check_fault(self, fault: Any) -> None:
-        from ..drills import model
-
-        if isinstance(fault, model.ClusterFault):
+    def check_fault(self, fault: Fault) -> None:
+        if isinstance(fault, faults.ClusterFault):
             self._site_cluster(fault.site)
-        if not isinstance(fault, model.PodDelete | model.NodeDrain):
+        if not isinstance(fault, faults.PodDelete | faults.NodeDrain):
             self.base.check_fault(fault)
 
-    def dry_run(self, fault: Any) -> list[str]:
-        from ..drills import model
-
+    def dry_run(self, fault: Fault) -> list[str]:
         match fault:
-            case model.PodDelete(site=site):
+            case faults.PodDelete(site=site):
                 return [f"{site} API: DELETE pods -n {NAMESPACE} -l {TRADING}",
                         f"{site} API: until every Deployment in {NAMESPACE} has its replicas ready"]
-            case model.NodeDrain(site=site):
+            case faults.NodeDrain(site=site):
                 return [f"{site} API: PATCH node <busiest> spec.unschedulable=true",
                         f"{site} API: POST eviction for each of its pods not owned by a DaemonSet (again while "
                         f"a budget refuses, up to {DRAIN_WAIT_S:g} s)",

@@ -21,14 +21,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..capacity.requests import requests
+from ..topology.requests import requests
+from .. import ports
 from ..topology.model import Topology
 
 NAMESPACE = "tradestack"
 PRIORITY_CLASS = "tradestack-trading"
-PORTS = {"gateway": 8080, "router": 8090}
-NODE_PORTS = {"gateway": 30080}   # fixed: the sites' load balancers are configured with it
-DB_PROXY_PORT = 5433              # each site's load balancers pass the database through to the Patroni leader
+PORTS = {"gateway": ports.ORDERS, "router": ports.ROUTER}
+NODE_PORTS = {"gateway": ports.GATEWAY_NODE_PORT}   # fixed: the sites' load balancers are configured with it
 DEFAULT_EVICTION_S = 300     # Kubernetes' own tolerationSeconds for not-ready and unreachable nodes
 EVICTION_S = 5               # ours: a lost site's pods are replaced in seconds, not minutes
 PRESTOP_S = 5                # a stopping pod serves this long while kube-proxies drop it (grace period 15 s)
@@ -76,7 +76,7 @@ def _service_objects(topology: Topology, site: str, service: str, replicas: int,
                      eviction_s: int) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "tradestack",
               "tradestack.io/site": site}
-    port = PORTS.get(service, 8080)
+    port = PORTS[service]
     want = requests(topology, service)
     meta = {"name": service, "namespace": NAMESPACE, "labels": labels}
     container = {
@@ -144,7 +144,7 @@ def service_configs(topology: Topology, site: str, public: Mapping[str, Any], se
     connections to the Patroni leader (libpq tries them in order)."""
     if not db_proxies:
         raise ValueError(f"site {site} has no load balancer to reach the database through")
-    dsn = (f"host={','.join(db_proxies)} port={','.join([str(DB_PROXY_PORT)] * len(db_proxies))} "
+    dsn = (f"host={','.join(db_proxies)} port={','.join([str(ports.DB_PROXY)] * len(db_proxies))} "
            f"user=tradestack password={secret['tradestack_db_password']} dbname=tradestack connect_timeout=2")
     configs: dict[str, str] = {}
     for service in clustered_services(topology, site):

@@ -12,11 +12,11 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..drills import model
-from ..drills.actions import describe
+from .. import ports
 from ..errors import InputError
 from ..polling import wait_for
-from ..substrates.base import VENUE_ADMIN_PORT, Actuator, FaultRefused, SubstrateError
+from ..substrates import faults
+from ..substrates.base import Actuator, FaultRefused, SubstrateError
 from . import cluster, netlink
 
 if TYPE_CHECKING:
@@ -30,57 +30,57 @@ class LabActionError(SubstrateError):
     """A fault could not be applied or undone on the lab."""
 
 
-def check(lab: LabSubstrate, fault: model.Fault) -> None:
+def check(lab: LabSubstrate, fault: faults.Fault) -> None:
     """Fail before anything is touched if the fault names something the stack does not have."""
     match fault:
-        case model.LinkDown(group=g) | model.PowerLoss(group=g) if g not in lab.fault_map:
+        case faults.LinkDown(group=g) | faults.PowerLoss(group=g) if g not in lab.fault_map:
             raise InputError(f"risk group {g!r} is not in the stack's fault map; known: "
                              + ", ".join(sorted(lab.fault_map)))
-        case model.Blackhole(carrier=c) | model.Throttle(carrier=c):
+        case faults.Blackhole(carrier=c) | faults.Throttle(carrier=c):
             carrier_ns(lab, c)
-        case model.HostCrash(host=h) | model.HostFreeze(host=h) | model.ProcessKill(host=h) if not h.startswith("@"):
+        case faults.HostCrash(host=h) | faults.HostFreeze(host=h) | faults.ProcessKill(host=h) if not h.startswith("@"):
             lab.host(h)
-        case model.Partition(sites=[a, b]):
+        case faults.Partition(sites=[a, b]):
             for site in (a, b):
                 if site not in lab.outputs["site_prefixes"]:
                     raise InputError(f"no site {site!r} in the topology")
-        case model.Upstream(upstream=u) if u not in lab.outputs["upstreams"]:
+        case faults.Upstream(upstream=u) if u not in lab.outputs["upstreams"]:
             raise InputError(f"no upstream {u!r}; known: {', '.join(sorted(lab.outputs['upstreams']))}")
-        case model.NodeLoss(site=site) | model.ApiServerCut(site=site):
+        case faults.NodeLoss(site=site) | faults.ApiServerCut(site=site):
             cluster_of(lab, site)
-        case model.PodDelete() | model.NodeDrain():
-            raise FaultRefused(f"{describe(fault)}: the lab runs no trading pods; it needs a stack on the "
+        case faults.PodDelete() | faults.NodeDrain():
+            raise FaultRefused(f"{fault.describe()}: the lab runs no trading pods; it needs a stack on the "
                                "kubernetes substrate")
-        case model.LoadSpike():
+        case faults.LoadSpike():
             raise FaultRefused("a load spike is the drill engine's, not the lab's")
 
 
-def actuator(lab: LabSubstrate, fault: model.Fault) -> Actuator:
+def actuator(lab: LabSubstrate, fault: faults.Fault) -> Actuator:
     """Resolve a fault against the lab now and return its inject/restore pair."""
     match fault:
-        case model.LinkDown(group=g):
+        case faults.LinkDown(group=g):
             def restore_links(step: Callable[[str], None]) -> None:
                 lab.links_down(g, False)
                 step("waiting for BGP sessions to be Established again")
                 lab.wait_routing(30)
-            return Actuator(describe(fault), lambda: lab.links_down(g, True) and None, restore_links,
+            return Actuator(fault.describe(), lambda: lab.links_down(g, True) and None, restore_links,
                             tuple(lab.fault_map[g].get("hosts", [])))
-        case model.Blackhole(carrier=c):
+        case faults.Blackhole(carrier=c):
             ns = carrier_ns(lab, c)
 
             def restore_blackhole(step: Callable[[str], None]) -> None:
                 drop_all(ns, False)
                 step("waiting for BGP sessions to be Established again")
                 lab.wait_routing(30)
-            return Actuator(describe(fault), lambda: drop_all(ns, True), restore_blackhole)
-        case model.Throttle(carrier=c, rate_kbit=rate):
-            return Actuator(describe(fault), lambda: throttle(lab, c, rate) and None,
+            return Actuator(fault.describe(), lambda: drop_all(ns, True), restore_blackhole)
+        case faults.Throttle(carrier=c, rate_kbit=rate):
+            return Actuator(fault.describe(), lambda: throttle(lab, c, rate) and None,
                             lambda step: throttle(lab, c, None) and None)
-        case model.HostCrash(host=h):
+        case faults.HostCrash(host=h):
             host = lab.host(h).name
             return Actuator(f"host {host} crashes (every process killed, LAN port down)",
                             lambda: crash(host), lambda step: revive_many(lab, [host], step), (host,))
-        case model.PowerLoss(group=g):
+        case faults.PowerLoss(group=g):
             hosts = list(lab.fault_map[g]["hosts"])
 
             def power_off() -> None:
@@ -95,25 +95,25 @@ def actuator(lab: LabSubstrate, fault: model.Fault) -> Actuator:
                 lab.wait_routing(30)
             return Actuator(f"power lost in {g}: {len(hosts)} hosts crash, its links go down", power_off,
                             power_on, tuple(hosts))
-        case model.HostFreeze(host=h):
+        case faults.HostFreeze(host=h):
             host = lab.host(h).name
             return Actuator(f"host {host} frozen (SIGSTOP to every process)",
                             lambda: freeze(host, True) and None, lambda step: freeze(host, False) and None, (host,))
-        case model.ProcessKill(host=h, program=p):
+        case faults.ProcessKill(host=h, program=p):
             host = lab.host(h).name
             return Actuator(f"program {p} on host {host} killed", lambda: kill_program(lab, host, p) and None,
                             lambda step: wait_program(lab, host, p), (host,))
-        case model.Partition(sites=[a, b]):
-            return Actuator(describe(fault), lambda: partition(lab, a, b, True),
+        case faults.Partition(sites=[a, b]):
+            return Actuator(fault.describe(), lambda: partition(lab, a, b, True),
                             lambda step: partition(lab, a, b, False))
-        case model.Upstream(upstream=u, mode=m, latency_ms=ms):
-            return Actuator(describe(fault), lambda: venue_mode(lab, u, m, ms),
+        case faults.Upstream(upstream=u, mode=m, latency_ms=ms):
+            return Actuator(fault.describe(), lambda: venue_mode(lab, u, m, ms),
                             lambda step: venue_mode(lab, u, "normal"))
-        case model.NodeLoss(site=site):
+        case faults.NodeLoss(site=site):
             return node_loss(lab, site)
-        case model.ApiServerCut(site=site):
+        case faults.ApiServerCut(site=site):
             return api_server_cut(lab, site)
-    raise FaultRefused(f"the lab cannot apply {describe(fault)}")
+    raise FaultRefused(f"the lab cannot apply {fault.describe()}")
 
 
 def cluster_of(lab: LabSubstrate, site: str) -> ClusterSpec:
@@ -297,7 +297,7 @@ def venue_mode(lab: LabSubstrate, upstream: str, mode: str, latency_ms: int = 0)
     if upstream not in addrs:
         raise InputError(f"no upstream {upstream!r}; known: {', '.join(sorted(addrs))}")
     ns = f"{lab.name}-upstream-{upstream}"
-    code, body = lab.http(ns, "PUT", f"http://{addrs[upstream]}:{VENUE_ADMIN_PORT}/admin/fault",
+    code, body = lab.http(ns, "PUT", f"http://{addrs[upstream]}:{ports.VENUE_ADMIN}/admin/fault",
                           {"mode": mode, "latency_ms": latency_ms}, timeout=3)
     if code != 200:
         raise LabActionError(f"venue {upstream} refused mode {mode!r}: {code} {body}")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.commands import run
-from ..kubernetes.images import ImageSpec, build
+from ..builds.images import ImageSpec, build
 from ..paths import cache_dir
 from ..polling import wait_for
 from . import clusterpki

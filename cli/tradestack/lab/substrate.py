@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..adapters import commands, supervisord
 from ..adapters.commands import CommandResult
 from ..hostsettings import HostSettings
-from ..substrates.base import (AccessFiles, Actuator, Host, HostTraits, LocalProcess, Process, SiteCluster,
+from ..substrates.faults import Fault
+from ..substrates.inventory import read_hosts
+from ..substrates.base import (AccessFiles, Actuator, HostTraits, LocalProcess, Process, SiteCluster,
                                Substrate)
 from ..topology import load_topology
 from . import actuators, cluster, netlink, routing
@@ -35,8 +36,7 @@ class LabSubstrate(Substrate):
     def __init__(self, stack: LabStack):
         self.stack = stack
         files = stack.access_files()
-        inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
-        hosts = {n: Host(n, hv["service"], hv.get("site"), hv["lan_address"]) for n, hv in inventory.items()}
+        hosts = read_hosts(files.inventory)
         super().__init__(stack.name, load_topology(stack.topology_path()), stack.outputs(), hosts,
                          stack.host_settings)
         self._files = AccessFiles(files.inventory, files.private_key, files.known_hosts)
@@ -109,10 +109,10 @@ class LabSubstrate(Substrate):
             out[uplink.carrier] = None if state is None else bool(state["up"] and state["oper"] == "UP")
         return out
 
-    def actuator(self, fault: Any) -> Actuator:
+    def actuator(self, fault: Fault) -> Actuator:
         return actuators.actuator(self, fault)
 
-    def check_fault(self, fault: Any) -> None:
+    def check_fault(self, fault: Fault) -> None:
         actuators.check(self, fault)
 
     def secrets(self, names: list[str]) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .. import ports
 from ..errors import InputError
 from ..yamlsource import load_yaml, validate_model
 
@@ -31,7 +32,7 @@ class Admission(_Strict):
 class GatewayConfig(_Strict):
     instance: Name = "gateway-1"
     host: str = "127.0.0.1"
-    port: Port = 8080
+    port: Port = ports.ORDERS
     dsn: str
     admission: Admission = Admission()
     db_timeout_s: float = Field(1.0, gt=0, description="wait for a database connection before 503")
@@ -67,7 +68,7 @@ class Breaker(_Strict):
 class RouterConfig(_Strict):
     instance: Name = "router-1"
     host: str = "127.0.0.1"
-    port: Port = 8090
+    port: Port = ports.ROUTER
     dsn: str
     venues: list[VenueEndpoint] = Field(min_length=1)
     routes: list[Route] = Field(min_length=1)
@@ -102,8 +103,8 @@ class RouterConfig(_Strict):
 class VenueConfig(_Strict):
     name: Name = "exchange"
     host: str = "127.0.0.1"
-    port: Port = 9001
-    admin_port: Port = 9101
+    port: Port = ports.VENUE
+    admin_port: Port = ports.VENUE_ADMIN
     reference_price: float = Field(100.0, gt=0, description="market orders fill at this price")
 
 

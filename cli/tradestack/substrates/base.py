@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .. import health
+from .. import health, ports
 from ..adapters.commands import CommandResult, StreamedPopen
 from ..errors import InputError, TradestackError
 from ..hostsettings import HostSettings
+from ..topology.addresses import site_vips
 from ..topology.model import Topology
-
-GATEWAY_PORT, ROUTER_PORT, PATRONI_PORT, VENUE_ADMIN_PORT, DB_PROXY_PORT = 8080, 8090, 8008, 9101, 5433
-
+from .faults import Fault
+from .inventory import Host
 
 def each(items: Sequence[Any], call: Callable[[Any], Any], key: Callable[[Any], str] = lambda x: x.name
          ) -> dict[str, Any]:
@@ -42,16 +42,6 @@ class SubstrateError(TradestackError):
 
 class FaultRefused(InputError):
     """This substrate cannot apply a kind of fault (said before anything is touched)."""
-
-
-@dataclass(frozen=True)
-class Host:
-    """One host of a deployed stack, as its inventory names it."""
-
-    name: str            # inventory name, e.g. lab-sz1-orderdb-1
-    service: str
-    site: str | None
-    lan_address: str
 
 
 @dataclass
@@ -177,10 +167,7 @@ class Substrate(ABC):
         self.hosts = dict(hosts)
         self.settings = settings
         self.fault_map: dict[str, Any] = dict(self.outputs.get("fault_map") or {})
-        gateway_sites = sorted({h.site for h in self.hosts.values() if h.service == "gateway" and h.site})
-        from ..deploy.variables import site_vips
-
-        self.vips: dict[str, str] = site_vips(self.outputs["site_prefixes"], gateway_sites)
+        self.vips: dict[str, str] = site_vips(topology, self.outputs["site_prefixes"])
 
     # -- primitives each substrate provides ---------------------------------------------------------
     @property
@@ -238,11 +225,11 @@ class Substrate(ABC):
         """Carrier -> is the site's uplink to it up (None: cannot tell)."""
 
     @abstractmethod
-    def actuator(self, fault: Any) -> Actuator:
-        """The fault (a drill model fault) resolved now, with its inverse; FaultRefused if not possible here."""
+    def actuator(self, fault: Fault) -> Actuator:
+        """The fault (a fault of substrates/faults.py) resolved now, with its inverse; FaultRefused if not possible here."""
 
     @abstractmethod
-    def check_fault(self, fault: Any) -> None:
+    def check_fault(self, fault: Fault) -> None:
         """Fail before anything is touched if the fault names what this stack does not have or cannot do."""
 
     @abstractmethod
@@ -267,7 +254,7 @@ class Substrate(ABC):
     def work_dir(self) -> Path:
         """A directory on the clients host where drills keep their load ledgers."""
 
-    def dry_run(self, fault: Any) -> list[str]:
+    def dry_run(self, fault: Fault) -> list[str]:
         """The commands a fault and its inverse would run, per host, where the substrate acts through commands
         (empty where it acts otherwise, e.g. the lab's netlink calls)."""
         return []
@@ -349,10 +336,10 @@ class Substrate(ABC):
 
     def endpoints(self) -> list[str]:
         """What clients are given: every site's public address (reached over every carrier)."""
-        return [f"http://{vip}:{GATEWAY_PORT}" for _, vip in sorted(self.vips.items())]
+        return [f"http://{vip}:{ports.ORDERS}" for _, vip in sorted(self.vips.items())]
 
     def venue_admins(self) -> list[str]:
-        return [f"http://{addr}:{VENUE_ADMIN_PORT}" for addr in self.outputs["upstreams"].values()]
+        return [f"http://{addr}:{ports.VENUE_ADMIN}" for addr in self.outputs["upstreams"].values()]
 
     def http(self, host: str, method: str, url: str, body: Any = None, timeout: float = 1.0) -> tuple[int, Any]:
         """One HTTP request from `host` (curl there). (0, None) if no answer."""
@@ -379,7 +366,7 @@ class Substrate(ABC):
 
     def db_dsn(self) -> str:
         password = self.secrets(["dbAppPassword"])["dbAppPassword"]
-        return (f"host=127.0.0.1 port={DB_PROXY_PORT} user=tradestack password={password} dbname=tradestack "
+        return (f"host=127.0.0.1 port={ports.DB_PROXY} user=tradestack password={password} dbname=tradestack "
                 "connect_timeout=3")
 
     def database_leader(self) -> str | None:
@@ -388,14 +375,14 @@ class Substrate(ABC):
         if not probes:
             return None
         dbs = self.of("orderdb")
-        codes = each(dbs, lambda db: self.http(probes[0].name, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/primary",
+        codes = each(dbs, lambda db: self.http(probes[0].name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/primary",
                                                timeout=0.5)[0])
         return next((db.name for db in dbs if codes[db.name] == 200), None)
 
     def cluster_members(self, probe: str, dbs: list[Host] | None = None) -> list[dict[str, Any]]:
         """Patroni's /cluster members as the first member of `dbs` that answers sees them (asked from `probe`)."""
         for db in self.of("orderdb") if dbs is None else dbs:
-            code, cluster = self.http(probe, "GET", f"http://{db.lan_address}:{PATRONI_PORT}/cluster", timeout=0.5)
+            code, cluster = self.http(probe, "GET", f"http://{db.lan_address}:{ports.PATRONI}/cluster", timeout=0.5)
             if code == 200 and isinstance(cluster, dict):
                 return list(cluster.get("members", []))
         return []
@@ -416,7 +403,7 @@ class Substrate(ABC):
         def ask(router: Host) -> dict[str, str] | None:
             if not self.live(router.name):
                 return None
-            code, body = self.http(router.name, "GET", f"http://{router.lan_address}:{ROUTER_PORT}/venues",
+            code, body = self.http(router.name, "GET", f"http://{router.lan_address}:{ports.ROUTER}/venues",
                                    timeout=0.5)
             if code == 200 and isinstance(body, dict):
                 return {str(v.get("venue")): str(v.get("state")) for v in body.get("venues", [])}
@@ -426,5 +413,5 @@ class Substrate(ABC):
 
     def vip_ready(self, site: str, timeout: float = 2.0) -> int:
         """The HTTP status a client gets from the site VIP's readiness check (0: no answer)."""
-        return self.http(self.clients_host, "GET", f"http://{self.vips[site]}:{GATEWAY_PORT}/readyz",
+        return self.http(self.clients_host, "GET", f"http://{self.vips[site]}:{ports.ORDERS}/readyz",
                          timeout=timeout)[0]

@@ -1,10 +1,35 @@
 """The Ansible inventory every substrate hands the playbooks, in one shape: groups per service, per site and
-per site role, `outside` for hosts in no site (venues, clients), and each host's site prefix and role (pure)."""
+per site role, `outside` for hosts in no site (venues, clients), and each host's site prefix and role; and the
+one reader of it, whose hosts an opened stack holds (`Substrate.hosts`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host of a deployed stack, as its inventory names it."""
+
+    name: str            # inventory name, e.g. lab-sz1-orderdb-1
+    service: str
+    site: str | None
+    lan_address: str
+    lan_interface: str = "lan0"
+    upstream: str | None = None   # a venue host: the upstream it stands for
+    address: str | None = None    # where Ansible and SSH reach it (its management address)
+
+
+def read_hosts(path: Path) -> dict[str, Host]:
+    """The hosts of an inventory file this module wrote, by inventory name."""
+    hosts = yaml.safe_load(path.read_text())["all"]["hosts"]
+    return {name: Host(name, hv["service"], hv.get("site"), hv["lan_address"], hv.get("lan_interface", "lan0"),
+                       hv.get("upstream"), hv.get("ansible_host")) for name, hv in hosts.items()}
 
 
 def inventory(entries: Iterable[tuple[str, dict[str, Any]]], roles: Mapping[str, str], prefixes: Mapping[str, str],

@@ -15,7 +15,8 @@ from ..paths import state_dir
 from .base import StackLifecycle, Substrate
 
 # kind -> "module:class"; the class has `open(stack_name) -> Substrate` and
-# `lifecycle(stack_name, topology, host_settings) -> StackLifecycle`
+# `lifecycle(stack_name, topology, host_settings) -> StackLifecycle`, or, when it is `layered` (clusters on the
+# hosts of another kind), `over(base: Substrate)` and `lifecycle_over(base: StackLifecycle)`
 KINDS: dict[str, str] = {"lab": "tradestack.lab.substrate:LabSubstrate",
                          "hosts": "tradestack.hosts.substrate:HostsSubstrate",
                          "kubernetes": "tradestack.kubernetes.substrate:ClusterSubstrate"}
@@ -52,8 +53,7 @@ def _class(kind: str) -> Any:
 
 def open_stack(stack: str) -> Substrate:
     """The deployed stack `stack`, on whichever substrate it runs."""
-    opened: Substrate = _class(kind_of(stack)).open(stack)
-    return opened
+    return open_kind(stack, kind_of(stack))
 
 
 def lifecycle(stack: str, *, kind: str | None = None, source: Path | None = None,
@@ -66,7 +66,12 @@ def lifecycle(stack: str, *, kind: str | None = None, source: Path | None = None
         raise InputError(f"no substrate {chosen!r}; known: {', '.join(sorted(KINDS))}")
     if recorded is not None and kind is not None and kind != recorded:
         raise InputError(f"stack {stack!r} runs on substrate {recorded!r}, not {kind!r}")
-    managed: StackLifecycle = _class(chosen).lifecycle(stack, source, host_settings)
+    cls = _class(chosen)
+    if getattr(cls, "layered", False):
+        managed: StackLifecycle = cls.lifecycle_over(_class(hosts_kind(stack)).lifecycle(stack, source, host_settings,
+                                                                                          clusters=True))
+    else:
+        managed = cls.lifecycle(stack, source, host_settings)
     return managed
 
 
@@ -77,13 +82,8 @@ def hosts_kind(stack: str) -> str:
 
 
 def open_kind(stack: str, kind: str) -> Substrate:
-    """The deployed stack `stack` opened as `kind` (a layered substrate opens its hosts' kind this way)."""
-    opened: Substrate = _class(kind).open(stack)
+    """The deployed stack `stack` opened as `kind` (a layered kind over its hosts' kind, opened first)."""
+    cls = _class(kind)
+    opened: Substrate = cls.over(open_kind(stack, hosts_kind(stack))) if getattr(cls, "layered", False) \
+        else cls.open(stack)
     return opened
-
-
-def lifecycle_of(kind: str, stack: str, source: Path | None, host_settings: HostSettings | None,
-                 **options: Any) -> StackLifecycle:
-    """`kind`'s lifecycle of `stack` with options of that kind (e.g. clusters=True)."""
-    managed: StackLifecycle = _class(kind).lifecycle(stack, source, host_settings, **options)
-    return managed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tradestack import health
+from tradestack import health, ports
 from tradestack.audit.placed import programs
 
 
@@ -16,7 +16,7 @@ from tradestack.audit.placed import programs
 @pytest.mark.targets("hostname", lambda ctx: ctx.names("orderdb"))
 def test_database_has_a_leader_and_a_sync_standby_in_another_site(audit, evidence, hostname):
     lan = audit.inventory[hostname]["lan_address"]
-    out = evidence.run(audit.host(hostname), hostname, f"curl -s -m 3 http://{lan}:8008/cluster")
+    out = evidence.run(audit.host(hostname), hostname, f"curl -s -m 3 http://{lan}:{ports.PATRONI}/cluster")
     assert out.rc == 0, f"Patroni on {hostname} does not answer"
     members = json.loads(out.stdout)["members"]
     site = {m["name"]: audit.inventory.get(m["name"], {}).get("site") for m in members}
@@ -27,7 +27,7 @@ def test_database_has_a_leader_and_a_sync_standby_in_another_site(audit, evidenc
 @pytest.mark.control("RES-02")
 @pytest.mark.targets("hostname", lambda ctx: ctx.names("consensus"))
 def test_etcd_has_quorum_with_members_in_three_sites(audit, evidence, hostname):
-    endpoints = ",".join(f"http://{audit.inventory[h]['lan_address']}:2379" for h in audit.names("consensus"))
+    endpoints = ",".join(f"http://{audit.inventory[h]['lan_address']}:{ports.ETCD_CLIENT}" for h in audit.names("consensus"))
     out = evidence.run(audit.host(hostname), hostname,
                        f"ETCDCTL_API=3 etcdctl --dial-timeout 2s --command-timeout 3s --endpoints {endpoints} "
                        "endpoint status -w json")

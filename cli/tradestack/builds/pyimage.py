@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..adapters.commands import run
-from ..deploy.wheelhouse import KEEP, prune
+from .wheelhouse import KEEP, prune
 from ..errors import EnvironmentProblem
 from .images import BuiltImage, ImageSpec, build
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..topology.model import Topology
+from .model import Topology
 
 # CPU milliseconds per acknowledged order, measured on the lab at 200 orders/s (README "Measured here")
 CPU_MS_PER_ORDER = {"gateway": 1.5, "router": 2.4}
