@@ -48,7 +48,7 @@ def machine_busy() -> tuple[float, float]:
 
 
 def step(lab: Lab, rate: float, seconds: float, sessions: int, assets_every_s: float) -> dict:
-    leader = lab.database_leader()
+    leader = lab.probe.database_leader()
 
     def label(host: str, comp: str) -> str:
         if comp == "postgres":

@@ -48,7 +48,7 @@ def _line(label: str, result: engine.DrillResult) -> str:
 
 def _default_tolerations(stack: str) -> None:
     """Kubernetes' own eviction settings on SITE's gateways (what a Deployment gets when it says nothing)."""
-    cluster = registry.open_stack(stack).site_clusters()[SITE]
+    cluster = registry.open_stack(stack).clusters.sites()[SITE]
     with Cluster(cluster.kubeconfig, SITE) as api:
         tolerations = [{"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_EVICTION_S}
                        for k in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]

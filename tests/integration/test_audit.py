@@ -73,7 +73,7 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     stack = deployed["stack"]
     name = stack.name
     lab = Lab(stack)
-    members = lab.database_members()
+    members = lab.probe.database_members()
     standby = next(m for m, role in members.items() if role == "sync_standby")
     gateway = f"{name}-sz1-gateway-2"
     sshd_conf = stack.daemons_dir / gateway / "sshd_config"
@@ -114,4 +114,4 @@ def test_breaking_one_thing_per_host_turns_exactly_its_control_red(deployed, tmp
     page = (tmp_path / "broken" / "audit.html").read_text()
     assert "passwordauthentication yes" in page and "mode 0o644" in page and "c-cu" in page
     assert lab.wait_routing(30) == []
-    assert wait_for(lambda: "sync_standby" in lab.database_members().values(), 90), "standby did not rejoin"
+    assert wait_for(lambda: "sync_standby" in lab.probe.database_members().values(), 90), "standby did not rejoin"

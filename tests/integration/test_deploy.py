@@ -259,7 +259,7 @@ def test_killing_the_vrrp_master_moves_the_vip_within_seconds(deployed):
 def test_after_the_failovers_above_the_system_of_record_agrees_with_the_venues_and_nothing_executed_twice(deployed):
     """Every order sent above (by hand, by schemathesis, under load across a leader crash and a VIP move)."""
     lab = Lab(deployed["stack"])
-    router = lab.database_vantage()
+    router = lab.probe.database_vantage()
     script = ("import json, sys\nfrom tradestack.refstack.reconcile import agreement\n"
               "a = agreement(sys.argv[1], sys.argv[2:])\n"
               "print(json.dumps({'ok': a.ok, 'orders': a.orders, 'in_flight': a.in_flight[:10], "
@@ -267,7 +267,7 @@ def test_after_the_failovers_above_the_system_of_record_agrees_with_the_venues_a
               "'duplicates_at_venues': a.duplicates_at_venues[:10]}))")
 
     def check() -> dict:
-        done = _in(router.name, sys.executable, "-c", script, lab.db_dsn(), *lab.venue_admins(), timeout=60)
+        done = _in(router.name, sys.executable, "-c", script, lab.probe.db_dsn(), *lab.venue_admins(), timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout)
 

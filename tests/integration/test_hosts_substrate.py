@@ -335,4 +335,4 @@ def test_destroy_removes_only_what_tradestack_added(estate):
     labs = ssh.SshOptions(files.private_key, files.known_hosts)
     assert not ssh.run(labs, target, ["nft", "list", "table", "inet", "tradestack"]).succeeded
     assert ssh.run(labs, target, ["true"]).succeeded
-    assert LabSubstrate(lab).database_leader() is not None
+    assert LabSubstrate(lab).probe.database_leader() is not None

@@ -126,7 +126,7 @@ def _vip_get(stack, site: str, path: str) -> tuple[int, dict | None]:
 
 def test_deploy_applies_the_gateways_to_each_sites_cluster_and_clients_orders_reach_them(k8s):
     from tradestack.drills.steady import wait_steady
-    from tradestack.kubernetes.substrate import ClusterSubstrate
+    from tradestack.kubernetes.substrate import KubernetesClusters
     from tradestack.kubernetes.workloads import NAMESPACE
     from tradestack.substrates import registry
 
@@ -137,10 +137,10 @@ def test_deploy_applies_the_gateways_to_each_sites_cluster_and_clients_orders_re
         "PriorityClass/tradestack-trading", "Secret/gateway-config", "Service/gateway"]
     assert registry.kind_of(k8s["name"]) == "kubernetes"
     stack = registry.open_stack(k8s["name"])
-    assert isinstance(stack, ClusterSubstrate)
+    assert isinstance(stack.clusters, KubernetesClusters)
     assert wait_steady(stack, 120) == []  # hosts, database, VIPs and every cluster's replicas
 
-    for site, cluster in sorted(stack.site_clusters().items()):
+    for site, cluster in sorted(stack.clusters.sites().items()):
         with Cluster(cluster.kubeconfig, site) as api:
             pods = {p.name: p for p in api.pods(NAMESPACE)}
             [deployment] = api.deployments(NAMESPACE)
@@ -184,7 +184,7 @@ def test_a_second_run_changes_nothing_and_the_live_check_reads_the_clusters(k8s)
 
     # hk1's gateways scaled to nothing by hand: losing sz1 would leave no gateway, and the check says so
     stack = registry.open_stack(name)
-    hk1 = stack.site_clusters()["hk1"]
+    hk1 = stack.clusters.sites()["hk1"]
     with Cluster(hk1.kubeconfig, "hk1") as api:
         api.apps.patch_namespaced_deployment_scale("gateway", NAMESPACE, {"spec": {"replicas": 0}})
         assert wait_for(lambda: not api.pods(NAMESPACE), 60, 0.5)
@@ -226,7 +226,7 @@ def test_the_audit_holds_the_clusters_to_their_controls_and_names_kubernetes_def
     assert rc == 1 and not doc["ok"] and doc["headline"] == "FAIL: KUB-01 (high)"
 
     # hk1's gateways given Kubernetes' default tolerations (what a Deployment gets when it says nothing)
-    hk1 = registry.open_stack(name).site_clusters()["hk1"]
+    hk1 = registry.open_stack(name).clusters.sites()["hk1"]
     slow = [{"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_EVICTION_S}
             for k in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]
     with Cluster(hk1.kubeconfig, "hk1") as api:
@@ -264,7 +264,7 @@ def _hk1_nodes(stack: str) -> tuple[dict[str, int], list[str]]:
     from tradestack.kubernetes.workloads import NAMESPACE
     from tradestack.substrates import registry
 
-    with Cluster(registry.open_stack(stack).site_clusters()["hk1"].kubeconfig, "hk1") as api:
+    with Cluster(registry.open_stack(stack).clusters.sites()["hk1"].kubeconfig, "hk1") as api:
         per_node: dict[str, int] = {}
         for p in api.pods(NAMESPACE, TRADING):
             if p.ready and not p.terminating and p.node:

@@ -16,6 +16,7 @@ from tradestack.errors import InputError
 from tradestack.hostsettings import HostSettings
 from tradestack.refstack.ledger import Ledger, SentOrder
 from tradestack.substrates import AccessFiles, Actuator, Host, HostTraits, Process, Substrate
+from tradestack.substrates.probe import StackProbe
 from tradestack.topology import load_topology
 
 LAB = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml"
@@ -107,6 +108,21 @@ def _count(ledger: Path) -> int:
         book.close()
 
 
+class MemoryProbe(StackProbe):
+    """The trading stack, answered from memory."""
+
+    stack: MemorySubstrate
+
+    def database_leader(self) -> str | None:
+        return "mem-sz1-orderdb-1"
+
+    def breakers(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    def vip_ready(self, site: str, timeout: float = 2.0) -> int:
+        return 200 if self.stack.steady else 503
+
+
 class MemorySubstrate(Substrate):
     kind = "memory"
 
@@ -117,7 +133,9 @@ class MemorySubstrate(Substrate):
         outputs = {"site_prefixes": {"sz1": "198.18.1.0/24", "hk1": "198.18.2.0/24", "wit": "198.18.3.0/24"},
                    "upstreams": {"exchange": "198.19.16.1"},
                    "fault_map": {"carrier:ct": {"links": ["ct-sz1"], "hosts": []}}}
-        super().__init__("mem", topology, outputs, hosts, HostSettings())
+        super().__init__("mem", topology, outputs, hosts, HostSettings(), topology_file=LAB, traits=HostTraits(),
+                         clients_host="mem-clients", work_dir=work / "ledgers")
+        self.probe = MemoryProbe(self)
         self.work = work
         self.events: list[str] = []          # what the engine did, in order
         self.commands: list[tuple[str, tuple[str, ...]]] = []
@@ -134,10 +152,6 @@ class MemorySubstrate(Substrate):
         self.loads: list[MemoryLoad] = []
 
     # primitives
-    @property
-    def clients_host(self) -> str:
-        return "mem-clients"
-
     def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
             env: Mapping[str, str] | None = None) -> CommandResult:
         self.commands.append((host, tuple(argv)))
@@ -186,13 +200,13 @@ class MemorySubstrate(Substrate):
     def wait_routing(self, timeout: float = 30.0) -> list[str]:
         return []
 
-    def signals(self) -> dict[str, int]:
+    def network_signals(self) -> dict[str, int]:
         return {"paths": 2}
 
     def uplink_states(self, site: str) -> dict[str, bool | None]:
         return {}
 
-    def actuator(self, fault: Any) -> Actuator:
+    def host_actuator(self, fault: Any) -> Actuator:
         def inject() -> None:
             self.events.append(f"inject {fault.kind}")
             self.faulted.append(time.time())
@@ -206,7 +220,7 @@ class MemorySubstrate(Substrate):
                 raise RuntimeError("the restore failed")
         return Actuator(f"{fault.kind} in memory", inject, restore)
 
-    def check_fault(self, fault: Any) -> None:
+    def check_host_fault(self, fault: Any) -> None:
         if getattr(fault, "group", None) not in (None, *self.fault_map):
             raise InputError(f"risk group {fault.group!r} is not in the stack's fault map")
 
@@ -218,27 +232,6 @@ class MemorySubstrate(Substrate):
 
     def access_files(self) -> AccessFiles:
         return AccessFiles(self.work / "inventory.yml", self.work / "key", self.work / "known_hosts")
-
-    def topology_path(self) -> Path:
-        return LAB
-
-    @property
-    def traits(self) -> HostTraits:
-        return HostTraits()
-
-    @property
-    def work_dir(self) -> Path:
-        return self.work / "ledgers"
-
-    # the trading stack, answered from memory
-    def database_leader(self) -> str | None:
-        return "mem-sz1-orderdb-1"
-
-    def breakers(self) -> dict[str, dict[str, str]]:
-        return {}
-
-    def vip_ready(self, site: str, timeout: float = 2.0) -> int:
-        return 200 if self.steady else 503
 
     def http(self, host: str, method: str, url: str, body: Any = None, timeout: float = 1.0) -> tuple[int, Any]:
         if url.endswith("/cluster"):  # while a fault is applied, sz1's database is cut off and hk1's leads

@@ -160,3 +160,17 @@ def test_every_registered_substrate_implements_every_primitive():
         module, _, name = where.partition(":")
         cls = getattr(importlib.import_module(module), name)
         assert cls.kind == kind and not cls.__abstractmethods__, kind
+        assert hasattr(cls, "over") if getattr(cls, "layered", False) else hasattr(cls, "open"), kind
+
+
+def test_the_substrate_interface_is_small_and_clusters_are_a_capability_not_a_wrapper():
+    """At most 15 primitives a substrate must provide; the kubernetes kind attaches its clusters to the hosts'
+    substrate (it is no Substrate, and defines none of the primitives: nothing forwarded by hand)."""
+    from tradestack.kubernetes.substrate import KubernetesClusters
+    from tradestack.substrates.base import Substrate
+    from tradestack.substrates.clusters import Clusters
+
+    primitives = Substrate.__abstractmethods__
+    assert 10 <= len(primitives) <= 15, sorted(primitives)
+    assert issubclass(KubernetesClusters, Clusters) and not issubclass(KubernetesClusters, Substrate)
+    assert not primitives & set(vars(KubernetesClusters)), sorted(primitives & set(vars(KubernetesClusters)))

@@ -228,9 +228,7 @@ def test_capacity_live_on_a_stack_without_clusters_says_there_is_nothing_to_read
 
     class NoClusters:
         topology = None
-
-        def cluster_view(self):
-            return {}
+        clusters = None
 
     monkeypatch.setattr(registry, "open_stack", lambda name: NoClusters())
     r = run("capacity", "check", "--live", "--stack", "staging")

@@ -106,7 +106,7 @@ def test_clients_that_go_silent_fail_the_load_check(memory, monkeypatch):
 def test_an_observer_whose_every_probe_fails_fails_the_watch_check_and_its_figures_are_null(memory, monkeypatch):
     def broken() -> None:
         raise ConnectionError("patroni unreachable")
-    monkeypatch.setattr(memory, "database_leader", broken)
+    monkeypatch.setattr(memory.probe, "database_leader", broken)
     result = engine.run(engine.plan(_longer(), "mem"))
     watched = _check(result, "the stack was watched")
     assert not watched["ok"] and watched["actual"].startswith("no sample of the stack was taken; ")
@@ -251,7 +251,7 @@ def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and
 
     from tradestack.drills.observer import Observer
     from tradestack.polling import wait_for
-    from tradestack.substrates.base import Substrate
+    from tradestack.substrates.probe import StackProbe
 
     together = threading.Barrier(4, timeout=5)
 
@@ -261,8 +261,8 @@ def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and
             return answer
         return probe
 
-    memory.breakers = waiting({})  # type: ignore[method-assign]
-    memory.database_leader = waiting("mem-sz1-orderdb-1")  # type: ignore[method-assign]
+    memory.probe.breakers = waiting({})  # type: ignore[method-assign]
+    memory.probe.database_leader = waiting("mem-sz1-orderdb-1")  # type: ignore[method-assign]
     memory.vip_holders = waiting({"sz1": "mem-sz1-gateway-1"})  # type: ignore[method-assign]
     memory.signals = waiting({"paths": 2})  # type: ignore[method-assign]
     samples: list = []
@@ -287,5 +287,5 @@ def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and
         return (200 if "198.18.2." in url else 503), None
 
     memory.http = http  # type: ignore[method-assign]
-    assert Substrate.breakers(memory) == {r.name: {"exchange": "closed"} for r in routers}
-    assert Substrate.database_leader(memory) == "mem-hk1-orderdb-1"
+    assert StackProbe(memory).breakers() == {r.name: {"exchange": "closed"} for r in routers}
+    assert StackProbe(memory).database_leader() == "mem-hk1-orderdb-1"

@@ -111,3 +111,80 @@ def test_the_lab_refuses_pod_faults_at_preflight_it_runs_no_pods():
                                             "faults": [{"kind": kind, "site": "hk1"}]}).faults[0]
         with pytest.raises(FaultRefused, match="kubernetes substrate"):
             actuators.check(None, fault)  # refused on the fault alone, before the stack is asked anything
+
+
+def _memory(tmp_path):
+    from .memory_substrate import MemorySubstrate
+
+    return MemorySubstrate(tmp_path)
+
+
+def _fault(kind: str, **fields):
+    return model.Drill.model_validate({"name": "x", "description": "x",
+                                       "faults": [{"kind": kind, **fields}]}).faults[0]
+
+
+def test_a_stack_without_clusters_refuses_every_cluster_fault_before_its_hosts_are_asked(tmp_path):
+    from tradestack.substrates.base import FaultRefused
+
+    stack = _memory(tmp_path)
+    for kind in ("node-loss", "pod-delete", "node-drain", "api-server-cut"):
+        fault = _fault(kind, site="hk1")
+        with pytest.raises(FaultRefused, match="runs no Kubernetes cluster.*kubernetes substrate"):
+            stack.check_fault(fault)
+        with pytest.raises(FaultRefused, match="runs no Kubernetes cluster"):
+            stack.actuator(fault)
+    assert stack.events == []
+
+
+def test_clusters_take_their_faults_and_leave_the_rest_to_the_hosts(tmp_path):
+    """The clusters capability, attached to a stack, resolves cluster faults; a host fault still reaches the
+    hosts' substrate. Its signals and audit facts join the hosts'."""
+    from tradestack.substrates.base import Actuator
+    from tradestack.substrates.clusters import Clusters
+
+    class Fake(Clusters):
+        services = ("gateway",)
+
+        def __init__(self):
+            self.checked: list[str] = []
+
+        def sites(self):
+            return {}
+
+        def deploy_vars(self):
+            return {}
+
+        def apply_workloads(self, public, secret, on_step=lambda s: None):
+            return None
+
+        def view(self):
+            return {}
+
+        def signals(self):
+            return {"k8s.hk1.pods_ready": 2}
+
+        def actuator(self, fault):
+            if fault.kind != "pod-delete":
+                return None
+            return Actuator("pods deleted", lambda: None, lambda step: None)
+
+        def check_fault(self, fault):
+            if fault.kind != "pod-delete":
+                return False
+            self.checked.append(fault.kind)
+            return True
+
+        def audit_facts(self):
+            return {"clustered": ["gateway"]}
+
+    stack = _memory(tmp_path)
+    stack.clusters = Fake()
+    pods = _fault("pod-delete", site="hk1")
+    stack.check_fault(pods)
+    assert stack.actuator(pods).text == "pods deleted" and stack.clusters.checked == ["pod-delete"]
+    link = _fault("link-down", group="carrier:ct")
+    stack.check_fault(link)
+    assert stack.actuator(link).text == "link-down in memory"  # the hosts' substrate resolved it
+    assert stack.signals()["k8s.hk1.pods_ready"] == 2 and "paths" in stack.signals()
+    assert stack.audit_facts()["clustered"] == ["gateway"] and "sshd_config" in stack.audit_facts()

@@ -61,7 +61,7 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
 
     history_file = drill_history.drills_dir(stack.name) / "history.sqlite"
     return {"stack": stack.name, "inventory_file": str(files.inventory), "hosts": hosts,
-            "topology": str(stack.topology_path()), "site_roles": {s.name: s.role for s in topology.sites},
+            "topology": str(stack.topology_file), "site_roles": {s.name: s.role for s in topology.sites},
             "uplinks": uplinks, "vips": stack.vips,
             "placement": {s.name: dict(s.placement) for s in topology.services},
             "state_base": settings.state_root, "service_user": settings.service_user,
@@ -95,7 +95,7 @@ def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, wo
     stack = open_stack(stack_name)
     # controls of clusters apply to a stack whose services run in clusters, whether or not its clusters can be found
     # (a cluster it declares and cannot read fails them, never drops them)
-    if not stack.clustered_services():
+    if stack.clusters is None:
         chosen = [c for c in chosen if c.applies_to != "clusters"]
         if not chosen:
             raise InputError(f"stack {stack_name!r} runs no Kubernetes clusters: the controls asked for apply only "

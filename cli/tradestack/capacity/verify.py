@@ -96,12 +96,12 @@ def survivors_not_serving(stack: Substrate, cut: str) -> list[str]:
         if not any(stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/primary",
                               timeout=0.5)[0] == 200 for db in survivors):
             return [f"no database primary outside {cut} yet"]
-        waited_on = sync_standbys_in(stack.cluster_members(probe.name, survivors),
+        waited_on = sync_standbys_in(stack.probe.cluster_members(probe.name, survivors),
                                      {h.name: h.site for h in stack.hosts.values()}, cut)
         if waited_on:
             return [f"commits still wait for synchronous standby {', '.join(waited_on)} in {cut}"]
     for site in sorted(stack.vips):
-        if site != cut and stack.vip_ready(site) == 200:
+        if site != cut and stack.probe.vip_ready(site) == 200:
             return []
     return [f"no site but {cut} answers ready on its VIP"]
 

@@ -95,11 +95,11 @@ def _check_live(file: Path | None, stack: str | None, depth: int, failing_only: 
     if stack is None:
         raise InputError("--live reads a deployed stack's clusters: give --stack NAME")
     opened = registry.open_stack(stack)
-    views = opened.cluster_view()
+    views = opened.clusters.view() if opened.clusters else {}
     if not views:
         raise InputError(f"stack {stack!r} runs no Kubernetes clusters: nothing for --live to read")
     topology = load_topology(file) if file is not None else opened.topology
-    result = check_live(topology, observed(views), depth, opened.clustered_services() or None)
+    result = check_live(topology, observed(views), depth, opened.clusters.services if opened.clusters else None)
     if json:
         print_json({**result.report.to_dict(failing_only=failing_only), "ok": result.ok,
                     "live": {"stack": stack, "ready": result.ready, "declared": result.declared,

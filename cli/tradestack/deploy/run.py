@@ -64,7 +64,7 @@ def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, 
     chosen = variables.build(stack.topology, stack.outputs, secrets, traits=stack.traits,
                              wheelhouse=str(wheels.directory), wheel=wheels.wheel, wheel_sha256=wheels.sha256,
                              settings=stack.settings)
-    extra = stack.deploy_vars()  # e.g. services that run in the substrate's clusters instead of on hosts
+    extra = stack.clusters.deploy_vars() if stack.clusters else {}  # services the clusters run, not the hosts
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
                         run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,
@@ -89,5 +89,7 @@ def apply(deploy: DeployPlan, on_event: Callable[[dict[str, Any]], None] = lambd
     result = DeployResult(**vars(played))
     spec = deploy.spec
     if result.ok and not (spec.check or spec.limit or spec.tags):
-        result.workloads = open_stack(deploy.stack).apply_workloads(spec.extravars, spec.secret_vars, on_step)
+        clusters = open_stack(deploy.stack).clusters
+        if clusters is not None:
+            result.workloads = clusters.apply_workloads(spec.extravars, spec.secret_vars, on_step)
     return result

@@ -46,7 +46,7 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
     on_step("asking the site clusters")
     return {"stack": stack_name, "sites": sites, "outside": outside,
             "database": _patroni(results), "consensus": _etcd(results, stack.hosts),
-            "clusters": stack.cluster_view()}
+            "clusters": stack.clusters.view() if stack.clusters else {}}
 
 
 def _host(res: dict[str, Any], host: Host) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class Observer(threading.Thread):
 
     def run(self) -> None:
         sub = self.substrate
-        probes = (sub.breakers, sub.database_leader, sub.vip_holders, sub.signals)
+        probes = (sub.probe.breakers, sub.probe.database_leader, sub.vip_holders, sub.signals)
         # the four questions at once: a sample takes its slowest probe's time, not their sum (over SSH that is
         # the difference between a fault seen in one second and in several)
         with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="drill-probe") as pool:

@@ -23,7 +23,7 @@ def reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dic
     """The reference stack's reconciliation, run where the database proxy is (a live router host); the clients'
     ledger is brought there from the clients' host. Raises ReconcileFailed when a ledger is missing or the
     reconciliation could not reach what it compares (the database, a venue)."""
-    vantage = substrate.database_vantage().name
+    vantage = substrate.probe.database_vantage().name
     merged: dict[str, Any] = {}
     for path in ledgers:
         local = substrate.fetch(substrate.clients_host, path)
@@ -34,7 +34,7 @@ def reconcile(substrate: Substrate, ledgers: list[Path], settle_s: float) -> dic
         done = substrate.run(vantage, [*substrate.tool_argv(vantage), "refstack", "reconcile", "--ledger", str(staged),
                                        "--settle", f"{settle_s:g}", "--json",
                                        *[a for url in substrate.venue_admins() for a in ("--venue-admin", url)]],
-                             timeout=settle_s + 300, env={"PATH": "/usr/bin:/bin", "TRADESTACK_DSN": substrate.db_dsn()})
+                             timeout=settle_s + 300, env={"PATH": "/usr/bin:/bin", "TRADESTACK_DSN": substrate.probe.db_dsn()})
         try:
             report = json.loads(done.stdout)
         except ValueError:

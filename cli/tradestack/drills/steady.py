@@ -6,9 +6,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import health
-from ..polling import until_clear
+from ..polling import each, until_clear
 from ..substrates import Substrate
-from ..substrates.base import each
 
 
 def steady_problems(stack: Substrate) -> list[str]:
@@ -19,15 +18,15 @@ def steady_problems(stack: Substrate) -> list[str]:
 
     def members() -> list[dict]:
         probe = next(iter(stack.live_hosts(stack.of("router"))), None)
-        return stack.cluster_members(probe.name) if probe is not None else []
+        return stack.probe.cluster_members(probe.name) if probe is not None else []
 
     with ThreadPoolExecutor(max_workers=6, thread_name_prefix="steady") as pool:
         routing = pool.submit(stack.routing_problems)
         cluster = pool.submit(members)
         holders = pool.submit(stack.vip_holders)
         programs = pool.submit(each, supervised, lambda h: stack.programs(h.name))
-        ready = pool.submit(each, list(stack.vips), stack.vip_ready, lambda site: site)
-        workloads = pool.submit(stack.workload_problems)
+        ready = pool.submit(each, list(stack.vips), stack.probe.vip_ready, lambda site: site)
+        workloads = pool.submit(stack.clusters.problems if stack.clusters else list)
         found = list(routing.result())
         found += health.database_problems(cluster.result(), {h.name: h.site for h in stack.hosts.values()},
                                           expected=len(stack.of("orderdb")))

@@ -48,7 +48,12 @@ class HostsSubstrate(Substrate):
         files = stack.access_files()
         self._files = files
         hosts = read_hosts(files.inventory)
-        super().__init__(stack.name, self.estate.topology, stack.outputs(), hosts, stack.host_settings)
+        outputs = stack.outputs()
+        super().__init__(stack.name, self.estate.topology, outputs, hosts, stack.host_settings,
+                         topology_file=self.estate.topology_path,
+                         traits=HostTraits(**self.estate.spec.traits.model_dump()),
+                         clients_host=str(outputs["clients"]["host"]),
+                         work_dir=Path(stack.host_settings.state_root) / f"{stack.name}-drills")
         self._options = ssh.SshOptions(self.estate.private_key, files.known_hosts, control_dir=control_dir())
         self._targets = {name: ssh.SshTarget(address, self.estate.spec.ssh.user, self.estate.spec.ssh.port)
                          for name, (address, _) in plan.machines(self.estate).items()}
@@ -74,10 +79,6 @@ class HostsSubstrate(Substrate):
         if host not in self._targets:
             raise InputError(f"no host {host!r} in the hosts file")
         return self._targets[host]
-
-    @property
-    def clients_host(self) -> str:
-        return str(self.outputs["clients"]["host"])
 
     def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
             env: Mapping[str, str] | None = None) -> CommandResult:
@@ -155,7 +156,7 @@ class HostsSubstrate(Substrate):
     def wait_routing(self, timeout: float = 30.0) -> list[str]:
         return until_clear(self.routing_problems, timeout)
 
-    def signals(self) -> dict[str, int]:
+    def network_signals(self) -> dict[str, int]:
         return {"bgp_established": sum(state == "Established" for _, _, state, _ in self._bgp())}
 
     def uplink_states(self, site: str) -> dict[str, bool | None]:
@@ -182,7 +183,7 @@ class HostsSubstrate(Substrate):
             return candidates[0].name
         return plan.fault_plan(fault, self.estate, self.settings.state_root, resolve)
 
-    def actuator(self, fault: Fault) -> Actuator:
+    def host_actuator(self, fault: Fault) -> Actuator:
         planned = self.fault_plan(fault)
 
         def inject() -> None:
@@ -221,10 +222,10 @@ class HostsSubstrate(Substrate):
         if failed:
             raise HostsActionError("; ".join(failed))
 
-    def check_fault(self, fault: Fault) -> None:
+    def check_host_fault(self, fault: Fault) -> None:
         self.fault_plan(fault, resolve_now=False)
 
-    def dry_run(self, fault: Fault) -> list[str]:
+    def host_dry_run(self, fault: Fault) -> list[str]:
         """Every command the fault and its inverse run, per host."""
         planned = self.fault_plan(fault, resolve_now=False)
         return [f"inject  {c}" for c in planned.inject] + [f"restore {c}" for c in planned.restore]
@@ -235,21 +236,10 @@ class HostsSubstrate(Substrate):
     def access_files(self) -> AccessFiles:
         return self._files
 
-    def topology_path(self) -> Path:
-        return self.estate.topology_path
-
     def config(self) -> dict[str, str]:
         return self.stack.config()
 
-    @property
-    def traits(self) -> HostTraits:
-        return HostTraits(**self.estate.spec.traits.model_dump())
-
-    @property
-    def work_dir(self) -> Path:
-        return Path(self.settings.state_root) / f"{self.name}-drills"
-
-    def audit_facts(self) -> dict[str, Any]:
+    def host_audit_facts(self) -> dict[str, Any]:
         probes: dict[str, dict[str, dict[str, str]]] = {}
         for site in self.estate.spec.sites:
             target = self._target(site.edge.name)

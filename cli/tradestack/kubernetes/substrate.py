@@ -1,33 +1,33 @@
-"""Per-site Kubernetes clusters as a substrate: each site's gateways run as pods in that site's cluster, behind
-the site's load balancers (HAProxy and keepalived holding the site's VIP, on the gateway hosts).
+"""The kubernetes kind: each site's gateways run as pods in that site's cluster, behind the site's load balancers
+(HAProxy and keepalived holding the site's VIP, on the gateway hosts).
 
 Everything else stays on hosts of the substrate beneath (the lab's namespaces today): the database tier
 (Patroni, etcd), whose synchronous standby must be in another site and whose failover Patroni already decides
 in seconds; the routers, which hold the venue sessions venues pin to known source addresses; the venues and
-the clients. This substrate wraps that one: host primitives, faults and secrets are its; what this one adds
-is the clusters (workloads applied by Pulumi's Kubernetes provider after the playbooks, their state in the
-steady check, image loading) and what the playbooks must do differently (the load balancers' backends are
-the clusters' NodePorts; the pods reach the database through them).
+the clients. The hosts' substrate stays the stack (host primitives, faults and secrets are its); this kind
+attaches to it, as its `clusters` (substrates/clusters.py), what it adds: the workloads (applied by Pulumi's
+Kubernetes provider after the playbooks), their state in the steady check and the drills' samples, the cluster
+faults, and what the playbooks must do differently (the load balancers' backends are the clusters' NodePorts; the
+pods reach the database through them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..adapters.commands import CommandResult
 from ..adapters.kube import Cluster, KubeError
 from ..adapters.pulumi import OpResult
 from ..hostsettings import HostSettings
 from ..paths import cache_dir, state_dir
-from ..polling import wait_for
+from ..polling import each, wait_for
 from ..substrates import faults
+from ..substrates.base import Actuator, FaultRefused, StackLifecycle, Substrate, SubstrateError
+from ..substrates.clusters import ClusterHosting, Clusters, SiteCluster
 from ..substrates.faults import Fault
-from ..substrates.base import (AccessFiles, Actuator, FaultRefused, HostTraits, Process, SiteCluster, StackLifecycle,
-                               Substrate, SubstrateError, each)
 from .stack import WorkloadStack
 from .workloads import CLUSTERED, NAMESPACE, NODE_PORTS, clustered_services, service_configs
 
@@ -165,43 +165,39 @@ class ClusterLifecycle:
         return self.base.host_settings
 
 
-class ClusterSubstrate(Substrate):
-    """A deployed stack whose gateways run in per-site clusters, on the hosts of `base`."""
+class KubernetesClusters(Clusters):
+    """The kubernetes kind: the stateless services (CLUSTERED) as Deployments in each site's cluster, on the clusters
+    the hosts beneath run (`hosting`: the lab's today). Attached to the hosts' substrate as its `clusters`."""
 
     kind = "kubernetes"
+    layered = True   # the registry opens the hosts beneath (brought up with a cluster per site) and hands them over
+    services = CLUSTERED
 
-    def __init__(self, base: Substrate):
-        self.base = base
-        self.disposable = base.disposable  # type: ignore[misc]  # as the hosts beneath are
-        super().__init__(base.name, base.topology, base.outputs, base.hosts, base.settings)
-        self.vips = base.vips
+    def __init__(self, stack: Substrate, hosting: ClusterHosting):
+        self.stack = stack
+        self.hosting = hosting
         self._clients: dict[str, Cluster] = {}
 
-    layered = True   # the registry opens the hosts beneath (with their clusters) and hands them over
-
     @classmethod
-    def over(cls, base: Substrate) -> ClusterSubstrate:
-        return cls(base)
+    def over(cls, base: Substrate) -> Substrate:
+        """`base` with its clusters attached: the stack the kubernetes kind opens."""
+        if not isinstance(base, ClusterHosting):
+            raise SubstrateError(f"substrate {base.kind!r} runs no Kubernetes clusters for stack {base.name!r}")
+        base.clusters = cls(base, base)
+        return base
 
     @staticmethod
     def lifecycle_over(base: StackLifecycle) -> ClusterLifecycle:
         return ClusterLifecycle(base)
 
-    # -- the clusters ------------------------------------------------------------------------------
-    def site_clusters(self) -> dict[str, SiteCluster]:
-        return self.base.site_clusters()
-
-    def clustered_services(self) -> tuple[str, ...]:
-        return CLUSTERED
-
-    def load_images(self, site: str, archives: Sequence[Path]) -> None:
-        self.base.load_images(site, archives)
+    def sites(self) -> dict[str, SiteCluster]:
+        return self.hosting.site_clusters()
 
     def deploy_vars(self) -> dict[str, Any]:
         """The playbooks leave the clustered services to the clusters; each site's load balancers send clients to
         its cluster's NodePorts and pass its pods' database connections to the Patroni leader."""
-        clusters = self.site_clusters()
-        missing = sorted(set(self.vips) - set(clusters))
+        clusters = self.sites()
+        missing = sorted(set(self.stack.vips) - set(clusters))
         if missing:
             raise SubstrateError(f"no Kubernetes cluster in site {', '.join(missing)}; bring the stack up again")
         return {"tradestack_clustered_services": list(CLUSTERED),
@@ -215,27 +211,27 @@ class ClusterSubstrate(Substrate):
         Deployments, Services and budgets through Pulumi, waiting until every replica is ready."""
         from ..builds.pyimage import refstack_image
 
-        clusters = self.site_clusters()
+        clusters = self.sites()
         on_step("building the services' image")
         image = refstack_image(Path(str(public["tradestack_wheelhouse"])), cache_dir() / "images" / "refstack-site",
-                               state_dir() / "stacks" / self.name / "images", str(public["tradestack_wheel_sha256"])[:12])
+                               state_dir() / "stacks" / self.stack.name / "images", str(public["tradestack_wheel_sha256"])[:12])
         configs: dict[str, dict[str, str]] = {}
         for site in sorted(clusters):
             on_step(f"loading the image into {site}'s cluster")
-            self.load_images(site, [image.archive])
-            proxies = [h.lan_address for h in sorted(self.of("gateway", site), key=lambda h: h.name)]
-            configs[site] = service_configs(self.topology, site, public, secret, proxies)
+            self.hosting.load_images(site, [image.archive])
+            proxies = [h.lan_address for h in sorted(self.stack.of("gateway", site), key=lambda h: h.name)]
+            configs[site] = service_configs(self.stack.topology, site, public, secret, proxies)
         on_step("applying the workloads (Pulumi, Kubernetes provider)")
-        stack = WorkloadStack(self.name, self.topology_path(), {s: c.kubeconfig for s, c in clusters.items()},
+        stack = WorkloadStack(self.stack.name, self.stack.topology_file, {s: c.kubeconfig for s, c in clusters.items()},
                               image.pinned, configs)
         result = stack.up()
         return {"image": image.pinned, "changes": result.changes, "applied": result.outputs.get("applied", {})}
 
-    def cluster_view(self) -> dict[str, dict[str, Any]]:
-        clusters = self.site_clusters()
+    def view(self) -> dict[str, dict[str, Any]]:
+        clusters = self.sites()
 
         def look(site: str) -> dict[str, Any]:
-            view: dict[str, Any] = {"nodes": {}, "services": {}, "expected": clustered_services(self.topology, site),
+            view: dict[str, Any] = {"nodes": {}, "services": {}, "expected": clustered_services(self.stack.topology, site),
                                     "error": None}
             try:
                 api = self._api(site, clusters[site].kubeconfig)
@@ -250,48 +246,12 @@ class ClusterSubstrate(Substrate):
             return view
         return each(sorted(clusters), look, key=lambda site: site)
 
-    # -- the hosts beneath -------------------------------------------------------------------------
-    @property
-    def clients_host(self) -> str:
-        return self.base.clients_host
-
-    def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
-            env: Mapping[str, str] | None = None) -> CommandResult:
-        return self.base.run(host, argv, input=input, timeout=timeout, env=env)
-
-    def spawn(self, host: str, argv: Sequence[str]) -> Process:
-        return self.base.spawn(host, argv)
-
-    def fetch(self, host: str, path: Path) -> Path:
-        return self.base.fetch(host, path)
-
-    def put(self, host: str, local: Path, remote: Path) -> None:
-        self.base.put(host, local, remote)
-
-    def tool_argv(self, host: str) -> list[str]:
-        return self.base.tool_argv(host)
-
-    def programs(self, host: str) -> dict[str, str]:
-        return self.base.programs(host)
-
-    def vip_holders(self) -> dict[str, str | None]:
-        return self.base.vip_holders()
-
-    def live(self, host: str) -> bool:
-        return self.base.live(host)
-
-    def routing_problems(self) -> list[str]:
-        return self.base.routing_problems()
-
-    def wait_routing(self, timeout: float = 30.0) -> list[str]:
-        return self.base.wait_routing(timeout)
-
     def signals(self) -> dict[str, int]:
-        """The hosts' signals, and per site cluster (`k8s.SITE.*`): nodes Ready, trading pods ready and evicted
+        """Per site cluster (`k8s.SITE.*`): nodes Ready, trading pods ready and evicted
         (marked for deletion, not gone), and when the newest ready one was created (epoch seconds): what the
         drill figures read time to NotReady, to eviction and to a ready replacement from."""
-        found = dict(self.base.signals())
-        clusters = self.site_clusters()
+        found: dict[str, int] = {}
+        clusters = self.sites()
 
         def sample(site: str) -> dict[str, int]:
             try:
@@ -315,7 +275,7 @@ class ClusterSubstrate(Substrate):
         return self._clients[site]
 
     def _site_cluster(self, site: str) -> SiteCluster:
-        clusters = self.site_clusters()
+        clusters = self.sites()
         if site not in clusters:
             raise FaultRefused(f"site {site!r} runs no Kubernetes cluster; clusters run in "
                                f"{', '.join(sorted(clusters)) or 'no site'}")
@@ -334,7 +294,7 @@ class ClusterSubstrate(Substrate):
         cluster = self._site_cluster(site)
         if node is None:
             node = self._busiest_node(self._api(site, cluster.kubeconfig))
-        return self.base.node_loss(site, node)
+        return self.hosting.node_loss(site, node)
 
     def _respread(self, site: str, fault: Actuator) -> Actuator:
         """`fault` whose restore also spreads the site's trading pods over its nodes again: pods evicted from a
@@ -389,10 +349,7 @@ class ClusterSubstrate(Substrate):
                 rebalance(api, site)
         return Actuator(f"the busiest node of site {site}'s cluster cordoned and drained", inject, restore)
 
-    def uplink_states(self, site: str) -> dict[str, bool | None]:
-        return self.base.uplink_states(site)
-
-    def actuator(self, fault: Fault) -> Actuator:
+    def actuator(self, fault: Fault) -> Actuator | None:
         match fault:
             case faults.NodeLoss(site=site):
                 return self._respread(site, self.node_loss(site))
@@ -401,16 +358,17 @@ class ClusterSubstrate(Substrate):
             case faults.NodeDrain(site=site):
                 return self.node_drain(site)
             case faults.ApiServerCut(site=site):
-                return self._respread(site, self.base.api_server_cut(site))
-        return self.base.actuator(fault)
+                self._site_cluster(site)
+                return self._respread(site, self.hosting.api_server_cut(site))
+        return None
 
-    def check_fault(self, fault: Fault) -> None:
-        if isinstance(fault, faults.ClusterFault):
-            self._site_cluster(fault.site)
-        if not isinstance(fault, faults.PodDelete | faults.NodeDrain):
-            self.base.check_fault(fault)
+    def check_fault(self, fault: Fault) -> bool:
+        if not isinstance(fault, faults.ClusterFault):
+            return False
+        self._site_cluster(fault.site)
+        return True
 
-    def dry_run(self, fault: Fault) -> list[str]:
+    def dry_run(self, fault: Fault) -> list[str] | None:
         match fault:
             case faults.PodDelete(site=site):
                 return [f"{site} API: DELETE pods -n {NAMESPACE} -l {TRADING}",
@@ -421,29 +379,8 @@ class ClusterSubstrate(Substrate):
                         f"a budget refuses, up to {DRAIN_WAIT_S:g} s)",
                         f"{site} API: PATCH node <busiest> spec.unschedulable=false",
                         f"{site} API: POST eviction of one pod at a time from the fuller node until spread"]
-        return self.base.dry_run(fault)
-
-    def secrets(self, names: list[str]) -> dict[str, str]:
-        return self.base.secrets(names)
-
-    def config(self) -> dict[str, str]:
-        return self.base.config()
-
-    def access_files(self) -> AccessFiles:
-        return self.base.access_files()
-
-    def topology_path(self) -> Path:
-        return self.base.topology_path()
+        return None
 
     def audit_facts(self) -> dict[str, Any]:
-        return {**self.base.audit_facts(), "clustered": list(CLUSTERED), "cluster_namespace": NAMESPACE,
-                "clusters": {site: str(c.kubeconfig) for site, c in sorted(self.site_clusters().items())}}
-
-    @property
-    def traits(self) -> HostTraits:
-        return self.base.traits
-
-    @property
-    def work_dir(self) -> Path:
-        return self.base.work_dir
-
+        return {"clustered": list(CLUSTERED), "cluster_namespace": NAMESPACE,
+                "clusters": {site: str(c.kubeconfig) for site, c in sorted(self.sites().items())}}

@@ -46,10 +46,8 @@ def check(lab: LabSubstrate, fault: faults.Fault) -> None:
                     raise InputError(f"no site {site!r} in the topology")
         case faults.Upstream(upstream=u) if u not in lab.outputs["upstreams"]:
             raise InputError(f"no upstream {u!r}; known: {', '.join(sorted(lab.outputs['upstreams']))}")
-        case faults.NodeLoss(site=site) | faults.ApiServerCut(site=site):
-            cluster_of(lab, site)
-        case faults.PodDelete() | faults.NodeDrain():
-            raise FaultRefused(f"{fault.describe()}: the lab runs no trading pods; it needs a stack on the "
+        case faults.ClusterFault():  # a stack with clusters takes these before the hosts see them
+            raise FaultRefused(f"{fault.describe()}: the lab's hosts do not apply it; it needs a stack on the "
                                "kubernetes substrate")
         case faults.LoadSpike():
             raise FaultRefused("a load spike is the drill engine's, not the lab's")
@@ -109,10 +107,6 @@ def actuator(lab: LabSubstrate, fault: faults.Fault) -> Actuator:
         case faults.Upstream(upstream=u, mode=m, latency_ms=ms):
             return Actuator(fault.describe(), lambda: venue_mode(lab, u, m, ms),
                             lambda step: venue_mode(lab, u, "normal"))
-        case faults.NodeLoss(site=site):
-            return node_loss(lab, site)
-        case faults.ApiServerCut(site=site):
-            return api_server_cut(lab, site)
     raise FaultRefused(f"the lab cannot apply {fault.describe()}")
 
 

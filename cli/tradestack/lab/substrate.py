@@ -13,22 +13,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from ..adapters import commands, supervisord
 from ..adapters.commands import CommandResult
 from ..hostsettings import HostSettings
+from ..substrates.base import AccessFiles, Actuator, HostTraits, LocalProcess, Process, Substrate
+from ..substrates.clusters import SiteCluster
 from ..substrates.faults import Fault
 from ..substrates.inventory import read_hosts
-from ..substrates.base import (AccessFiles, Actuator, HostTraits, LocalProcess, Process, SiteCluster,
-                               Substrate)
 from ..topology import load_topology
 from . import actuators, cluster, netlink, routing
 from . import faults as lab_faults
 from .stack import LabStack
 
 
+# one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml
+LAB_TRAITS = HostTraits(shared_filesystem=True, supervisor="supervisord", install_packages=False, manage_sshd=False,
+                        time_sync=False)
+
+
 class LabSubstrate(Substrate):
-    """A deployed lab stack."""
+    """A deployed lab stack; with clusters, it hosts them too (substrates.clusters.ClusterHosting)."""
 
     kind = "lab"
     disposable = True
@@ -37,8 +41,14 @@ class LabSubstrate(Substrate):
         self.stack = stack
         files = stack.access_files()
         hosts = read_hosts(files.inventory)
-        super().__init__(stack.name, load_topology(stack.topology_path()), stack.outputs(), hosts,
-                         stack.host_settings)
+        outputs = stack.outputs()
+        settings = stack.host_settings
+        topology_file = stack.topology_path()
+        super().__init__(stack.name, load_topology(topology_file), outputs, hosts, settings,
+                         topology_file=topology_file, traits=LAB_TRAITS,
+                         clients_host=str(outputs["clients"]["netns"]),
+                         # drill ledgers live on the hosts' shared disk: the clients write them where we read
+                         work_dir=Path(settings.state_root) / f"{stack.name}-drills")
         self._files = AccessFiles(files.inventory, files.private_key, files.known_hosts)
 
     @classmethod
@@ -52,10 +62,6 @@ class LabSubstrate(Substrate):
         return LabStack(name, topology, host_settings=host_settings, clusters=clusters)
 
     # -- primitives --------------------------------------------------------------------------------
-    @property
-    def clients_host(self) -> str:
-        return str(self.outputs["clients"]["netns"])
-
     def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
             env: Mapping[str, str] | None = None) -> CommandResult:
         return commands.run(["ip", "netns", "exec", host, *argv], input=input, timeout=timeout, env=env)
@@ -99,7 +105,7 @@ class LabSubstrate(Substrate):
     def wait_routing(self, timeout: float = 30.0) -> list[str]:
         return routing.wait_converged(self.stack.daemons_dir, timeout)
 
-    def signals(self) -> dict[str, int]:
+    def network_signals(self) -> dict[str, int]:
         return {"bgp_established": routing.established(self.stack.daemons_dir)}
 
     def uplink_states(self, site: str) -> dict[str, bool | None]:
@@ -109,10 +115,10 @@ class LabSubstrate(Substrate):
             out[uplink.carrier] = None if state is None else bool(state["up"] and state["oper"] == "UP")
         return out
 
-    def actuator(self, fault: Fault) -> Actuator:
+    def host_actuator(self, fault: Fault) -> Actuator:
         return actuators.actuator(self, fault)
 
-    def check_fault(self, fault: Fault) -> None:
+    def check_host_fault(self, fault: Fault) -> None:
         actuators.check(self, fault)
 
     def secrets(self, names: list[str]) -> dict[str, str]:
@@ -124,9 +130,7 @@ class LabSubstrate(Substrate):
     def access_files(self) -> AccessFiles:
         return self._files
 
-    def topology_path(self) -> Path:
-        return self.stack.topology_path()
-
+    # -- the clusters it hosts -----------------------------------------------------------------------
     def site_clusters(self) -> dict[str, SiteCluster]:
         kubeconfigs = self.stack.kubeconfigs()
         return {site: SiteCluster(site, kubeconfigs[site], tuple(n.node_ip for n in spec.nodes), spec.pod_cidr)
@@ -141,18 +145,7 @@ class LabSubstrate(Substrate):
     def load_images(self, site: str, archives: Sequence[Path]) -> None:
         cluster.import_images(self.stack.cluster_specs()[site], list(archives))
 
-    @property
-    def traits(self) -> HostTraits:
-        # one kernel, one filesystem, no systemd: see playbooks/group_vars/all.yml
-        return HostTraits(shared_filesystem=True, supervisor="supervisord", install_packages=False,
-                          manage_sshd=False, time_sync=False)
-
-    @property
-    def work_dir(self) -> Path:
-        """Drill ledgers live on the hosts' shared disk, so the clients namespace writes them where we read."""
-        return Path(self.settings.state_root) / f"{self.name}-drills"
-
-    def audit_facts(self) -> dict[str, Any]:
+    def host_audit_facts(self) -> dict[str, Any]:
         return {"sshd_config": {name: str(self.stack.daemons_dir / name / "sshd_config") for name in self.hosts},
                 "uplink_probes": {site.name: {u.carrier: {"router": f"{self.name}-{site.name}-edge",
                                                           "probe": f"ip netns exec {self.name}-{site.name}-edge "

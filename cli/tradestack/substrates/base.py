@@ -9,31 +9,26 @@ stack itself (its database leader, breakers, ports) built once, here, on top of 
 
 from __future__ import annotations
 
-import subprocess
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .. import health, ports
+from .. import ports
 from ..adapters.commands import CommandResult, StreamedPopen
 from ..errors import InputError, TradestackError
 from ..hostsettings import HostSettings
+from ..polling import each, until_clear
 from ..topology.addresses import site_vips
 from ..topology.model import Topology
-from .faults import Fault
+from .clusters import Clusters, SiteCluster
+from .faults import ClusterFault, Fault
 from .inventory import Host
+from .probe import StackProbe
 
-def each(items: Sequence[Any], call: Callable[[Any], Any], key: Callable[[Any], str] = lambda x: x.name
-         ) -> dict[str, Any]:
-    """`call(item)` for every item at once, by `key(item)`: one probe's time, not one per host (over SSH a
-    round trip takes a tenth of a second or more, and a sample asks a dozen hosts)."""
-    if not items:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        return dict(zip([key(i) for i in items], pool.map(call, items)))
+__all__ = ["AccessFiles", "Actuator", "FaultRefused", "Host", "HostTraits", "Process", "SiteCluster", "Substrate",
+           "SubstrateError", "each"]
 
 
 class SubstrateError(TradestackError):
@@ -72,16 +67,6 @@ class HostTraits:
                  "install_packages": "tradestack_install_packages", "manage_sshd": "tradestack_manage_sshd",
                  "time_sync": "tradestack_time_sync"}
         return {var: getattr(self, f) for f, var in names.items() if getattr(self, f) != getattr(default, f)}
-
-
-@dataclass(frozen=True)
-class SiteCluster:
-    """One site's Kubernetes cluster, as the substrate that runs it reaches it."""
-
-    site: str
-    kubeconfig: Path             # admin access to its API server
-    nodes: tuple[str, ...]       # its nodes' addresses on the site LAN: where the site's load balancers reach NodePorts
-    pod_cidr: str                # the range its pods' traffic comes from (routed, not masqueraded)
 
 
 @dataclass(frozen=True)
@@ -150,31 +135,34 @@ class StackLifecycle(Protocol):
 
 
 class Substrate(ABC):
-    """A deployed stack on some substrate. Subclasses provide the primitives marked abstract."""
+    """A deployed stack on some substrate. Subclasses provide the primitives marked abstract; the trading stack's
+    own questions are asked through `probe` (probe.py), its clusters, where it has them, through `clusters`."""
 
     kind: ClassVar[str]
     disposable: ClassVar[bool] = False     # a lab: drills need no confirmation and no policy
+
+    def __init__(self, name: str, topology: Topology, outputs: Mapping[str, Any], hosts: Mapping[str, Host],
+                 settings: HostSettings, *, topology_file: Path, traits: HostTraits, clients_host: str,
+                 work_dir: Path):
+        self.name = name
+        self.topology = topology
+        self.topology_file = topology_file   # the topology file the stack was brought up from
+        self.outputs = dict(outputs)
+        self.hosts = dict(hosts)
+        self.settings = settings
+        self.traits = traits                 # what the playbooks must know about these hosts
+        self.clients_host = clients_host     # where the clients (load generator) run: outside every site
+        self.work_dir = work_dir             # on the clients host: where drills keep their load ledgers
+        self.fault_map: dict[str, Any] = dict(self.outputs.get("fault_map") or {})
+        self.vips: dict[str, str] = site_vips(topology, self.outputs["site_prefixes"])
+        self.probe = StackProbe(self)
+        self.clusters: Clusters | None = None  # attached by the registry for a stack with site clusters
 
     def config(self) -> dict[str, str]:
         """The stack's own plain configuration (e.g. tradestack:allowDrills, tradestack:changeWindows)."""
         return {}
 
-    def __init__(self, name: str, topology: Topology, outputs: Mapping[str, Any], hosts: Mapping[str, Host],
-                 settings: HostSettings):
-        self.name = name
-        self.topology = topology
-        self.outputs = dict(outputs)
-        self.hosts = dict(hosts)
-        self.settings = settings
-        self.fault_map: dict[str, Any] = dict(self.outputs.get("fault_map") or {})
-        self.vips: dict[str, str] = site_vips(topology, self.outputs["site_prefixes"])
-
     # -- primitives each substrate provides ---------------------------------------------------------
-    @property
-    @abstractmethod
-    def clients_host(self) -> str:
-        """Where the clients (load generator) run: a host outside every site, reaching the VIPs over the carriers."""
-
     @abstractmethod
     def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
             env: Mapping[str, str] | None = None) -> CommandResult:
@@ -213,23 +201,19 @@ class Substrate(ABC):
         """Carrier paths that should be up and are not, one line each (empty: converged)."""
 
     @abstractmethod
-    def wait_routing(self, timeout: float = 30.0) -> list[str]:
-        """Wait until routing has converged; what is still not (empty: converged)."""
-
-    @abstractmethod
-    def signals(self) -> dict[str, int]:
-        """Substrate-specific steady-state counters sampled during drills (e.g. BGP sessions Established)."""
+    def network_signals(self) -> dict[str, int]:
+        """The substrate's own steady-state counters sampled during drills (e.g. BGP sessions Established)."""
 
     @abstractmethod
     def uplink_states(self, site: str) -> dict[str, bool | None]:
         """Carrier -> is the site's uplink to it up (None: cannot tell)."""
 
     @abstractmethod
-    def actuator(self, fault: Fault) -> Actuator:
-        """The fault (a fault of substrates/faults.py) resolved now, with its inverse; FaultRefused if not possible here."""
+    def host_actuator(self, fault: Fault) -> Actuator:
+        """A fault of the hosts or the network resolved now, with its inverse; FaultRefused if not possible here."""
 
     @abstractmethod
-    def check_fault(self, fault: Fault) -> None:
+    def check_host_fault(self, fault: Fault) -> None:
         """Fail before anything is touched if the fault names what this stack does not have or cannot do."""
 
     @abstractmethod
@@ -240,83 +224,64 @@ class Substrate(ABC):
     def access_files(self) -> AccessFiles:
         """Inventory, key and pinned host keys for Ansible and testinfra."""
 
-    @abstractmethod
-    def topology_path(self) -> Path:
-        """The topology file the stack was brought up from."""
+    # -- defaults a substrate may replace -----------------------------------------------------------
+    def wait_routing(self, timeout: float = 30.0) -> list[str]:
+        """Wait until routing has converged; what is still not (empty: converged)."""
+        return until_clear(self.routing_problems, timeout)
 
-    @property
-    @abstractmethod
-    def traits(self) -> HostTraits:
-        """What the playbooks must know about these hosts."""
-
-    @property
-    @abstractmethod
-    def work_dir(self) -> Path:
-        """A directory on the clients host where drills keep their load ledgers."""
-
-    def dry_run(self, fault: Fault) -> list[str]:
+    def host_dry_run(self, fault: Fault) -> list[str]:
         """The commands a fault and its inverse would run, per host, where the substrate acts through commands
         (empty where it acts otherwise, e.g. the lab's netlink calls)."""
         return []
 
-    def site_clusters(self) -> dict[str, SiteCluster]:
-        """Each site's Kubernetes cluster; empty where the stack runs none."""
-        return {}
-
-    def clustered_services(self) -> tuple[str, ...]:
-        """The services this substrate runs in its clusters rather than on hosts (empty: none it decides)."""
-        return ()
-
-    def kubeconfigs(self) -> dict[str, Path]:
-        """Each site's Kubernetes cluster (site -> admin kubeconfig); empty where the stack runs none."""
-        return {site: c.kubeconfig for site, c in self.site_clusters().items()}
-
-    def load_images(self, site: str, archives: Sequence[Path]) -> None:
-        """Make locally built image archives available to `site`'s cluster (its nodes never pull)."""
-        raise SubstrateError(f"substrate {self.kind!r} has no way to load images into a cluster")
-
-    def node_loss(self, site: str, node: str | None = None) -> Actuator:
-        """A node of `site`'s cluster lost (kubelet dead, network port silent; the substrate's pick unless named)
-        and its inverse; FaultRefused where the substrate cannot do it."""
-        raise FaultRefused(f"substrate {self.kind!r} runs no Kubernetes node in site {site!r}")
-
-    def api_server_cut(self, site: str) -> Actuator:
-        """`site`'s cluster API server cut off the network (its nodes and the operator lose it, its pods are left
-        alone) and its inverse; FaultRefused where the substrate cannot do it."""
-        raise FaultRefused(f"substrate {self.kind!r} runs no Kubernetes API server in site {site!r}")
-
-    # -- what runs beside the playbooks (a substrate with clusters runs some services there) ----------
-    def deploy_vars(self) -> dict[str, Any]:
-        """Playbook variables this substrate adds to a deploy (e.g. which services run in clusters instead)."""
-        return {}
-
-    def apply_workloads(self, public: Mapping[str, Any], secret: Mapping[str, Any],
-                        on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any] | None:
-        """After the playbooks: apply what runs outside the hosts, from the same deploy variables. None: nothing."""
-        return None
-
-    def cluster_view(self) -> dict[str, dict[str, Any]]:
-        """Per site cluster: `nodes` (name -> Ready), `services` (name -> replicas, ready, disruptions_allowed),
-        `expected` (the services it should run) and `error` (its API did not answer); empty without clusters."""
-        return {}
-
-    def workload_problems(self) -> list[str]:
-        """What keeps the services outside the hosts from their steady state (empty: steady, or none)."""
-        return health.cluster_problems(self.cluster_view())
-
-    def audit_facts(self) -> dict[str, Any]:
-        """What the audit's checks need about where things are on this substrate (sshd config per host, how to
-        look at an uplink); defaults are a real machine's."""
+    def host_audit_facts(self) -> dict[str, Any]:
+        """Where the audit finds things on these hosts (sshd config per host, how to look at an uplink); the
+        defaults are a real machine's."""
         return {"sshd_config": {name: "/etc/ssh/sshd_config" for name in self.hosts}, "uplink_probes": {}}
 
-    # -- the trading stack, on any substrate ---------------------------------------------------------
+    # -- one fault, wherever it acts: the clusters take theirs, the hosts the rest ---------------------
+    def actuator(self, fault: Fault) -> Actuator:
+        """The fault resolved now, with its inverse; FaultRefused if this stack cannot apply it."""
+        if self.clusters is not None:
+            resolved = self.clusters.actuator(fault)
+            if resolved is not None:
+                return resolved
+        elif isinstance(fault, ClusterFault):
+            raise FaultRefused(f"{fault.describe()}: stack {self.name!r} runs no Kubernetes cluster; it needs a "
+                               "stack on the kubernetes substrate")
+        return self.host_actuator(fault)
+
+    def check_fault(self, fault: Fault) -> None:
+        """Fail before anything is touched if the fault names what this stack does not have or cannot do."""
+        if self.clusters is not None:
+            if self.clusters.check_fault(fault):
+                return
+        elif isinstance(fault, ClusterFault):
+            raise FaultRefused(f"{fault.describe()}: stack {self.name!r} runs no Kubernetes cluster; it needs a "
+                               "stack on the kubernetes substrate")
+        self.check_host_fault(fault)
+
+    def dry_run(self, fault: Fault) -> list[str]:
+        """What a fault and its inverse would do, step by step, where that can be listed."""
+        listed = self.clusters.dry_run(fault) if self.clusters is not None else None
+        return self.host_dry_run(fault) if listed is None else listed
+
+    def signals(self) -> dict[str, int]:
+        """Everything sampled during drills: the network's counters and, with clusters, theirs."""
+        return {**self.network_signals(), **(self.clusters.signals() if self.clusters is not None else {})}
+
+    def audit_facts(self) -> dict[str, Any]:
+        """What the audit's checks need about where things are on this stack."""
+        return {**self.host_audit_facts(), **(self.clusters.audit_facts() if self.clusters is not None else {})}
+
+    # -- the trading stack's hosts and addresses -----------------------------------------------------
     def of(self, service: str, site: str | None = None) -> list[Host]:
         return [h for h in self.hosts.values() if h.service == service and (site is None or h.site == site)]
 
     def host(self, ref: str) -> Host:
         """A host by its short name (`sz1-orderdb-1`) or a run-time pick (`@database-leader`, `@vip-holder:SITE`)."""
         if ref == "@database-leader":
-            leader = self.database_leader()
+            leader = self.probe.database_leader()
             if leader is None:
                 raise SubstrateError("no database leader to pick for @database-leader")
             return self.hosts[leader]
@@ -358,60 +323,3 @@ class Substrate(ABC):
     def live_hosts(self, hosts: list[Host]) -> list[Host]:
         alive = each(hosts, lambda h: self.live(h.name))
         return [h for h in hosts if alive[h.name]]
-
-    def database_vantage(self) -> Host:
-        """A live router host, whose local HAProxy leads to the database primary: where the system of record
-        is read from (`db_dsn`)."""
-        return next(h for h in self.of("router") if self.programs(h.name).get("haproxy") == "running")
-
-    def db_dsn(self) -> str:
-        password = self.secrets(["dbAppPassword"])["dbAppPassword"]
-        return (f"host=127.0.0.1 port={ports.DB_PROXY} user=tradestack password={password} dbname=tradestack "
-                "connect_timeout=3")
-
-    def database_leader(self) -> str | None:
-        """The host whose Patroni says it is the primary (asked from a live router host)."""
-        probes = self.live_hosts(self.of("router"))[:1]  # one vantage point: a dead member costs one timeout
-        if not probes:
-            return None
-        dbs = self.of("orderdb")
-        codes = each(dbs, lambda db: self.http(probes[0].name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/primary",
-                                               timeout=0.5)[0])
-        return next((db.name for db in dbs if codes[db.name] == 200), None)
-
-    def cluster_members(self, probe: str, dbs: list[Host] | None = None) -> list[dict[str, Any]]:
-        """Patroni's /cluster members as the first member of `dbs` that answers sees them (asked from `probe`)."""
-        for db in self.of("orderdb") if dbs is None else dbs:
-            code, cluster = self.http(probe, "GET", f"http://{db.lan_address}:{ports.PATRONI}/cluster", timeout=0.5)
-            if code == 200 and isinstance(cluster, dict):
-                return list(cluster.get("members", []))
-        return []
-
-    def database_members(self) -> dict[str, str]:
-        """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
-        standby that does not stream yet counts as a replica (health.synchronous_standbys)."""
-        for probe in self.live_hosts(self.of("router"))[:1]:
-            members = self.cluster_members(probe.name)
-            if members:
-                syncs = health.synchronous_standbys(members)
-                return {m["name"]: "replica" if m["role"] == "sync_standby" and m["name"] not in syncs
-                        else m["role"] for m in members}
-        return {}
-
-    def breakers(self) -> dict[str, dict[str, str]]:
-        """Router host -> venue -> breaker state, from each live router's /venues."""
-        def ask(router: Host) -> dict[str, str] | None:
-            if not self.live(router.name):
-                return None
-            code, body = self.http(router.name, "GET", f"http://{router.lan_address}:{ports.ROUTER}/venues",
-                                   timeout=0.5)
-            if code == 200 and isinstance(body, dict):
-                return {str(v.get("venue")): str(v.get("state")) for v in body.get("venues", [])}
-            return None
-        answers = each(self.of("router"), ask)
-        return {name: states for name, states in answers.items() if states is not None}
-
-    def vip_ready(self, site: str, timeout: float = 2.0) -> int:
-        """The HTTP status a client gets from the site VIP's readiness check (0: no answer)."""
-        return self.http(self.clients_host, "GET", f"http://{self.vips[site]}:{ports.ORDERS}/readyz",
-                         timeout=timeout)[0]

@@ -19,7 +19,7 @@ from .base import StackLifecycle, Substrate
 # hosts of another kind), `over(base: Substrate)` and `lifecycle_over(base: StackLifecycle)`
 KINDS: dict[str, str] = {"lab": "tradestack.lab.substrate:LabSubstrate",
                          "hosts": "tradestack.hosts.substrate:HostsSubstrate",
-                         "kubernetes": "tradestack.kubernetes.substrate:ClusterSubstrate"}
+                         "kubernetes": "tradestack.kubernetes.substrate:KubernetesClusters"}
 DEFAULT_KIND = "lab"
 
 
