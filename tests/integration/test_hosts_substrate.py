@@ -304,8 +304,10 @@ def test_capacity_verify_through_ssh_cuts_a_site_at_its_edge_and_restores_it(est
     whether this machine carried it today is a printed figure, and so is whether the stack was steady again after
     the restore. Last before destroy, so that a stack left unsteady spoils no other test."""
     lab = estate["lab"]
+    refused = _cli(estate, "capacity", "verify", "--stack", lab.name, "--only", "hk1", "--json")  # not a lab
+    assert refused.returncode == 1 and "confirm with --yes" in refused.stdout, refused.stdout + refused.stderr[-2000:]
     done = _cli(estate, "capacity", "verify", "--stack", lab.name, "--duration", "10", "--warmup", "5",
-                "--only", "hk1", "--json")
+                "--only", "hk1", "--yes", "--json")
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     result = json.loads(done.stdout)
     print(f"\nmeasured through hosts: {json.dumps(result['scenarios'])}")

@@ -174,3 +174,13 @@ def test_the_substrate_interface_is_small_and_clusters_are_a_capability_not_a_wr
     assert 10 <= len(primitives) <= 15, sorted(primitives)
     assert issubclass(KubernetesClusters, Clusters) and not issubclass(KubernetesClusters, Substrate)
     assert not primitives & set(vars(KubernetesClusters)), sorted(primitives & set(vars(KubernetesClusters)))
+
+
+def test_one_run_loop_locks_the_stack_raises_signals_and_restores():
+    """Drills and capacity verify share drills/session.py: it alone takes the stack's lock, turns SIGINT and
+    SIGTERM into interrupts and defers them while restoring."""
+    users = {m for m in MODULES if any(word in MODULES[m].read_text() for word in
+                                       ("with stack_lock(", "interrupts.raising(", "interrupts.deferred("))}
+    assert users == {"tradestack.drills.session"}
+    assert "tradestack.drills.session" in GRAPH["tradestack.drills.engine"]
+    assert "tradestack.drills.session" in GRAPH["tradestack.capacity.verify"]

@@ -29,7 +29,10 @@ def _drill(fault_s: float = 0.4, baseline_s: float = 0.3, recovery_s: float = 0.
 @pytest.fixture
 def memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemorySubstrate:
     substrate = MemorySubstrate(tmp_path)
-    monkeypatch.setattr(engine, "open_stack", lambda name: substrate)
+    from tradestack.drills import session
+
+    for module in (engine, session):  # planning, and the run's frame
+        monkeypatch.setattr(module, "open_stack", lambda name: substrate)
     return substrate
 
 
@@ -212,20 +215,18 @@ def test_what_clients_saw_during_the_fault_is_judged_against_the_expectations(me
 def test_capacity_verify_restores_a_cut_site_when_interrupted(memory, monkeypatch, signum):
     from tradestack.capacity import verify
 
-    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
     memory.signal_during_load = signum
     steps: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         verify.verify("mem", only=["sz1"], duration_s=0.5, warmup_s=0, on_step=steps.append)
     assert memory.events == ["inject link-down", "load started", "restore link-down"]
     assert memory.loads[0].ended is not None  # the clients were stopped too
-    assert "site sz1 down: restoring" in steps
+    assert "site sz1 down: restoring: link-down in memory" in steps
 
 
 def test_capacity_verify_measures_each_scenario_and_restores_each_cut(memory, monkeypatch):
     from tradestack.capacity import verify
 
-    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
     results = verify.verify("mem", duration_s=0.5, warmup_s=0)
     assert [m.scenario for m in results] == ["all sites up", "site sz1 down", "site hk1 down"]
     assert memory.events.count("inject link-down") == memory.events.count("restore link-down") == 2
@@ -235,10 +236,10 @@ def test_capacity_verify_measures_each_scenario_and_restores_each_cut(memory, mo
 def test_capacity_verify_measures_nothing_on_a_stack_that_is_not_steady(memory, monkeypatch):
     from tradestack.capacity import verify
 
-    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
     monkeypatch.setattr(verify, "STEADY_WITHIN_S", 0.5)
     memory.steady = False
-    with pytest.raises(verify.VerifyRefused, match="is not steady after 0.5 s, so nothing was measured: .*app is stopped"):
+    with pytest.raises(engine.DrillRefused, match="not in its steady state after 0.5 s, so capacity verify touched "
+                                                  "nothing: .*app is stopped"):
         verify.verify("mem", duration_s=0.5, warmup_s=0)
     assert memory.events == [] and memory.loads == []
 
@@ -289,3 +290,13 @@ def test_the_observer_asks_its_probes_at_once_and_the_base_asks_every_router_and
     memory.http = http  # type: ignore[method-assign]
     assert StackProbe(memory).breakers() == {r.name: {"exchange": "closed"} for r in routers}
     assert StackProbe(memory).database_leader() == "mem-hk1-orderdb-1"
+
+
+def test_capacity_verify_records_a_cut_that_failed_and_still_undoes_it(memory):
+    from tradestack.capacity import verify
+
+    memory.fail_inject = RuntimeError("netlink said no")
+    results = verify.verify("mem", only=["sz1"], duration_s=0.5, warmup_s=0)
+    assert [(m.scenario, m.ok) for m in results] == [("site sz1 down", False)]
+    assert "the site could not be cut off: RuntimeError: netlink said no" in results[0].detail
+    assert memory.events == ["inject link-down", "restore link-down"] and memory.loads == []

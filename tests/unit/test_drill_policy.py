@@ -25,7 +25,10 @@ WED_NOON = dt.datetime(2026, 12, 2, 12, 0, tzinfo=UTC)      # a Wednesday
 @pytest.fixture
 def memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemorySubstrate:
     substrate = MemorySubstrate(tmp_path)
-    monkeypatch.setattr(engine, "open_stack", lambda name: substrate)
+    from tradestack.drills import session
+
+    for module in (engine, session):  # planning, and the run's frame
+        monkeypatch.setattr(module, "open_stack", lambda name: substrate)
     return substrate
 
 
@@ -114,3 +117,37 @@ def test_change_windows(text, now, inside):
 def test_unreadable_policy_settings_are_errors_not_an_open_door(config, message):
     with pytest.raises(InputError, match=message):
         DrillPolicy.from_config(config)
+
+
+# -- capacity verify cuts sites off: the same policy, before anything is touched ------------------------------
+@pytest.fixture
+def verify_on_memory(memory, monkeypatch):
+    from tradestack.capacity import verify
+
+    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
+    return verify
+
+
+def test_capacity_verify_on_a_stack_that_does_not_allow_drills_is_refused(memory, verify_on_memory):
+    with pytest.raises(engine.DrillRefused, match="does not allow drills"):
+        verify_on_memory.authorize("mem", yes=True, now=SAT_3AM)
+    memory.stack_config = {"tradestack:allowDrills": "true"}
+    with pytest.raises(engine.DrillRefused, match="--yes"):
+        verify_on_memory.authorize("mem", yes=False, now=WED_NOON)
+    verify_on_memory.authorize("mem", yes=True, now=WED_NOON)
+    assert memory.events == [] and memory.loads == []
+
+
+def test_capacity_verify_must_fit_in_the_change_window_and_the_blast_radius(memory, verify_on_memory):
+    memory.stack_config = {"tradestack:allowDrills": "true", "tradestack:changeWindows": "Sat,Sun 02:00-06:00 UTC",
+                           "tradestack:blastRadius": "sites=1"}
+    verify_on_memory.authorize("mem", yes=True, now=SAT_3AM)  # one site cut at a time
+    with pytest.raises(engine.DrillRefused, match="outside the stack's change windows"):  # 3 scenarios, ~10 min
+        verify_on_memory.authorize("mem", yes=True, now=SAT_3AM.replace(hour=5, minute=55))
+    verify_on_memory.authorize("mem", only=["all"], duration_s=20, warmup_s=0, yes=True,
+                               now=SAT_3AM.replace(hour=5, minute=55))  # no cut, 20 s: fits
+
+
+def test_capacity_verify_on_a_lab_needs_no_policy(memory, verify_on_memory, monkeypatch):
+    monkeypatch.setattr(type(memory), "disposable", True)
+    verify_on_memory.authorize("mem", yes=False, now=WED_NOON)

@@ -12,27 +12,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..drills import actions, interrupts
-from ..drills.journal import Journal
-from ..drills.lock import stack_lock
-from ..substrates.faults import LinkDown
-from ..drills.steady import wait_steady
 from .. import ports
-from ..errors import TradestackError
+from ..drills import actions
+from ..drills.policy import DrillPolicy, Reach
+from ..drills.policy import authorize as policy_authorize
+from ..drills.session import session
+from ..drills.steady import wait_steady
 from ..polling import until_clear
 from ..substrates import Substrate, open_stack
+from ..substrates.faults import LinkDown
 from .measured import CARRIED_SHARE, MeasuredCapacity, ScenarioFigure, derive
 
 LATENCY_BOUND_MS = 250.0   # a scenario passes when it carried its target (CARRIED_SHARE) with p99 at or under this
 ANSWERED_SHARE = 0.999     # ... and this share of the sessions' balance-screen refreshes answered live
 SERVE_WITHIN_S = 90.0      # a cut site's survivors must serve within this before they are measured
-STEADY_WITHIN_S = 120.0    # before anything is measured, the stack must be steady (as before a drill)
+STEADY_WITHIN_S = 120.0    # before anything is measured, the stack must be steady (as before a drill; else nothing
+                           # is measured: a stack still settling, or already broken, says nothing of its capacity)
 WARMUP_S = 15.0            # unmeasured load first, in each scenario: the sessions connect, pools and caches warm
-
-
-class VerifyRefused(TradestackError):
-    """Nothing was measured: the stack was not steady to begin with (a measurement of a stack still settling, or
-    already broken, would say nothing about its capacity)."""
 
 
 @dataclass
@@ -117,10 +113,25 @@ def scenarios(stack: Substrate) -> list[str | None]:
     return [None, *sites]
 
 
+def authorize(stack: str, *, only: list[str] | None = None, duration_s: float = 20.0, warmup_s: float = WARMUP_S,
+              yes: bool = False, now: Any = None) -> None:
+    """Cutting sites off is a drill: a stack that is not a lab must allow drills, be within a change window for
+    the whole run and a blast radius of one site, and the operator must confirm (DrillRefused, nothing touched)."""
+    stack_ = open_stack(stack)
+    cut = [s for s in scenarios(stack_) if s is not None and (only is None or s in only)]
+    runs = len([s for s in scenarios(stack_) if only is None or (s or "all") in only])
+    policy = DrillPolicy() if stack_.disposable else DrillPolicy.from_config(stack_.config())
+    # one site at a time: the blast radius is one site; the run lasts each scenario's load and a failover's wait
+    policy_authorize(stack_.disposable, policy, Reach(sites=frozenset(cut[:1])),
+                     runs * (warmup_s + duration_s) + len(cut) * (SERVE_WITHIN_S + 180), yes, now)
+
+
 def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessions: int | None = None,
            only: list[str] | None = None, warmup_s: float = WARMUP_S,
            on_step: Callable[[str], None] = lambda s: None) -> list[Measurement]:
-    """Measure each scenario in turn; every cut site is restored (and the stack steady) before the next.
+    """Measure each scenario in turn, in the drills' frame (drills/session.py: the stack's lock, a steady stack
+    to begin with, every cut undone whatever happens, Ctrl-C and SIGTERM ending in restore); every cut site is
+    restored, and the stack steady again, before the next.
 
     Clients: the required order rate (peak x headroom x `fraction`) over the required sessions (likewise), each
     session holding its connection and refreshing its balance screen as often as the topology declares. Each
@@ -128,30 +139,42 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
     connections then and hold them into the measured window (what is measured is sessions held, not a thousand
     apps connecting at once, which on this machine slows every order for the first seconds: that figure is kept
     apart, as `warmup_p99_ms`), and pools and caches are warm."""
-    lab = open_stack(stack)
-    topology = lab.topology
-    target = round(topology.required("orders_per_second") * fraction, 2)
-    if sessions is None:
-        sessions = max(1, round(topology.required("sessions") * fraction)) if "sessions" in topology.peak else 64
-    refresh = topology.session_refresh_s
-    chosen = [s for s in scenarios(lab) if only is None or (s or "all") in only]
+    scenario = [""]
+
+    def phase(name: str, detail: str = "") -> None:
+        label = "restoring" if name == "restore" else name
+        on_step(": ".join(x for x in (scenario[0], label, detail) if x))
+
     results: list[Measurement] = []
-    journal = Journal()  # notes a Ctrl-C or SIGTERM that arrives while a cut site is being restored
-    with stack_lock(stack), interrupts.raising():
-        on_step("waiting for the stack to be steady (as before a drill)")
-        left = wait_steady(lab, STEADY_WITHIN_S)
-        if left:
-            raise VerifyRefused(f"stack {stack!r} is not steady after {STEADY_WITHIN_S:g} s, so nothing was "
-                                f"measured: {'; '.join(left[:5])}")
-        for site in chosen:
-            name = "all sites up" if site is None else f"site {site} down"
+    with session(stack, steady_within_s=STEADY_WITHIN_S, phase=phase, what="capacity verify") as run_:
+        lab = run_.substrate
+        topology = lab.topology
+        target = round(topology.required("orders_per_second") * fraction, 2)
+        if sessions is None:
+            sessions = max(1, round(topology.required("sessions") * fraction)) if "sessions" in topology.peak else 64
+        refresh = topology.session_refresh_s
+        for site in [s for s in scenarios(lab) if only is None or (s or "all") in only]:
+            name = scenario[0] = "all sites up" if site is None else f"site {site} down"
             on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s"
                     + (f" after {warmup_s:g} s of the same load, not measured" if warmup_s > 0 else ""))
-            cut = lab.actuator(LinkDown(kind="link-down", group=f"site:{site}")) if site is not None else None
-            try:
-                if cut is not None:
-                    cut.inject()
+
+            def steady_again(cut: str | None = site, name: str = name) -> None:
+                if cut is None or run_.journal.interrupted:
+                    return
+                left = wait_steady(lab, 180)
+                if left:
+                    results[-1:] = [_with_detail(m, "not steady after restore: " + "; ".join(left[:3]))
+                                    for m in results[-1:]]
+
+            with run_.running(steady_again):
+                if site is not None:
                     # measured once the survivors serve: the failover itself is the drills' part
+                    if run_.inject(LinkDown(kind="link-down", group=f"site:{site}")) is None:
+                        failed = run_.journal.steps[-1]
+                        results.append(_with_detail(Measurement(name, target, 0.0, None, None, 0, 0, 0, False,
+                                                                cut_site=site, sessions=sessions),
+                                                    f"the site could not be cut off: {failed.detail}"))
+                        continue
                     waited = time.monotonic()
                     left = until_clear(lambda: survivors_not_serving(lab, site), SERVE_WITHIN_S, interval=1.0)
                     on_step(f"{name}: survivors serve after {time.monotonic() - waited:.0f} s; "
@@ -161,17 +184,8 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
                                           warmup_s=warmup_s)
                 summary = actions.finish_load(proc, timeout=warmup_s + duration_s + 60, stop_on_interrupt=True)
                 results.append(judge(name, target, duration_s, summary, site, sessions))
-            finally:
-                if cut is not None:  # always, also on Ctrl-C and SIGTERM; a second one is noted, not obeyed
-                    with interrupts.deferred(journal):
-                        on_step(f"{name}: restoring")
-                        cut.restore(on_step)
-                        left = wait_steady(lab, 180)
-                    if left:
-                        results[-1:] = [_with_detail(m, "not steady after restore: " + "; ".join(left[:3]))
-                                        for m in results[-1:]]
-            if journal.interrupted:
-                raise KeyboardInterrupt(journal.interrupted)
+            if run_.journal.interrupted:
+                raise KeyboardInterrupt(run_.journal.interrupted)
     return results
 
 

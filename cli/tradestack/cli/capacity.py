@@ -187,6 +187,8 @@ def verify(
     write_measured: Path | None = typer.Option(None, "--write-measured", metavar="FILE",
                                                help="Write what one instance of each service was measured to "
                                                     "carry, for `capacity check --measured FILE`."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm cutting sites off a stack that is not a lab (its "
+                                                  "drill policy must allow it too: allowDrills, change windows)."),
     json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Measure what the deployed stack carries at peak x headroom: with every site up, then with each site
@@ -195,7 +197,8 @@ def verify(
     A scenario passes when clients got at least 95% of the target acknowledged with p99 <= 250 ms and 99.9% of
     their balance-screen refreshes answered live. A cut site is measured once the survivors serve (a database
     primary and a VIP among them): how fast they get there is what the drills measure.
-    Exit 0 when every scenario passes, 1 when one does not.
+    Exit 0 when every scenario passes, 1 when one does not (or it was refused: a stack that is not steady, or
+    one that is not a lab whose drill policy does not allow it now; cutting a site off is a drill).
 
     With --write-measured FILE, what one instance of each service carried (the most any scenario within the
     latency bound showed: the stack's acknowledged rate over the instances alive, never rounded to the target) is
@@ -207,10 +210,11 @@ def verify(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..capacity.measured import dump_measured
-    from ..capacity.verify import measured_capacity, verify as run_verify
+    from ..capacity.verify import authorize, measured_capacity, verify as run_verify
     from .edge import err
 
     want_json(ctx, json)
+    authorize(stack, only=only or None, duration_s=duration, warmup_s=warmup, yes=yes)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         task = progress.add_task("preparing", total=None)

@@ -18,15 +18,16 @@ from .. import __version__
 from ..refstack.ledger import Ledger
 from ..substrates import Substrate, faults, open_stack
 from ..topology.model import Topology
-from . import actions, figures, interrupts, model
+from . import actions, figures, model
 from .clients import STARTUP_S, Clients
 from .errors import DrillRefused
 from .journal import Journal
-from .lock import stack_lock
 from .observer import Observer
 from .policy import DrillPolicy, Reach, reach
+from .policy import authorize as policy_authorize
 from .reconcile import reconcile
-from .steady import steady_problems, wait_steady
+from .session import FaultSession, session
+from .steady import wait_steady
 from .verdict import abort_reason, load_problems, verdict_checks, watch_problems
 
 STEADY_TIMEOUT_S = 180.0
@@ -69,13 +70,7 @@ class DrillPlan:
 def authorize(p: DrillPlan, yes: bool, now: dt.datetime | None = None) -> None:
     """A disposable stack (a lab) may always be broken; any other only as its own policy allows (drills allowed,
     within a change window, within the blast radius), and with --yes."""
-    if p.disposable:
-        return
-    reason = p.policy.refusal(now or dt.datetime.now(dt.timezone.utc), p.reach, p.load_s)
-    if reason:
-        raise DrillRefused(reason)
-    if not yes:
-        raise DrillRefused("this is not a lab stack: confirm with --yes")
+    policy_authorize(p.disposable, p.policy, p.reach, p.load_s, yes, now)
 
 
 def plan(drill: model.Drill, stack: str) -> DrillPlan:
@@ -169,20 +164,10 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
     Raises DrillRefused before touching anything when the stack is not steady or busy."""
     events = events or DrillEvents()
     drill = p.drill
-    with stack_lock(p.stack):
-        substrate = open_stack(p.stack)
-        _guard(events.phase, "preflight", "checking the stack is steady")
-        problems = steady_problems(substrate)
-        if problems:
-            _guard(events.phase, "preflight", f"waiting up to {PREFLIGHT_STEADY_S:g} s for a steady stack: "
-                   + "; ".join(problems[:3]))
-            problems = wait_steady(substrate, PREFLIGHT_STEADY_S)
-        if problems:
-            raise DrillRefused(f"the stack is not in its steady state after {PREFLIGHT_STEADY_S:g} s: "
-                               + "; ".join(problems[:8]))
+    with session(p.stack, steady_within_s=PREFLIGHT_STEADY_S, phase=events.phase) as run_:
+        substrate, journal = run_.substrate, run_.journal
         started = time.time()
         run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{drill.name}"
-        journal = Journal()
         ledgers = substrate.work_dir
         ledger = ledgers / f"{run_id}.sqlite"
         peak_rate = substrate.topology.peak.get("orders_per_second", 100)
@@ -192,63 +177,59 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                                         max(32, min(2000, int(peak_rate * f.multiplier / 4))))
                       for f in drill.faults if isinstance(f, faults.LoadSpike)), None)
         observer = Observer(substrate, lambda s: _guard(events.sample, s))
-        applied: list[actions.Action] = []
         clients: Clients | None = None
         load_summary: dict[str, Any] | None = None
         sessions, refresh = load_shape(drill.load, substrate.topology)
-        with interrupts.raising():
-            try:
-                with journal.step("start load"):
-                    # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
-                    clients = Clients(actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S,
-                                                         sessions, drill.load.overnight_share, drill.load.limit_share,
-                                                         assets_every_s=refresh))
-                observer.start()
-                journal.marks["load_started"] = time.time()
-                if clients is not None:
-                    _guard(events.phase, "load", "waiting for the clients to send their first orders")
-                    with journal.step("clients sending before any fault") as s:
-                        why = clients.wait_sending()
-                        if why:  # nothing is touched: a drill without clients proves nothing
-                            raise RuntimeError(why)
-                        s.detail = f"first orders reported {time.time() - clients.started:.1f} s after the start"
-                if clients is not None and clients.sending:
-                    journal.marks["clients_sending"] = time.time()
-                    _guard(events.phase, "baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
-                    if _run_clients_until(journal.marks["clients_sending"] + drill.timing.baseline_s, clients, journal):
-                        _inject_and_hold(drill, substrate, journal, applied, events, clients, spike)
-                    if clients.failure and not journal.aborted:
-                        journal.aborted = f"the clients stopped: {clients.failure}"
-                        _guard(events.phase, "abort", journal.aborted)
-            except KeyboardInterrupt as exc:
-                journal.interrupted = str(exc) or "SIGINT"
-            finally:
-                with interrupts.deferred(journal):
-                    _guard(events.phase, "restore", f"undoing {len(applied)} fault(s)")
-                    _restore_all(applied, journal, events)
-                    journal.marks["restored"] = time.time()
-                    if clients is not None:
-                        if not journal.interrupted and not journal.aborted and clients.sending:
-                            _guard(events.phase, "recovery", f"{drill.timing.recovery_s:g} s of load after the restore")
-                            _run_clients_until(journal.marks["restored"] + drill.timing.recovery_s, clients, journal)
-                        _guard(events.phase, "load", "stopping the clients")
-                        clients.trouble()  # a death or silence not yet seen is seen now, before the stop
-                        clients.stopped = True
-                        journal.marks["load_stopping"] = time.time()
-                        load_summary = actions.finish_load(clients.proc, timeout=60, stop=True)
-                        clients.poll()
-                    journal.marks["load_ended"] = time.time()
-                    observer.stopping.set()
-                    observer.join(timeout=10)
-                    _guard(events.phase, "steady state", "waiting for the stack to be steady again")
-                    with journal.step("steady state after the drill") as s:
-                        left = wait_steady(substrate, STEADY_TIMEOUT_S)
-                        if left:
-                            raise RuntimeError("; ".join(left[:8]))
-                        s.detail = "steady"
+
+        def wind_down() -> None:
+            """After every fault is undone: the recovery window's load, the clients stopped, steady again."""
+            nonlocal load_summary
+            if clients is not None:
+                if not journal.interrupted and not journal.aborted and clients.sending:
+                    run_.phase("recovery", f"{drill.timing.recovery_s:g} s of load after the restore")
+                    _run_clients_until(journal.marks["restored"] + drill.timing.recovery_s, clients, journal)
+                run_.phase("load", "stopping the clients")
+                clients.trouble()  # a death or silence not yet seen is seen now, before the stop
+                clients.stopped = True
+                journal.marks["load_stopping"] = time.time()
+                load_summary = actions.finish_load(clients.proc, timeout=60, stop=True)
+                clients.poll()
+            journal.marks["load_ended"] = time.time()
+            observer.stopping.set()
+            observer.join(timeout=10)
+            run_.phase("steady state", "waiting for the stack to be steady again")
+            with journal.step("steady state after the drill") as s:
+                left = wait_steady(substrate, STEADY_TIMEOUT_S)
+                if left:
+                    raise RuntimeError("; ".join(left[:8]))
+                s.detail = "steady"
+
+        with run_.running(wind_down):
+            with journal.step("start load"):
+                # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
+                clients = Clients(actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S,
+                                                     sessions, drill.load.overnight_share, drill.load.limit_share,
+                                                     assets_every_s=refresh))
+            observer.start()
+            journal.marks["load_started"] = time.time()
+            if clients is not None:
+                run_.phase("load", "waiting for the clients to send their first orders")
+                with journal.step("clients sending before any fault") as s:
+                    why = clients.wait_sending()
+                    if why:  # nothing is touched: a drill without clients proves nothing
+                        raise RuntimeError(why)
+                    s.detail = f"first orders reported {time.time() - clients.started:.1f} s after the start"
+            if clients is not None and clients.sending:
+                journal.marks["clients_sending"] = time.time()
+                run_.phase("baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
+                if _run_clients_until(journal.marks["clients_sending"] + drill.timing.baseline_s, clients, journal):
+                    _inject_and_hold(drill, run_, clients, spike)
+                if clients.failure and not journal.aborted:
+                    journal.aborted = f"the clients stopped: {clients.failure}"
+                    run_.phase("abort", journal.aborted)
         reconciliation = None
         if not journal.interrupted and clients is not None and clients.sending:
-            _guard(events.phase, "reconcile", "comparing the clients' ledger with the database")
+            run_.phase("reconcile", "comparing the clients' ledger with the database")
             with journal.step("reconcile") as s:
                 reconciliation = reconcile(substrate, [ledger] + ([spike.ledger] if spike else []),
                                             drill.timing.settle_s)
@@ -280,55 +261,35 @@ def _run_clients_until(t: float, clients: Clients, journal: Journal) -> bool:
     return not journal.interrupted
 
 
-def _inject_and_hold(drill: model.Drill, substrate: Substrate, journal: Journal, applied: list[actions.Action],
-                     events: DrillEvents, clients: Clients, spike: actions.SpikeLoad | None) -> None:
+def _inject_and_hold(drill: model.Drill, run_: FaultSession, clients: Clients,
+                     spike: actions.SpikeLoad | None) -> None:
     """Inject each fault at its time, undo it when its duration is over, watch the abort condition and the
     clients (a drill whose clients died or went silent stops and restores at once)."""
     t0 = time.time()
-    schedule = sorted(drill.faults, key=lambda f: f.at_s)
-    pending = list(schedule)
+    pending = sorted(drill.faults, key=lambda f: f.at_s)
     active: list[tuple[float, actions.Action]] = []
     while pending or active:
         now = time.time() - t0
         while pending and pending[0].at_s <= now:
             fault = pending.pop(0)
-            with journal.step(f"inject: {fault.describe()}") as s:
-                action = actions.prepare(fault, substrate, spike=spike)
-                s.detail = action.text
-                applied.append(action)
-                biting = time.time()  # the fault starts biting as it is applied
-                journal.marks.setdefault("injected", biting)
-                action.inject()
-                # held for its whole duration from then: resolving it (which node, which link) may take seconds on
-                # a busy stack, and a fault cut short ends before what it was meant to show (an eviction, say)
+            done = run_.inject(fault, spike)
+            if done is not None:
+                action, biting = done
+                # held for its whole duration from when it bit: a fault cut short ends before what it was meant to
+                # show (an eviction, say)
                 active.append((biting + fault.duration_s, action))
-                _guard(events.phase, "fault", action.text)
         for due, action in list(active):
             if time.time() >= due:
                 active.remove((due, action))
-                _restore_one(action, journal, events)
-                applied.remove(action)
+                run_.restore(action)
         if clients.trouble():
             return
         reason = abort_reason(drill, clients)
         if reason:
-            journal.aborted = reason
-            _guard(events.phase, "abort", reason)
+            run_.journal.aborted = reason
+            run_.phase("abort", reason)
             return
         time.sleep(0.2)
-
-
-def _restore_one(action: actions.Action, journal: Journal, events: DrillEvents) -> None:
-    _guard(events.phase, "restore", action.text)
-    with journal.step(f"restore: {action.text}"):
-        action.restore(lambda text: _guard(events.phase, "restore", text))
-
-
-def _restore_all(applied: list[actions.Action], journal: Journal, events: DrillEvents) -> None:
-    """Undo whatever is still applied, newest first; every restore is tried even if one fails."""
-    for action in reversed(list(applied)):
-        _restore_one(action, journal, events)
-        applied.remove(action)
 
 
 def _client_orders(substrate: Substrate, ledger: Path) -> list[figures.ClientOrder]:

@@ -20,6 +20,7 @@ from ..substrates import Host, faults
 from ..topology.model import Topology
 from ..topology.riskgroups import risk_group_index
 from . import model
+from .errors import DrillRefused
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WINDOW = re.compile(r"^(?P<days>[a-z,\-]+|daily)\s+(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})\s+UTC$")
@@ -170,3 +171,16 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
             case faults.Partition(sites=pair):
                 sites.update(pair)
     return Reach(frozenset(touched_hosts), frozenset(sites))
+
+
+def authorize(disposable: bool, policy: DrillPolicy, touched: Reach, duration_s: float, yes: bool,
+              now: dt.datetime | None = None) -> None:
+    """A disposable stack (a lab) may always be broken; any other only as its own policy allows (drills allowed,
+    within a change window, within the blast radius), and with --yes. Drills and capacity verify alike."""
+    if disposable:
+        return
+    reason = policy.refusal(now or dt.datetime.now(dt.timezone.utc), touched, duration_s)
+    if reason:
+        raise DrillRefused(reason)
+    if not yes:
+        raise DrillRefused("this is not a lab stack: confirm with --yes")
