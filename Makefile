@@ -6,36 +6,49 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 TOPOLOGY ?= infra/topologies/lab.yaml
+STACK    ?= lab
 
-.PHONY: setup system toolchain demo test test-unit bench clean help
+.PHONY: setup setup-lab setup-kubernetes packages demo test test-unit bench clean help
 
 help:
-	@echo "make setup   install everything the tool and its tests need (idempotent)"
-	@echo "make demo    set up, then run the main job on the lab topology"
-	@echo "make test    set up, then run every test tier (JUnit XML in reports/)"
-	@echo "make bench   print benchmark figures"
+	@echo "make demo              set up what the lab needs, then run the main job on the lab topology"
+	@echo "make test              set up everything, then run every test tier (JUnit XML in reports/)"
+	@echo "make setup             install everything the tool and its tests need (idempotent)"
+	@echo "make setup-lab         only what the lab and the demo use (no Kubernetes toolchain)"
+	@echo "make setup-kubernetes  the Kubernetes toolchain, for stacks on the kubernetes substrate (~10 min cold)"
+	@echo "make bench             print benchmark figures"
 
-DEBIAN_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql \
-                   etcd-server etcd-client patroni python3-etcd haproxy keepalived supervisor python3-venv \
-                   chromium containerd runc containernetworking-plugins busybox-static gcc libc6-dev curl
+# Debian programs: the lab and the trading stack; the lab's Kubernetes clusters; the tests (the audit report's
+# rendering in a headless browser).
+LAB_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql etcd-server etcd-client \
+                patroni python3-etcd haproxy keepalived supervisor python3-venv curl
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins busybox-static gcc libc6-dev
+TEST_PACKAGES := chromium
 
-setup: $(STAMP) system toolchain
+setup: setup-lab setup-kubernetes
+	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES)"
 
-# Debian programs the lab runs (checked first, so a machine that has them is not touched).
-system:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+# The venv, the lab's Debian programs and the Pulumi CLI (from Go modules at the SDK's version, cached outside
+# the clone): all the demo uses.
+setup-lab: $(STAMP)
+	@$(MAKE) --no-print-directory packages PACKAGES="$(LAB_PACKAGES)"
+	@infra/toolchain/build-pulumi.sh $(BIN)/python
+
+# Pulumi's Kubernetes provider at its SDK's version and Kubernetes itself (one binary), from Go modules, with
+# the Debian programs the lab's clusters run (skipped when already built).
+setup-kubernetes: setup-lab
+	@$(MAKE) --no-print-directory packages PACKAGES="$(CLUSTER_PACKAGES)"
+	@infra/toolchain/build-pulumi-kubernetes.sh $(BIN)/python
+	@infra/toolchain/build-kubernetes.sh
+
+# Debian packages not yet installed, installed (checked first, so a machine that has them is not touched).
+packages:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing (run make setup as root)"; exit 3; fi; \
 	  echo "installing: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-
-# Built from Go modules at pinned versions, cached outside the clone (skipped when already built): the Pulumi
-# CLI and its Kubernetes provider at their SDKs' versions, and Kubernetes itself (one binary).
-toolchain: $(STAMP)
-	@infra/toolchain/build-pulumi.sh $(BIN)/python
-	@infra/toolchain/build-pulumi-kubernetes.sh $(BIN)/python
-	@infra/toolchain/build-kubernetes.sh
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tradestack needs Python 3.11+")'
@@ -44,15 +57,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: setup
+demo: setup-lab
 	$(BIN)/tradestack topology validate $(TOPOLOGY)
 	$(BIN)/tradestack capacity check $(TOPOLOGY)
-	$(BIN)/tradestack stack up --stack lab --topology $(TOPOLOGY)
-	$(BIN)/tradestack deploy --stack lab
-	$(BIN)/tradestack status --stack lab
+	$(BIN)/tradestack stack up --stack $(STACK) --topology $(TOPOLOGY)
+	$(BIN)/tradestack deploy --stack $(STACK)
+	$(BIN)/tradestack status --stack $(STACK)
 	@# a verdict that fails (exit 1) is the demo's result, shown in full; any other error stops it
-	$(BIN)/tradestack drill run carrier-outage --stack lab || [ $$? -eq 1 ]
-	$(BIN)/tradestack audit run --stack lab --out reports/audit
+	$(BIN)/tradestack drill run carrier-outage --stack $(STACK) || [ $$? -eq 1 ]
+	$(BIN)/tradestack audit run --stack $(STACK) --out reports/audit
 
 test: setup
 	$(BIN)/pytest -n 2 --dist loadgroup --junitxml=reports/junit.xml

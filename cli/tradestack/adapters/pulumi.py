@@ -83,6 +83,14 @@ def provider_dirs() -> list[Path]:
     return found
 
 
+def require_provider(name: str) -> None:
+    """EnvironmentProblem unless the resource provider `name` (its SDK's version) was built here."""
+    if not any(d.parent.parent.name == f"pulumi-{name}" for d in provider_dirs()):
+        raise EnvironmentProblem(f"Pulumi's {name} provider is not built: run `make setup-{name}` (it builds "
+                                 f"pulumi-resource-{name} from Go modules at its SDK's version, about 10 min the "
+                                 "first time)")
+
+
 def _shim_dir(root: Path) -> Path:
     """Directory holding pulumi-resource-pulumi-python for this interpreter."""
     d = root / "plugin-shims"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.kube import Cluster, KubeError
-from ..adapters.pulumi import OpResult
+from ..adapters.pulumi import OpResult, require_provider
 from ..hostsettings import HostSettings
 from ..paths import cache_dir, state_dir
 from ..polling import each, wait_for
@@ -119,11 +119,13 @@ class ClusterLifecycle:
         return self.base.expected_resources()
 
     def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
+        require_provider("kubernetes")  # before anything: the workloads are applied through it
         result = self.base.preview(on_event)
         workloads = self._workloads() if self.base.exists() else None
         return _merged(result, workloads.preview() if workloads else None)
 
     def up(self, on_event: Callable[[Any], None] | None = None) -> tuple[OpResult, Any]:
+        require_provider("kubernetes")
         result, files = self.base.up(on_event)
         workloads = self._workloads()  # applied by a deploy; up repairs what drifted since
         return _merged(result, workloads.up(refresh=True) if workloads else None), files

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.commands import run
+from ..errors import EnvironmentProblem
 from ..builds.images import ImageSpec, build
 from ..paths import cache_dir
 from ..polling import wait_for
@@ -157,17 +158,32 @@ def from_props(values: dict[str, Any]) -> ClusterSpec:
 
 
 def kube_bin() -> Path:
-    """The multi-call binary built by `make setup` (infra/toolchain/build-kubernetes.sh)."""
+    """The multi-call binary built by `make setup-kubernetes` (infra/toolchain/build-kubernetes.sh)."""
     path = cache_dir() / "kubernetes" / f"v{KUBERNETES_VERSION}" / "bin"
     if not (path / "kube").exists():
-        raise LabError(f"Kubernetes v{KUBERNETES_VERSION} is not built ({path / 'kube'} missing): run make setup")
+        raise EnvironmentProblem(f"Kubernetes v{KUBERNETES_VERSION} is not built ({path / 'kube'} missing): run "
+                                 "`make setup-kubernetes` (about 10 min the first time)")
     return path
+
+
+def toolchain_problems() -> list[str]:
+    """What this machine lacks to run the lab's clusters (empty: nothing): checked before a stack with clusters
+    is brought up, so that nothing is half-created for want of a program."""
+    problems = []
+    for check in (kube_bin, *(lambda p=p: _need(p) for p in ("containerd", "ctr", "runc"))):
+        try:
+            check()
+        except EnvironmentProblem as exc:
+            problems.append(str(exc))
+    if not (Path(CNI_BIN) / "bridge").exists():
+        problems.append(f"the CNI plugins are not installed ({CNI_BIN}/bridge missing): run `make setup-kubernetes`")
+    return problems
 
 
 def _need(program: str) -> str:
     found = shutil.which(program) or (f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None)
     if not found:
-        raise LabError(f"{program} is not installed: run make setup")
+        raise EnvironmentProblem(f"{program} is not installed: run `make setup-kubernetes`")
     return found
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from ..adapters.ansible import ssh_access_vars
 from ..adapters.pulumi import ManagedStack, OpResult, StackSpec, ensure_private
-from ..errors import InputError
+from ..errors import EnvironmentProblem, InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
 from ..topology import load_topology
@@ -73,14 +73,26 @@ class LabStack(ManagedStack):
         if self.topology is None and not self._pulumi.exists():
             raise InputError(f"stack {self.name!r} does not exist yet: give --topology FILE")
 
+    def _needs_toolchain(self) -> None:
+        """A stack with clusters needs the Kubernetes toolchain (`make setup-kubernetes`): said before Pulumi
+        starts, so that nothing is half-created for want of a program."""
+        wanted = self.clusters if self.clusters is not None else (
+            self._pulumi.exists() and self._pulumi.config().get("tradestack:clusters") == "true")
+        problems = cluster.toolchain_problems() if wanted else []
+        if problems:
+            raise EnvironmentProblem("this stack runs a Kubernetes cluster per site, and this machine cannot yet: "
+                                     + "; ".join(problems))
+
     def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
         require_net_admin()
         self._needs_topology()
+        self._needs_toolchain()
         return self._pulumi.preview(on_event)
 
     def up(self, on_event: Callable[[Any], None] | None = None) -> tuple[OpResult, AccessFiles]:
         require_net_admin()
         self._needs_topology()
+        self._needs_toolchain()
         result = self._pulumi.up(on_event)
         return result, self.write_access_files()
 
