@@ -233,3 +233,28 @@ def test_capacity_live_on_a_stack_without_clusters_says_there_is_nothing_to_read
     monkeypatch.setattr(registry, "open_stack", lambda name: NoClusters())
     r = run("capacity", "check", "--live", "--stack", "staging")
     assert r.exit_code == ExitCode.BAD_INPUT and "runs no Kubernetes clusters" in r.output, r.output
+
+
+def test_stack_secret_show_prints_the_value_the_stack_holds_for_a_hand_over(monkeypatch):
+    from tradestack.substrates import registry
+
+    class Held:
+        def secrets(self, names):
+            return {n: f"value-of-{n}" for n in names}
+
+    monkeypatch.setattr(registry, "open_stack", lambda name: Held())
+    r = run("stack", "secret", "dbAppPassword", "--stack", "lab", "--show")
+    assert r.exit_code == 0 and r.stdout == "value-of-dbAppPassword", r.output
+    r = run("stack", "secret", "dbRootPassword", "--stack", "lab", "--show")
+    assert r.exit_code == ExitCode.BAD_INPUT and "is not a deploy secret" in r.output, r.output
+
+
+def test_a_hosts_file_is_written_only_for_a_stack_whose_machines_have_none(tmp_path, monkeypatch):
+    from tradestack.substrates import registry
+
+    from .memory_substrate import MemorySubstrate
+
+    monkeypatch.setattr(registry, "open_stack", lambda name: MemorySubstrate(tmp_path))
+    r = run("stack", "hosts-file", "--stack", "mem", "--key", str(tmp_path / "key"), "--out", str(tmp_path / "h.yaml"))
+    assert r.exit_code == ExitCode.BAD_INPUT and "already described by a hosts file" in r.output, r.output
+    assert not (tmp_path / "h.yaml").exists()

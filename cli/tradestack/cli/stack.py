@@ -234,10 +234,14 @@ def config(ctx: typer.Context, key: str = typer.Argument(None, help="A drill pol
 @app.command()
 def secret(ctx: typer.Context, name: str = typer.Argument(..., help="dbSuperuserPassword, dbReplicationPassword or "
                                                                    "dbAppPassword."),
-           stack: str = StackOpt, json: bool = JsonOpt) -> None:
+           stack: str = StackOpt,
+           show: bool = typer.Option(False, "--show", help="Print the secret's value on stdout instead (to hand it "
+                                                           "over to the operator of another stack of the same hosts)."),
+           json: bool = JsonOpt) -> None:
     """Set (or rotate) one of the stack's deploy secrets from standard input, never from the command line (it
     would show in the process list and the shell's history). Kept encrypted in the stack; the next deploy uses
-    it. Use it to adopt hosts whose database was deployed with secrets of its own.
+    it. Use it to adopt hosts whose database was deployed with secrets of its own; `--show` prints the value the
+    stack holds, for exactly that hand-over.
 
     Example: [bold]printf %s "$PASSWORD" | tradestack stack secret dbAppPassword --stack staging[/]
     """
@@ -249,6 +253,15 @@ def secret(ctx: typer.Context, name: str = typer.Argument(..., help="dbSuperuser
     want_json(ctx, json)
     if name not in SECRET_NAMES:
         raise InputError(f"{name!r} is not a deploy secret; they are {', '.join(SECRET_NAMES)}")
+    if show:
+        from ..substrates import registry
+
+        value = registry.open_stack(stack).secrets([name])[name]
+        if json:
+            print_json({"ok": True, "stack": stack, "secret": name, "value": value})
+        else:
+            sys.stdout.write(value)
+        return
     if sys.stdin.isatty():
         raise InputError(f"give {name} on standard input, e.g. printf %s \"$VALUE\" | tradestack stack secret {name}")
     value = sys.stdin.read().rstrip("\n")
@@ -259,3 +272,29 @@ def secret(ctx: typer.Context, name: str = typer.Argument(..., help="dbSuperuser
         print_json({"ok": True, "stack": stack, "secret": name})
         return
     out.print(f"{name} set for stack {stack}; the next deploy uses it", highlight=False)
+
+
+@app.command("hosts-file")
+def hosts_file(ctx: typer.Context, key: Path = typer.Option(..., "--key", help="The private key the hosts file "
+                                                                             "names for logging in (a copy of the stack's)."),
+               out_file: Path = typer.Option(..., "--out", help="Where to write the hosts file."),
+               stack: str = StackOpt, json: bool = JsonOpt) -> None:
+    """Write a hosts file that describes a lab stack's machines as an estate reached over SSH (management
+    addresses, pinned host keys, each edge router's uplinks): to try `stack up --substrate hosts` on the lab, as
+    docs/adopting-an-estate.md does. The key named must be a copy of the lab's (`--key` is where it will be).
+
+    Example: [bold]sudo tradestack stack hosts-file --stack lab --key /home/sre/estate/id_ed25519 --out hosts.yaml[/]
+    """
+    import yaml
+
+    from ..substrates import registry
+
+    want_json(ctx, json)
+    document = registry.open_stack(stack).hosts_file(key)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    if json:
+        print_json({"ok": True, "stack": stack, "hosts_file": str(out_file), "hosts": len(document["hosts"])})
+        return
+    out.print(f"{out_file}: {len(document['hosts'])} hosts in {len(document['sites'])} sites of stack {stack}",
+              highlight=False)

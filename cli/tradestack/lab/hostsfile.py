@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..substrates.inventory import read_hosts
 from ..topology import load_topology
 from .stack import LabStack
 
@@ -17,7 +16,7 @@ def hosts_file(stack: LabStack, private_key: Path) -> dict[str, Any]:
     """The hosts file's content (a mapping, ready for YAML) for a lab stack that is up."""
     outputs = stack.outputs()
     keys = {line.split()[0]: " ".join(line.split()[1:3]) for line in outputs["known_hosts"].splitlines() if line}
-    inventory = yaml.safe_load(stack.access_files().inventory.read_text())["all"]["hosts"]
+    inventory = read_hosts(stack.access_files().inventory)
     topology = stack.topology_path()
     sites = []
     for site in load_topology(topology).sites:
@@ -28,14 +27,15 @@ def hosts_file(stack: LabStack, private_key: Path) -> dict[str, Any]:
                                            for u in site.uplinks},
                                "birdc": f"/usr/sbin/birdc -s {stack.daemons_dir / edge['host'] / 'bird.ctl'}"}})
     hosts = []
-    for name, hv in inventory.items():
-        entry = {"name": name, "service": hv["service"], "address": hv["ansible_host"],
-                 "lan_address": hv["lan_address"], "host_key": keys[hv["ansible_host"]],
+    for name, host in inventory.items():
+        assert host.address is not None, name  # the lab's inventory gives every host its management address
+        entry = {"name": name, "service": host.service, "address": host.address, "lan_address": host.lan_address,
+                 "host_key": keys[host.address],
                  "sshd_config": str(stack.daemons_dir / name / "sshd_config")}  # the lab's sshd is its own
-        if hv.get("site"):
-            entry["site"] = hv["site"]
-        if hv.get("upstream"):
-            entry["upstream"] = hv["upstream"]
+        if host.site:
+            entry["site"] = host.site
+        if host.upstream:
+            entry["upstream"] = host.upstream
         hosts.append(entry)
     return {"topology": str(topology), "ssh": {"user": "root", "private_key": str(private_key)},
             # one kernel, one filesystem, no systemd: what the lab's hosts are

@@ -239,6 +239,13 @@ class Substrate(ABC):
         defaults are a real machine's."""
         return {"sshd_config": {name: "/etc/ssh/sshd_config" for name in self.hosts}, "uplink_probes": {}}
 
+    def hosts_file(self, private_key: Path) -> dict[str, Any]:
+        """This stack's machines as a hosts file describes an estate (for `stack up --substrate hosts`), with
+        `private_key` as the key to log in with; only a substrate whose machines have no hosts file of their own
+        (the lab) writes one."""
+        raise InputError(f"stack {self.name!r} runs on substrate {self.kind!r}, whose machines are already described "
+                         "by a hosts file: use that one")
+
     # -- one fault, wherever it acts: the clusters take theirs, the hosts the rest ---------------------
     def actuator(self, fault: Fault) -> Actuator:
         """The fault resolved now, with its inverse; FaultRefused if this stack cannot apply it."""
