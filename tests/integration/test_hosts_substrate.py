@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -116,18 +117,21 @@ def operator(deployed):
 
 @pytest.fixture(scope="module")
 def estate(deployed, operator):
-    """A hosts file for the deployed lab in the operator's home, and a hosts stack brought up from it by the
-    operator, through the CLI, under the lab's host settings (one deployment, seen through two stacks)."""
-    from tradestack.lab.hostsfile import hosts_file
-
+    """docs/adopting-an-estate.md, steps 2 to 4, through the CLI: the lab writes a hosts file of its machines into
+    the operator's home (root), the operator registers them under the lab's name and host settings, and takes over
+    the database secrets the lab's deploy used, printed by root and read from standard input (one deployment, seen
+    through two stacks)."""
     lab = deployed["stack"]
     work = operator.home / "estate"
     work.mkdir()
     key = work / "id_ed25519"
     shutil.copyfile(lab.access_files().private_key, key)
-    document = hosts_file(lab, key)
-    document["topology"] = str(operator.checkout / Path(document["topology"]).relative_to(ROOT))
     path = work / "hosts.yaml"
+    wrote = subprocess.run([sys.executable, "-m", "tradestack", "stack", "hosts-file", "--stack", lab.name, "--key",
+                            str(key), "--out", str(path), "--json"], capture_output=True, text=True, timeout=120)
+    assert wrote.returncode == 0 and json.loads(wrote.stdout)["hosts"] >= 10, wrote.stdout + wrote.stderr[-2000:]
+    document = yaml.safe_load(path.read_text())  # its topology, as the operator's copy of the checkout has it
+    document["topology"] = str(operator.checkout / Path(document["topology"]).relative_to(ROOT))
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     subprocess.run(["chown", "-R", f"{operator.user}:{operator.user}", str(work)], check=True)
     key.chmod(0o600)
@@ -138,9 +142,12 @@ def estate(deployed, operator):
                       "--json")
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        # the database secrets the lab's deploy used, handed over on standard input
-        for name, value in lab.secrets(["dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword"]).items():
-            done = operator.cli("stack", "secret", name, "--stack", lab.name, input=value)
+        # the database secrets the lab's deploy used, printed by root and handed over on standard input
+        for name in ("dbSuperuserPassword", "dbReplicationPassword", "dbAppPassword"):
+            shown = subprocess.run([sys.executable, "-m", "tradestack", "stack", "secret", name, "--stack", lab.name,
+                                    "--show"], capture_output=True, text=True, timeout=60)
+            assert shown.returncode == 0 and shown.stdout, shown.stderr[-2000:]
+            done = operator.cli("stack", "secret", name, "--stack", lab.name, input=shown.stdout)
             assert done.returncode == 0, done.stderr
         files = json.loads(up.stdout)["files"]
         yield {"lab": lab, "file": path, "up": json.loads(up.stdout), "operator": operator,
