@@ -164,7 +164,9 @@ MAX_CLUSTER_SITES = 31
 
 def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None, clusters: bool = False) -> LabPlan:
     """Decide every namespace, link, address, router and host of the lab for `topology` (and with `clusters`,
-    a Kubernetes node in each site that runs a stateless service)."""
+    a Kubernetes node in each site that runs a stateless service). Management addresses are handed out in the
+    order of the steps below (site hosts, then venues and clients, edge routers, cluster nodes), so that a host
+    keeps its address when what follows it changes."""
     if not STACK_NAME.match(stack):
         raise InputError(f"stack name {stack!r} must be 1-8 lower-case letters or digits, starting with a "
                          "letter (it prefixes every interface and namespace)")
@@ -173,136 +175,166 @@ def plan_lab(topology: Topology, stack: str, mgmt_slot: int | None = None, clust
         raise InputError(f"management slot must be 0..{MGMT_SLOTS - 1}, got {slot}")
     if len(topology.sites) > 127:
         raise InputError("the lab supports at most 127 sites")
+    if clusters and len(topology.sites) > MAX_CLUSTER_SITES:
+        raise InputError(f"the lab runs Kubernetes clusters for at most {MAX_CLUSTER_SITES} sites")
     _check_names(topology)
 
-    p2p = _P2P()
-    mgmt = ipaddress.IPv4Network((int(MGMT_NET.network_address) + slot * 1024, 22))
-    mgmt_hosts = (str(ip) for ip in list(mgmt.hosts())[9:])
-    namespaces: list[Namespace] = []
-    bridges: list[Bridge] = []
-    links: list[Link] = []
-    routers: dict[str, Router] = {}
-    hosts: list[Host] = []
-    mgmt_bridge = f"{stack}-mgmt"
-    bridges.append(Bridge("mgmt", None, mgmt_bridge, f"{mgmt.network_address + 1}/22"))
+    lab = _Builder(stack, ipaddress.IPv4Network((int(MGMT_NET.network_address) + slot * 1024, 22)))
+    lab.exchange_and_outside(topology)
+    lab.carriers(topology)
+    lab.sites(topology)
+    lab.venues_and_clients(topology)
+    lab.edge_management(topology)
+    if clusters:
+        lab.cluster_nodes(topology)
+    for r in lab.routers.values():
+        if not r.router_id:
+            r.router_id = r.neighbors[0].local if r.neighbors else "198.18.255.255"
 
-    ix = f"{stack}-ix"
-    namespaces.append(Namespace(ix, "ix", forwarding=True))
-    routers[ix] = Router(ix, "ix", AS_IX, "", transit=True)
-    clients = f"{stack}-clients"
-    namespaces.append(Namespace(clients, "clients", loopback=(CLIENTS_ADDR,)))
-    routers[clients] = Router(clients, "clients", AS_CLIENTS, CLIENTS_ADDR, announce_static=[CLIENTS_ADDR])
-    upstream_addrs: dict[str, str] = {}
-    for k, up in enumerate(topology.upstreams):
-        ns, addr = f"{stack}-upstream-{up.name}", f"198.19.{16 + k}.1"
-        upstream_addrs[up.name] = addr
-        namespaces.append(Namespace(ns, "upstream", loopback=(addr,)))
-        routers[ns] = Router(ns, "upstream", AS_UPSTREAM + k, addr, announce_static=[addr])
+    fault_map = _fault_map(topology, lab.links, lab.uplink_links, lab.site_namespaces, lab.carrier_ns, stack,
+                           lab.hosts)
+    plan = LabPlan(stack, topology.name, lab.namespaces, lab.bridges, lab.links, list(lab.routers.values()),
+                   lab.hosts, lab.mgmt_bridge, str(lab.mgmt), lab.site_prefixes, lab.clients, CLIENTS_ADDR,
+                   lab.upstream_addrs, fault_map, lab.edges, lab.nodes)
+    _check_interfaces(plan)
+    return plan
 
-    def connect(key: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
-        a_ip, b_ip = p2p.pair()
-        links.append(Link(key, End(ns_a, if_a, f"{a_ip}/31"), End(ns_b, if_b, f"{b_ip}/31")))
-        ra, rb = routers[ns_a], routers[ns_b]
+
+class _Builder:
+    """The lab's parts as `plan_lab` decides them, step by step."""
+
+    def __init__(self, stack: str, mgmt: ipaddress.IPv4Network):
+        self.stack, self.mgmt = stack, mgmt
+        self.p2p = _P2P()
+        self._mgmt_hosts = (str(ip) for ip in list(mgmt.hosts())[9:])
+        self.namespaces: list[Namespace] = []
+        self.links: list[Link] = []
+        self.routers: dict[str, Router] = {}
+        self.hosts: list[Host] = []
+        self.edges: list[Host] = []
+        self.nodes: list[ClusterNode] = []
+        self.mgmt_bridge = f"{stack}-mgmt"
+        self.bridges = [Bridge("mgmt", None, self.mgmt_bridge, f"{mgmt.network_address + 1}/22")]
+        self.ix, self.clients = f"{stack}-ix", f"{stack}-clients"
+        self.upstream_addrs: dict[str, str] = {}
+        self.carrier_ns: dict[str, str] = {}
+        self.site_prefixes: dict[str, str] = {}
+        self.uplink_links: dict[tuple[str, str], Link] = {}
+        self.site_namespaces: dict[str, list[str]] = {}
+
+    def next_mgmt(self) -> str:
+        return next(self._mgmt_hosts)
+
+    def connect(self, key: str, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+        a_ip, b_ip = self.p2p.pair()
+        self.links.append(Link(key, End(ns_a, if_a, f"{a_ip}/31"), End(ns_b, if_b, f"{b_ip}/31")))
+        ra, rb = self.routers[ns_a], self.routers[ns_b]
         ra.neighbors.append(Neighbor(if_a, a_ip, b_ip, rb.asn))
         rb.neighbors.append(Neighbor(if_b, b_ip, a_ip, ra.asn))
 
-    carrier_ns = {}
-    for j, carrier in enumerate(topology.carriers):
-        ns = f"{stack}-carrier-{carrier.name}"
-        carrier_ns[carrier.name] = ns
-        namespaces.append(Namespace(ns, "carrier", forwarding=True))
-        routers[ns] = Router(ns, "carrier", AS_CARRIER + j, "", transit=True)
-        connect(f"ix-{carrier.name}", ns, "ix", ix, f"c-{carrier.name}")
-        connect(f"clients-{carrier.name}", ns, "clients", clients, f"c-{carrier.name}")
-        for up in topology.upstreams:
-            connect(f"upstream-{up.name}-{carrier.name}", ns, f"u-{up.name}",
-                    f"{stack}-upstream-{up.name}", f"c-{carrier.name}")
+    def managed(self, ns: str, bridge_port: str) -> str:
+        """`ns` on the management bridge; its management address."""
+        mgmt_ip = self.next_mgmt()
+        self.links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
+                               End(None, bridge_port, None, bridge=self.mgmt_bridge)))
+        return mgmt_ip
 
-    site_prefixes: dict[str, str] = {}
-    uplink_links: dict[tuple[str, str], Link] = {}
-    site_namespaces: dict[str, list[str]] = {}
-    for i, site in enumerate(topology.sites, start=1):
-        lan = ipaddress.IPv4Network((int(LAN_BASE) + i * 256, 24))
-        site_prefixes[site.name] = str(lan)
-        gw = str(lan.network_address + 1)
-        edge = f"{stack}-{site.name}-edge"
-        namespaces.append(Namespace(edge, "edge", site.name, forwarding=True))
-        site_namespaces[site.name] = [edge]
-        routers[edge] = Router(edge, "edge", AS_SITE + i - 1, gw, announce_lan="lan")
-        bridges.append(Bridge(f"lan-{site.name}", edge, "lan", f"{gw}/24"))
-        for uplink in site.uplinks:
-            connect(f"uplink-{site.name}-{uplink.carrier}", edge, f"c-{uplink.carrier}",
-                    carrier_ns[uplink.carrier], f"s-{site.name}")
-            uplink_links[(site.name, uplink.carrier)] = links[-1]
-        n_host = 0
-        for svc in topology.services:
-            for idx in range(1, svc.placement.get(site.name, 0) + 1):
-                n_host += 1
-                ns = f"{stack}-{site.name}-{svc.name}-{idx}"
-                lan_ip = str(lan.network_address + 9 + n_host)
-                mgmt_ip = next(mgmt_hosts)
-                host = Host(ns, site.name, svc.name, idx, lan_ip, gw, mgmt_ip)
-                hosts.append(host)
-                namespaces.append(Namespace(ns, "host", site.name))
-                site_namespaces[site.name].append(ns)
-                links.append(Link(f"lan-{ns}", End(ns, "lan0", f"{lan_ip}/24"),
-                                  End(edge, f"h{n_host}", None, bridge="lan")))
-                links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
-                                  End(None, f"{stack}m{len(hosts)}", None, bridge=mgmt_bridge)))
+    def exchange_and_outside(self, topology: Topology) -> None:
+        """The exchange point peering every carrier, the clients, and one namespace per upstream venue."""
+        self.namespaces.append(Namespace(self.ix, "ix", forwarding=True))
+        self.routers[self.ix] = Router(self.ix, "ix", AS_IX, "", transit=True)
+        self.namespaces.append(Namespace(self.clients, "clients", loopback=(CLIENTS_ADDR,)))
+        self.routers[self.clients] = Router(self.clients, "clients", AS_CLIENTS, CLIENTS_ADDR,
+                                            announce_static=[CLIENTS_ADDR])
+        for k, up in enumerate(topology.upstreams):
+            ns, addr = f"{self.stack}-upstream-{up.name}", f"198.19.{16 + k}.1"
+            self.upstream_addrs[up.name] = addr
+            self.namespaces.append(Namespace(ns, "upstream", loopback=(addr,)))
+            self.routers[ns] = Router(ns, "upstream", AS_UPSTREAM + k, addr, announce_static=[addr])
 
-    # Venues and clients are hosts too (the deploy puts venue simulators and the load generator there);
-    # added after the sites so site hosts keep their management addresses.
-    outside = [(f"{stack}-upstream-{up.name}", "venue", upstream_addrs[up.name], up.name) for up in topology.upstreams]
-    outside.append((clients, "loadgen", CLIENTS_ADDR, None))
-    for ns, service, address, upstream in outside:
-        mgmt_ip = next(mgmt_hosts)
-        hosts.append(Host(ns, None, service, 1, address, None, mgmt_ip, upstream))
-        links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
-                          End(None, f"{stack}m{len(hosts)}", None, bridge=mgmt_bridge)))
+    def carriers(self, topology: Topology) -> None:
+        """A transit namespace per carrier, linked to the exchange, the clients and every upstream."""
+        for j, carrier in enumerate(topology.carriers):
+            ns = f"{self.stack}-carrier-{carrier.name}"
+            self.carrier_ns[carrier.name] = ns
+            self.namespaces.append(Namespace(ns, "carrier", forwarding=True))
+            self.routers[ns] = Router(ns, "carrier", AS_CARRIER + j, "", transit=True)
+            self.connect(f"ix-{carrier.name}", ns, "ix", self.ix, f"c-{carrier.name}")
+            self.connect(f"clients-{carrier.name}", ns, "clients", self.clients, f"c-{carrier.name}")
+            for up in topology.upstreams:
+                self.connect(f"upstream-{up.name}-{carrier.name}", ns, f"u-{up.name}",
+                             f"{self.stack}-upstream-{up.name}", f"c-{carrier.name}")
 
-    # Edge routers get management access last, so every other host keeps its management address.
-    edges: list[Host] = []
-    for site in topology.sites:
-        edge = f"{stack}-{site.name}-edge"
-        mgmt_ip = next(mgmt_hosts)
-        edges.append(Host(edge, site.name, "edge", 1, str(ipaddress.ip_network(site_prefixes[site.name])
-                                                          .network_address + 1), None, mgmt_ip))
-        links.append(Link(f"mgmt-{edge}", End(edge, "mgmt0", f"{mgmt_ip}/22"),
-                          End(None, f"{stack}e{len(edges)}", None, bridge=mgmt_bridge)))
+    def sites(self, topology: Topology) -> None:
+        """Per site: its edge router with the LAN bridge and an uplink per carrier, and a host per instance."""
+        for i, site in enumerate(topology.sites, start=1):
+            lan = ipaddress.IPv4Network((int(LAN_BASE) + i * 256, 24))
+            self.site_prefixes[site.name] = str(lan)
+            gw = str(lan.network_address + 1)
+            edge = f"{self.stack}-{site.name}-edge"
+            self.namespaces.append(Namespace(edge, "edge", site.name, forwarding=True))
+            self.site_namespaces[site.name] = [edge]
+            self.routers[edge] = Router(edge, "edge", AS_SITE + i - 1, gw, announce_lan="lan")
+            self.bridges.append(Bridge(f"lan-{site.name}", edge, "lan", f"{gw}/24"))
+            for uplink in site.uplinks:
+                self.connect(f"uplink-{site.name}-{uplink.carrier}", edge, f"c-{uplink.carrier}",
+                             self.carrier_ns[uplink.carrier], f"s-{site.name}")
+                self.uplink_links[(site.name, uplink.carrier)] = self.links[-1]
+            n_host = 0
+            for svc in topology.services:
+                for idx in range(1, svc.placement.get(site.name, 0) + 1):
+                    n_host += 1
+                    ns = f"{self.stack}-{site.name}-{svc.name}-{idx}"
+                    lan_ip = str(lan.network_address + 9 + n_host)
+                    mgmt_ip = self.next_mgmt()
+                    self.hosts.append(Host(ns, site.name, svc.name, idx, lan_ip, gw, mgmt_ip))
+                    self.namespaces.append(Namespace(ns, "host", site.name))
+                    self.site_namespaces[site.name].append(ns)
+                    self.links.append(Link(f"lan-{ns}", End(ns, "lan0", f"{lan_ip}/24"),
+                                           End(edge, f"h{n_host}", None, bridge="lan")))
+                    self.links.append(Link(f"mgmt-{ns}", End(ns, "mgmt0", f"{mgmt_ip}/22"),
+                                           End(None, f"{self.stack}m{len(self.hosts)}", None,
+                                               bridge=self.mgmt_bridge)))
 
-    nodes: list[ClusterNode] = []
-    if clusters:
-        if len(topology.sites) > MAX_CLUSTER_SITES:
-            raise InputError(f"the lab runs Kubernetes clusters for at most {MAX_CLUSTER_SITES} sites")
+    def venues_and_clients(self, topology: Topology) -> None:
+        """Venues and clients are hosts too (the deploy puts venue simulators and the load generator there);
+        added after the sites so site hosts keep their management addresses."""
+        outside = [(f"{self.stack}-upstream-{up.name}", "venue", self.upstream_addrs[up.name], up.name)
+                   for up in topology.upstreams]
+        outside.append((self.clients, "loadgen", CLIENTS_ADDR, None))
+        for ns, service, address, upstream in outside:
+            mgmt_ip = self.managed(ns, f"{self.stack}m{len(self.hosts) + 1}")
+            self.hosts.append(Host(ns, None, service, 1, address, None, mgmt_ip, upstream))
+
+    def edge_management(self, topology: Topology) -> None:
+        """Edge routers get management access last, so every other host keeps its management address."""
+        for site in topology.sites:
+            edge = f"{self.stack}-{site.name}-edge"
+            mgmt_ip = self.managed(edge, f"{self.stack}e{len(self.edges) + 1}")
+            gw = str(ipaddress.ip_network(self.site_prefixes[site.name]).network_address + 1)
+            self.edges.append(Host(edge, site.name, "edge", 1, gw, None, mgmt_ip))
+
+    def cluster_nodes(self, topology: Topology) -> None:
+        """Two Kubernetes nodes in each site that runs a stateless service: a cluster whose every node is lost
+        evicts nothing (the node controller takes it for its own lost connectivity), so losing one node must
+        leave another for its pods."""
         stateless = [s for s in topology.services if s.kind == "stateless"]
         for i, site in enumerate(topology.sites, start=1):
             if not any(s.placement.get(site.name) for s in stateless):
                 continue
-            lan = ipaddress.IPv4Network(site_prefixes[site.name])
-            ns, node_ip = f"{stack}-{site.name}-k8s", str(lan.network_address + CLUSTER_NODE)
-            mgmt_ip = next(mgmt_hosts)
-            # two nodes: a cluster whose every node is lost evicts nothing (the node controller takes it for its own
-            # lost connectivity), so losing one node must leave another for its pods
-            ns2, node2_ip, mgmt2_ip = f"{ns}2", str(lan.network_address + CLUSTER_NODE + 1), next(mgmt_hosts)
-            nodes.append(ClusterNode(site.name, ns, node_ip, str(lan.network_address + 1), mgmt_ip,
-                                     f"198.19.{64 + i}.0/24", f"198.19.{96 + i}.0/24", ((ns2, node2_ip, mgmt2_ip),)))
+            lan = ipaddress.IPv4Network(self.site_prefixes[site.name])
+            ns, node_ip = f"{self.stack}-{site.name}-k8s", str(lan.network_address + CLUSTER_NODE)
+            mgmt_ip = self.next_mgmt()
+            ns2, node2_ip, mgmt2_ip = f"{ns}2", str(lan.network_address + CLUSTER_NODE + 1), self.next_mgmt()
+            self.nodes.append(ClusterNode(site.name, ns, node_ip, str(lan.network_address + 1), mgmt_ip,
+                                          f"198.19.{64 + i}.0/24", f"198.19.{96 + i}.0/24",
+                                          ((ns2, node2_ip, mgmt2_ip),)))
             for name, ip, mgmt_addr, suffix in ((ns, node_ip, mgmt_ip, ""), (ns2, node2_ip, mgmt2_ip, "b")):
-                namespaces.append(Namespace(name, "k8s", site.name, forwarding=True))
-                links.append(Link(f"lan-{name}", End(name, "lan0", f"{ip}/24"),
-                                  End(f"{stack}-{site.name}-edge", f"k{i}{suffix}", None, bridge="lan")))
-                links.append(Link(f"mgmt-{name}", End(name, "mgmt0", f"{mgmt_addr}/22"),
-                                  End(None, f"{stack}k{i}{suffix}", None, bridge=mgmt_bridge)))
-
-    for r in routers.values():
-        if not r.router_id:
-            r.router_id = r.neighbors[0].local if r.neighbors else "198.18.255.255"
-
-    fault_map = _fault_map(topology, links, uplink_links, site_namespaces, carrier_ns, stack, hosts)
-    plan = LabPlan(stack, topology.name, namespaces, bridges, links, list(routers.values()), hosts,
-                   mgmt_bridge, str(mgmt), site_prefixes, clients, CLIENTS_ADDR, upstream_addrs, fault_map, edges,
-                   nodes)
-    _check_interfaces(plan)
-    return plan
+                self.namespaces.append(Namespace(name, "k8s", site.name, forwarding=True))
+                self.links.append(Link(f"lan-{name}", End(name, "lan0", f"{ip}/24"),
+                                       End(f"{self.stack}-{site.name}-edge", f"k{i}{suffix}", None, bridge="lan")))
+                self.links.append(Link(f"mgmt-{name}", End(name, "mgmt0", f"{mgmt_addr}/22"),
+                                       End(None, f"{self.stack}k{i}{suffix}", None, bridge=self.mgmt_bridge)))
 
 
 def _fault_map(topology: Topology, links: list[Link], uplinks: dict[tuple[str, str], Link],
