@@ -52,13 +52,26 @@ def load_hosts_file(path: Path | str) -> Estate:
 
 
 def _check(spec: HostsFile, topology: Topology, doc: YamlDocument) -> list:
-    found = []
+    """Every way the file and the topology disagree, each with the file's line (all of them, at once)."""
+    found = _Found(doc)
+    _unique_machines(spec, found)
+    _sites(spec, topology, found)
+    _hosts(spec, topology, found)
+    _risk_groups(spec, topology, found)
+    return found.problems
 
-    def bad(loc: tuple, message: str, at_key: bool = False) -> None:
-        found.append(doc.problem(loc, message, at_key=at_key))
 
-    sites = {s.name: s for s in topology.sites}
-    services = {s.name for s in topology.services}
+class _Found:
+    def __init__(self, doc: YamlDocument):
+        self.doc = doc
+        self.problems: list = []
+
+    def bad(self, loc: tuple, message: str, at_key: bool = False) -> None:
+        self.problems.append(self.doc.problem(loc, message, at_key=at_key))
+
+
+def _unique_machines(spec: HostsFile, found: _Found) -> None:
+    """No two machines (hosts and edge routers) share a name or an address."""
     machines = [("sites", i, "edge", s.edge.name, s.edge.address) for i, s in enumerate(spec.sites)] + \
                [("hosts", i, None, h.name, h.address) for i, h in enumerate(spec.hosts)]
     seen_names: dict[str, tuple] = {}
@@ -66,71 +79,85 @@ def _check(spec: HostsFile, topology: Topology, doc: YamlDocument) -> list:
     for section, i, sub, name, address in machines:
         loc = (section, i, *((sub,) if sub else ()))
         if name in seen_names:
-            bad((*loc, "name"), f"duplicate name {name!r}")
+            found.bad((*loc, "name"), f"duplicate name {name!r}")
         if address in seen_addresses:
-            bad((*loc, "address"), f"address {address} is also {seen_addresses[address][1]}'s")
+            found.bad((*loc, "address"), f"address {address} is also {seen_addresses[address][1]}'s")
         seen_names[name], seen_addresses[address] = loc, (loc, name)
 
+
+def _sites(spec: HostsFile, topology: Topology, found: _Found) -> None:
+    """Each site of the file is the topology's, with an edge interface for exactly its uplinks; every site the
+    topology places a service in has an entry."""
+    sites = {s.name: s for s in topology.sites}
     declared_sites = set()
     for i, site in enumerate(spec.sites):
         if site.name not in sites:
-            bad(("sites", i, "name"), f"site {site.name!r} is not in the topology (known: {', '.join(sites)})")
+            found.bad(("sites", i, "name"), f"site {site.name!r} is not in the topology (known: {', '.join(sites)})")
             continue
         declared_sites.add(site.name)
         wanted = {u.carrier for u in sites[site.name].uplinks}
         for carrier in site.edge.uplinks:
             if carrier not in wanted:
-                bad(("sites", i, "edge", "uplinks", carrier),
-                    f"site {site.name} has no uplink to carrier {carrier!r} in the topology", at_key=True)
+                found.bad(("sites", i, "edge", "uplinks", carrier),
+                          f"site {site.name} has no uplink to carrier {carrier!r} in the topology", at_key=True)
         for carrier in sorted(wanted - set(site.edge.uplinks)):
-            bad(("sites", i, "edge", "uplinks"), f"no interface for site {site.name}'s uplink to carrier {carrier!r}")
+            found.bad(("sites", i, "edge", "uplinks"),
+                      f"no interface for site {site.name}'s uplink to carrier {carrier!r}")
     for name in sites:
         if name not in declared_sites and any(name in s.placement for s in topology.services):
-            found.append(doc.problem(("sites",), f"site {name!r} of the topology has no entry"))
+            found.problems.append(found.doc.problem(("sites",), f"site {name!r} of the topology has no entry"))
 
+
+def _hosts(spec: HostsFile, topology: Topology, found: _Found) -> None:
+    """Each host runs a service of the topology in a site of the file, on its LAN; as many per site as the
+    topology places; one load generator and one venue per upstream, outside every site."""
+    services = {s.name for s in topology.services}
     prefixes = {s.name: ipaddress.ip_network(s.prefix) for s in spec.sites}
     placed: Counter[tuple[str, str]] = Counter()
     for i, host in enumerate(spec.hosts):
         if host.service in OUTSIDE:
             if host.site is not None:
-                bad(("hosts", i, "site"), f"a {host.service} host runs outside every site; remove `site`")
+                found.bad(("hosts", i, "site"), f"a {host.service} host runs outside every site; remove `site`")
             if host.service == "venue" and host.upstream not in {u.name for u in topology.upstreams}:
-                bad(("hosts", i, "upstream"), f"a venue host names its upstream (one of "
-                                              f"{', '.join(u.name for u in topology.upstreams)})")
+                found.bad(("hosts", i, "upstream"), f"a venue host names its upstream (one of "
+                                                    f"{', '.join(u.name for u in topology.upstreams)})")
             continue
         if host.service not in services:
-            bad(("hosts", i, "service"), f"service {host.service!r} is not in the topology (known: "
-                                         f"{', '.join(sorted(services | set(OUTSIDE)))})")
+            found.bad(("hosts", i, "service"), f"service {host.service!r} is not in the topology (known: "
+                                               f"{', '.join(sorted(services | set(OUTSIDE)))})")
             continue
         if host.site is None or host.site not in prefixes:
-            bad(("hosts", i, "site"), f"a {host.service} host needs a site of this file "
-                                      f"({', '.join(prefixes) or 'none declared'})")
+            found.bad(("hosts", i, "site"), f"a {host.service} host needs a site of this file "
+                                            f"({', '.join(prefixes) or 'none declared'})")
             continue
         if ipaddress.ip_address(host.lan_address) not in prefixes[host.site]:
-            bad(("hosts", i, "lan_address"), f"{host.lan_address} is not in site {host.site}'s prefix "
-                                             f"{prefixes[host.site]}")
+            found.bad(("hosts", i, "lan_address"), f"{host.lan_address} is not in site {host.site}'s prefix "
+                                                   f"{prefixes[host.site]}")
         placed[(host.service, host.site)] += 1
+    whole = found.doc.problem
     for service in topology.services:
         for site, count in service.placement.items():
             if placed[(service.name, site)] != count:
-                found.append(doc.problem(("hosts",), f"the topology places {count} {service.name} in {site}; "
-                                                     f"the file has {placed[(service.name, site)]}"))
+                found.problems.append(whole(("hosts",), f"the topology places {count} {service.name} in {site}; "
+                                                        f"the file has {placed[(service.name, site)]}"))
     outside = Counter(h.service for h in spec.hosts if h.service in OUTSIDE)
     if outside["loadgen"] != 1:
-        found.append(doc.problem(("hosts",), f"one loadgen host (where the clients run) is needed; "
-                                             f"the file has {outside['loadgen']}"))
+        found.problems.append(whole(("hosts",), f"one loadgen host (where the clients run) is needed; "
+                                                f"the file has {outside['loadgen']}"))
     venues = Counter(h.upstream for h in spec.hosts if h.service == "venue")
     for upstream in topology.upstreams:
         if venues[upstream.name] != 1:
-            found.append(doc.problem(("hosts",), f"upstream {upstream.name!r} needs one venue host; "
-                                                 f"the file has {venues[upstream.name]}"))
+            found.problems.append(whole(("hosts",), f"upstream {upstream.name!r} needs one venue host; "
+                                                    f"the file has {venues[upstream.name]}"))
 
+
+def _risk_groups(spec: HostsFile, topology: Topology, found: _Found) -> None:
+    """Risk groups the file adds are the topology's, and their members are hosts of the file."""
     groups = set(risk_group_index(topology).groups)
     names = {h.name for h in spec.hosts}
     for group, members in spec.risk_groups.items():
         if group not in groups:
-            bad(("risk_groups", group), f"risk group {group!r} is not in the topology", at_key=True)
+            found.bad(("risk_groups", group), f"risk group {group!r} is not in the topology", at_key=True)
         for j, member in enumerate(members):
             if member not in names:
-                bad(("risk_groups", group, j), f"no host {member!r} in this file")
-    return found
+                found.bad(("risk_groups", group, j), f"no host {member!r} in this file")
