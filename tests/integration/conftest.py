@@ -126,3 +126,10 @@ def driven_at_the_requirement(result: dict, topology, cut: list[str] | None = No
     for m in result["scenarios"]:
         assert m["target_per_s"] == pytest.approx(topology.required("orders_per_second"), abs=0.01), m
         assert m["sessions"] == topology.required("sessions"), m
+
+
+# What depends on how fast this machine is on the day: recovery time, errors while recovering, and whether a
+# 3 x peak spike on a saturated 2-core machine was answered before the clients' timeout. The drills' integration
+# tests require every other check to pass; these are figures the reports and the benchmarks keep
+# (tests/bench/bench_drills.py), judged against bounds derived from five runs (docs/drills.md).
+TIMED = frozenset({"recovery time (s)", "client error rate", "load spike answered with 429s, no 5xx or timeouts"})

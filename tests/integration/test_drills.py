@@ -20,13 +20,10 @@ from tradestack.drills import files, history
 from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.lab import netlink, routing
 
-from .conftest import driven_at_the_requirement
+from .conftest import TIMED, driven_at_the_requirement
 
 pytestmark = [pytest.mark.integration, pytest.mark.peak, pytest.mark.timeout(900)]
 
-# what depends on how fast this machine is on the day: recovery time, errors while recovering, and whether a
-# 3 x peak spike on a saturated 2-core machine was answered before the clients' timeout
-TIMED = {"recovery time (s)", "client error rate", "load spike answered with 429s, no 5xx or timeouts"}
 
 
 def _run(stack: str, drill: str) -> tuple[int, dict]:

@@ -28,7 +28,7 @@ from tradestack.adapters import ssh
 from tradestack.drills import files
 from tradestack.lab.substrate import LabSubstrate
 
-from .conftest import driven_at_the_requirement
+from .conftest import TIMED, driven_at_the_requirement
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
@@ -242,8 +242,6 @@ def test_policy_settings_are_checked_before_they_are_written(estate):
     assert done.returncode == 0 and json.loads(done.stdout)["config"]["tradestack:allowDrills"] == "true"
 
 
-# what depends on how fast this machine is on the day (as in test_drills.py): figures, not assertions
-TIMED = {"recovery time (s)", "client error rate", "load spike answered with 429s, no 5xx or timeouts"}
 
 
 @pytest.mark.parametrize("drill", sorted(files.catalogue()))

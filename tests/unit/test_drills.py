@@ -416,17 +416,16 @@ def test_every_catalogue_drill_runs_at_the_full_peak_with_the_peaks_sessions():
         assert all(f.multiplier >= 3 for f in drill.faults if isinstance(f, LoadSpike)), name
 
 
-def test_every_catalogue_drill_outside_the_kubernetes_folder_bounds_recovery_and_client_errors():
+def test_every_catalogue_drill_bounds_recovery_and_client_errors_kubernetes_folder_too():
     """Bounds are the worst of five benchmark runs x 1.5 (docs/drills.md cites the runs): without them a drill with
-    an empty ledger judged nothing timed and passed. The Kubernetes folder's error-rate bounds wait for their own
-    five runs (docs/drills.md)."""
+    an empty ledger judged nothing timed and passed."""
     from tradestack.drills import files
 
-    for name in files.catalogue():
+    every = {**files.catalogue(), **files.cluster_catalogue()}
+    assert len(every) == 14
+    for name in every:
         expect = files.resolve(name).expect
         assert expect.max_recovery_s is not None and expect.max_error_rate is not None, name
-    for name in files.cluster_catalogue():
-        assert files.resolve(name).expect.max_recovery_s is not None, name
 
 
 def test_a_synchronous_standby_counts_only_once_it_streams():
