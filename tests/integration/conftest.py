@@ -133,3 +133,24 @@ def driven_at_the_requirement(result: dict, topology, cut: list[str] | None = No
 # tests require every other check to pass; these are figures the reports and the benchmarks keep
 # (tests/bench/bench_drills.py), judged against bounds derived from five runs (docs/drills.md).
 TIMED = frozenset({"recovery time (s)", "client error rate", "load spike answered with 429s, no 5xx or timeouts"})
+
+# Seconds of load before the first fault and after the last restore when the integration tests run a catalogue
+# drill (the catalogue's: 5, and 15-20): what they prove is each fault and its inverse on a substrate at peak, with
+# nothing lost and the load run as planned; the catalogue's own windows are for evidence, and the benchmarks
+# (tests/bench/bench_drills.py) repeat them.
+BEFORE_AFTER_S = (3, 8)
+
+
+def with_short_windows(name: str, directory: Path) -> Path:
+    """The catalogue drill `name` as a drill file in `directory`: its faults, load and expectations as the
+    catalogue has them, in the BEFORE_AFTER_S windows."""
+    import yaml
+
+    from tradestack.drills import files
+
+    definition = files.resolve(name)
+    windows = definition.timing.model_copy(update=dict(zip(("baseline_s", "recovery_s"), BEFORE_AFTER_S)))
+    path = directory / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(definition.model_copy(update={"timing": windows}).model_dump(mode="json")))
+    return path

@@ -28,7 +28,7 @@ from tradestack.adapters import ssh
 from tradestack.drills import files
 from tradestack.lab.substrate import LabSubstrate
 
-from .conftest import TIMED, driven_at_the_requirement
+from .conftest import TIMED, driven_at_the_requirement, with_short_windows
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
@@ -248,8 +248,12 @@ def test_policy_settings_are_checked_before_they_are_written(estate):
 @pytest.mark.peak
 def test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost(estate, drill):
     """Faults at the edge routers and hosts over SSH, venue modes over HTTP from the clients' host, the clients
-    on that host, their ledger fetched back: at the topology's full peak, as the operator."""
-    done = _cli(estate, "drill", "run", drill, "--stack", estate["lab"].name, "--yes", "--json")
+    on that host, their ledger fetched back: at the topology's full peak, as the operator. Each catalogue drill's
+    faults, load and expectations as the catalogue has them, in shorter windows around them (conftest's
+    BEFORE_AFTER_S)."""
+    path = with_short_windows(drill, estate["operator"].home / "drills")
+    subprocess.run(["chown", "-R", f"{estate['operator'].user}:", str(path.parent)], check=True)
+    done = _cli(estate, "drill", "run", str(path), "--stack", estate["lab"].name, "--yes", "--json")
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert "verdict" in result, (done.stdout[-2000:], done.stderr[-2000:])  # refused: say why
