@@ -184,3 +184,8 @@ def test_one_run_loop_locks_the_stack_raises_signals_and_restores():
     assert users == {"tradestack.drills.session"}
     assert "tradestack.drills.session" in GRAPH["tradestack.drills.engine"]
     assert "tradestack.drills.session" in GRAPH["tradestack.capacity.verify"]
+
+
+def test_the_trading_stack_and_the_topology_know_no_substrate_and_no_cli():
+    """refstack runs on any substrate and knows none of them; the topology is used by all and uses none."""
+    assert _offenders(("refstack", "topology"), ("substrates", *SUBSTRATES, "cli")) == {}
