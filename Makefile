@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 TOPOLOGY ?= infra/topologies/lab.yaml
 STACK    ?= lab
 
-.PHONY: setup setup-lab setup-kubernetes packages demo test test-unit bench clean help
+.PHONY: setup setup-lab setup-kubernetes lab-venv lab-packages pulumi-cli packages demo test test-unit bench clean help
 
 help:
 	@echo "make demo              set up what the lab needs, then run the main job on the lab topology"
@@ -29,10 +29,19 @@ setup: setup-lab setup-kubernetes
 	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES)"
 
 # The venv, the lab's Debian programs and the Pulumi CLI (from Go modules at the SDK's version, cached outside
-# the clone): all the demo uses.
-setup-lab: $(STAMP)
+# the clone): all the demo uses. The Pulumi build (minutes, cold) runs beside the packages and the venv.
+PULUMI_VERSION := $(shell sed -n 's/^ *"pulumi==\([0-9.]*\)".*/\1/p' pyproject.toml)
+setup-lab:
+	@$(MAKE) --no-print-directory -j2 lab-venv pulumi-cli
+
+lab-venv: lab-packages
+	@$(MAKE) --no-print-directory $(STAMP)
+
+lab-packages:
 	@$(MAKE) --no-print-directory packages PACKAGES="$(LAB_PACKAGES)"
-	@infra/toolchain/build-pulumi.sh $(BIN)/python
+
+pulumi-cli:
+	@infra/toolchain/build-pulumi.sh $(PYTHON) $(PULUMI_VERSION)
 
 # Pulumi's Kubernetes provider at its SDK's version and Kubernetes itself (one binary), from Go modules, with
 # the Debian programs the lab's clusters run (skipped when already built).

@@ -9,8 +9,10 @@
 # its programs inline through the Automation API, which needs no language host. Dynamic providers
 # get their `pulumi-resource-pulumi-python` entry point from the toolkit at run time.
 set -euo pipefail
-python="${1:?usage: build-pulumi.sh PYTHON}"
-version="$("$python" -c 'from importlib.metadata import version; print(version("pulumi"))')"
+python="${1:?usage: build-pulumi.sh PYTHON [VERSION]}"
+# the version: given (make reads it from pyproject.toml, so the build need not wait for the virtual environment),
+# else the `pulumi` SDK installed for PYTHON
+version="${2:-$("$python" -c 'from importlib.metadata import version; print(version("pulumi"))')}"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/tradestack/pulumi/v${version}"
 bin="$cache/bin/pulumi"
 
