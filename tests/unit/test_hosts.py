@@ -214,3 +214,36 @@ def test_a_fault_plan_runs_every_hosts_commands_at_once_and_each_hosts_in_order(
         substrate.execute(plan)
     assert ran == {"a": ["kill", "down"], "b": ["kill", "fail"], "c": ["fail", "down"]}
     assert [m.split(":")[0] for m in str(failed.value).split("; ")] == ["b", "c"]
+
+
+def test_a_crash_kills_the_hosts_programs_that_left_the_supervisors_tree_and_spares_the_command_itself(tmp_path):
+    """Patroni's postmaster is adopted by init when its launcher exits: a crash that signalled the supervisor's
+    tree alone left the old primary serving. Processes naming the host's state directory go too; the command's own
+    shell (which names it as an argument) does not."""
+    import subprocess
+    import time
+
+    home = tmp_path / "lab-sz1-orderdb-1"
+    (home / "pgdata").mkdir(parents=True)
+    supervisor = subprocess.Popen(["sleep", "60"])
+    # an orphan of the host: `sh -c 'sleep & '` exits at once, and init adopts the sleep, which names the directory
+    subprocess.run(["bash", "-c", f"(exec -a 'postgres -D {home}/pgdata' sleep 60) & echo $! > {tmp_path}/orphan"],
+                   check=True)
+    other = subprocess.Popen(["bash", "-c", f"exec -a 'postgres -D {tmp_path}/another-host/pgdata' sleep 60"])
+    orphan = int((tmp_path / "orphan").read_text())
+    try:
+        (tmp_path / "supervisord.pid").write_text(f"{supervisor.pid}\n")
+        conf = tmp_path / "supervisord.conf"
+        conf.write_text(f"[supervisord]\npidfile={tmp_path / 'supervisord.pid'}\n")
+        argv = list(plan.tree_signal(str(conf), "SIGKILL", str(home)))
+        # run as over SSH: a shell that stays, its own arguments naming the directory
+        done = subprocess.run(["sh", "-c", '"$@"; :', "sh", *argv], capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0 and done.stdout.strip() == "2", (done.stdout, done.stderr)
+        supervisor.wait(timeout=5)
+        time.sleep(0.2)
+        assert not Path(f"/proc/{orphan}").exists() or "Z" in open(f"/proc/{orphan}/stat").read().split()[2]
+        assert other.poll() is None  # another host's program is not this host's
+    finally:
+        for p in (supervisor, other):
+            p.kill()
+        subprocess.run(["kill", "-9", str(orphan)], capture_output=True)

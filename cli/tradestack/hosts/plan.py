@@ -138,8 +138,11 @@ def supervisor_conf(state_root: str, host: str) -> str:
     return f"{state_root}/{host}/supervisor/supervisord.conf"
 
 
-def tree_signal(conf: str, signal: str) -> tuple[str, ...]:
-    """Signal a host's supervisord and every process under it (only that host's: found from its own pid)."""
+def tree_signal(conf: str, signal: str, home: str | None = None) -> tuple[str, ...]:
+    """Signal a host's supervisord and every process under it (only that host's: found from its own pid), and,
+    with `home`, every process whose command line names that directory (the host's state directory): programs
+    that left the supervisor's tree, as Patroni's postmaster does (its launcher exits, so init adopts it), are
+    the host's too, and a crash or a freeze that spared them would leave its database serving."""
     # the pid from supervisord's pidfile: a frozen supervisord cannot answer `supervisorctl pid` (the SIGCONT that
     # thaws it would wait on the one it stopped); asked only when the configuration names no pidfile
     code = ("import configparser, os, signal, subprocess, sys\n"
@@ -148,18 +151,25 @@ def tree_signal(conf: str, signal: str) -> tuple[str, ...]:
             "pid = open(pidfile).read().strip() if pidfile and os.path.exists(pidfile) else subprocess.run(\n"
             "    ['supervisorctl', '-c', sys.argv[1], 'pid'], capture_output=True, text=True, timeout=10).stdout.strip()\n"
             "if not pid.isdigit():\n    sys.exit('supervisord is not running')\n"
-            "kids = {}\n"
+            "home = sys.argv[3].rstrip('/') + '/' if len(sys.argv) > 3 else None\n"
+            "kids, named, parent = {}, [], {}\n"
             "for d in os.listdir('/proc'):\n"
             "    if d.isdigit():\n"
             "        try:\n            ppid = int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+            "            line = open(f'/proc/{d}/cmdline', 'rb').read().replace(b'\\0', b' ').decode(errors='replace')\n"
             "        except (OSError, IndexError, ValueError):\n            continue\n"
-            "        kids.setdefault(ppid, []).append(int(d))\n"
+            "        kids.setdefault(ppid, []).append(int(d)); parent[int(d)] = ppid\n"
+            "        if home and home in line + '/':\n            named.append(int(d))\n"
+            "mine, p = set(), os.getpid()\n"
+            "while p > 1:\n    mine.add(p); p = parent.get(p, 0)\n"  # this command and what runs it (its shell, sshd)
+            "named = [p for p in named if p not in mine]\n"
             "todo, tree = [int(pid)], []\n"
             "while todo:\n    p = todo.pop(); tree.append(p); todo += kids.get(p, [])\n"
+            "tree += [p for p in named if p not in tree]\n"
             "for p in tree:\n"
             "    try:\n        os.kill(p, getattr(signal, sys.argv[2]))\n    except ProcessLookupError:\n        pass\n"
             "print(len(tree))\n")
-    return ("python3", "-c", code, conf, signal)
+    return ("python3", "-c", code, conf, signal, *((home,) if home else ()))
 
 
 def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: Any) -> FaultPlan:
@@ -184,7 +194,7 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
                                             'ip route replace $r dev "$1" || exit 1; done < "$2"; fi', "sh",
                                 h.lan_interface, routes))
         if spec.traits.supervisor == "supervisord":
-            return ([Command(host, tree_signal(conf, "SIGKILL")), lan_down],
+            return ([Command(host, tree_signal(conf, "SIGKILL", f"{state_root}/{host}")), lan_down],
                     [lan_up, Command(host, ("supervisord", "-c", conf))])
         units = ("tradestack-*.service", "patroni.service", "etcd.service", "haproxy.service", "keepalived.service")
         return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", *units)), lan_down],
@@ -227,8 +237,8 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
             host = resolve(ref)
             conf = supervisor_conf(state_root, host)
             return FaultPlan(f"host {host} frozen (SIGSTOP to every supervised process)",
-                             (Command(host, tree_signal(conf, "SIGSTOP")),),
-                             (Command(host, tree_signal(conf, "SIGCONT")),), (host,))
+                             (Command(host, tree_signal(conf, "SIGSTOP", f"{state_root}/{host}")),),
+                             (Command(host, tree_signal(conf, "SIGCONT", f"{state_root}/{host}")),), (host,))
         case faults.ProcessKill(host=ref, program=p):
             host = resolve(ref)
             conf = supervisor_conf(state_root, host)
