@@ -90,3 +90,23 @@ def test_a_readme_example_runs_as_shown(example, tmp_path, monkeypatch):
         assert done.stdout.strip(), f"{example} printed nothing"
     for line in _shown()[example]:  # what the README shows it printing
         assert line in done.stdout, f"{example}: the README shows {line!r}; it printed:\n{done.stdout[-2000:]}"
+
+
+def test_every_relative_link_of_the_readme_and_docs_reaches_a_file():
+    """Sections moved to docs/ stay reachable: every relative link (and its #anchor, a heading of the target)
+    resolves."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    links = 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            assert file.exists(), f"{page.name}: {target} does not exist"
+            if anchor and file.suffix == ".md":
+                slugs = {re.sub(r"[^\w\- ]", "", h.strip("# ").lower()).replace(" ", "-")
+                         for h in file.read_text().splitlines() if h.startswith("#")}
+                assert anchor in slugs, f"{page.name}: no heading #{anchor} in {file.name}"
+            links += 1
+    assert links >= 15, links
