@@ -3,6 +3,7 @@ inventory and pinned host keys they give, and every fault as the exact commands 
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -247,3 +248,30 @@ def test_a_crash_kills_the_hosts_programs_that_left_the_supervisors_tree_and_spa
         for p in (supervisor, other):
             p.kill()
         subprocess.run(["kill", "-9", str(orphan)], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a network namespace)")
+def test_a_process_of_another_network_namespace_naming_the_directory_is_not_the_hosts(tmp_path):
+    """Where hosts share a kernel (the lab's), the controller's `ssh` names the host's directory in its command
+    line too: only processes of the host's own network namespace count."""
+    import subprocess
+    import uuid
+
+    ns = f"tsut{uuid.uuid4().hex[:6]}"
+    home = tmp_path / "lab-sz1-orderdb-1"
+    home.mkdir()
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    supervisor = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "60"])
+    outsider = subprocess.Popen(["bash", "-c", f"exec -a 'ssh root@host python3 -c ... {home}' sleep 60"])
+    try:
+        (tmp_path / "supervisord.pid").write_text(f"{supervisor.pid}\n")
+        conf = tmp_path / "supervisord.conf"
+        conf.write_text(f"[supervisord]\npidfile={tmp_path / 'supervisord.pid'}\n")
+        done = subprocess.run(["ip", "netns", "exec", ns, *plan.tree_signal(str(conf), "SIGKILL", str(home))],
+                              capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+        assert outsider.poll() is None  # the controller's process, in another namespace, lives on
+    finally:
+        for p in (supervisor, outsider):
+            p.kill()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

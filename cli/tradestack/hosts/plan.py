@@ -140,9 +140,11 @@ def supervisor_conf(state_root: str, host: str) -> str:
 
 def tree_signal(conf: str, signal: str, home: str | None = None) -> tuple[str, ...]:
     """Signal a host's supervisord and every process under it (only that host's: found from its own pid), and,
-    with `home`, every process whose command line names that directory (the host's state directory): programs
-    that left the supervisor's tree, as Patroni's postmaster does (its launcher exits, so init adopts it), are
-    the host's too, and a crash or a freeze that spared them would leave its database serving."""
+    with `home`, every process of the host's network namespace whose command line names that directory (the host's
+    state directory): programs that left the supervisor's tree, as Patroni's postmaster does (its launcher exits,
+    so init adopts it), are the host's too, and a crash or a freeze that spared them would leave its database
+    serving. (The namespace keeps it to the host where hosts share a kernel, as the lab's do: there the
+    controller's own `ssh`, whose command line names the directory too, is visible.)"""
     # the pid from supervisord's pidfile: a frozen supervisord cannot answer `supervisorctl pid` (the SIGCONT that
     # thaws it would wait on the one it stopped); asked only when the configuration names no pidfile
     code = ("import configparser, os, signal, subprocess, sys\n"
@@ -153,13 +155,15 @@ def tree_signal(conf: str, signal: str, home: str | None = None) -> tuple[str, .
             "if not pid.isdigit():\n    sys.exit('supervisord is not running')\n"
             "home = sys.argv[3].rstrip('/') + '/' if len(sys.argv) > 3 else None\n"
             "kids, named, parent = {}, [], {}\n"
+            "netns = os.readlink('/proc/self/ns/net')\n"
             "for d in os.listdir('/proc'):\n"
             "    if d.isdigit():\n"
             "        try:\n            ppid = int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1])\n"
             "            line = open(f'/proc/{d}/cmdline', 'rb').read().replace(b'\\0', b' ').decode(errors='replace')\n"
             "        except (OSError, IndexError, ValueError):\n            continue\n"
             "        kids.setdefault(ppid, []).append(int(d)); parent[int(d)] = ppid\n"
-            "        if home and home in line + '/':\n            named.append(int(d))\n"
+            "        if home and home in line + '/' and os.readlink(f'/proc/{d}/ns/net') == netns:\n"
+            "            named.append(int(d))\n"
             "mine, p = set(), os.getpid()\n"
             "while p > 1:\n    mine.add(p); p = parent.get(p, 0)\n"  # this command and what runs it (its shell, sshd)
             "named = [p for p in named if p not in mine]\n"
