@@ -47,13 +47,6 @@ def _uses_session_lab(nodeid: str) -> bool:
     return nodeid.split("::", 1)[0] in SESSION_LAB
 
 
-# Beside the session lab, the kubernetes substrate's modules go first: their long heavy tests (a cluster per site
-# coming up, a deploy) then overlap the session lab's own heavy start (its deploy, the audit) instead of keeping
-# its drills at peak waiting; what runs beside those drills later is light (the reference stack on loopback, unit
-# tests). tests/bench/bench_make_test.py prints how long tests waited for the machine.
-FIRST_BESIDE = ("tests/integration/test_k8s_substrate.py", "tests/integration/test_lab_cluster.py")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test belongs to exactly one tier, so `-m unit` never silently drops one; every module that uses the
     session lab is in SESSION_LAB."""
@@ -61,7 +54,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if untiered:
         raise pytest.UsageError("tests without exactly one tier marker (unit or integration): "
                                 + ", ".join(untiered[:10]))
-    items.sort(key=lambda item: 0 if item.nodeid.split("::", 1)[0] in FIRST_BESIDE else 1)  # stable: else as found
     unlisted = sorted({item.nodeid.split("::", 1)[0] for item in items
                        if "lab" in getattr(item, "fixturenames", ()) and not _uses_session_lab(item.nodeid)})
     if unlisted:

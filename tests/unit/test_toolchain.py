@@ -42,3 +42,15 @@ def test_without_kubernetes_built_the_labs_clusters_name_the_target_that_builds_
     built.mkdir(parents=True)
     (built / "kube").write_text("")
     assert not any("is not built" in p for p in cluster.toolchain_problems())
+
+
+def test_tradestack_turns_grpcs_fork_handlers_off_before_grpc_loads_unless_told_otherwise():
+    import subprocess
+    import sys
+
+    probe = "import tradestack, os, grpc; print(os.environ['GRPC_ENABLE_FORK_SUPPORT'])"
+    env = {"PATH": "/usr/bin:/bin"}
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                          check=True).stdout.strip() == "false"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={**env, "GRPC_ENABLE_FORK_SUPPORT": "true"}).stdout.strip() == "true"
