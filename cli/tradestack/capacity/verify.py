@@ -158,7 +158,7 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
             on_step(f"{name}: {target:g} orders/s over {sessions} sessions for {duration_s:g} s"
                     + (f" after {warmup_s:g} s of the same load, not measured" if warmup_s > 0 else ""))
 
-            def steady_again(cut: str | None = site, name: str = name) -> None:
+            def steady_again(cut: str | None = site) -> None:
                 if cut is None or run_.journal.interrupted:
                     return
                 left = wait_steady(lab, 180)
