@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tradestack.drills import files, model
+from tradestack.drills import files
 from tradestack.substrates import faults
 from tradestack.hosts import plan
 from tradestack.hosts.load import HostsFileError, load_hosts_file

@@ -188,3 +188,20 @@ def test_clusters_take_their_faults_and_leave_the_rest_to_the_hosts(tmp_path):
     assert stack.actuator(link).text == "link-down in memory"  # the hosts' substrate resolved it
     assert stack.signals()["k8s.hk1.pods_ready"] == 2 and "paths" in stack.signals()
     assert stack.audit_facts()["clustered"] == ["gateway"] and "sshd_config" in stack.audit_facts()
+
+
+def test_every_kind_of_fault_says_in_words_what_it_does():
+    """The vocabulary's every member describes itself (a plan and --dry-run print it), naming what it acts on."""
+    import typing
+
+    from tradestack.substrates import faults
+
+    kinds = typing.get_args(typing.get_args(faults.Fault)[0])
+    assert len(kinds) == 14
+    for kind in kinds:
+        assert "describe" in vars(kind), kind.__name__
+        fields = {"group": "carrier:ct", "carrier": "ct", "host": "sz1-gateway-1", "program": "gateway",
+                  "sites": ["sz1", "hk1"], "upstream": "exchange", "mode": "down", "site": "hk1"}
+        wanted = {n: v for n, v in fields.items() if n in kind.model_fields}
+        text = kind(kind=typing.get_args(kind.model_fields["kind"].annotation)[0], **wanted).describe()
+        assert all(str(v[0] if isinstance(v, list) else v) in text for v in wanted.values()), (kind.__name__, text)

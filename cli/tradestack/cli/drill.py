@@ -27,7 +27,7 @@ def list_(ctx: typer.Context, json: bool = JsonOpt) -> None:
 
     Example: [bold]tradestack drill list[/]
     """
-    from ..drills import actions, files
+    from ..drills import files
 
     want_json(ctx, json)
     drills = [(files.load_drill(path), "any") for path in files.catalogue().values()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from .observer import Observer
 from .policy import DrillPolicy, Reach, reach
 from .policy import authorize as policy_authorize
 from .reconcile import reconcile
-from .session import FaultSession, session
+from .session import FaultSession, guarded, session
 from .steady import wait_steady
 from .verdict import abort_reason, load_problems, verdict_checks, watch_problems
 
@@ -152,13 +151,6 @@ class DrillResult:
                             for s in self.samples]}
 
 
-def _guard(call: Callable[..., None], *args: Any) -> None:
-    try:
-        call(*args)
-    except Exception:  # a broken handler must never break a drill
-        pass
-
-
 def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
     """Run a planned drill on its stack. Never raises for what happens during the drill: it is recorded.
     Raises DrillRefused before touching anything when the stack is not steady or busy."""
@@ -176,7 +168,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                                         # closed-loop clients: enough of them to offer the rate at ~0.25 s a turn
                                         max(32, min(2000, int(peak_rate * f.multiplier / 4))))
                       for f in drill.faults if isinstance(f, faults.LoadSpike)), None)
-        observer = Observer(substrate, lambda s: _guard(events.sample, s))
+        observer = Observer(substrate, guarded(events.sample))
         clients: Clients | None = None
         load_summary: dict[str, Any] | None = None
         sessions, refresh = load_shape(drill.load, substrate.topology)

@@ -23,11 +23,13 @@ from .steady import steady_problems, wait_steady
 Phase = Callable[[str, str], None]
 
 
-def _guarded(phase: Phase) -> Phase:
-    def call(name: str, detail: str = "") -> None:
+def guarded(handler: Callable[..., None]) -> Callable[..., None]:
+    """`handler` that can never raise: a broken progress handler (a bar, a log) must never break a run or skip a
+    restore."""
+    def call(*args: object) -> None:
         try:
-            phase(name, detail)
-        except Exception:  # a broken handler (a progress bar, a log) must never break a run or skip a restore
+            handler(*args)
+        except Exception:
             pass
     return call
 
@@ -92,7 +94,7 @@ class FaultSession:
 def session(stack: str, *, steady_within_s: float, phase: Phase = lambda name, detail="": None,
             what: str = "the drill") -> Iterator[FaultSession]:
     """The stack locked and steady (else DrillRefused, nothing touched), signals raised as interrupts."""
-    phase = _guarded(phase)
+    phase = guarded(phase)
     with stack_lock(stack):
         substrate = open_stack(stack)
         phase("preflight", "checking the stack is steady")

@@ -32,10 +32,7 @@ VenueMode = Literal["down", "hang", "slow", "reject-all", "cancel-all", "flap"]
 class _Fault(Strict):
     at_s: Seconds = 0.0             # after the baseline window
     duration_s: Seconds = 15.0      # then the fault is undone (restore runs whatever happens)
-
-    def describe(self) -> str:
-        """Words for the fault as written (no stack needed): what a plan and `--dry-run` print."""
-        raise NotImplementedError
+    # every kind says what it does in words, `describe()` (no stack needed): what a plan and `--dry-run` print
 
 
 class LinkDown(_Fault):
