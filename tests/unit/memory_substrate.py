@@ -143,6 +143,7 @@ class MemorySubstrate(Substrate):
         self.faulted: list[float] = []       # [injected, restored]: clients get no answer in between when
         self.clients_hurt = False            # clients_hurt is set
         self.fail_inject: BaseException | None = None
+        self.on_inject: Any = None           # called when a fault is injected
         self.fail_restore = False
         self.signal_during_load: int | None = None
         self.load_faults: dict[str, Any] = {}  # MemoryLoad's dies_after / silent_after / fails_to_start
@@ -210,6 +211,8 @@ class MemorySubstrate(Substrate):
         def inject() -> None:
             self.events.append(f"inject {fault.kind}")
             self.faulted.append(time.time())
+            if self.on_inject is not None:
+                self.on_inject()
             if self.fail_inject is not None:
                 raise self.fail_inject
 

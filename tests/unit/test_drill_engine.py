@@ -4,6 +4,7 @@ failed or interrupted restore is never reported as a pass."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -175,6 +176,28 @@ def test_an_interrupt_during_the_fault_restores_and_reports_interrupted_without_
     assert memory.loads[0].ended is not None  # the clients were stopped, not left running
 
 
+class _SignalledInAFinalizer:
+    """Sends this process SIGINT from its `__del__`, where Python prints the KeyboardInterrupt and drops it (what
+    a drill met in make test: the signal landed while an asyncio event loop was being collected)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # the handler runs here, inside the finalizer
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_whose_exception_a_finalizer_dropped_still_ends_the_drill_in_restore(memory):
+    memory.on_inject = lambda: _SignalledInAFinalizer()  # made and collected at once
+    result = engine.run(engine.plan(_drill(fault_s=6.0, recovery_s=6.0), "mem"))
+    assert memory.events == ["load started", "inject link-down", "restore link-down"]
+    assert result.verdict == "interrupted" and result.journal.interrupted == "SIGINT"
+    held = result.journal.marks["restored"] - result.journal.marks["injected"]
+    assert held < 3, held  # restored at once, not after the fault's 6 s
+    assert result.reconciliation is None and memory.loads[0].ended is not None
+
+
 def test_a_stack_that_is_not_steady_is_refused_before_anything_is_touched(memory, monkeypatch):
     monkeypatch.setattr(engine, "PREFLIGHT_STEADY_S", 0.5)
     memory.steady = False
@@ -222,6 +245,16 @@ def test_capacity_verify_restores_a_cut_site_when_interrupted(memory, monkeypatc
     assert memory.events == ["inject link-down", "load started", "restore link-down"]
     assert memory.loads[0].ended is not None  # the clients were stopped too
     assert "site sz1 down: restoring: link-down in memory" in steps
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_capacity_verify_measures_no_further_scenario_after_a_signal_a_finalizer_dropped(memory):
+    from tradestack.capacity import verify
+
+    memory.on_inject = lambda: _SignalledInAFinalizer()
+    with pytest.raises(KeyboardInterrupt):
+        verify.verify("mem", duration_s=0.5, warmup_s=0)
+    assert memory.events == ["load started", "inject link-down", "load started", "restore link-down"]
 
 
 def test_capacity_verify_measures_each_scenario_and_restores_each_cut(memory, monkeypatch):

@@ -260,7 +260,7 @@ def _inject_and_hold(drill: model.Drill, run_: FaultSession, clients: Clients,
     t0 = time.time()
     pending = sorted(drill.faults, key=lambda f: f.at_s)
     active: list[tuple[float, actions.Action]] = []
-    while pending or active:
+    while (pending or active) and not run_.journal.interrupted:  # a signal whose exception was lost is noted
         now = time.time() - t0
         while pending and pending[0].at_s <= now:
             fault = pending.pop(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,19 +12,23 @@ from .journal import Journal
 
 
 @contextmanager
-def raising() -> Iterator[None]:
-    """SIGTERM and SIGINT raise KeyboardInterrupt for the duration of the run (both end in restore)."""
+def raising(journal: Journal) -> Iterator[None]:
+    """SIGTERM and SIGINT raise KeyboardInterrupt for the duration of the run (both end in restore), and are
+    noted in the journal first: Python drops an exception raised while a finalizer runs (an event loop's
+    `__del__` during garbage collection, say), so the run's loops also stop on the note, and a signal whose
+    exception was lost is still obeyed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+    def on_signal(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        journal.interrupted = journal.interrupted or name
+        raise KeyboardInterrupt(name)
 
     # SIGINT too, explicitly: a process started in the background of a shell inherits SIGINT ignored,
     # and a drill must stop (and restore) when it is told to
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term),
-                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:

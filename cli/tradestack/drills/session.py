@@ -83,7 +83,7 @@ class FaultSession:
         try:
             yield
         except KeyboardInterrupt as exc:
-            self.journal.interrupted = str(exc) or "SIGINT"
+            self.journal.interrupted = self.journal.interrupted or str(exc) or "SIGINT"
         finally:
             with interrupts.deferred(self.journal):
                 self.restore_all()
@@ -105,5 +105,6 @@ def session(stack: str, *, steady_within_s: float, phase: Phase = lambda name, d
         if problems:
             raise DrillRefused(f"the stack is not in its steady state after {steady_within_s:g} s, so {what} "
                                f"touched nothing: " + "; ".join(problems[:8]))
-        with interrupts.raising():
-            yield FaultSession(substrate, Journal(), phase)
+        journal = Journal()
+        with interrupts.raising(journal):
+            yield FaultSession(substrate, journal, phase)
