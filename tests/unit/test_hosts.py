@@ -275,3 +275,36 @@ def test_a_process_of_another_network_namespace_naming_the_directory_is_not_the_
         for p in (supervisor, outsider):
             p.kill()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_a_host_that_lost_power_costs_the_drills_observer_less_than_its_gap():
+    """The observer asks whether hosts are up and which addresses the gateways hold every sample; a powered-off
+    host answers nothing, so each question must give up before a sample takes longer than the gap the watch
+    check allows (make test: with 5 s per question, site-power-loss through hosts covered 86 % of the drill)."""
+    import time
+
+    from tradestack.adapters.commands import CommandResult
+    from tradestack.drills import figures
+    from tradestack.hosts.substrate import HostsSubstrate
+    from tradestack.substrates.inventory import Host
+
+    def run(host, argv, *, input=None, timeout=30.0, env=None):
+        if host.startswith("hk1"):  # the site that lost power: nothing answers until ssh gives up
+            time.sleep(timeout)
+            return CommandResult(tuple(argv), 255, "", "timed out", timeout)
+        return CommandResult(tuple(argv), 0, "2: lan0    inet 198.18.1.5/24 scope global lan0\n", "", 0.01)
+
+    substrate = object.__new__(HostsSubstrate)
+    substrate.run = run  # type: ignore[method-assign]
+    substrate.hosts = {n: Host(n, "gateway", n[:3], a) for n, a in (("sz1-gateway-1", "198.18.1.10"),
+                                                                     ("hk1-gateway-1", "198.18.2.10"))}
+    substrate.vips = {"sz1": "198.18.1.5", "hk1": "198.18.2.5"}
+    substrate._lan = {n: "lan0" for n in substrate.hosts}
+    started = time.monotonic()
+    holders = substrate.vip_holders()
+    asked = time.monotonic()
+    alive = substrate.live("hk1-gateway-1")
+    took = [asked - started, time.monotonic() - asked]
+    assert holders == {"sz1": "sz1-gateway-1", "hk1": None} and alive is False
+    # the observer asks these at once, and then a live router over HTTP (0.5 s): each must leave it that second
+    assert max(took) <= figures.WATCH_GAP_S - 1, took
