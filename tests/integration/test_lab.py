@@ -147,6 +147,29 @@ def test_deleted_namespace_is_drift_that_up_repairs(lab, hosts, listeners):
     assert probe.time_until(victim, listeners["sz1"][1], PORT, limit=30) is not None
 
 
+def test_a_crashed_host_comes_back_with_only_its_own_resources_repaired(deployed, lab, hosts, listeners):
+    """What a drill's restore does after a host crash: its LAN port up, only that host's resources of the stack
+    read and applied again (its sshd, the routes the kernel dropped with the port), its supervisor started."""
+    from tradestack.lab import actuators, daemons
+
+    stack: LabStack = lab["stack"]
+    chosen = {name for name, _ in listeners.values()}
+    victim = next(n for n, h in hosts.items() if h.get("site") == "sz1" and n not in chosen
+                  and h.get("service") == "gateway")
+    bystander = next(n for n, h in hosts.items() if h.get("site") == "hk1" and n not in chosen)
+    work = stack.daemons_dir
+    untouched = daemons.running("sshd", bystander, str(work / bystander))
+    actuators.crash(victim)  # every process killed, the LAN port down
+    assert daemons.running("sshd", victim, str(work / victim)) is None
+    actuators.revive_many(LabSubstrate(stack), [victim])
+    assert daemons.running("sshd", victim, str(work / victim)) is not None
+    assert daemons.running("sshd", bystander, str(work / bystander)) == untouched
+    assert probe.time_until(victim, listeners["hk1"][1], PORT, limit=30) is not None  # its routes are back
+    assert not stack.preview().changed  # the state agrees with the lab again
+    with pytest.raises(netlink.LabError, match="no resources"):
+        stack.repair([f"{stack.name}-no-such-host"])
+
+
 def test_second_stack_side_by_side_and_destroy_leaves_nothing(lab, hosts, listeners, tmp_path):
     small = tmp_path / "small.yaml"
     small.write_text(yaml.safe_dump({

@@ -207,14 +207,29 @@ class PulumiStack:
         r = self._call(lambda s: s.preview(on_event=on_event, diff=False), create=True)
         return OpResult("preview", dict(r.change_summary), {}, r.stdout)
 
-    def up(self, on_event: Callable[[Any], None] | None = None, refresh: bool = False) -> OpResult:
-        """`refresh`: read what exists first, so drift (e.g. a Deployment scaled by hand) is put back."""
-        r = self._call(lambda s: s.up(on_event=on_event, color="never", refresh=refresh or None), create=True)
+    def up(self, on_event: Callable[[Any], None] | None = None, refresh: bool = False,
+           targets: list[str] | None = None) -> OpResult:
+        """`refresh`: read what exists first, so drift (e.g. a Deployment scaled by hand) is put back. `targets`:
+        only these resources' URNs are created or updated (the rest is left as the state has it)."""
+        r = self._call(lambda s: s.up(on_event=on_event, color="never", refresh=refresh or None,
+                                      target=targets or None), create=True)
         return OpResult("up", dict(r.summary.resource_changes or {}), _plain(r.outputs), r.stdout)
 
-    def refresh(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
-        r = self._call(lambda s: s.refresh(on_event=on_event, color="never"), create=False)
+    def refresh(self, on_event: Callable[[Any], None] | None = None, targets: list[str] | None = None) -> OpResult:
+        """`targets`: only these resources' URNs are read."""
+        r = self._call(lambda s: s.refresh(on_event=on_event, color="never", target=targets or None),
+                       create=False)
         return OpResult("refresh", dict(r.summary.resource_changes or {}), {}, r.stdout)
+
+    def resources(self) -> list[dict[str, Any]]:
+        """The resources the state holds: each one's `urn`, `type` and `inputs` (as the last update left them)."""
+        stack = self._open(create=False)
+        try:
+            deployment = stack.export_stack().deployment
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+        return [{"urn": r["urn"], "type": r.get("type", ""), "inputs": r.get("inputs", {})}
+                for r in (deployment or {}).get("resources", [])]
 
     def destroy(self, on_event: Callable[[Any], None] | None = None, remove: bool = True) -> OpResult:
         r = self._call(lambda s: s.destroy(on_event=on_event, color="never"), create=False)

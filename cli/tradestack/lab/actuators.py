@@ -251,8 +251,7 @@ def revive_many(lab: LabSubstrate, hosts: list[str], on_step: Callable[[str], No
     for host in hosts:
         netlink.set_link_up(host, "lan0", True)
     on_step(f"repairing {len(hosts)} host(s) (lab stack: sshd, routes)")
-    lab.stack.refresh()
-    lab.stack.up()
+    lab.stack.repair(hosts)
     on_step(f"starting the supervisor of {', '.join(hosts)}")
     for host in hosts:
         conf = lab.supervisor_conf(host)
