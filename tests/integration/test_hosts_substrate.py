@@ -5,21 +5,18 @@ name, and every probe and fault over SSH, never through a namespace.
 Everything here runs as an SRE would on a controller: an unprivileged account made for this run (removed after)
 that holds a copy of the SSH key and nothing else of the lab's. It cannot read the lab's state or enter a
 namespace. Its tools are a readable copy of the checkout, the deployed hosts' virtual environment (the same
-wheel and dependencies), and the build caches keyed by version (wheelhouse and Pulumi), linked into its own."""
+wheel and dependencies), and the build caches keyed by version (wheelhouse and Pulumi), linked into its own; the
+estate fixtures then follow docs/adopting-an-estate.md's steps 2 to 4 through the CLI (operators.py)."""
 
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -28,91 +25,26 @@ from tradestack.adapters import ssh
 from tradestack.drills import files
 from tradestack.lab.substrate import LabSubstrate
 
-from .conftest import TIMED, driven_at_the_requirement, with_short_windows
+from .conftest import TIMED, driven_at_the_requirement, journal_times, with_short_windows
+from .operators import Operator, operator_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Operator:
-    user: str
-    home: Path
-    checkout: Path
-    python: Path
-    env: dict[str, str]
-
-    def _ids(self) -> dict[str, Any]:
-        return {"user": self.user, "group": self.user, "extra_groups": [], "env": self.env, "cwd": self.checkout}
-
-    def run(self, argv: list[str], *, input: str | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout, **self._ids())
-
-    def cli(self, *args: str, input: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return self.run([str(self.python), "-m", "tradestack", *args], input=input, timeout=timeout)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([str(self.python), "-m", "tradestack", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, **self._ids())
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """A build cache shared by hard links (same filesystem), else copied."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
-        shutil.copytree(source, target, dirs_exist_ok=True)
-
-
 @pytest.fixture(scope="module")
 def operator(deployed):
-    from tradestack.builds import wheelhouse
-    from tradestack.paths import cache_dir
-
+    """The unprivileged operator of docs/adopting-an-estate.md, with a readable copy of this checkout and the
+    deployed hosts' virtual environment (the same wheel and dependencies) instead of step 1's install, which
+    test_adopting_an_estate.py follows as written beside the session lab."""
     lab = deployed["stack"]
-    run = secrets.token_hex(3)
-    user = f"tsop{run}"
-    base = Path(tempfile.mkdtemp(prefix=f"tradestack-operator-{run}-"))
-    base.chmod(0o755)
-    home, checkout = base / "home", base / "checkout"
-    subprocess.run(["useradd", "--user-group", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
-                    user], check=True, capture_output=True)
-    try:
-        for part in ("cli", "playbooks", "infra"):
-            shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        shutil.copy2(ROOT / "pyproject.toml", checkout / "pyproject.toml")
-        subprocess.run(["chmod", "-R", "a+rX", str(checkout)], check=True)
-        cache = home / ".cache"
-        wheels = wheelhouse.build(ROOT)  # what the lab's deploy built: the same source, so the same key
-        _link_tree(wheels.directory, cache / "tradestack" / "wheelhouse" / wheels.directory.name)
-        _link_tree(cache_dir() / "pulumi", cache / "tradestack" / "pulumi")
-        home.mkdir(exist_ok=True)
-        # the user owns its home and the cache's directories; the cached files stay the shared cache's (hard
-        # links: chown -R would hand root's own build cache to a user removed after the run)
-        subprocess.run(["find", str(home), "-path", str(cache), "-prune", "-o", "-exec", "chown", f"{user}:{user}",
-                        "{}", "+"], check=True)
-        subprocess.run(["find", str(cache), "-type", "d", "-exec", "chown", f"{user}:{user}", "{}", "+"], check=True)
-        home.chmod(0o700)
+    with operator_account("checkout", owned=False) as (user, home, checkout):
         venv = Path(lab.host_settings.software_root) / lab.name / "venv"
         env = {"HOME": str(home), "USER": user, "LANG": "C.UTF-8", "PYTHONPATH": str(checkout / "cli"),
                "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-               "XDG_CACHE_HOME": str(cache), "TRADESTACK_HOME": str(home / ".tradestack")}
+               "XDG_CACHE_HOME": str(home / ".cache"), "TRADESTACK_HOME": str(home / ".tradestack")}
         yield Operator(user, home, checkout, venv / "bin" / "python3", env)
-    finally:
-        uid = subprocess.run(["id", "-u", user], capture_output=True, text=True).stdout.strip()
-        # its SSH masters linger (ControlPersist) and userdel refuses a user with processes left
-        for _ in range(20):
-            if subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True).returncode != 0:
-                break
-            time.sleep(0.25)
-        subprocess.run(["userdel", user], capture_output=True)
-        subprocess.run(["groupdel", user], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-        if uid.isdigit():
-            shutil.rmtree(Path(tempfile.gettempdir()) / f"tradestack-ssh-{uid}", ignore_errors=True)
-        # the audit runs pytest as the operator, which keeps its temporary directories under /tmp by user name
-        shutil.rmtree(Path(tempfile.gettempdir()) / f"pytest-of-{user}", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +189,8 @@ def test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost(estate
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert "verdict" in result, (done.stdout[-2000:], done.stderr[-2000:])  # refused: say why
-    print(f"\n{drill} through hosts: {result['verdict']}; figures {json.dumps(result['figures'])}")
+    print(f"\n{drill} through hosts: {result['verdict']}; figures {json.dumps(result['figures'])}\n"
+          f"journal: {journal_times(result)}")
     assert done.returncode == (0 if result["verdict"] == "pass" else 1)
     assert result["figures"]["orders"] > 0
     restores = [s for s in result["journal"] if s["name"].startswith("restore")]
