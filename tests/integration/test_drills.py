@@ -20,10 +20,10 @@ from tradestack.drills import files, history
 from tradestack.lab.substrate import LabSubstrate as Lab
 from tradestack.lab import netlink, routing
 
-from .conftest import TIMED, driven_at_the_requirement, with_short_windows
+from .conftest import TIMED, driven_at_the_requirement, journal_times, with_short_windows
 
-# The drills at peak need the machine to themselves (`peak`); what only reads the lab or touches nothing is `heavy`
-# (it may run beside the other worker's deploys, and does not wait minutes for them to end).
+# What asserts something timed needs the machine to itself (`peak`: capacity verify's throughput and latency, the
+# restore within seconds of dead clients); the rest is `heavy` (tests/conftest.py says which is which)
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
 
@@ -48,12 +48,12 @@ def test_the_lab_share_of_the_catalogue_is_a_share_of_the_catalogue():
     assert set(ON_THE_LAB) <= set(files.catalogue())
 
 
-@pytest.mark.peak
+@pytest.mark.heavy  # at peak, but what it asserts is untimed (tests/conftest.py)
 @pytest.mark.parametrize("name", ON_THE_LAB)
 def test_catalogue_drill_runs_under_load_and_reports(deployed, name, tmp_path):
     stack = deployed["stack"].name
     code, result = _run(stack, str(with_short_windows(name, tmp_path)))  # the catalogue's, in shorter windows
-    print(f"\n{name}: {result['verdict']}; figures {json.dumps(result['figures'])}")
+    print(f"\n{name}: {result['verdict']}; figures {json.dumps(result['figures'])}\njournal: {journal_times(result)}")
     failed = [c for c in result["checks"] if not c["ok"]]
     assert code == (0 if result["verdict"] == "pass" else 1)
     assert result["figures"]["orders"] > 0
@@ -96,7 +96,7 @@ def _carrier_outage_until_injected(stack: str, links: list[dict]) -> subprocess.
             raise AssertionError(f"the fault was never injected: {proc.communicate()[1][-2000:]}")
         time.sleep(0.2)
     return proc
-@pytest.mark.peak
+@pytest.mark.heavy  # at peak, but what it asserts is untimed
 def test_sigint_mid_fault_restores_the_fault_map_and_exits_130(deployed):
     stack = deployed["stack"]
     links = stack.outputs()["fault_map"]["carrier:ct"]["links"]
@@ -138,7 +138,7 @@ def test_clients_killed_mid_fault_stop_the_drill_which_restores_and_fails_naming
     assert restored < 10, restored  # carrier-outage holds its fault 15 s: restored as soon as the clients died
     assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links)
     assert history.load(stack.name, result["run"])["verdict"] == "fail"
-@pytest.mark.peak
+@pytest.mark.heavy  # at peak, but what it asserts is untimed
 def test_an_unmeetable_expectation_fails_with_a_clear_verdict_and_exit_1(deployed, tmp_path):
     drill = tmp_path / "impossible.yaml"
     drill.write_text("name: impossible\ndescription: a frozen VIP holder, recovered in a millisecond\n"
