@@ -30,7 +30,7 @@ HERE = (
 # The same command, run by another test on the run's stacks (module, test function).
 ELSEWHERE = {
     "tradestack deploy --stack lab": ("test_deploy", "test_a_second_deploy_changes_nothing_and_keeps_the_planted_secret_out_of_output_and_artifacts"),
-    "tradestack deploy --stack lab --check": ("test_deploy", "test_check_mode_on_a_deployed_stack_reports_no_changes_and_then_exactly_a_stopped_program"),
+    "tradestack deploy --stack lab --check": ("test_deploy", "test_check_mode_on_a_deployed_stack_reports_exactly_a_stopped_program_and_nothing_else"),
     "tradestack stack destroy": ("test_k8s_substrate", "test_destroy_removes_the_workloads_the_clusters_and_the_hosts"),
     "tradestack stack up --stack k8s --substrate kubernetes --topology infra/topologies/lab.yaml": (
         "test_k8s_substrate", "test_deploy_applies_the_gateways_to_each_sites_cluster_and_clients_orders_reach_them"),
