@@ -22,8 +22,9 @@ from tradestack.lab import netlink, routing
 
 from .conftest import TIMED, driven_at_the_requirement, journal_times, with_short_windows
 
-# What asserts something timed needs the machine to itself (`peak`: capacity verify's throughput and latency, the
-# restore within seconds of dead clients); the rest is `heavy` (tests/conftest.py says which is which)
+# What asserts something timed needs the machine to itself (`peak`: a catalogue drill's load check, capacity
+# verify's throughput and latency, the restore within seconds of dead clients); the rest is `heavy`
+# (tests/conftest.py says which is which)
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
 
@@ -48,7 +49,7 @@ def test_the_lab_share_of_the_catalogue_is_a_share_of_the_catalogue():
     assert set(ON_THE_LAB) <= set(files.catalogue())
 
 
-@pytest.mark.heavy  # at peak, but what it asserts is untimed (tests/conftest.py)
+@pytest.mark.peak
 @pytest.mark.parametrize("name", ON_THE_LAB)
 def test_catalogue_drill_runs_under_load_and_reports(deployed, name, tmp_path):
     stack = deployed["stack"].name
@@ -96,7 +97,7 @@ def _carrier_outage_until_injected(stack: str, links: list[dict]) -> subprocess.
             raise AssertionError(f"the fault was never injected: {proc.communicate()[1][-2000:]}")
         time.sleep(0.2)
     return proc
-@pytest.mark.heavy  # at peak, but what it asserts is untimed
+@pytest.mark.heavy  # under load, but it asserts neither a time nor the load's share
 def test_sigint_mid_fault_restores_the_fault_map_and_exits_130(deployed):
     stack = deployed["stack"]
     links = stack.outputs()["fault_map"]["carrier:ct"]["links"]
@@ -138,7 +139,7 @@ def test_clients_killed_mid_fault_stop_the_drill_which_restores_and_fails_naming
     assert restored < 10, restored  # carrier-outage holds its fault 15 s: restored as soon as the clients died
     assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links)
     assert history.load(stack.name, result["run"])["verdict"] == "fail"
-@pytest.mark.heavy  # at peak, but what it asserts is untimed
+@pytest.mark.peak  # every check but the impossible one must pass, the load's among them
 def test_an_unmeetable_expectation_fails_with_a_clear_verdict_and_exit_1(deployed, tmp_path):
     drill = tmp_path / "impossible.yaml"
     drill.write_text("name: impossible\ndescription: a frozen VIP holder, recovered in a millisecond\n"

@@ -298,7 +298,7 @@ def test_losing_a_sites_node_keeps_the_site_serving_and_evicts_its_pods_in_secon
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
-@pytest.mark.heavy  # at peak, but what it asserts is untimed (tests/conftest.py)
+@pytest.mark.peak
 def test_deleting_a_sites_pods_through_the_api_is_survived_with_nothing_lost(k8s):
     result = _drill(k8s["name"], "site-pods-deleted")
     # every pod of hk1 went and came back: the Deployment's replacements are ready, spread over both nodes
@@ -307,14 +307,14 @@ def test_deleting_a_sites_pods_through_the_api_is_survived_with_nothing_lost(k8s
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
-@pytest.mark.heavy  # at peak, but what it asserts is untimed (tests/conftest.py)
+@pytest.mark.peak
 def test_draining_a_node_at_peak_honours_the_budget_and_leaves_the_pods_spread_again(k8s):
     _drill(k8s["name"], "site-node-drain")
     per_node, cordoned = _hk1_nodes(k8s["name"])
     assert sorted(per_node.values()) == [1, 1] and cordoned == [], per_node
 
 
-@pytest.mark.heavy  # at peak, but what it asserts is untimed (tests/conftest.py)
+@pytest.mark.peak
 def test_cutting_a_clusters_api_server_leaves_its_pods_serving(k8s):
     _drill(k8s["name"], "site-api-server-cut")
     # after the cut healed: the node the control plane had given up on is Ready, its evicted pod stopped and
