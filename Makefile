@@ -24,9 +24,11 @@ LAB_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps pos
                 patroni python3-etcd haproxy keepalived supervisor python3-venv curl
 CLUSTER_PACKAGES := containerd runc containernetworking-plugins busybox-static gcc libc6-dev
 TEST_PACKAGES := chromium
+# booted Debian machines in the lab (lab/machines.py): the base image's builder and the container manager
+MACHINE_PACKAGES := debootstrap systemd-container
 
 setup: setup-lab setup-kubernetes
-	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES)"
+	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES) $(MACHINE_PACKAGES)"
 
 # The venv, the lab's Debian programs and the Pulumi CLI (from Go modules at the SDK's version, cached outside
 # the clone): all the demo uses. The Pulumi build (minutes, cold) runs beside the packages and the venv.

@@ -1,0 +1,264 @@
+"""Booted Debian machines in the lab: systemd as init, a disk of their own, in a host's existing network namespace.
+
+A base root filesystem is built once per Debian release and package set (debootstrap from this machine's Debian
+mirror, cached outside the clone under a key of what went into it, like the Go builds); each machine is an overlay
+of it (its own upper layer: its own /etc, users, packages, data), booted by systemd-nspawn inside the namespace
+that already holds the host's addresses and links. Killing the machine's init ends every process at once: a power
+loss, but the host's page cache survives it, so writes the machine had not synced are not lost as they would be
+on real hardware.
+
+Nothing here knows the topology or Pulumi: the lab's resources call it (create, observe, remove).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EnvironmentProblem
+from ..paths import cache_dir
+from ..polling import wait_for
+from .netlink import LabError
+
+RELEASE = "bookworm"
+# what every machine boots with: init, its bus, sshd for Ansible, ip for its network, Python for Ansible's modules
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "python3")
+# a real host's services need no more: keepalived's VRRP and the drills' nftables (CAP_NET_ADMIN), raw sockets
+# for VRRP and ping (CAP_NET_RAW); no CAP_SYS_TIME, so a time service can only read the shared clock
+CAPABILITIES = ("CAP_NET_ADMIN", "CAP_NET_RAW")
+NSPAWN = "systemd-nspawn"
+# the image's recipe beyond debootstrap (_prepare): part of its cache key, raised when the recipe changes
+RECIPE = 2
+DEBOOTSTRAP = "debootstrap"
+
+
+class MachineError(LabError):
+    """A machine could not be built, booted or removed."""
+
+
+def debian_mirror(sources: Path = Path("/etc/apt")) -> str:
+    """The first Debian archive this machine's apt uses (deb822 `URIs:` or a one-line `deb` entry)."""
+    files = sorted((sources / "sources.list.d").glob("*.sources")) + [sources / "sources.list",
+                                                                       *sorted((sources / "sources.list.d").glob("*.list"))]
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for uri in re.findall(r"^\s*URIs:\s*(\S+)", text, re.M) + re.findall(r"^\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M):
+            if "security" not in uri:
+                return uri
+    raise EnvironmentProblem(f"no Debian mirror found in {sources}: apt must know one to build a machine image")
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A root filesystem: a Debian release with a package set, from a mirror."""
+
+    release: str = RELEASE
+    packages: tuple[str, ...] = BASE_PACKAGES
+    mirror: str = ""
+
+    @property
+    def key(self) -> str:
+        text = "\n".join([f"recipe {RECIPE}", self.release, self.mirror, *sorted(self.packages)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def directory(self) -> Path:
+        return cache_dir() / "machines" / f"debian-{self.release}-{self.key}"
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "root"
+
+    @property
+    def built(self) -> bool:
+        return (self.directory / ".complete").exists()
+
+
+def debootstrap_argv(image: BaseImage, target: Path) -> list[str]:
+    return [DEBOOTSTRAP, "--variant=minbase", f"--include={','.join(sorted(image.packages))}", image.release,
+            str(target), image.mirror]
+
+
+def build_image(image: BaseImage, on_step: Callable[[str], None] = lambda s: None) -> Path:
+    """The image's root, built first if this machine has not got it (minutes, once per key). Built into a
+    directory of this process's own and renamed into place, so two builds at once never share a half-made root."""
+    if image.built:
+        return image.root
+    if shutil.which(DEBOOTSTRAP) is None:
+        raise EnvironmentProblem("debootstrap is not installed: run `make setup` (machines are built with it)")
+    image.directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{image.directory.name}-", dir=image.directory.parent))
+    try:
+        on_step(f"building the Debian {image.release} machine image (debootstrap; once per package set)")
+        done = subprocess.run(debootstrap_argv(image, staging / "root"), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise MachineError(f"debootstrap failed (rc {done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+        _prepare(staging / "root")
+        (staging / ".complete").write_text(image.key + "\n")
+        try:
+            staging.rename(image.directory)
+        except OSError:  # another build renamed first: its root is as good as ours
+            if not image.built:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return image.root
+
+
+def _prepare(root: Path) -> None:
+    """What every machine needs before its first boot and debootstrap does not do: no login on a console nobody
+    reads, an empty machine-id (each machine gets its own at boot), no host keys (each machine makes its own)."""
+    (root / "etc" / "machine-id").write_text("")
+    for key in (root / "etc" / "ssh").glob("ssh_host_*"):
+        key.unlink()
+    wants = root / "etc" / "systemd" / "system" / "getty.target.wants"
+    shutil.rmtree(wants, ignore_errors=True)
+    # sshd makes its host keys on its first boot, before Debian's own `sshd -t` check (which fails without them)
+    dropin = root / "etc" / "systemd" / "system" / "ssh.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "host-keys.conf").write_text("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+                                           "ExecStartPre=/usr/sbin/sshd -t\n")
+    (root / "etc" / "hostname").unlink(missing_ok=True)  # debootstrap copies this machine's; each sets its own
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One booted machine: `name` (its hostname), in network namespace `netns`, its layers under `state`."""
+
+    name: str
+    netns: str
+    state: Path
+    image: BaseImage
+
+    @property
+    def merged(self) -> Path:
+        return self.state / "root"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state / "nspawn.pid"
+
+    def overlay_options(self) -> str:
+        return f"lowerdir={self.image.root},upperdir={self.state / 'upper'},workdir={self.state / 'work'}"
+
+    def nspawn_argv(self) -> list[str]:
+        return [NSPAWN, "--quiet", "-D", str(self.merged), f"--machine={self.name}", f"--hostname={self.name}",
+                "--register=no", "--keep-unit", "--boot", f"--network-namespace-path=/run/netns/{self.netns}",
+                f"--capability={','.join(CAPABILITIES)}", "--console=read-only"]
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def mounted(self) -> bool:
+        return os.path.ismount(self.merged)
+
+    def mount(self) -> None:
+        if self.mounted():
+            return
+        for part in ("upper", "work", "root"):
+            (self.state / part).mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", self.overlay_options(), str(self.merged)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise MachineError(f"{self.name}: its root could not be mounted: {done.stderr.strip()[:300]}")
+        hostname = self.merged / "etc" / "hostname"
+        if not hostname.exists():  # its own from the first boot on, as an installer would write it
+            hostname.write_text(self.name + "\n")
+
+    def init_pid(self) -> int | None:
+        """The machine's PID 1 as this kernel numbers it (nspawn's child), or None when it is not running."""
+        nspawn = self._nspawn_pid()
+        if nspawn is None:
+            return None
+        try:
+            children = Path(f"/proc/{nspawn}/task/{nspawn}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def running(self) -> bool:
+        return self.init_pid() is not None
+
+    def boot(self, timeout: float = 60.0) -> None:
+        """Mount its root and boot it; return once systemd says the machine is up (running or degraded)."""
+        if self.running():
+            return
+        if shutil.which(NSPAWN) is None:
+            raise EnvironmentProblem("systemd-nspawn is not installed: run `make setup` (package systemd-container)")
+        self.mount()
+        log = open(self.state / "console.log", "ab")
+        try:
+            proc = subprocess.Popen(self.nspawn_argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        finally:
+            log.close()
+        self.pidfile.write_text(f"{proc.pid}\n")
+        if not wait_for(lambda: self.state_of() in ("running", "degraded"), timeout, 0.5):
+            raise MachineError(f"{self.name} did not boot within {timeout:g} s (systemd says {self.state_of()!r}); "
+                               f"see {self.state / 'console.log'}")
+
+    def state_of(self) -> str | None:
+        """`systemctl is-system-running` inside the machine (starting, running, degraded ...), None when off."""
+        pid = self.init_pid()
+        if pid is None:
+            return None
+        done = self.run(["systemctl", "is-system-running"], timeout=10)
+        return done.stdout.strip() or None
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """A command inside the running machine (its namespaces, its root)."""
+        pid = self.init_pid()
+        if pid is None:
+            raise MachineError(f"{self.name} is not running")
+        return subprocess.run(["nsenter", "-t", str(pid), "-a", *argv], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def power_off(self) -> None:
+        """Every process of the machine ends at once (SIGKILL to its init): no shutdown, no sync of its own."""
+        pid = self.init_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        nspawn = self._nspawn_pid()
+        if nspawn is not None and not wait_for(lambda: not _alive(nspawn), 10, 0.2):
+            os.kill(nspawn, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Off, unmounted, its layers gone: nothing of the machine is left."""
+        self.power_off()
+        if self.mounted():
+            done = subprocess.run(["umount", str(self.merged)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise MachineError(f"{self.name}: its root could not be unmounted: {done.stderr.strip()[:300]}")
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def _nspawn_pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) and _command(pid).startswith(NSPAWN) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().rsplit("/", 1)[-1]
+    except (OSError, IndexError):
+        return ""
