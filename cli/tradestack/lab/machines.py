@@ -7,7 +7,7 @@ that already holds the host's addresses and links. Killing the machine's init en
 loss, but the host's page cache survives it, so writes the machine had not synced are not lost as they would be
 on real hardware.
 
-Nothing here knows the topology or Pulumi: the lab's resources call it (create, observe, remove).
+Nothing here knows the topology or Pulumi; the lab's stacks do not use machines yet (issue 32 goes on from here).
 """
 
 from __future__ import annotations
