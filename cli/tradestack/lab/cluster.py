@@ -34,7 +34,7 @@ from ..builds.images import ImageSpec, build
 from ..paths import cache_dir
 from ..polling import wait_for
 from . import clusterpki
-from .netlink import LabError
+from .netlink import LabError, alive
 from .plan import ClusterNode
 
 KUBERNETES_VERSION = "1.34.4"  # infra/toolchain/build-kubernetes.sh builds this one
@@ -451,7 +451,7 @@ def kill(spec: ClusterSpec, component: str) -> int | None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        wait_for(lambda: running(spec, component) is None or _zombie(pid), 5, 0.05)
+        wait_for(lambda: running(spec, component) is None or not alive(pid), 5, 0.05)
     return pid
 
 
@@ -487,18 +487,11 @@ def _kill(pid: int, timeout: float = 10) -> None:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    if not wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), timeout, interval=0.1):
+    if not wait_for(lambda: not alive(pid), timeout, interval=0.1):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 def _shims(spec: ClusterSpec) -> list[int]:

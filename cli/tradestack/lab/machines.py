@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import EnvironmentProblem
 from ..paths import cache_dir
 from ..polling import wait_for
-from .netlink import LabError
+from .netlink import LabError, alive
 
 RELEASE = "bookworm"
 # what every machine boots with: init, its bus, sshd for Ansible, ip for its network, Python for Ansible's modules
@@ -228,7 +228,7 @@ class Machine:
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
         nspawn = self._nspawn_pid()
-        if nspawn is not None and not wait_for(lambda: not _alive(nspawn), 10, 0.2):
+        if nspawn is not None and not wait_for(lambda: not alive(nspawn), 10, 0.2):
             os.kill(nspawn, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
 
@@ -246,15 +246,7 @@ class Machine:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) and _command(pid).startswith(NSPAWN) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return pid if alive(pid) and _command(pid).startswith(NSPAWN) else None
 
 
 def _command(pid: int) -> str:

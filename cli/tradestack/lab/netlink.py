@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -279,6 +280,14 @@ def delete_route(ns_name: str, dst: str) -> None:
     if route_via(ns_name, dst) is not None:
         with ipr(ns_name) as ns:
             ns.route("del", dst=dst)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and has not ended (a zombie waiting for its parent has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def pid_alive_in(pid: int, ns_name: str) -> bool:
