@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,29 @@ def test_evidence_recorded_by_a_check_reaches_the_records_even_when_it_fails(tmp
     [record] = json.loads(results.read_text())
     assert record["control"] == "OPS-01" and record["outcome"] == "failed" and record["reason"] == "clock off by 9 s"
     assert record["evidence"][0]["command"] == "date" and record["evidence"][0]["output"] == "Mon"
+
+
+def test_testinfra_shares_one_ssh_master_per_host_during_the_run_and_the_users_ansible_config_is_kept(
+        tmp_path, monkeypatch):
+    """Without a control path every command of the audit is a new SSH login; testinfra takes it only from an
+    Ansible configuration file, so the run writes one: the user's own with the control path added."""
+    from testinfra.utils.ansible_runner import AnsibleRunner
+
+    from tradestack.audit.run import shared_connections
+
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    h1: {ansible_host: 198.18.0.9, ansible_user: root}\n")
+    users = tmp_path / "users.cfg"
+    users.write_text("[defaults]\nforks = 7\n")
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(users))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with shared_connections(run_dir):
+        AnsibleRunner._runners.clear()
+        backend = AnsibleRunner(str(inventory)).get_host("h1").backend
+        written = (run_dir / "ansible.cfg").read_text()
+    AnsibleRunner._runners.clear()
+    assert backend.controlpath == f"{run_dir}/ssh/%%C"   # testinfra doubles the % for its own formatting
+    assert "forks = 7" in written
+    assert (run_dir / "ssh").stat().st_mode & 0o777 == 0o700
+    assert Path(os.environ["ANSIBLE_CONFIG"]) == users  # restored after the run

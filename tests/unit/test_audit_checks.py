@@ -57,7 +57,7 @@ def test_sec02_targets_only_hosts_with_a_trading_program_placed(tmp_path):
     ({"supervisorctl": (4, "", "unix:///x/supervisor.sock no such file")}, "supervisorctl pid tradestack-router exited 4"),
     ({"supervisorctl": (127, "", "supervisorctl: not found")}, "supervisorctl pid tradestack-router exited 127"),
     ({"supervisorctl": (0, "4242\n", ""), "ps": (1, "", "")}, "ps found no process 4242"),
-    ({"supervisorctl": (0, "4242\n", ""), "ps": (0, "root\n", "")}, "tradestack-router runs as 'root', not 'tsuser'"),
+    ({"supervisorctl": (0, "4242\n", ""), "ps": (0, " 4242 root\n", "")}, "tradestack-router runs as 'root', not 'tsuser'"),
 ])
 def test_sec02_fails_on_a_program_without_a_process_a_failed_command_or_root(tmp_path, answers, message):
     ctx = _context(tmp_path, {"lab-sz1-router-1": Host(answers)})
@@ -66,12 +66,14 @@ def test_sec02_fails_on_a_program_without_a_process_a_failed_command_or_root(tmp
 
 
 def test_sec02_passes_a_program_run_by_its_user(tmp_path):
-    ctx = _context(tmp_path, {"lab-sz1-router-1": Host({"supervisorctl": (0, "4242\n", ""), "ps": (0, "tsuser\n", "")})})
+    ctx = _context(tmp_path, {"lab-sz1-router-1": Host({"supervisorctl": (0, "4242\n", ""),
+                                                        "ps": (0, " 4242 tsuser\n", "")})})
     evidence = plugin.Evidence()
     sec.test_trading_services_run_as_non_root_users(ctx, evidence, "lab-sz1-router-1")
     assert [i["command"] for i in evidence.items] == [
         "supervisorctl -c /var/lib/ts/lab-sz1-router-1/supervisor/supervisord.conf pid tradestack-router",
-        "ps -o user= -p 4242"]
+        "ps -o pid=,user= -p 4242"]
+
 
 
 # -- SEC-03: the database listens on nothing but its LAN and loopback --------------------------------------
@@ -192,18 +194,6 @@ ESTATE = {"lab-sz1-orderdb-1": {"service": "orderdb", "site": "sz1", "lan_addres
              for i, s in enumerate(("sz1", "hk1", "wit"), 1)}}
 
 
-class Files(Host):
-    """A host whose files are described too (path -> exists, mode, user, content)."""
-
-    def __init__(self, answers: dict[str, tuple[int, str, str]], files: dict[str, tuple[bool, int, str, str]]):
-        super().__init__(answers)
-        self.files = files
-
-    def file(self, path: str) -> Any:
-        exists, mode, user, content = self.files.get(path, (False, 0, "", ""))
-        return NS(exists=exists, mode=mode, user=user, content_string=content)
-
-
 def _estate(tmp_path: Path, hosts: dict[str, Host], **extra: Any) -> plugin.Context:
     path = tmp_path / "estate.json"
     path.write_text(json.dumps({"hosts": ESTATE, "state_base": "/var/lib/ts", "service_user": "tsuser",
@@ -279,14 +269,22 @@ def test_ops01_fails_a_skewed_clock_or_a_failing_date(tmp_path):
         ops.test_clocks_agree_within_a_second(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
 
 
-def test_ops02_fails_a_log_without_rotation(tmp_path):
+def _ops02(tmp_path: Path, listed: str, written: str) -> None:
     conf = "/var/lib/ts/lab-sz1-orderdb-1/supervisor/conf.d"
-    host = Files({"ls": (0, "patroni.conf\n", "")},
-                 {f"{conf}/patroni.conf": (True, 0o644, "root", "[program:patroni]\nstdout_logfile=/l/p.log\n"),
-                  "/l/p.log": (True, 0o644, "root", "")})
+    host = Host({f"head -v -n 1000 -- {conf}/*": (0, listed.replace("CONF", conf), ""), "ls -1d -- ": (0, written, "")})
+    ops.test_service_logs_are_written_where_rotation_is_configured(_estate(tmp_path, {"lab-sz1-orderdb-1": host}),
+                                                                   plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_ops02_fails_a_log_without_rotation_or_not_written_and_passes_one_with_both(tmp_path):
+    rotated = "stdout_logfile_maxbytes=10MB\nstdout_logfile_backups=3\n"
+    listed = ("==> CONF/etcd.conf <==\n[program:etcd]\nstdout_logfile=/l/e.log\n" + rotated +
+              "\n==> CONF/patroni.conf <==\n[program:patroni]\nstdout_logfile=/l/p.log\n")
     with pytest.raises(AssertionError, match="patroni.conf: no rotation configured for /l/p.log"):
-        ops.test_service_logs_are_written_where_rotation_is_configured(_estate(tmp_path, {"lab-sz1-orderdb-1": host}),
-                                                                       plugin.Evidence(), "lab-sz1-orderdb-1")
+        _ops02(tmp_path, listed, "/l/e.log\n/l/p.log\n")
+    with pytest.raises(AssertionError, match="patroni.conf: log file /l/p.log is not being written"):
+        _ops02(tmp_path, listed + rotated, "/l/e.log\n")
+    _ops02(tmp_path, listed + rotated, "/l/e.log\n/l/p.log\n")
 
 
 def test_sec01_fails_password_login(tmp_path):
@@ -297,10 +295,15 @@ def test_sec01_fails_password_login(tmp_path):
         sec.test_sshd_allows_no_passwords_and_no_root_password_login(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
 
 
-def test_sec04_fails_a_secret_readable_by_others(tmp_path):
+@pytest.mark.parametrize("answer, message", [
+    ((0, "644 postgres\n", ""), "has mode 0o644, not 0o600"),
+    ((0, "600 root\n", ""), "is owned by root, not postgres"),
+    ((1, "", "stat: cannot statx 'x': No such file or directory"), "patroni.yml is missing"),
+])
+def test_sec04_fails_a_secret_readable_by_others_owned_by_another_or_missing(tmp_path, answer, message):
     path = "/var/lib/ts/lab-sz1-orderdb-1/patroni/patroni.yml"
-    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Files({}, {path: (True, 0o644, "postgres", "")})})
-    with pytest.raises(AssertionError, match="has mode 0o644, not 0o600"):
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({f"stat -c '%a %U' {path}": answer})})
+    with pytest.raises(AssertionError, match=message):
         sec.test_secret_files_are_0600_and_owned_by_their_service_user(ctx, plugin.Evidence(),
                                                                        f"lab-sz1-orderdb-1:{path}:postgres")
 

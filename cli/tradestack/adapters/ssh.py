@@ -61,6 +61,15 @@ class SshOptions:
         return [*argv, str(target), "--"]
 
 
+def close_masters(control_dir: Path) -> int:
+    """Ask every master connection whose socket is in `control_dir` to exit (the commands that used it are done,
+    so it would otherwise linger for its ControlPersist); returns how many were asked."""
+    sockets = [p for p in control_dir.iterdir() if p.is_socket()] if control_dir.is_dir() else []
+    for socket in sockets:
+        run_here(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "master"], timeout=10)
+    return len(sockets)
+
+
 def remote_command(argv: Sequence[str], prelude: str | None = None) -> str:
     """The one string the remote shell runs: every argument quoted; a prelude runs first with argv as "$@"."""
     if prelude is None:

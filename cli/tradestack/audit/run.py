@@ -6,13 +6,14 @@ hosts with pytest-xdist; its JUnit XML is one of the reports, the plugin's recor
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import datetime as dt
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from .. import __version__
+from ..adapters import ssh
 from ..topology.requests import requests
 from ..drills import files as drill_files
 from ..drills.engine import load_shape, planned_rate
@@ -76,6 +78,40 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
             "evidence_max_age_days": max_age_days, "controls": selected, "results_file": str(results_file)}
 
 
+@contextlib.contextmanager
+def shared_connections(tmp: Path) -> Iterator[None]:
+    """testinfra's environment for the run: `ansible-inventory` from beside this interpreter (testinfra reads the
+    inventory with it), and one SSH master connection per host shared by every command of every worker. Without
+    it each command is a new SSH login (0.35 s here against 0.1 s; the lab's audit 42 s against 29 s). testinfra
+    takes the control path only from an Ansible configuration file, so the run gets one: the user's own
+    (ANSIBLE_CONFIG) with the control path set. Every master is closed when the run ends."""
+    control_dir = tmp / "ssh"
+    control_dir.mkdir(mode=0o700)
+    config = configparser.ConfigParser(interpolation=None)
+    if os.environ.get("ANSIBLE_CONFIG"):
+        config.read(os.environ["ANSIBLE_CONFIG"])
+    for section, key, value in (("ssh_connection", "control_path", "%(directory)s/%%C"),
+                                ("persistent_connection", "control_path_dir", str(control_dir))):
+        if not config.has_section(section):
+            config.add_section(section)
+        config.set(section, key, value)
+    config_file = tmp / "ansible.cfg"
+    with config_file.open("w") as out:
+        config.write(out)
+    saved = {k: os.environ.get(k) for k in ("PATH", "ANSIBLE_CONFIG")}
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{saved['PATH'] or '/usr/bin:/bin'}"
+    os.environ["ANSIBLE_CONFIG"] = str(config_file)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        ssh.close_masters(control_dir)
+
+
 def wanted_drills(topology: Any, clustered: bool) -> list[dict[str, Any]]:
     """Each catalogue drill as the stack must have tested it (audit.evidence.Wanted's fields)."""
     paths = {**drill_files.catalogue(), **(drill_files.cluster_catalogue() if clustered else {})}
@@ -115,14 +151,8 @@ def run(stack_name: str, out_dir: Path, *, controls: list[str] | None = None, wo
         if workers > 1:
             args += ["-n", str(workers)]
         on_step(f"running {len(chosen)} controls on {len(ctx['hosts'])} hosts ({workers} in parallel)")
-        # testinfra reads the inventory with `ansible-inventory`: the one installed beside this interpreter
-        path = os.environ.get("PATH", "/usr/bin:/bin")
-        os.environ["PATH"] = f"{Path(sys.executable).parent}:{path}"
-        try:
-            with contextlib.redirect_stdout(sys.stderr):  # stdout is for --json; pytest's progress goes to stderr
-                code = pytest.main(args)
-        finally:
-            os.environ["PATH"] = path
+        with shared_connections(Path(tmp)), contextlib.redirect_stdout(sys.stderr):  # stdout is for --json
+            code = pytest.main(args)
         if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not results_file.exists():
             raise AuditError(f"the audit could not run (pytest exit {int(code)}); see the output above")
         records = json.loads(results_file.read_text())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,14 +29,21 @@ def test_clocks_agree_within_a_second(audit, evidence, hostname):
 def test_service_logs_are_written_where_rotation_is_configured(audit, evidence, hostname):
     host = audit.host(hostname)
     conf_dir = f"{audit['state_base']}/{hostname}/supervisor/conf.d"
-    listing = evidence.run(host, hostname, f"ls {conf_dir}")
-    assert listing.rc == 0 and listing.stdout.split(), f"no supervised programs configured in {conf_dir}"
-    for conf in listing.stdout.split():
-        text = host.file(f"{conf_dir}/{conf}").content_string
-        settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith(";"))
-        log = settings.get("stdout_logfile", "")
+    # every program's configuration in one command, each after a "==> file <==" line (head's own header)
+    listing = evidence.run(host, hostname, f"head -v -n 1000 -- {conf_dir}/*")
+    assert listing.rc == 0 and listing.stdout.strip(), f"no supervised programs configured in {conf_dir}"
+    confs = {}
+    for part in listing.stdout.split("==> ")[1:]:
+        name, _, text = part.partition(" <==\n")
+        confs[Path(name).name] = dict(line.split("=", 1) for line in text.splitlines()
+                                      if "=" in line and not line.startswith(";"))
+    logs = {conf: settings.get("stdout_logfile", "") for conf, settings in confs.items()}
+    written = evidence.run(host, hostname, "ls -1d -- " + " ".join(shlex.quote(log) for log in logs.values() if log))
+    existing = set(written.stdout.splitlines())
+    for conf, settings in confs.items():
+        log = logs[conf]
         evidence.note(hostname, f"{conf}: log and rotation", {k: settings.get(k) for k in (
             "stdout_logfile", "stdout_logfile_maxbytes", "stdout_logfile_backups")})
-        assert log and host.file(log).exists, f"{conf}: log file {log or '(none)'} is not being written"
+        assert log and log in existing, f"{conf}: log file {log or '(none)'} is not being written"
         assert settings.get("stdout_logfile_maxbytes", "0") not in ("0", "0MB") and \
             int(settings.get("stdout_logfile_backups", "0")) > 0, f"{conf}: no rotation configured for {log}"
