@@ -69,6 +69,17 @@ def _longer(**expect: object) -> model.Drill:
     return _drill(fault_s=2.0, baseline_s=1.0, recovery_s=1.0, **expect)
 
 
+def test_a_planned_drill_runs_on_the_stack_its_plan_opened_without_opening_it_again(memory, monkeypatch):
+    """Opening a stack reads its Pulumi outputs and configuration (over a second): once per command."""
+    from tradestack.drills import session
+
+    opened = []
+    for module in (engine, session):
+        monkeypatch.setattr(module, "open_stack", lambda name: opened.append(name) or memory)
+    result = engine.run(engine.plan(_drill(), "mem"))
+    assert result.verdict == "pass" and opened == ["mem"]
+
+
 def test_clients_that_cannot_start_stop_the_drill_before_it_touches_the_stack(memory):
     memory.load_faults = {"fails_to_start": True}
     result = engine.run(engine.plan(_longer(), "mem"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class DrillPlan:
     reach: Reach = Reach()
 
     sessions: int = 0
+    # the stack as the plan opened it, which the run uses rather than opening it again (over a second each)
+    substrate: Substrate | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> dict[str, Any]:
         return {"drill": self.drill.name, "stack": self.stack, "rate": self.rate, "sessions": self.sessions,
@@ -103,7 +105,7 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
         refusal = policy.refusal(dt.datetime.now(dt.timezone.utc), touched, load_s)
         steps.insert(0, f"policy: {'refused now: ' + refusal if refusal else 'allowed now'} (touches "
                         f"{len(touched.hosts)} host(s), sites {', '.join(sorted(touched.sites)) or 'none'})")
-    return DrillPlan(drill, stack, rate, load_s, steps, substrate.disposable, policy, touched, sessions)
+    return DrillPlan(drill, stack, rate, load_s, steps, substrate.disposable, policy, touched, sessions, substrate)
 
 
 def planned_rate(drill: model.Drill, topology: Topology) -> float:
@@ -156,7 +158,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
     Raises DrillRefused before touching anything when the stack is not steady or busy."""
     events = events or DrillEvents()
     drill = p.drill
-    with session(p.stack, steady_within_s=PREFLIGHT_STEADY_S, phase=events.phase) as run_:
+    with session(p.stack, steady_within_s=PREFLIGHT_STEADY_S, phase=events.phase, opened=p.substrate) as run_:
         substrate, journal = run_.substrate, run_.journal
         started = time.time()
         run_id = f"{dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y%m%dT%H%M%SZ}-{drill.name}"

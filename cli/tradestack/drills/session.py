@@ -92,11 +92,12 @@ class FaultSession:
 
 @contextmanager
 def session(stack: str, *, steady_within_s: float, phase: Phase = lambda name, detail="": None,
-            what: str = "the drill") -> Iterator[FaultSession]:
-    """The stack locked and steady (else DrillRefused, nothing touched), signals raised as interrupts."""
+            what: str = "the drill", opened: Substrate | None = None) -> Iterator[FaultSession]:
+    """The stack locked and steady (else DrillRefused, nothing touched), signals raised as interrupts. `opened`:
+    the stack already opened by this command (what it is made of is read once per command)."""
     phase = guarded(phase)
     with stack_lock(stack):
-        substrate = open_stack(stack)
+        substrate = opened if opened is not None else open_stack(stack)
         phase("preflight", "checking the stack is steady")
         problems = steady_problems(substrate)
         if problems:
