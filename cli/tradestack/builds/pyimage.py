@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..adapters.commands import run
-from .wheelhouse import KEEP, prune
+from .wheelhouse import KEEP, SERVICES, prune
 from ..errors import EnvironmentProblem
 from .images import BuiltImage, ImageSpec, build
 
@@ -25,8 +25,6 @@ SKIP_STDLIB = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "dist-packages", "site-packages"}
 SITE = "opt/tradestack/site-packages"
 # what the reference stack imports at run time (pyproject's "reference trading stack" group, plus its config)
-RUNTIME = ("fastapi", "uvicorn", "uvloop", "httptools", "psycopg[binary]", "psycopg-pool", "httpx", "aiohttp",
-           "prometheus-client", "pydantic", "PyYAML")
 PASSWD = "root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
@@ -54,7 +52,7 @@ def _site_packages(wheels: Path, work: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
            "--find-links", str(wheels), "--target", str(target)]
-    done = run([*pip, *RUNTIME], timeout=600)
+    done = run([*pip, *SERVICES], timeout=600)
     if done.succeeded:
         own = sorted(wheels.glob("tradestack-*.whl"))
         done = run([*pip, "--no-deps", str(own[-1])], timeout=600) if own else done

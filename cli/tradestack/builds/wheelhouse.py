@@ -1,9 +1,13 @@
-"""The project's wheel and every dependency, built once per source tree and cached outside the clone."""
+"""What a host installs, built once per source tree and cached outside the clone: the project's wheel, the
+packages its trading services and `tradestack refstack` commands need there (not the operator's tools: Pulumi,
+Ansible, the Kubernetes client, matplotlib, pytest stay on the operator's machine), and Patroni."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
+from email.parser import Parser
 import shutil
 import subprocess
 import tempfile
@@ -11,6 +15,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ..errors import TradestackError
 from ..paths import cache_dir
@@ -25,7 +32,17 @@ from ..paths import cache_dir
 PATRONI = ("patroni[etcd3]==3.1.2", "psycopg[binary]>=3.2,<4")
 
 
-# Wheelhouses kept: every source change builds one (~130 MB with its dependencies), so a checkout that changes often
+# What the trading services import (the site clusters' image holds these and nothing else: builds/pyimage.py)
+SERVICES = ("fastapi", "uvicorn", "uvloop", "httptools", "psycopg[binary]", "psycopg-pool", "httpx", "aiohttp",
+            "prometheus-client", "pydantic", "PyYAML")
+# What a host installs beside the project's wheel: the services, and what `tradestack refstack` (serve, migrate,
+# load, reconcile) needs to start. Each at the version range the project declares (its wheel's Requires-Dist). The
+# whole dependency set would put Ansible, Pulumi and pytest on every trading host: 46 s of a lab deploy's 100 s
+# went to installing it, 1 GB on each host.
+HOST_PACKAGES = (*SERVICES, "typer", "rich", "numpy")
+HOST_REQUIREMENTS = "host-requirements.txt"
+
+# Wheelhouses kept: every source change builds one (~40 MB with what hosts need), so a checkout that changes often
 # would fill the disk; the ones used last stay, for checkouts of other versions deploying side by side.
 KEEP = 4
 
@@ -77,9 +94,13 @@ def _build_once(root: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                                 "--wheel-dir", str(staging), str(root), *PATRONI], capture_output=True, text=True,
-                                timeout=1800)
+        pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir",
+               str(staging)]
+        result = subprocess.run([*pip, "--no-deps", str(root)], capture_output=True, text=True, timeout=1800)
+        if result.returncode == 0:
+            wanted = host_requirements(next(staging.glob("tradestack-*.whl")))
+            (staging / HOST_REQUIREMENTS).write_text("".join(f"{r}\n" for r in wanted))
+            result = subprocess.run([*pip, *wanted, *PATRONI], capture_output=True, text=True, timeout=1800)
         if result.returncode != 0:
             raise WheelhouseError("building the wheelhouse failed: " + result.stderr.strip()[-800:])
         (staging / ".complete").touch()
@@ -92,6 +113,21 @@ def _build_once(root: Path, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def host_requirements(wheel: Path) -> list[str]:
+    """HOST_PACKAGES as the project's wheel declares them (name, extras and version range), in that order.
+    Raises WheelhouseError when the project no longer declares one of them."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        declared = [Requirement(r) for r in Parser().parsestr(archive.read(metadata).decode()).get_all(
+            "Requires-Dist", [])]
+    by_name = {canonicalize_name(r.name): r for r in declared if r.marker is None}
+    missing = [p for p in HOST_PACKAGES if canonicalize_name(Requirement(p).name) not in by_name]
+    if missing:
+        raise WheelhouseError(f"the project does not declare {', '.join(missing)}, which hosts need "
+                              "(builds/wheelhouse.py HOST_PACKAGES)")
+    return [str(by_name[canonicalize_name(Requirement(p).name)]) for p in HOST_PACKAGES]
 
 
 def prune(parent: Path, *, keep: int) -> list[Path]:
