@@ -5,6 +5,9 @@ test_hosts_substrate.py."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import secrets
 import shutil
 import subprocess
@@ -48,6 +51,38 @@ def link_tree(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
         shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+# Where an operator's tools live when the test does not follow the how-to's step 1 (test_adopting_an_estate.py
+# does): a virtual environment of Debian's python3 with the project and its dependencies, readable by any user
+# (this run's own environment is not: its python lives under root's home). A build cache keyed by the dependency
+# set, built once on a machine (about a minute, from the package registry) and reused.
+TOOLS_CACHE = Path("/var/cache/tradestack-it/tools")
+TOOLS_KEEP = 2
+
+
+def shared_tools() -> Path:
+    """The shared tools' virtual environment for this source's dependency set (built first if missing)."""
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    venv = TOOLS_CACHE / key
+    TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
+    TOOLS_CACHE.parent.chmod(0o755)
+    with open(TOOLS_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # built in place (a virtual environment cannot move): one builder
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, capture_output=True)
+            done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                                   str(ROOT)], capture_output=True, text=True, timeout=1200)
+            assert done.returncode == 0, done.stderr[-3000:]
+            subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+            (venv / ".complete").touch()
+        os.utime(venv / ".complete")
+        built = sorted((d for d in TOOLS_CACHE.iterdir() if (d / ".complete").exists()),
+                       key=lambda d: (d / ".complete").stat().st_mtime, reverse=True)
+        for old in built[TOOLS_KEEP:]:
+            shutil.rmtree(old, ignore_errors=True)
+    return venv
 
 
 def install_step() -> tuple[list[str], str]:

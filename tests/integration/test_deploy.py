@@ -75,6 +75,20 @@ def test_the_first_deploy_created_this_runs_own_user_group_and_state_root(deploy
     assert (Path(settings.software_root) / stack.name / "venv" / "bin" / "tradestack").exists()
 
 
+def test_the_hosts_virtual_environment_holds_what_the_services_need_and_not_the_operators_tools(deployed):
+    """A trading host runs the services and `tradestack refstack`; Pulumi, Ansible, the Kubernetes client and
+    pytest stay on the operator's machine."""
+    stack = deployed["stack"]
+    python = Path(stack.host_settings.software_root) / stack.name / "venv" / "bin" / "python"
+    probe = ("import importlib.util as u; print(' '.join(m for m in ('fastapi', 'uvicorn', 'psycopg', 'aiohttp', "
+             "'typer', 'pulumi', 'ansible', 'ansible_runner', 'kubernetes', 'matplotlib', 'pytest', 'testinfra') "
+             "if u.find_spec(m)))")
+    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert found == ["fastapi", "uvicorn", "psycopg", "aiohttp", "typer"]
+    served = subprocess.run([str(python), "-m", "tradestack", "refstack", "--help"], capture_output=True, text=True)
+    assert served.returncode == 0 and "load" in served.stdout, served.stderr[-2000:]
+
+
 def test_check_mode_on_a_deployed_stack_reports_exactly_a_stopped_program_and_nothing_else(deployed):
     """A deploy reads each host's program states once and leaves a running, unchanged program alone: on the
     deployed stack with one program stopped, `--check` reports that one change on that one host, none on the

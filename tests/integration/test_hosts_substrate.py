@@ -4,8 +4,8 @@ name, and every probe and fault over SSH, never through a namespace.
 
 Everything here runs as an SRE would on a controller: an unprivileged account made for this run (removed after)
 that holds a copy of the SSH key and nothing else of the lab's. It cannot read the lab's state or enter a
-namespace. Its tools are a readable copy of the checkout, the deployed hosts' virtual environment (the same
-wheel and dependencies), and the build caches keyed by version (wheelhouse and Pulumi), linked into its own; the
+namespace. Its tools are a readable copy of the checkout run by a shared install of the project's dependencies
+(operators.shared_tools), and the build caches keyed by version (wheelhouse and Pulumi), linked into its own; the
 estate fixtures then follow docs/adopting-an-estate.md's steps 2 to 4 through the CLI (operators.py)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tradestack.drills import files
 from tradestack.lab.substrate import LabSubstrate
 
 from .conftest import TIMED, driven_at_the_requirement, journal_times, with_short_windows
-from .operators import Operator, operator_account
+from .operators import Operator, operator_account, shared_tools
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900)]
 
@@ -35,12 +35,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def operator(deployed):
-    """The unprivileged operator of docs/adopting-an-estate.md, with a readable copy of this checkout and the
-    deployed hosts' virtual environment (the same wheel and dependencies) instead of step 1's install, which
-    test_adopting_an_estate.py follows as written beside the session lab."""
-    lab = deployed["stack"]
+    """The unprivileged operator of docs/adopting-an-estate.md, with a readable copy of this checkout run by a
+    shared install of the tools (operators.shared_tools) instead of step 1's install, which
+    test_adopting_an_estate.py follows as written beside the session lab. (Not the deployed hosts' environment:
+    it holds only what the services need.)"""
+    venv = shared_tools()
     with operator_account("checkout", owned=False) as (user, home, checkout):
-        venv = Path(lab.host_settings.software_root) / lab.name / "venv"
         env = {"HOME": str(home), "USER": user, "LANG": "C.UTF-8", "PYTHONPATH": str(checkout / "cli"),
                "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
                "XDG_CACHE_HOME": str(home / ".cache"), "TRADESTACK_HOME": str(home / ".tradestack")}
