@@ -8,6 +8,7 @@ Beside the session lab: it touches none of its namespaces."""
 from __future__ import annotations
 
 import os
+import subprocess
 import secrets
 import shutil
 import socket
@@ -87,3 +88,53 @@ def test_removing_a_machine_leaves_no_mount_layer_or_process(machine, tmp_path):
     assert not other.mounted() and not (tmp_path / "b").exists()
     mounts = Path("/proc/self/mounts").read_text()
     assert str(tmp_path / "b") not in mounts
+
+
+def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_again(tmp_path):
+    """A lab stack brought up with machines: every host (not the edge routers) a booted machine reached over SSH
+    with the stack's key and pinned host keys; one powered off by hand is drift that `refresh` shows and `up` boots
+    again on its own disk; `destroy` leaves no namespace, mount or machine."""
+    import yaml
+
+    from tradestack.adapters import ssh
+    from tradestack.lab.stack import LabStack, workdir
+
+    topology = tmp_path / "small.yaml"
+    topology.write_text(yaml.safe_dump({
+        "name": "small", "peak": {"orders_per_second": 10}, "headroom": 1.0, "carriers": [{"name": "ct"}],
+        "sites": [{"name": "sz1", "role": "active", "uplinks": [{"carrier": "ct"}]}],
+        "services": [{"name": "gateway", "kind": "stateless", "placement": {"sz1": 2}}]}))
+    name = f"tsm{secrets.token_hex(2)}"
+    stack = LabStack(name, topology, machines=True)
+    try:
+        started = time.monotonic()
+        result, files = stack.up()
+        print(f"\nmachines lab up in {time.monotonic() - started:.1f} s: {result.changes}")
+        inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
+        machines = sorted(inventory)  # the hosts (the edge routers are not in the inventory: they stay namespaces)
+        assert len(machines) >= 3, inventory  # two gateways and the clients' host
+        options = ssh.SshOptions(files.private_key, files.known_hosts)
+        for host in machines:
+            target = ssh.SshTarget(inventory[host]["ansible_host"], "root")
+            done = ssh.run(options, target, ["sh", "-c", "cat /proc/1/comm /etc/hostname; "
+                                                         "systemctl is-system-running --wait"], timeout=60)
+            assert done.stdout.split()[:2] == ["systemd", host] and done.stdout.split()[-1] in (
+                "running", "degraded"), (host, done.stdout, done.stderr)
+        victim = machines[0]
+        target = ssh.SshTarget(inventory[victim]["ansible_host"], "root")
+        assert ssh.run(options, target, ["sh", "-c", "echo kept > /var/tmp/mark && sync"]).succeeded
+        off = Machine(victim, victim, workdir(name, stack.home) / victim / "machine", BaseImage(mirror=debian_mirror()))
+        assert off.running()
+        off.power_off()
+        drift = stack.refresh()
+        assert drift.changes.get("update", 0) >= 1, drift.changes
+        repaired, _ = stack.up()
+        assert repaired.changes.get("update", 0) >= 1 and not repaired.changes.get("create"), repaired.changes
+        assert off.running()
+        again = ssh.run(options, target, ["cat", "/var/tmp/mark"], timeout=60)  # same disk, same host key
+        assert again.stdout.strip() == "kept", again.stderr
+    finally:
+        stack.destroy()
+    assert stack.leftovers() == []
+    assert f"--machine={name}-" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                       text=True).stdout

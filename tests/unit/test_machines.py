@@ -65,3 +65,52 @@ def test_a_machine_that_was_never_booted_is_not_running_and_removing_it_leaves_n
     assert not machine.running() and machine.state_of() is None
     machine.remove()
     assert not (tmp_path / "m").exists()
+
+
+def _props(tmp_path: Path, **extra) -> dict:
+    return {"name": "lab-sz1-orderdb-1", "netns": "lab-sz1-orderdb-1", "state": str(tmp_path / "m"),
+            "release": "bookworm", "packages": ["systemd", "openssh-server"], "mirror": "http://m/debian",
+            "authorized_key": "ssh-ed25519 AAAA lab", "running": True, **extra}
+
+
+def test_a_machine_powered_off_by_hand_is_drift_that_up_boots_on_the_same_disk(tmp_path):
+    """Its disk is there, its init is not: refresh reads it as not running; the wanted state differs in `running`
+    only, which is an update (a boot), never a replacement (a new disk)."""
+    from tradestack.lab.resources import MachineProvider
+
+    provider = MachineProvider()
+    (tmp_path / "m" / "upper").mkdir(parents=True)
+    seen = provider.read("lab-sz1-orderdb-1", _props(tmp_path, host_key=["ssh-ed25519", "AAAA"]))
+    assert seen.id == "lab-sz1-orderdb-1" and seen.outs["running"] is False
+    assert seen.outs["host_key"] == ["ssh-ed25519", "AAAA"]  # kept from the state
+    diff = provider.diff(seen.id, seen.outs, _props(tmp_path))
+    assert diff.changes and diff.replaces == []
+
+
+def test_a_machine_whose_disk_is_gone_is_gone_and_a_new_package_set_is_a_new_disk(tmp_path):
+    from tradestack.lab.resources import GONE, MachineProvider
+
+    provider = MachineProvider()
+    assert provider.read("lab-sz1-orderdb-1", _props(tmp_path)) == GONE
+    diff = provider.diff("lab-sz1-orderdb-1", _props(tmp_path), _props(tmp_path, packages=["systemd", "chrony"]))
+    assert diff.replaces == ["packages"] and diff.delete_before_replace
+
+
+def test_the_stacks_key_may_log_in_as_root_and_nobody_else_may_read_it(tmp_path):
+    machine = Machine("x", "ns-x", tmp_path / "m", BaseImage(mirror="http://m/debian"))
+    machine.authorize("ssh-ed25519 AAAA lab\n")
+    keys = tmp_path / "m" / "root" / "root" / ".ssh" / "authorized_keys"
+    assert keys.read_text() == "ssh-ed25519 AAAA lab\n"
+    assert keys.stat().st_mode & 0o777 == 0o600 and keys.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_mounts_left_under_a_stacks_directory_are_found(tmp_path):
+    from tradestack.lab.machines import mounts_under
+
+    info = tmp_path / "mountinfo"
+    info.write_text("22 1 0:21 / / rw - ext4 /dev/vda rw\n"
+                    f"90 22 0:50 / {tmp_path}/lab/a-sz1-gw-1/machine/root rw - overlay overlay rw\n"
+                    f"91 22 0:51 / {tmp_path}/lab/with\\040space rw - overlay overlay rw\n"
+                    f"92 22 0:52 / {tmp_path}/labx/other rw - overlay overlay rw\n")
+    assert mounts_under(tmp_path / "lab", info) == [f"{tmp_path}/lab/a-sz1-gw-1/machine/root",
+                                                    f"{tmp_path}/lab/with space"]

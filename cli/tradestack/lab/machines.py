@@ -7,7 +7,9 @@ that already holds the host's addresses and links. Killing the machine's init en
 loss, but the host's page cache survives it, so writes the machine had not synced are not lost as they would be
 on real hardware.
 
-Nothing here knows the topology or Pulumi; the lab's stacks do not use machines yet (issue 32 goes on from here).
+Nothing here knows the topology or Pulumi: lab/resources.py makes a machine a Pulumi resource, and a lab stack
+brought up with machines boots every host but its edge routers as one (lab/program.py). Deploying onto them (the
+real-host half of the playbooks) is issue 32's next part.
 """
 
 from __future__ import annotations
@@ -174,6 +176,24 @@ class Machine:
         if not hostname.exists():  # its own from the first boot on, as an installer would write it
             hostname.write_text(self.name + "\n")
 
+    def authorize(self, public_key: str) -> None:
+        """`public_key` may log in as root (written into its disk; the machine need not be running)."""
+        ssh_dir = self.merged / "root" / ".ssh"
+        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keys = ssh_dir / "authorized_keys"
+        keys.write_text(public_key.strip() + "\n" if public_key.strip() else "")
+        keys.chmod(0o600)
+
+    def ssh_host_key(self, timeout: float = 30.0) -> list[str]:
+        """[type, key] of its sshd's ed25519 host key, once sshd runs with it (made at its first boot)."""
+        public = self.merged / "etc" / "ssh" / "ssh_host_ed25519_key.pub"
+        if not wait_for(lambda: public.exists() and self.run(["systemctl", "is-active", "ssh.service"],
+                                                              timeout=10).stdout.strip() == "active", timeout, 0.3):
+            raise MachineError(f"{self.name}: sshd is not active {timeout:g} s after boot; see "
+                               f"{self.state / 'console.log'}")
+        kind, key = public.read_text().split()[:2]
+        return [kind, key]
+
     def init_pid(self) -> int | None:
         """The machine's PID 1 as this kernel numbers it (nspawn's child), or None when it is not running."""
         nspawn = self._nspawn_pid()
@@ -247,6 +267,17 @@ class Machine:
         except (OSError, ValueError, IndexError):
             return None
         return pid if alive(pid) and _command(pid).startswith(NSPAWN) else None
+
+
+def mounts_under(directory: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    """Mount points at or under `directory` (a machine's root is one while it exists)."""
+    prefix = str(directory.resolve()).rstrip("/") + "/"
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return []
+    points = [line.split()[4].replace("\\040", " ") for line in lines if len(line.split()) > 4]
+    return sorted(p for p in points if (p + "/").startswith(prefix))
 
 
 def _command(pid: int) -> str:

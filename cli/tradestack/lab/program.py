@@ -1,8 +1,9 @@
 """The lab's Pulumi program: a function of stack config.
 
 Config: `tradestack:topology` (path of the topology file), `tradestack:workdir` (where daemons
-keep configs, keys and pid files), optional `tradestack:mgmtSlot` (0..31) and `tradestack:clusters`
-("true": a Kubernetes cluster in each site that runs a stateless service).
+keep configs, keys and pid files), optional `tradestack:mgmtSlot` (0..31), `tradestack:clusters`
+("true": a Kubernetes cluster in each site that runs a stateless service) and `tradestack:machines` ("true":
+every host but the edge routers boots as a Debian machine with systemd in its namespace, lab/machines.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import yaml
 from ..topology import load_topology
 from . import daemons
 from .plan import LabPlan, plan_lab
-from . import cluster
-from .resources import Bridge, Cluster, Daemon, DefaultRoute, KeyPair, Namespace, NftTable, Route, Veth
+from . import cluster, machines
+from .resources import Bridge, Cluster, Daemon, DefaultRoute, KeyPair, Machine, Namespace, NftTable, Route, Veth
 from .resources import NFT_TABLE
 
 
@@ -28,7 +29,8 @@ def program() -> None:
     slot = config.get_int("mgmtSlot")
     workdir = Path(config.require("workdir"))
     plan = plan_lab(topology, stack, slot, clusters=config.get_bool("clusters") or False)
-    access = declare(plan, workdir)
+    image = machines.BaseImage(mirror=machines.debian_mirror()) if config.get_bool("machines") else None
+    access = declare(plan, workdir, image)
     pulumi.export("topology", topology.name)
     pulumi.export("inventory", yaml.safe_dump(plan.inventory(topology), sort_keys=False))
     pulumi.export("fault_map", plan.fault_map)
@@ -46,8 +48,9 @@ def program() -> None:
         {site: c.kubeconfig for site, c in access["clusters"].items()}))  # type: ignore[attr-defined]
 
 
-def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
-    """Turn a plan into Pulumi resources, with dependencies so creation and deletion are ordered."""
+def declare(plan: LabPlan, workdir: Path, image: machines.BaseImage | None = None) -> dict[str, Any]:
+    """Turn a plan into Pulumi resources, with dependencies so creation and deletion are ordered. With an `image`,
+    each host (not the edge routers) is a machine booted from it, with its own sshd, instead of the lab's sshd."""
     opts = pulumi.ResourceOptions
     key = KeyPair("ssh-key", {"comment": f"tradestack-{plan.stack}", "public_key": None, "private_key": None},
                   opts(additional_secret_outputs=["private_key"]))
@@ -88,10 +91,16 @@ def declare(plan: LabPlan, workdir: Path) -> dict[str, Any]:
         if h.gateway:  # site hosts; venues and clients route with BGP
             ready.append(DefaultRoute(f"route-{h.netns}", {"netns": h.netns, "gateway": h.gateway},
                                       opts(depends_on=link_of[h.netns])))
-        sshd = Daemon(f"sshd-{h.netns}", {"netns": h.netns, "kind": "sshd", "workdir": str(workdir / h.netns),
-                                   "config": daemons.sshd_config(h, workdir / h.netns),
-                                   "authorized_key": key.public_key, "pid": None, "host_key": None},
-               opts(depends_on=ready))
+        if image is not None and h in plan.hosts:
+            sshd = Machine(f"machine-{h.netns}", {
+                "name": h.netns, "netns": h.netns, "state": str(workdir / h.netns / "machine"),
+                "release": image.release, "packages": list(image.packages), "mirror": image.mirror,
+                "authorized_key": key.public_key, "running": True, "host_key": None}, opts(depends_on=ready))
+        else:
+            sshd = Daemon(f"sshd-{h.netns}", {"netns": h.netns, "kind": "sshd", "workdir": str(workdir / h.netns),
+                                              "config": daemons.sshd_config(h, workdir / h.netns),
+                                              "authorized_key": key.public_key, "pid": None, "host_key": None},
+                          opts(depends_on=ready))
         known.append(sshd.host_key.apply(lambda k, ip=h.mgmt_ip: f"{ip} {k[0]} {k[1]}"))  # type: ignore[attr-defined]
     clusters = {}
     for c in plan.clusters:

@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from . import cluster, daemons, netlink
+from . import cluster, daemons, machines, netlink
 
 GONE = ReadResult(id_="", outs={})
 
@@ -244,6 +244,43 @@ class DaemonProvider(_LabProvider):
         daemons.stop(props["kind"], props["netns"], props["workdir"])
 
 
+class MachineProvider(_LabProvider):
+    """A host booted as a Debian machine (lab/machines.py) in its namespace: its disk an overlay of the base image
+    under `state`, the stack's key authorised for root, sshd's host key (made at its first boot) an output for the
+    stack's pinned known_hosts. `running` is what is wanted (always true): `read` reports whether it is, so a
+    refresh sees a machine powered off by hand and the next `up` boots it again, on the same disk. A new release,
+    package set or mirror is a new disk (replaced); deleting it powers it off and removes its disk."""
+
+    identity = ("name", "netns", "release", "packages", "mirror")
+    inputs = ("name", "netns", "state", "release", "packages", "mirror", "authorized_key", "running")
+    BOOT_S = 60.0
+
+    def resource_id(self, props: dict[str, Any]) -> str:
+        return str(props["name"])
+
+    @staticmethod
+    def machine(props: dict[str, Any]) -> machines.Machine:
+        image = machines.BaseImage(props["release"], tuple(props["packages"]), props["mirror"])
+        return machines.Machine(props["name"], props["netns"], Path(props["state"]), image)
+
+    def apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        machine = self.machine(props)
+        machines.build_image(machine.image)
+        machine.mount()
+        machine.authorize(props.get("authorized_key") or "")
+        machine.boot(self.BOOT_S)
+        return {"running": True, "host_key": machine.ssh_host_key(self.BOOT_S)}
+
+    def observe(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        machine = self.machine(props)
+        if not machine.state.is_dir():
+            return None
+        return {"running": machine.running()}
+
+    def remove(self, props: dict[str, Any]) -> None:
+        self.machine(props).remove()
+
+
 class KeyPairProvider(_LabProvider):
     """The stack's ed25519 SSH key; the private half is a Pulumi secret (encrypted in state)."""
 
@@ -286,4 +323,5 @@ Route = _resource(RouteProvider, "Route")
 Cluster = _resource(ClusterProvider, "Cluster")
 NftTable = _resource(NftTableProvider, "NftTable")
 Daemon = _resource(DaemonProvider, "Daemon")
+Machine = _resource(MachineProvider, "Machine")
 KeyPair = _resource(KeyPairProvider, "KeyPair")

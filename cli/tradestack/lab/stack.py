@@ -16,7 +16,7 @@ from ..errors import EnvironmentProblem, InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
 from ..topology import load_topology
-from . import cluster, netlink
+from . import cluster, machines, netlink
 from .netlink import LabError
 from .plan import plan_lab
 from .privileges import require_net_admin
@@ -46,7 +46,8 @@ class LabStack(ManagedStack):
     disposable = True  # a lab may be broken and rebuilt without asking
 
     def __init__(self, name: str, topology: Path | None = None, mgmt_slot: int | None = None,
-                 host_settings: HostSettings | None = None, clusters: bool | None = None):
+                 host_settings: HostSettings | None = None, clusters: bool | None = None,
+                 machines: bool | None = None):
         self.name = name
         self.home = state_dir()  # pinned: every path of this stack stays under one state dir
         config = {"tradestack:workdir": str(workdir(name, self.home))}
@@ -58,6 +59,12 @@ class LabStack(ManagedStack):
         if clusters is not None:  # None: as the stack has it
             config["tradestack:clusters"] = "true" if clusters else "false"
         self.clusters = clusters
+        self.machines = machines
+        if machines is not None:  # None: as the stack has it
+            if machines and clusters:
+                raise InputError("a lab of booted machines with Kubernetes clusters is not supported yet: the "
+                                 "clusters' nodes stay namespaces (issue 32)")
+            config["tradestack:machines"] = "true" if machines else "false"
         if host_settings is not None:
             config |= host_settings.to_config()
         self.topology = topology
@@ -84,6 +91,17 @@ class LabStack(ManagedStack):
             raise EnvironmentProblem("this stack runs a Kubernetes cluster per site, and this machine cannot yet: "
                                      + "; ".join(problems))
 
+    def _needs_image(self) -> None:
+        """A stack of machines needs their base image: built (or found in the cache) before Pulumi starts, once,
+        rather than by every machine's resource at the same time."""
+        wanted = self.machines if self.machines is not None else (
+            self._pulumi.exists() and self._pulumi.config().get("tradestack:machines") == "true")
+        if wanted:
+            if shutil.which(machines.NSPAWN) is None:
+                raise EnvironmentProblem("this stack boots its hosts as machines and systemd-nspawn is not "
+                                         "installed: run `make setup` (package systemd-container)")
+            machines.build_image(machines.BaseImage(mirror=machines.debian_mirror()))
+
     def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
         require_net_admin()
         self._needs_topology()
@@ -94,6 +112,7 @@ class LabStack(ManagedStack):
         require_net_admin()
         self._needs_topology()
         self._needs_toolchain()
+        self._needs_image()
         result = self._pulumi.up(on_event)
         return result, self.write_access_files()
 
@@ -148,8 +167,9 @@ class LabStack(ManagedStack):
         return workdir(self.name, self.home)
 
     def leftovers(self) -> list[str]:
-        """Namespaces with this stack's prefix that exist now (after destroy: should be none)."""
-        return netlink.list_namespaces(f"{self.name}-")
+        """Namespaces with this stack's prefix, and mounts under its work directory (a machine's disk), that exist
+        now (after destroy: should be none)."""
+        return [*netlink.list_namespaces(f"{self.name}-"), *machines.mounts_under(workdir(self.name, self.home))]
 
     def write_access_files(self) -> AccessFiles:
         """SSH key, pinned known_hosts and the Ansible inventory, mode 0600, under the state dir."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..adapters import commands, supervisord
 from ..adapters.commands import CommandResult
+from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..substrates.base import AccessFiles, Actuator, HostTraits, LocalProcess, Process, Substrate
 from ..substrates.clusters import SiteCluster
@@ -39,6 +40,9 @@ class LabSubstrate(Substrate):
 
     def __init__(self, stack: LabStack):
         self.stack = stack
+        if stack.config().get("tradestack:machines") == "true":
+            raise InputError(f"stack {stack.name!r} boots its hosts as machines: deploying onto them, status and "
+                             "drills are not built yet (issue 32); only `stack up`, `refresh` and `destroy` are")
         files = stack.access_files()
         hosts = read_hosts(files.inventory)
         outputs = stack.outputs()
