@@ -114,3 +114,19 @@ def test_mounts_left_under_a_stacks_directory_are_found(tmp_path):
                     f"92 22 0:52 / {tmp_path}/labx/other rw - overlay overlay rw\n")
     assert mounts_under(tmp_path / "lab", info) == [f"{tmp_path}/lab/a-sz1-gw-1/machine/root",
                                                     f"{tmp_path}/lab/with space"]
+
+
+def test_a_lab_of_machines_with_clusters_and_drills_on_machines_are_refused_with_the_reason():
+    """Not built yet (issue 32): said before anything is created or touched, never a half-working stack."""
+    from types import SimpleNamespace
+
+    from tradestack.errors import InputError
+    from tradestack.lab.stack import LabStack
+    from tradestack.lab.substrate import LabSubstrate
+
+    topology = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml"
+    with pytest.raises(InputError, match="machines with Kubernetes clusters is not supported yet"):
+        LabStack("tsmx", topology, clusters=True, machines=True)
+    booted = SimpleNamespace(name="tsmx", config=lambda: {"tradestack:machines": "true"})
+    with pytest.raises(InputError, match="boots its hosts as machines: deploying onto them, status and drills"):
+        LabSubstrate(booted)  # type: ignore[arg-type]
