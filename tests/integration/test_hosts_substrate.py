@@ -190,7 +190,8 @@ def test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost(estate
     result = json.loads(done.stdout)
     assert "verdict" in result, (done.stdout[-2000:], done.stderr[-2000:])  # refused: say why
     print(f"\n{drill} through hosts: {result['verdict']}; figures {json.dumps(result['figures'])}\n"
-          f"journal: {journal_times(result)}")
+          f"journal: {journal_times(result)}\nfirst progress lines (the time before the journal): "
+          + " | ".join(line.strip() for line in done.stderr.splitlines()[:4])[:1500])
     assert done.returncode == (0 if result["verdict"] == "pass" else 1)
     assert result["figures"]["orders"] > 0
     restores = [s for s in result["journal"] if s["name"].startswith("restore")]
