@@ -75,6 +75,37 @@ def test_sec02_passes_a_program_run_by_its_user(tmp_path):
         "ps -o pid=,user= -p 4242"]
 
 
+def _unit(program: str, active: str = "active", pid: str = "4242", user: str = "tsuser") -> str:
+    return f"Id=tradestack-{program}.service\nActiveState={active}\nMainPID={pid}\nUser={user}\n"
+
+
+@pytest.mark.parametrize("shown, ps, message", [
+    (_unit("tradestack-router", active="failed", pid="0"), "",
+     "tradestack-router is placed on lab-sz1-router-1 and its unit tradestack-tradestack-router.service is failed"),
+    (_unit("tradestack-router", user=""), " 4242 root\n",
+     "tradestack-tradestack-router.service has no User= other than root"),
+    (_unit("tradestack-router", pid="0"), "", "is active with no main process .MainPID 0."),
+    (_unit("tradestack-router"), " 4242 root\n", "tradestack-router runs as 'root', not 'tsuser'"),
+    ("", "", "systemctl show exited 0"),
+])
+def test_sec02_on_systemd_hosts_fails_a_unit_not_active_without_a_user_or_running_as_root(tmp_path, shown, ps,
+                                                                                          message):
+    ctx = _context(tmp_path, {"lab-sz1-router-1": Host({"systemctl show": (0, shown, ""), "ps": (0, ps, "")})},
+                   supervisor="systemd")
+    with pytest.raises(AssertionError, match=message):
+        sec.test_trading_services_run_as_non_root_users(ctx, plugin.Evidence(), "lab-sz1-router-1")
+
+
+def test_sec02_on_systemd_hosts_asks_systemd_once_and_passes_a_unit_run_by_its_user(tmp_path):
+    ctx = _context(tmp_path, {"lab-sz1-router-1": Host({"systemctl show": (0, _unit("tradestack-router"), ""),
+                                                        "ps": (0, " 4242 tsuser\n", "")})}, supervisor="systemd")
+    evidence = plugin.Evidence()
+    sec.test_trading_services_run_as_non_root_users(ctx, evidence, "lab-sz1-router-1")
+    assert [i["command"] for i in evidence.items] == [
+        "systemctl show -p Id -p ActiveState -p MainPID -p User tradestack-tradestack-router.service",
+        "ps -o pid=,user= -p 4242"]
+
+
 
 # -- SEC-03: the database listens on nothing but its LAN and loopback --------------------------------------
 @pytest.mark.parametrize("answer, message", [

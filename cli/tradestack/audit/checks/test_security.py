@@ -26,8 +26,21 @@ def test_sshd_allows_no_passwords_and_no_root_password_login(audit, evidence, ho
 @pytest.mark.targets("hostname", lambda ctx: [h for h in ctx.names() if trading_programs(ctx, h)])
 def test_trading_services_run_as_non_root_users(audit, evidence, hostname):
     host = audit.host(hostname)
-    conf = f"{audit['state_base']}/{hostname}/supervisor/supervisord.conf"
     placed = trading_programs(audit, hostname)
+    if audit.data.get("supervisor", "supervisord") == "systemd":
+        pids = _systemd_main_pids(audit, evidence, host, hostname, placed)
+    else:
+        pids = _supervisord_pids(audit, evidence, host, hostname, placed)
+    ps = evidence.run(host, hostname, f"ps -o pid=,user= -p {','.join(pids.values())}")
+    owners = dict(line.split() for line in ps.stdout.splitlines() if len(line.split()) == 2)
+    for program, user in placed.items():
+        owner = owners.get(pids[program])
+        assert owner, f"ps found no process {pids[program]} ({program}): rc {ps.rc}"
+        assert owner == user and owner != "root", f"{program} runs as {owner!r}, not {user!r}"
+
+
+def _supervisord_pids(audit, evidence, host, hostname: str, placed: dict[str, str]) -> dict[str, str]:
+    conf = f"{audit['state_base']}/{hostname}/supervisor/supervisord.conf"
     # one line per program asked, in order; a program that is not running: pid 0 (and exit 7, LSB "not running")
     asked = evidence.run(host, hostname, f"supervisorctl -c {conf} pid {' '.join(placed)}")
     pids = dict(zip(placed, (line.strip() for line in asked.stdout.splitlines())))
@@ -37,12 +50,32 @@ def test_trading_services_run_as_non_root_users(audit, evidence, hostname):
         assert pid != "0", f"{program} is placed on {hostname} and has no running process"
         assert pid.isdigit(), f"supervisorctl pid {program} answered {pid[:200]!r}, not a process id"
     assert asked.rc == 0, f"supervisorctl pid {' '.join(placed)} exited {asked.rc}: {asked.stderr.strip()[:200]}"
-    ps = evidence.run(host, hostname, f"ps -o pid=,user= -p {','.join(pids.values())}")
-    owners = dict(line.split() for line in ps.stdout.splitlines() if len(line.split()) == 2)
-    for program, user in placed.items():
-        owner = owners.get(pids[program])
-        assert owner, f"ps found no process {pids[program]} ({program}): rc {ps.rc}"
-        assert owner == user and owner != "root", f"{program} runs as {owner!r}, not {user!r}"
+    return pids
+
+
+def _systemd_main_pids(audit, evidence, host, hostname: str, placed: dict[str, str]) -> dict[str, str]:
+    """Each placed program's unit (tradestack-<program>.service, as the supervision role writes it): active, a
+    main process, and a `User=` that is not root; the main process's owner is then judged as on supervisord."""
+    units = {program: f"tradestack-{program}.service" for program in placed}
+    asked = evidence.run(host, hostname, "systemctl show -p Id -p ActiveState -p MainPID -p User "
+                                         + " ".join(units.values()))
+    shown: dict[str, dict[str, str]] = {}
+    for block in asked.stdout.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            shown[props["Id"]] = props
+    assert asked.rc == 0 and shown, f"systemctl show exited {asked.rc}: {(asked.stderr or asked.stdout).strip()[:200]}"
+    pids = {}
+    for program, unit in units.items():
+        props = shown.get(unit, {})
+        assert props.get("ActiveState") == "active", \
+            f"{program} is placed on {hostname} and its unit {unit} is {props.get('ActiveState') or 'unknown'}"
+        assert props.get("User", "") not in ("", "root"), \
+            f"{unit} has no User= other than root: {program} would run as root"
+        pid = props.get("MainPID", "0")
+        assert pid.isdigit() and pid != "0", f"{unit} is active with no main process (MainPID {pid})"
+        pids[program] = pid
+    return pids
 
 
 @pytest.mark.control("SEC-03")
