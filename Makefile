@@ -24,8 +24,9 @@ LAB_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps pos
                 patroni python3-etcd haproxy keepalived supervisor python3-venv curl
 CLUSTER_PACKAGES := containerd runc containernetworking-plugins busybox-static gcc libc6-dev
 TEST_PACKAGES := chromium
-# booted Debian machines in the lab (lab/machines.py): the base image's builder and the container manager
-MACHINE_PACKAGES := debootstrap systemd-container
+# booted Debian machines in the lab (lab/machines.py): the base image's builder, the container manager, and the
+# package proxy the machines install through (the lab runs its own; the package's own service is never started)
+MACHINE_PACKAGES := debootstrap systemd-container apt-cacher-ng
 
 setup: setup-lab setup-kubernetes
 	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES) $(MACHINE_PACKAGES)"
@@ -52,12 +53,15 @@ setup-kubernetes: setup-lab
 	@infra/toolchain/build-pulumi-kubernetes.sh $(BIN)/python
 	@infra/toolchain/build-kubernetes.sh
 
-# Debian packages not yet installed, installed (checked first, so a machine that has them is not touched).
+# Debian packages not yet installed, installed (checked first, so a machine that has them is not touched). Their
+# services are not started (policy-rc.d, for the install only): the lab starts what it needs, where it needs it.
 packages:
 	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing (run make setup as root)"; exit 3; fi; \
 	  echo "installing: $$missing"; \
+	  policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+	    printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; trap 'rm -f $$policy' EXIT; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 

@@ -92,7 +92,7 @@ def test_removing_a_machine_leaves_no_mount_layer_or_process(machine, tmp_path):
 
 def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_again(tmp_path):
     """A lab stack brought up with machines: every host (not the edge routers) a booted machine reached over SSH
-    with the stack's key and pinned host keys; one powered off by hand is drift that `refresh` shows and `up` boots
+    with the stack's key and pinned host keys, installing packages through the lab's proxy; one powered off by hand is drift that `refresh` shows and `up` boots
     again on its own disk; `destroy` leaves no namespace, mount or machine."""
     import yaml
 
@@ -120,6 +120,14 @@ def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_a
                                                          "systemctl is-system-running --wait"], timeout=60)
             assert done.stdout.split()[:2] == ["systemd", host] and done.stdout.split()[-1] in (
                 "running", "degraded"), (host, done.stdout, done.stderr)
+        # packages come through the lab's proxy on this host (the machines have no route out)
+        installer = ssh.SshTarget(inventory[machines[-1]]["ansible_host"], "root")
+        started = time.monotonic()
+        got = ssh.run(options, installer, ["sh", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+                                                       "apt-get install -y -q --no-install-recommends chrony && "
+                                                       "dpkg-query -W -f '${Status}' chrony"], timeout=600)
+        print(f"chrony installed through the proxy in {time.monotonic() - started:.1f} s")
+        assert got.succeeded and got.stdout.endswith("install ok installed"), (got.stdout[-800:], got.stderr[-800:])
         victim = machines[0]
         target = ssh.SshTarget(inventory[victim]["ansible_host"], "root")
         assert ssh.run(options, target, ["sh", "-c", "echo kept > /var/tmp/mark && sync"]).succeeded
@@ -136,5 +144,5 @@ def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_a
     finally:
         stack.destroy()
     assert stack.leftovers() == []
-    assert f"--machine={name}-" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
-                                                       text=True).stdout
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"--machine={name}-" not in processes and str(workdir(name, stack.home)) not in processes  # the proxy too

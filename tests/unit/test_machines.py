@@ -130,3 +130,28 @@ def test_a_lab_of_machines_with_clusters_and_drills_on_machines_are_refused_with
     booted = SimpleNamespace(name="tsmx", config=lambda: {"tradestack:machines": "true"})
     with pytest.raises(InputError, match="boots its hosts as machines: deploying onto them, status and drills"):
         LabSubstrate(booted)  # type: ignore[arg-type]
+
+
+def test_a_machine_installs_through_the_labs_proxy_with_this_hosts_date_checks(tmp_path, monkeypatch):
+    from tradestack.lab import machines
+
+    monkeypatch.setattr(machines, "_apt_config", lambda option: {"Acquire::Check-Valid-Until": "false"}.get(option, ""))
+    machine = Machine("x", "ns-x", tmp_path / "m", BaseImage(mirror="http://m/debian"))
+    machine.use_apt_proxy("http://198.18.0.1:3142")
+    conf = tmp_path / "m" / "root" / "etc" / "apt" / "apt.conf.d" / "01tradestack-proxy"
+    assert conf.read_text() == ('Acquire::http::Proxy "http://198.18.0.1:3142";\n'
+                                'Acquire::Check-Valid-Until "false";\n')
+    machine.use_apt_proxy("")
+    assert not conf.exists()
+
+
+def test_the_package_proxy_listens_only_on_the_labs_management_address_and_keeps_everything_in_its_directory(
+        tmp_path):
+    from tradestack.lab.daemons import apt_proxy_config
+
+    settings = dict(line.split(": ", 1) for line in apt_proxy_config("198.18.4.1", tmp_path).splitlines()
+                    if ": " in line)
+    assert settings["BindAddress"] == "198.18.4.1" and settings["Port"] == "3142"
+    for key in ("CacheDir", "LogDir", "PidFile", "SocketPath"):
+        assert settings[key].startswith(str(tmp_path)), key
+    assert not any(line.startswith("Remap-") for line in apt_proxy_config("198.18.4.1", tmp_path).splitlines())

@@ -1,4 +1,5 @@
-"""BIRD and sshd inside lab namespaces: configuration text and lifecycle."""
+"""BIRD and sshd inside lab namespaces, and the package proxy of a lab of machines on this host's side of its
+management network: configuration text and lifecycle."""
 
 from __future__ import annotations
 
@@ -9,11 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from ..polling import wait_for
-from .netlink import LabError, pid_alive_in, run_in
+from .netlink import LabError, alive, pid_alive_in, run_in
 from .plan import Host, Router
 
 BIRD = "/usr/sbin/bird"
 SSHD = "/usr/sbin/sshd"
+APT_PROXY = "/usr/sbin/apt-cacher-ng"
+APT_PROXY_PORT = 3142
+
+
+def apt_proxy_config(address: str, workdir: Path) -> str:
+    """apt-cacher-ng for a lab's machines (they have no route out): listening only on this host's address on the
+    lab's management network, forwarding to the Debian mirror the machines name (no remapping to other mirrors),
+    its cache, logs, pid file and socket in `workdir`."""
+    return "\n".join([
+        f"CacheDir: {workdir / 'cache'}", f"LogDir: {workdir / 'log'}", "SupportDir: /usr/lib/apt-cacher-ng",
+        f"Port: {APT_PROXY_PORT}", f"BindAddress: {address}", f"PidFile: {workdir / 'apt-proxy.pid'}",
+        f"SocketPath: {workdir / 'apt-proxy.socket'}", "ExThreshold: 4", "ForeGround: 0", "ReportPage:", ""])
 
 
 def bird_config(r: Router, log: str) -> str:
@@ -98,9 +111,15 @@ def start(kind: str, netns: str, workdir: str, config: str, extra: dict[str, Any
         conf.write_text(config)
         run_in(netns, [SSHD, "-f", str(conf)])
         outs["host_key"] = (wd / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    elif kind == "apt-proxy":  # on this host (netns ""), where the mirror is reachable
+        conf = wd / "conf"
+        for part in (conf, wd / "cache", wd / "log"):
+            part.mkdir(parents=True, exist_ok=True)
+        (conf / "acng.conf").write_text(config)
+        run_in(None, [APT_PROXY, "-c", str(conf)])
     else:
         raise LabError(f"unknown daemon kind {kind}")
-    if not wait_for(lambda: _pid(pidfile) is not None and pid_alive_in(_pid(pidfile) or 0, netns), 5):
+    if not wait_for(lambda: _pid(pidfile) is not None and _alive(_pid(pidfile) or 0, netns), 5):
         raise LabError(f"{kind} did not start in {netns}; see {wd}")
     outs["pid"] = _pid(pidfile)
     return outs
@@ -108,7 +127,12 @@ def start(kind: str, netns: str, workdir: str, config: str, extra: dict[str, Any
 
 def running(kind: str, netns: str, workdir: str) -> int | None:
     pid = _pid(Path(workdir) / f"{kind}.pid")
-    return pid if pid and pid_alive_in(pid, netns) else None
+    return pid if pid and _alive(pid, netns) else None
+
+
+def _alive(pid: int, netns: str) -> bool:
+    """`pid` runs in `netns` (this host's own namespace when empty)."""
+    return alive(pid) if not netns else pid_alive_in(pid, netns)
 
 
 def stop(kind: str, netns: str, workdir: str) -> None:

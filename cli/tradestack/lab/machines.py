@@ -184,6 +184,21 @@ class Machine:
         keys.write_text(public_key.strip() + "\n" if public_key.strip() else "")
         keys.chmod(0o600)
 
+    def use_apt_proxy(self, url: str) -> None:
+        """apt fetches through `url` (the lab's package proxy; none: removed), and checks release files' dates as
+        this host's own apt does (a mirror that is a dated snapshot would otherwise be refused as expired)."""
+        conf = self.merged / "etc" / "apt" / "apt.conf.d" / "01tradestack-proxy"
+        if not url:
+            conf.unlink(missing_ok=True)
+            return
+        lines = [f'Acquire::http::Proxy "{url}";']
+        for option in ("Acquire::Check-Valid-Until", "Acquire::Check-Date"):
+            value = _apt_config(option)
+            if value:
+                lines.append(f'{option} "{value}";')
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("\n".join(lines) + "\n")
+
     def ssh_host_key(self, timeout: float = 30.0) -> list[str]:
         """[type, key] of its sshd's ed25519 host key, once sshd runs with it (made at its first boot)."""
         public = self.merged / "etc" / "ssh" / "ssh_host_ed25519_key.pub"
@@ -267,6 +282,18 @@ class Machine:
         except (OSError, ValueError, IndexError):
             return None
         return pid if alive(pid) and _command(pid).startswith(NSPAWN) else None
+
+
+def _apt_config(option: str) -> str:
+    """This host's apt setting `option` ("" when unset or apt is not here)."""
+    try:
+        done = subprocess.run(["apt-config", "dump", option], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in done.stdout.splitlines():
+        if line.startswith(f"{option} "):
+            return line.split(" ", 1)[1].strip().rstrip(";").strip('"')
+    return ""
 
 
 def mounts_under(directory: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:

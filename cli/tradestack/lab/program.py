@@ -85,6 +85,15 @@ def declare(plan: LabPlan, workdir: Path, image: machines.BaseImage | None = Non
                                    "authorized_key": None, "pid": None},
                opts(depends_on=[ns[r.netns], *link_of.get(r.netns, []),
                                 *([bridges[(r.netns, "lan")]] if r.announce_lan else [])]))
+    proxy: pulumi.Resource | None = None
+    if image is not None:  # the machines' packages come through this host, never from outside directly
+        mgmt = next(b for b in plan.bridges if b.key == "mgmt")
+        address = str(mgmt.address).split("/")[0]
+        proxy = Daemon("apt-proxy", {"netns": "", "kind": "apt-proxy", "workdir": str(workdir / "apt-proxy"),
+                                     "config": daemons.apt_proxy_config(address, workdir / "apt-proxy"),
+                                     "authorized_key": None, "pid": None},
+                       opts(depends_on=[bridges[(None, mgmt.ifname)]]))
+        apt_proxy = f"http://{address}:{daemons.APT_PROXY_PORT}"
     known: list[pulumi.Output[str]] = []
     for h in [*plan.hosts, *plan.edges]:
         ready: list[pulumi.Resource] = list(link_of[h.netns])
@@ -95,7 +104,8 @@ def declare(plan: LabPlan, workdir: Path, image: machines.BaseImage | None = Non
             sshd = Machine(f"machine-{h.netns}", {
                 "name": h.netns, "netns": h.netns, "state": str(workdir / h.netns / "machine"),
                 "release": image.release, "packages": list(image.packages), "mirror": image.mirror,
-                "authorized_key": key.public_key, "running": True, "host_key": None}, opts(depends_on=ready))
+                "authorized_key": key.public_key, "apt_proxy": apt_proxy, "running": True, "host_key": None},
+                opts(depends_on=[*ready, *([proxy] if proxy else [])]))
         else:
             sshd = Daemon(f"sshd-{h.netns}", {"netns": h.netns, "kind": "sshd", "workdir": str(workdir / h.netns),
                                               "config": daemons.sshd_config(h, workdir / h.netns),

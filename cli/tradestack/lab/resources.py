@@ -246,13 +246,13 @@ class DaemonProvider(_LabProvider):
 
 class MachineProvider(_LabProvider):
     """A host booted as a Debian machine (lab/machines.py) in its namespace: its disk an overlay of the base image
-    under `state`, the stack's key authorised for root, sshd's host key (made at its first boot) an output for the
+    under `state`, the stack's key authorised for root, apt going through the lab's package proxy, sshd's host key (made at its first boot) an output for the
     stack's pinned known_hosts. `running` is what is wanted (always true): `read` reports whether it is, so a
     refresh sees a machine powered off by hand and the next `up` boots it again, on the same disk. A new release,
     package set or mirror is a new disk (replaced); deleting it powers it off and removes its disk."""
 
     identity = ("name", "netns", "release", "packages", "mirror")
-    inputs = ("name", "netns", "state", "release", "packages", "mirror", "authorized_key", "running")
+    inputs = ("name", "netns", "state", "release", "packages", "mirror", "authorized_key", "apt_proxy", "running")
     BOOT_S = 60.0
 
     def resource_id(self, props: dict[str, Any]) -> str:
@@ -268,6 +268,7 @@ class MachineProvider(_LabProvider):
         machines.build_image(machine.image)
         machine.mount()
         machine.authorize(props.get("authorized_key") or "")
+        machine.use_apt_proxy(props.get("apt_proxy") or "")
         machine.boot(self.BOOT_S)
         return {"running": True, "host_key": machine.ssh_host_key(self.BOOT_S)}
 
