@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
-from email.parser import Parser
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
+from email.parser import Parser
 from pathlib import Path
 
 from packaging.requirements import Requirement
