@@ -110,6 +110,7 @@ def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_a
         started = time.monotonic()
         result, files = stack.up()
         print(f"\nmachines lab up in {time.monotonic() - started:.1f} s: {result.changes}")
+        assert result.changes == {"create": stack.expected_resources()}  # what `up`'s progress counts to
         inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
         machines = sorted(inventory)  # the hosts (the edge routers are not in the inventory: they stay namespaces)
         assert len(machines) >= 3, inventory  # two gateways and the clients' host

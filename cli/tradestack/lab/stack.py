@@ -75,7 +75,9 @@ class LabStack(ManagedStack):
             return None
         plan = plan_lab(load_topology(self.topology), self.name, clusters=bool(self.clusters))
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
-                + 2 * len(plan.hosts) + len(plan.edges) + 5 * len(plan.clusters))
+                + len(plan.hosts) + sum(1 for h in plan.hosts if h.gateway)  # sshd or machine; default route
+                + len(plan.edges) + 5 * len(plan.clusters)
+                + (1 if self.machines else 0))  # a lab of machines: its package proxy
 
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():
