@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..polling import wait_for
-from .netlink import LabError, alive, pid_alive_in, run_in
+from .netlink import LabError, pid_alive_in, run_in
 from .plan import Host, Router
 
 BIRD = "/usr/sbin/bird"
@@ -119,7 +119,7 @@ def start(kind: str, netns: str, workdir: str, config: str, extra: dict[str, Any
         run_in(None, [APT_PROXY, "-c", str(conf)])
     else:
         raise LabError(f"unknown daemon kind {kind}")
-    if not wait_for(lambda: _pid(pidfile) is not None and _alive(_pid(pidfile) or 0, netns), 5):
+    if not wait_for(lambda: _pid(pidfile) is not None and pid_alive_in(_pid(pidfile) or 0, netns), 5):
         raise LabError(f"{kind} did not start in {netns}; see {wd}")
     outs["pid"] = _pid(pidfile)
     return outs
@@ -127,12 +127,8 @@ def start(kind: str, netns: str, workdir: str, config: str, extra: dict[str, Any
 
 def running(kind: str, netns: str, workdir: str) -> int | None:
     pid = _pid(Path(workdir) / f"{kind}.pid")
-    return pid if pid and _alive(pid, netns) else None
+    return pid if pid and pid_alive_in(pid, netns) else None
 
-
-def _alive(pid: int, netns: str) -> bool:
-    """`pid` runs in `netns` (this host's own namespace when empty)."""
-    return alive(pid) if not netns else pid_alive_in(pid, netns)
 
 
 def stop(kind: str, netns: str, workdir: str) -> None:

@@ -87,6 +87,11 @@ class BaseImage:
         return (self.directory / ".complete").exists()
 
 
+def lab_image() -> BaseImage:
+    """The image a lab's machines boot from: this release and package set, from this machine's mirror."""
+    return BaseImage(mirror=debian_mirror())
+
+
 def debootstrap_argv(image: BaseImage, target: Path) -> list[str]:
     return [DEBOOTSTRAP, "--variant=minbase", f"--include={','.join(sorted(image.packages))}", image.release,
             str(target), image.mirror]

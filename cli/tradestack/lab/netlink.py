@@ -290,7 +290,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-def pid_alive_in(pid: int, ns_name: str) -> bool:
+def pid_alive_in(pid: int, ns_name: str | None) -> bool:
+    """`pid` runs in namespace `ns_name` (this host's own when empty or None, as for run_in)."""
+    if not ns_name:
+        return alive(pid)
     try:
         os.kill(pid, 0)
         return pid in namespace_pids(ns_name)

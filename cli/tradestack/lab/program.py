@@ -29,7 +29,7 @@ def program() -> None:
     slot = config.get_int("mgmtSlot")
     workdir = Path(config.require("workdir"))
     plan = plan_lab(topology, stack, slot, clusters=config.get_bool("clusters") or False)
-    image = machines.BaseImage(mirror=machines.debian_mirror()) if config.get_bool("machines") else None
+    image = machines.lab_image() if config.get_bool("machines") else None
     access = declare(plan, workdir, image)
     pulumi.export("topology", topology.name)
     pulumi.export("inventory", yaml.safe_dump(plan.inventory(topology), sort_keys=False))

@@ -246,8 +246,8 @@ class DaemonProvider(_LabProvider):
 
 class MachineProvider(_LabProvider):
     """A host booted as a Debian machine (lab/machines.py) in its namespace: its disk an overlay of the base image
-    under `state`, the stack's key authorised for root, apt going through the lab's package proxy, sshd's host key (made at its first boot) an output for the
-    stack's pinned known_hosts. `running` is what is wanted (always true): `read` reports whether it is, so a
+    under `state`, the stack's key authorised for root, apt going through the lab's package proxy, sshd's host key
+    (made at its first boot) an output for the stack's pinned known_hosts. `running` is what is wanted (always true): `read` reports whether it is, so a
     refresh sees a machine powered off by hand and the next `up` boots it again, on the same disk. A new release,
     package set or mirror is a new disk (replaced); deleting it powers it off and removes its disk."""
 

@@ -83,12 +83,16 @@ class LabStack(ManagedStack):
         if self.topology is None and not self._pulumi.exists():
             raise InputError(f"stack {self.name!r} does not exist yet: give --topology FILE")
 
+    def _wants(self, given: bool | None, setting: str) -> bool:
+        """A stack setting that is on or off: as given to this command, else as the stack has it."""
+        if given is not None:
+            return given
+        return self._pulumi.exists() and self._pulumi.config().get(f"tradestack:{setting}") == "true"
+
     def _needs_toolchain(self) -> None:
         """A stack with clusters needs the Kubernetes toolchain (`make setup-kubernetes`): said before Pulumi
         starts, so that nothing is half-created for want of a program."""
-        wanted = self.clusters if self.clusters is not None else (
-            self._pulumi.exists() and self._pulumi.config().get("tradestack:clusters") == "true")
-        problems = cluster.toolchain_problems() if wanted else []
+        problems = cluster.toolchain_problems() if self._wants(self.clusters, "clusters") else []
         if problems:
             raise EnvironmentProblem("this stack runs a Kubernetes cluster per site, and this machine cannot yet: "
                                      + "; ".join(problems))
@@ -96,13 +100,11 @@ class LabStack(ManagedStack):
     def _needs_image(self) -> None:
         """A stack of machines needs their base image: built (or found in the cache) before Pulumi starts, once,
         rather than by every machine's resource at the same time."""
-        wanted = self.machines if self.machines is not None else (
-            self._pulumi.exists() and self._pulumi.config().get("tradestack:machines") == "true")
-        if wanted:
+        if self._wants(self.machines, "machines"):
             if shutil.which(machines.NSPAWN) is None:
                 raise EnvironmentProblem("this stack boots its hosts as machines and systemd-nspawn is not "
                                          "installed: run `make setup` (package systemd-container)")
-            machines.build_image(machines.BaseImage(mirror=machines.debian_mirror()))
+            machines.build_image(machines.lab_image())
 
     def preview(self, on_event: Callable[[Any], None] | None = None) -> OpResult:
         require_net_admin()
