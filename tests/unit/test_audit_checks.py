@@ -318,6 +318,13 @@ def test_ops02_fails_a_log_without_rotation_or_not_written_and_passes_one_with_b
     _ops02(tmp_path, listed + rotated, "/l/e.log\n/l/p.log\n")
 
 
+@pytest.mark.parametrize("listed", ["", "head: cannot open 'conf.d/*' for reading\n", "[program:patroni]\n"])
+def test_ops02_fails_when_no_program_configuration_is_read(tmp_path, listed):
+    """Nothing read (an empty answer, or one without head's file headers) is nothing judged: a failure."""
+    with pytest.raises(AssertionError, match="no supervised programs configured in"):
+        _ops02(tmp_path, listed, "")
+
+
 def test_sec01_fails_password_login(tmp_path):
     effective = "passwordauthentication yes\nkbdinteractiveauthentication no\npermitrootlogin without-password\n"
     ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"/usr/sbin/sshd": (0, effective, "")})})

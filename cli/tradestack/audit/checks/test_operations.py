@@ -31,12 +31,12 @@ def test_service_logs_are_written_where_rotation_is_configured(audit, evidence, 
     conf_dir = f"{audit['state_base']}/{hostname}/supervisor/conf.d"
     # every program's configuration in one command, each after a "==> file <==" line (head's own header)
     listing = evidence.run(host, hostname, f"head -v -n 1000 -- {conf_dir}/*")
-    assert listing.rc == 0 and listing.stdout.strip(), f"no supervised programs configured in {conf_dir}"
     confs = {}
     for part in listing.stdout.split("==> ")[1:]:
         name, _, text = part.partition(" <==\n")
         confs[Path(name).name] = dict(line.split("=", 1) for line in text.splitlines()
                                       if "=" in line and not line.startswith(";"))
+    assert listing.rc == 0 and confs, f"no supervised programs configured in {conf_dir}"
     logs = {conf: settings.get("stdout_logfile", "") for conf, settings in confs.items()}
     written = evidence.run(host, hostname, "ls -1d -- " + " ".join(shlex.quote(log) for log in logs.values() if log))
     existing = set(written.stdout.splitlines())
