@@ -253,7 +253,7 @@ def test_capacity_verify_through_ssh_cuts_a_site_at_its_edge_and_restores_it(est
                 "--only", "hk1", "--yes", "--json")
     assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
     result = json.loads(done.stdout)
-    print(f"\nmeasured through hosts: {json.dumps(result['scenarios'])}")
+    print(f"\nmeasured through hosts: {json.dumps(result['scenarios'])}\nprogress: {done.stderr[-3000:]}")
     topology = LabSubstrate(lab).topology
     driven_at_the_requirement(result, topology, cut=["hk1"], all_up=False)
     assert done.returncode == (0 if result["ok"] else 1)

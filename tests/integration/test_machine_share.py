@@ -47,9 +47,16 @@ def _intervals(tmp_path: Path, lab_mark: str, other_mark: str) -> list[list[floa
     out.mkdir()
     done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
                            "-q", f"--basetemp={project / 'tmp'}"], cwd=project, capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "INTERVALS": str(out)})
+                          env={"PATH": "/usr/bin:/bin", "INTERVALS": str(out)}, preexec_fn=_at_niceness_zero)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return [json.loads((out / f"{name}.json").read_text()) for name in ("lab", "beside")]
+
+
+def _at_niceness_zero() -> None:
+    """The run starts as make test does, at niceness 0 (this test may itself run in the niced worker); a user who
+    is not root cannot go back to 0 and keeps theirs."""
+    if os.geteuid() == 0:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
 
 
 def _overlap(a: list[float], b: list[float]) -> float:
@@ -68,6 +75,7 @@ def test_heavy_tests_run_beside_each_other(tmp_path):
 
 
 def test_the_session_labs_tests_get_the_cpu_first(tmp_path):
-    """The lab's group is make test's longest chain: the other worker runs niced (as root: 5, the lab's 0)."""
+    """The lab's group is make test's longest chain: the other worker runs at niceness 5, the lab's at 0."""
     lab, beside = _intervals(tmp_path, "heavy", "heavy")
-    assert (lab[2], beside[2]) == (os.getpriority(os.PRIO_PROCESS, 0), 5), (lab, beside)
+    start = 0 if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+    assert (lab[2], beside[2]) == (start, max(start, 5)), (lab, beside)

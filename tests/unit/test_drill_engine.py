@@ -344,3 +344,16 @@ def test_capacity_verify_records_a_cut_that_failed_and_still_undoes_it(memory):
     assert [(m.scenario, m.ok) for m in results] == [("site sz1 down", False)]
     assert "the site could not be cut off: RuntimeError: netlink said no" in results[0].detail
     assert memory.events == ["inject link-down", "restore link-down"] and memory.loads == []
+
+
+def test_capacity_verify_says_when_the_survivors_of_a_cut_never_served_before_it_measured(memory, monkeypatch):
+    """Measured anyway (what the clients got is the figure), but a scenario that carried nothing says why: make
+    test saw `carried 0/s of 120/s` with no word that the survivors had no database primary."""
+    from tradestack.capacity import verify
+
+    monkeypatch.setattr(verify, "SERVE_WITHIN_S", 0.5)
+    monkeypatch.setattr(verify, "survivors_not_serving", lambda stack, cut: [f"no database primary outside {cut} yet"])
+    results = verify.verify("mem", only=["sz1"], duration_s=0.5, warmup_s=0)
+    assert [(m.scenario, m.ok) for m in results] == [("site sz1 down", False)]
+    assert "survivors did not serve within 0.5 s of the cut: no database primary outside sz1 yet" in results[0].detail
+    assert memory.events == ["inject link-down", "load started", "restore link-down"]

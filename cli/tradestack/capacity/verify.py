@@ -167,6 +167,7 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
                                     for m in results[-1:]]
 
             with run_.running(steady_again):
+                left: list[str] = []  # why the survivors of a cut did not serve yet
                 if site is not None:
                     # measured once the survivors serve: the failover itself is the drills' part
                     if run_.inject(LinkDown(kind="link-down", group=f"site:{site}")) is None:
@@ -184,6 +185,9 @@ def verify(stack: str, *, fraction: float = 1.0, duration_s: float = 20.0, sessi
                                           warmup_s=warmup_s)
                 summary = actions.finish_load(proc, timeout=warmup_s + duration_s + 60, stop_on_interrupt=True)
                 results.append(judge(name, target, duration_s, summary, site, sessions))
+                if left:  # measured anyway, and the verdict says why it may have carried nothing
+                    results[-1:] = [_with_detail(results[-1], f"survivors did not serve within {SERVE_WITHIN_S:g} s "
+                                                              f"of the cut: {left[0]}")]
             if run_.journal.interrupted:
                 raise KeyboardInterrupt(run_.journal.interrupted)
     return results
