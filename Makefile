@@ -25,8 +25,8 @@ LAB_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps pos
 CLUSTER_PACKAGES := containerd runc containernetworking-plugins busybox-static gcc libc6-dev
 TEST_PACKAGES := chromium
 # booted Debian machines in the lab (lab/machines.py): the base image's builder, the container manager, and the
-# package proxy the machines install through (the lab runs its own; the package's own service is never started)
-MACHINE_PACKAGES := debootstrap systemd-container apt-cacher-ng
+# package proxy and time server the machines use (the lab runs its own; the packages' services are never started)
+MACHINE_PACKAGES := debootstrap systemd-container apt-cacher-ng chrony
 
 setup: setup-lab setup-kubernetes
 	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES) $(MACHINE_PACKAGES)"

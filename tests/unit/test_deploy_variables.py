@@ -62,6 +62,17 @@ def test_only_hosts_that_differ_from_a_real_machine_switch_to_supervisord_and_a_
                 "tradestack_manage_sshd", "tradestack_time_sync"} & set(real)
 
 
+def test_a_hosts_files_time_servers_reach_chrony_as_a_list_and_none_leaves_debians_pool():
+    from tradestack.hosts.model import Traits
+
+    traits = Traits.model_validate({"time_servers": ["198.19.0.1", "ntp.example.net"]})
+    assert build(HostTraits(**traits.model_dump())).public["tradestack_time_servers"] == ["198.19.0.1",
+                                                                                         "ntp.example.net"]
+    assert "tradestack_time_servers" not in build(HostTraits(**Traits().model_dump())).public
+    with pytest.raises(ValueError, match="not a host name or address"):
+        Traits.model_validate({"time_servers": ["ntp.example.net; reboot"]})
+
+
 def test_host_settings_reach_the_playbooks_and_default_to_the_documented_names():
     from tradestack.hostsettings import HostSettings
 

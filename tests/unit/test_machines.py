@@ -155,3 +155,12 @@ def test_the_package_proxy_listens_only_on_the_labs_management_address_and_keeps
     for key in ("CacheDir", "LogDir", "PidFile", "SocketPath"):
         assert settings[key].startswith(str(tmp_path)), key
     assert not any(line.startswith("Remap-") for line in apt_proxy_config("198.18.4.1", tmp_path).splitlines())
+
+
+def test_the_time_server_serves_the_management_network_alone_from_this_hosts_clock_without_setting_it(tmp_path):
+    from tradestack.lab.daemons import time_server_config
+
+    lines = time_server_config("198.18.4.1", "198.18.4.0/24", tmp_path).splitlines()
+    assert {"bindaddress 198.18.4.1", "allow 198.18.4.0/24", "local stratum 8", "cmdport 0"} <= set(lines)
+    assert not any(line.split()[0] in ("server", "pool", "peer") for line in lines if line)  # no upstream
+    assert f"pidfile {tmp_path / 'time-server.pid'}" in lines

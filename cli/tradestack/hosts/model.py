@@ -22,6 +22,7 @@ Example (`infra/hosts/example.yaml`):
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -57,6 +58,15 @@ class Traits(_Strict):
     install_packages: bool = True
     manage_sshd: bool = True
     time_sync: bool = True
+    time_servers: list[str] = []         # NTP servers for chrony (none: Debian's pool)
+
+    @field_validator("time_servers")
+    @classmethod
+    def _servers(cls, v: list[str]) -> list[str]:
+        for server in v:
+            if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", server):
+                raise ValueError(f"not a host name or address: {server!r}")
+        return v
 
 
 class Uplink(_Strict):

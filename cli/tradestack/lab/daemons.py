@@ -1,5 +1,5 @@
-"""BIRD and sshd inside lab namespaces, and the package proxy of a lab of machines on this host's side of its
-management network: configuration text and lifecycle."""
+"""BIRD and sshd inside lab namespaces, and the package proxy and time server of a lab of machines on this host's
+side of its management network: configuration text and lifecycle."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ BIRD = "/usr/sbin/bird"
 SSHD = "/usr/sbin/sshd"
 APT_PROXY = "/usr/sbin/apt-cacher-ng"
 APT_PROXY_PORT = 3142
+CHRONYD = "/usr/sbin/chronyd"
 
 
 def apt_proxy_config(address: str, workdir: Path) -> str:
@@ -27,6 +28,14 @@ def apt_proxy_config(address: str, workdir: Path) -> str:
         f"CacheDir: {workdir / 'cache'}", f"LogDir: {workdir / 'log'}", "SupportDir: /usr/lib/apt-cacher-ng",
         f"Port: {APT_PROXY_PORT}", f"BindAddress: {address}", f"PidFile: {workdir / 'apt-proxy.pid'}",
         f"SocketPath: {workdir / 'apt-proxy.socket'}", "ExThreshold: 4", "ForeGround: 0", "ReportPage:", ""])
+
+
+def time_server_config(address: str, network: str, workdir: Path) -> str:
+    """chronyd as the lab's NTP server: it serves this host's clock (`local`: no upstream, no internet) to the
+    management network only, listens on this host's address there alone, and never sets the clock (run with -x)."""
+    return "\n".join([
+        f"bindaddress {address}", "port 123", f"allow {network}", "local stratum 8", "cmdport 0",
+        f"pidfile {workdir / 'time-server.pid'}", ""])
 
 
 def bird_config(r: Router, log: str) -> str:
@@ -117,6 +126,10 @@ def start(kind: str, netns: str, workdir: str, config: str, extra: dict[str, Any
             part.mkdir(parents=True, exist_ok=True)
         (conf / "acng.conf").write_text(config)
         run_in(None, [APT_PROXY, "-c", str(conf)])
+    elif kind == "time-server":  # on this host (netns ""), as the package proxy
+        conf = wd / "chrony.conf"
+        conf.write_text(config)
+        run_in(None, [CHRONYD, "-x", "-f", str(conf)])
     else:
         raise LabError(f"unknown daemon kind {kind}")
     if not wait_for(lambda: _pid(pidfile) is not None and pid_alive_in(_pid(pidfile) or 0, netns), 5):

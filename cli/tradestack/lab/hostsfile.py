@@ -26,19 +26,23 @@ def hosts_file(stack: LabStack, private_key: Path) -> dict[str, Any]:
                                "uplinks": {u.carrier: {"interface": f"c-{u.carrier}", "bgp_protocol": f"n_c_{u.carrier}"}
                                            for u in site.uplinks},
                                "birdc": f"/usr/sbin/birdc -s {stack.daemons_dir / edge['host'] / 'bird.ctl'}"}})
+    machines = stack.boots_machines()
     hosts = []
     for name, host in inventory.items():
         assert host.address is not None, name  # the lab's inventory gives every host its management address
         entry = {"name": name, "service": host.service, "address": host.address, "lan_address": host.lan_address,
-                 "host_key": keys[host.address],
-                 "sshd_config": str(stack.daemons_dir / name / "sshd_config")}  # the lab's sshd is its own
+                 "host_key": keys[host.address]}
+        if not machines:  # a namespace's sshd is the lab's own; a machine's is its /etc/ssh/sshd_config
+            entry["sshd_config"] = str(stack.daemons_dir / name / "sshd_config")
         if host.site:
             entry["site"] = host.site
         if host.upstream:
             entry["upstream"] = host.upstream
         hosts.append(entry)
+    # booted machines are real hosts but for their time server (the lab's: they have no route out); namespaces
+    # share one kernel and one filesystem and have no systemd
+    traits = ({"time_servers": [outputs["time_server"]]} if machines else
+              {"shared_filesystem": True, "supervisor": "supervisord", "install_packages": False,
+               "manage_sshd": False, "time_sync": False})
     return {"topology": str(topology), "ssh": {"user": "root", "private_key": str(private_key)},
-            # one kernel, one filesystem, no systemd: what the lab's hosts are
-            "traits": {"shared_filesystem": True, "supervisor": "supervisord", "install_packages": False,
-                       "manage_sshd": False, "time_sync": False},
-            "sites": sites, "hosts": hosts}
+            "traits": traits, "sites": sites, "hosts": hosts}

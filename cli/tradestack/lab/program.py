@@ -3,7 +3,8 @@
 Config: `tradestack:topology` (path of the topology file), `tradestack:workdir` (where daemons
 keep configs, keys and pid files), optional `tradestack:mgmtSlot` (0..31), `tradestack:clusters`
 ("true": a Kubernetes cluster in each site that runs a stateless service) and `tradestack:machines` ("true":
-every host but the edge routers boots as a Debian machine with systemd in its namespace, lab/machines.py).
+every host but the edge routers boots as a Debian machine with systemd in its namespace, lab/machines.py; the
+lab then serves their packages and time from this host).
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def declare(plan: LabPlan, workdir: Path, image: machines.BaseImage | None = Non
                                      "authorized_key": None, "pid": None},
                        opts(depends_on=[bridges[(None, mgmt.ifname)]]))
         apt_proxy = f"http://{address}:{daemons.APT_PROXY_PORT}"
+        # and their time from this host's clock, which they share and may not set (machines.CAPABILITIES)
+        Daemon("time-server", {"netns": "", "kind": "time-server", "workdir": str(workdir / "time-server"),
+                               "config": daemons.time_server_config(address, plan.mgmt_network,
+                                                                    workdir / "time-server"),
+                               "authorized_key": None, "pid": None},
+               opts(depends_on=[bridges[(None, mgmt.ifname)]]))
+        pulumi.export("time_server", address)
     known: list[pulumi.Output[str]] = []
     for h in [*plan.hosts, *plan.edges]:
         ready: list[pulumi.Resource] = list(link_of[h.netns])

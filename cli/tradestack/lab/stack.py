@@ -77,7 +77,11 @@ class LabStack(ManagedStack):
         return (2 + 2 * len(plan.namespaces) + len(plan.bridges) + len(plan.links) + len(plan.routers)
                 + len(plan.hosts) + sum(1 for h in plan.hosts if h.gateway)  # sshd or machine; default route
                 + len(plan.edges) + 5 * len(plan.clusters)
-                + (1 if self.machines else 0))  # a lab of machines: its package proxy
+                + (2 if self.machines else 0))  # a lab of machines: its package proxy and time server
+
+    def boots_machines(self) -> bool:
+        """Whether this lab's hosts are booted machines (as given here, else as the stack has it)."""
+        return self._wants(self.machines, "machines")
 
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():
@@ -100,7 +104,7 @@ class LabStack(ManagedStack):
     def _needs_image(self) -> None:
         """A stack of machines needs their base image: built (or found in the cache) before Pulumi starts, once,
         rather than by every machine's resource at the same time."""
-        if self._wants(self.machines, "machines"):
+        if self.boots_machines():
             if shutil.which(machines.NSPAWN) is None:
                 raise EnvironmentProblem("this stack boots its hosts as machines and systemd-nspawn is not "
                                          "installed: run `make setup` (package systemd-container)")

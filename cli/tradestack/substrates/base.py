@@ -59,14 +59,19 @@ class HostTraits:
     install_packages: bool = True        # the deploy installs the Debian packages (else they are there)
     manage_sshd: bool = True             # the deploy hardens sshd's configuration
     time_sync: bool = True               # the deploy runs a time sync client
+    time_servers: tuple[str, ...] = ()   # the NTP servers it asks (none given: Debian's pool)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time_servers", tuple(self.time_servers))  # a hosts file's list
 
     def playbook_vars(self) -> dict[str, object]:
         """The playbook variables for what differs from a real machine."""
         default = HostTraits()
         names = {"shared_filesystem": "tradestack_shared_filesystem", "supervisor": "tradestack_supervisor",
                  "install_packages": "tradestack_install_packages", "manage_sshd": "tradestack_manage_sshd",
-                 "time_sync": "tradestack_time_sync"}
-        return {var: getattr(self, f) for f, var in names.items() if getattr(self, f) != getattr(default, f)}
+                 "time_sync": "tradestack_time_sync", "time_servers": "tradestack_time_servers"}
+        return {var: list(v) if isinstance(v := getattr(self, f), tuple) else v for f, var in names.items()
+                if getattr(self, f) != getattr(default, f)}
 
 
 @dataclass(frozen=True)
