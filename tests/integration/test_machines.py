@@ -8,10 +8,11 @@ Beside the session lab: it touches none of its namespaces."""
 from __future__ import annotations
 
 import os
-import subprocess
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -147,3 +148,77 @@ def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_a
     assert stack.leftovers() == []
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"--machine={name}-" not in processes and str(workdir(name, stack.home)) not in processes  # the proxy too
+
+
+def _tradestack(*args: str, timeout: float = 900) -> tuple[int, dict]:
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "tradestack", *args, "--json"], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ})
+    assert done.stdout.strip().startswith("{"), (args, done.stdout[-2000:], done.stderr[-3000:])
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_deploy_onto_machines_runs_the_real_host_branch_and_a_second_one_changes_nothing(tmp_path):
+    """The lab topology as booted machines, adopted as a `hosts` stack from the hosts file the lab writes (real-host
+    traits: systemd, packages, sshd, chrony): the deploy installs each role's packages through the lab's proxy,
+    runs every program as a systemd unit with Debian's own units masked, hardens sshd, makes the service user on
+    each machine and runs chrony against the lab's time server without the right to set the clock; a second
+    deploy changes nothing and `status` sees every program running."""
+    import yaml
+
+    from tradestack.adapters import ssh
+    from tradestack.lab.hostsfile import hosts_file
+    from tradestack.lab.stack import LabStack
+
+    run = secrets.token_hex(2)
+    lab_name, hosts_name = f"tsm{run}", f"tsh{run}"
+    stack = LabStack(lab_name, Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml",
+                     machines=True)
+    try:
+        _, files = stack.up()
+        key = tmp_path / "id_ed25519"
+        shutil.copyfile(files.private_key, key)
+        key.chmod(0o600)
+        estate = hosts_file(stack, key)
+        assert estate["traits"] == {"time_servers": [stack.outputs()["time_server"]]}  # a real host's otherwise
+        path = tmp_path / "hosts.yaml"
+        path.write_text(yaml.safe_dump(estate, sort_keys=False))
+        code, up = _tradestack("stack", "up", "--stack", hosts_name, "--hosts", str(path), "--yes")
+        assert code == 0, up
+        started = time.monotonic()
+        code, first = _tradestack("deploy", "--stack", hosts_name, timeout=1200)
+        print(f"\ndeploy onto {len(estate['hosts'])} machines from nothing: {time.monotonic() - started:.0f} s")
+        assert code == 0 and first["ok"], first["failures"]
+        started = time.monotonic()
+        code, second = _tradestack("deploy", "--stack", hosts_name)
+        print(f"deploy with nothing to change: {time.monotonic() - started:.0f} s")
+        assert code == 0 and second["changed"] == 0, {h: s for h, s in second["hosts"].items() if s["changed"]}
+        code, status = _tradestack("status", "--stack", hosts_name)
+        assert code == 0 and status["ok"], status["problems"]
+        programs = {h: info["programs"] for site in status["sites"].values() for h, info in site["hosts"].items()}
+        assert programs[f"{lab_name}-sz1-orderdb-1"] == {"patroni": "running"}
+        assert programs[f"{lab_name}-sz1-gateway-1"] == {"haproxy": "running", "keepalived": "running",
+                                                         "tradestack-gateway": "running"}
+        options = ssh.SshOptions(key, Path(up["files"]["known_hosts"]))
+        replaced = {f"{lab_name}-sz1-orderdb-1": ["postgresql.service"],  # Debian's own units: never started
+                    f"{lab_name}-hk1-gateway-2": ["haproxy.service", "keepalived.service"],
+                    f"{lab_name}-wit-consensus-1": ["etcd.service"]}
+        for host, units in replaced.items():
+            script = ("systemctl is-system-running; systemctl --failed --no-legend --plain | wc -l; "
+                      f"for u in {' '.join(units)}; do systemctl is-enabled $u; done; "
+                      "sshd -T | grep -E '^(passwordauthentication|permitrootlogin) '; id -un tradestack; "
+                      "chronyc -n tracking | grep -E '^(Reference ID|Leap status)'")
+            address = next(h["address"] for h in estate["hosts"] if h["name"] == host)
+            seen = ssh.run(options, ssh.SshTarget(address, "root"), ["sh", "-c", script], timeout=60).stdout
+            lines = seen.splitlines()
+            assert lines[:2] == ["running", "0"], (host, seen)
+            assert lines[2:2 + len(units)] == ["masked"] * len(units), (host, seen)
+            assert "passwordauthentication no" in lines and "permitrootlogin without-password" in lines, seen
+            assert "tradestack" in lines, seen  # the service user, made on this machine
+            assert f"({stack.outputs()['time_server']})" in seen and "Leap status     : Normal" in seen, seen
+    finally:
+        subprocess.run([sys.executable, "-m", "tradestack", "stack", "destroy", "--stack", hosts_name, "--yes"],
+                       capture_output=True, timeout=300)
+        stack.destroy()
+    assert stack.leftovers() == []

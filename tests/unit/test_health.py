@@ -77,3 +77,16 @@ def test_site_clusters_are_judged_by_their_nodes_replicas_and_api():
     healthy = [p for p in problems(view)]
     view["clusters"] = {"hk1": _cluster(nodes={"n1": False})}
     assert problems(view) == healthy + ["hk1: node n1 is not Ready"]
+
+
+def test_status_reads_a_systemd_hosts_units_as_its_programs():
+    """On systemd hosts `status` lists the tradestack-<program> units (all of them: a failed one too)."""
+    from tradestack.deploy.status import _host
+    from tradestack.substrates.inventory import Host
+
+    units = ("tradestack-etcd.service loaded active running tradestack etcd\n"
+             "tradestack-tradestack-router.service loaded failed failed tradestack tradestack-router\n"
+             "tradestack-old.service not-found inactive dead tradestack-old.service\n")
+    seen = _host({"Systemd units": {"stdout": units}}, Host("h", "router", "sz1", "198.18.1.9"))
+    assert seen["programs"] == {"etcd": "running", "tradestack-router": "failed"}
+    assert health.program_problems("h", seen["programs"]) == ["h: tradestack-router is failed"]

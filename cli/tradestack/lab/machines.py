@@ -31,12 +31,16 @@ from ..polling import wait_for
 from .netlink import LabError, alive
 
 RELEASE = "bookworm"
-# what every machine boots with: init, its bus, sshd for Ansible, ip for its network, Python for Ansible's modules
-BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "python3")
+# what every machine boots with: init, its bus, sshd for Ansible, ip for its network, Python for Ansible's modules,
+# and what any Debian server has (priority important) and tradestack's drills use: nftables, procps
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "python3", "nftables", "procps")
 # a real host's services need no more: keepalived's VRRP and the drills' nftables (CAP_NET_ADMIN), raw sockets
 # for VRRP and ping (CAP_NET_RAW); no CAP_SYS_TIME, so a time service can only read the shared clock
 CAPABILITIES = ("CAP_NET_ADMIN", "CAP_NET_RAW")
 NSPAWN = "systemd-nspawn"
+# nspawn mounts /proc/sys read-only; its network part belongs to the machine's own namespace (the lab host's), whose
+# sysctls a real host sets for itself (the database's TCP keepalives): writable, as with --private-network
+NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 # the image's recipe beyond debootstrap (_prepare): part of its cache key, raised when the recipe changes
 RECIPE = 2
 DEBOOTSTRAP = "debootstrap"
@@ -238,7 +242,7 @@ class Machine:
         log = open(self.state / "console.log", "ab")
         try:
             proc = subprocess.Popen(self.nspawn_argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)
+                                    start_new_session=True, env={**os.environ, **NSPAWN_ENV})
         finally:
             log.close()
         self.pidfile.write_text(f"{proc.pid}\n")
