@@ -255,6 +255,21 @@ def test_a_hosts_file_is_written_only_for_a_stack_whose_machines_have_none(tmp_p
     from .memory_substrate import MemorySubstrate
 
     monkeypatch.setattr(registry, "open_stack", lambda name: MemorySubstrate(tmp_path))
+    monkeypatch.setattr(registry, "lifecycle", lambda name: object())  # not the lab's: it writes no hosts file
     r = run("stack", "hosts-file", "--stack", "mem", "--key", str(tmp_path / "key"), "--out", str(tmp_path / "h.yaml"))
     assert r.exit_code == ExitCode.BAD_INPUT and "already described by a hosts file" in r.output, r.output
     assert not (tmp_path / "h.yaml").exists()
+
+
+def test_machines_is_a_lab_stacks_setting_and_refused_for_any_other_substrate(tmp_path):
+    from tradestack.lab.stack import LabStack
+    from tradestack.substrates import registry
+
+    lab = registry.lifecycle("mx", machines=True)
+    assert isinstance(lab, LabStack) and lab.boots_machines()
+    assert registry.lifecycle("mx", machines=False).boots_machines() is False
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text("topology: x\n")
+    r = run("stack", "up", "--stack", "hx", "--hosts", str(hosts), "--machines", "--yes")
+    assert r.exit_code == ExitCode.BAD_INPUT and "--machines and --namespaces are for lab stacks" in r.output, r.output
+    assert "--machines" in run("stack", "up", "--help").output

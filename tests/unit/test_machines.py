@@ -128,7 +128,7 @@ def test_a_lab_of_machines_with_clusters_and_drills_on_machines_are_refused_with
     with pytest.raises(InputError, match="machines with Kubernetes clusters is not supported yet"):
         LabStack("tsmx", topology, clusters=True, machines=True)
     booted = SimpleNamespace(name="tsmx", config=lambda: {"tradestack:machines": "true"})
-    with pytest.raises(InputError, match="boots its hosts as machines: deploying onto them, status and drills"):
+    with pytest.raises(InputError, match="boots its hosts as machines, which are deployed as real hosts"):
         LabSubstrate(booted)  # type: ignore[arg-type]
 
 

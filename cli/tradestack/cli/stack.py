@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json as jsonlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # Pulumi (and gRPC) load only when a stack command runs, not 
 
 
 def _open(name: str, topology: Path | None = None, host_settings: dict[str, str | None] | None = None,
-          kind: str | None = None, hosts: Path | None = None) -> "StackLifecycle":
+          kind: str | None = None, hosts: Path | None = None, machines: bool | None = None) -> "StackLifecycle":
     """The stack; host settings given on the command line replace only those named, keeping the rest."""
     from ..errors import InputError
     from ..hostsettings import HostSettings
@@ -33,10 +33,11 @@ def _open(name: str, topology: Path | None = None, host_settings: dict[str, str 
     source = hosts if hosts is not None else topology
     given = {k: v for k, v in (host_settings or {}).items() if v is not None}
     if not given:
-        return registry.lifecycle(name, kind=kind, source=source)
+        return registry.lifecycle(name, kind=kind, source=source, machines=machines)
     current = registry.lifecycle(name, kind=kind)
     base = current.host_settings if current.exists() else HostSettings()
-    return registry.lifecycle(name, kind=kind, source=source, host_settings=dataclasses.replace(base, **given))
+    return registry.lifecycle(name, kind=kind, source=source, host_settings=dataclasses.replace(base, **given),
+                              machines=machines)
 
 app = typer.Typer(no_args_is_help=True, help="Manage a stack on its substrate as a Pulumi stack (the lab needs root).")
 
@@ -119,7 +120,12 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
                                       "(default /var/lib/tradestack)."),
        software_root: str = typer.Option(None, "--software-root", help="Root of per-stack software on the hosts "
                                          "(default /opt/tradestack)."),
-       substrate: str = SubstrateOpt, hosts: Path = HostsOpt, json: bool = JsonOpt) -> None:
+       substrate: str = SubstrateOpt, hosts: Path = HostsOpt,
+       machines: Optional[bool] = typer.Option(None, "--machines/--namespaces", help="A lab's hosts as booted Debian "
+                                               "machines (systemd, their own disks; root, systemd-nspawn) or as "
+                                               "network namespaces (the default); kept as a stack setting. Deploy "
+                                               "onto machines through a hosts stack: `stack hosts-file`."),
+       json: bool = JsonOpt) -> None:
     """Create or update a stack: the lab network for a topology (root), or real hosts registered over SSH from a
     hosts file (each host's key checked against the pinned one, what drills need prepared); then write the
     inventory, SSH key and known_hosts.
@@ -131,13 +137,14 @@ def up(ctx: typer.Context, stack: str = StackOpt, topology: Path = TopologyOpt, 
     Examples: [bold]sudo tradestack stack up --topology infra/topologies/lab.yaml[/]
               [bold]tradestack stack up --stack staging --substrate hosts --hosts infra/hosts/example.yaml[/]
               [bold]sudo tradestack stack up --stack k8s --substrate kubernetes --topology infra/topologies/lab.yaml[/]
+              [bold]sudo tradestack stack up --stack metal --topology infra/topologies/lab.yaml --machines[/]
     """
     want_json(ctx, json)
     from ..substrates import registry
 
     lab = _open(stack, topology, {"service_user": service_user, "service_group": service_group,
                                   "state_root": state_root, "software_root": software_root}, kind=substrate,
-                hosts=hosts)
+                hosts=hosts, machines=machines)
     _confirm(lab, "Update", yes)
     result, files = _run("bringing the stack up", lab.expected_resources(), lab.up)
     registry.record_kind(stack, ("hosts" if hosts is not None else substrate) or registry.kind_of(stack))
@@ -290,7 +297,7 @@ def hosts_file(ctx: typer.Context, key: Path = typer.Option(..., "--key", help="
     from ..substrates import registry
 
     want_json(ctx, json)
-    document = registry.open_stack(stack).hosts_file(key)
+    document = registry.hosts_file(stack, key)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(yaml.safe_dump(document, sort_keys=False))
     if json:

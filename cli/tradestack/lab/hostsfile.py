@@ -5,14 +5,16 @@ on the lab without a second data centre."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..substrates.inventory import read_hosts
 from ..topology import load_topology
-from .stack import LabStack
+
+if TYPE_CHECKING:
+    from .stack import LabStack
 
 
-def hosts_file(stack: LabStack, private_key: Path) -> dict[str, Any]:
+def hosts_file(stack: "LabStack", private_key: Path) -> dict[str, Any]:
     """The hosts file's content (a mapping, ready for YAML) for a lab stack that is up."""
     outputs = stack.outputs()
     keys = {line.split()[0]: " ".join(line.split()[1:3]) for line in outputs["known_hosts"].splitlines() if line}

@@ -16,7 +16,7 @@ from ..errors import EnvironmentProblem, InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
 from ..topology import load_topology
-from . import cluster, machines, netlink
+from . import cluster, hostsfile, machines, netlink
 from .netlink import LabError
 from .plan import plan_lab
 from .privileges import require_net_admin
@@ -78,6 +78,10 @@ class LabStack(ManagedStack):
                 + len(plan.hosts) + sum(1 for h in plan.hosts if h.gateway)  # sshd or machine; default route
                 + len(plan.edges) + 5 * len(plan.clusters)
                 + (2 if self.machines else 0))  # a lab of machines: its package proxy and time server
+
+    def hosts_file(self, private_key: Path) -> dict[str, Any]:
+        """This lab's hosts as a hosts file describes an estate (lab/hostsfile.py), to adopt as a `hosts` stack."""
+        return hostsfile.hosts_file(self, private_key)
 
     def boots_machines(self) -> bool:
         """Whether this lab's hosts are booted machines (as given here, else as the stack has it)."""

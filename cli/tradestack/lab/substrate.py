@@ -41,8 +41,9 @@ class LabSubstrate(Substrate):
     def __init__(self, stack: LabStack):
         self.stack = stack
         if stack.config().get("tradestack:machines") == "true":
-            raise InputError(f"stack {stack.name!r} boots its hosts as machines: deploying onto them, status and "
-                             "drills are not built yet (issue 32); only `stack up`, `refresh` and `destroy` are")
+            raise InputError(f"stack {stack.name!r} boots its hosts as machines, which are deployed as real hosts: "
+                             f"`tradestack stack hosts-file --stack {stack.name} --key KEY --out FILE`, then `tradestack "
+                             "stack up --stack NAME --hosts FILE` and deploy that stack (drills on machines: not yet)")
         files = stack.access_files()
         hosts = read_hosts(files.inventory)
         outputs = stack.outputs()
@@ -61,9 +62,10 @@ class LabSubstrate(Substrate):
 
     @staticmethod
     def lifecycle(name: str, topology: Path | None, host_settings: HostSettings | None,
-                  clusters: bool | None = None) -> LabStack:
-        """`clusters`: one Kubernetes cluster per site that runs a stateless service (None: as the stack has it)."""
-        return LabStack(name, topology, host_settings=host_settings, clusters=clusters)
+                  clusters: bool | None = None, machines: bool | None = None) -> LabStack:
+        """`clusters`: one Kubernetes cluster per site that runs a stateless service; `machines`: every host but the
+        edge routers a booted Debian machine (None: as the stack has it)."""
+        return LabStack(name, topology, host_settings=host_settings, clusters=clusters, machines=machines)
 
     # -- primitives --------------------------------------------------------------------------------
     def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,

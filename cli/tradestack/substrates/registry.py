@@ -56,20 +56,33 @@ def open_stack(stack: str) -> Substrate:
     return open_kind(stack, kind_of(stack))
 
 
+def hosts_file(stack: str, private_key: Path) -> dict[str, Any]:
+    """A hosts file describing stack `stack`'s machines (`stack hosts-file`): the lab writes its own from the stack
+    as Pulumi has it, so a lab of booted machines, which is not deployed as a lab, can be adopted as an estate;
+    any other substrate's machines already have one (its substrate says so)."""
+    describe = getattr(lifecycle(stack), "hosts_file", None)
+    return describe(private_key) if describe is not None else open_stack(stack).hosts_file(private_key)
+
+
 def lifecycle(stack: str, *, kind: str | None = None, source: Path | None = None,
-              host_settings: HostSettings | None = None) -> StackLifecycle:
+              host_settings: HostSettings | None = None, machines: bool | None = None) -> StackLifecycle:
     """The stack as Pulumi manages it (to preview, bring up, refresh or destroy); `kind` for a new stack, whose
-    `source` is what it is brought up from (the lab: a topology file; hosts: a hosts file)."""
+    `source` is what it is brought up from (the lab: a topology file; hosts: a hosts file). `machines`: a lab's
+    hosts booted as Debian machines, or namespaces (None: as the stack has it)."""
     recorded = kind_of(stack) if _record(stack).exists() else None
     chosen = kind or recorded or DEFAULT_KIND
     if chosen not in KINDS:
         raise InputError(f"no substrate {chosen!r}; known: {', '.join(sorted(KINDS))}")
     if recorded is not None and kind is not None and kind != recorded:
         raise InputError(f"stack {stack!r} runs on substrate {recorded!r}, not {kind!r}")
+    if machines is not None and chosen != DEFAULT_KIND:
+        raise InputError(f"--machines and --namespaces are for lab stacks; stack {stack!r} runs on {chosen!r}")
     cls = _class(chosen)
     if getattr(cls, "layered", False):
         managed: StackLifecycle = cls.lifecycle_over(_class(hosts_kind(stack)).lifecycle(stack, source, host_settings,
                                                                                           clusters=True))
+    elif machines is not None:
+        managed = cls.lifecycle(stack, source, host_settings, machines=machines)
     else:
         managed = cls.lifecycle(stack, source, host_settings)
     return managed
