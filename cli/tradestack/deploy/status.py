@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import health, ports
+from ..adapters import systemd
 from ..adapters.ansible import PlaybookSpec, run_playbook
 from ..substrates import Host, open_stack
 from . import run
@@ -55,11 +56,9 @@ def _host(res: dict[str, Any], host: Host) -> dict[str, Any]:
         parts = line.split()
         if len(parts) >= 2:
             programs[parts[0]] = parts[1].lower()
-    # on systemd hosts: unit, load, active, sub, description; unit tradestack-<program>.service runs <program>
-    for line in (res.get("Systemd units", {}).get("stdout") or "").splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[1] == "loaded":
-            programs[parts[0].removesuffix(".service").removeprefix("tradestack-")] = parts[3].lower()
+    # on systemd hosts, unit tradestack-<program>.service runs <program>
+    programs |= {unit.removeprefix("tradestack-"): state
+                 for unit, state in systemd.unit_states(res.get("Systemd units", {}).get("stdout") or "").items()}
     addresses = [line.split()[3].split("/")[0] for line in
                  (res.get("Addresses on the site LAN (the VIP holder has two)", {}).get("stdout") or "").splitlines()
                  if len(line.split()) > 3]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..adapters import ssh, supervisord
+from ..adapters import ssh, supervisord, systemd
 from ..adapters.commands import CommandResult
 from ..errors import InputError
 from ..hostsettings import HostSettings
@@ -124,9 +124,7 @@ class HostsSubstrate(Substrate):
         done = self.run(host, ["systemctl", "list-units", "--type=service", "--all", "--no-legend", "--plain",
                                "tradestack-*", "patroni.service", "etcd.service", "haproxy.service",
                                "keepalived.service"], timeout=10)
-        # unit, load, active, sub, description: `sub` is running, exited, failed, dead ...
-        return {p[0].removesuffix(".service"): p[3] for line in done.stdout.splitlines()
-                if len(p := line.split()) >= 4 and p[1] == "loaded"}
+        return systemd.unit_states(done.stdout)
 
     def vip_holders(self) -> dict[str, str | None]:
         gateways = [g for site in self.vips for g in self.of("gateway", site)]

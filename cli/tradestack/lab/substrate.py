@@ -22,7 +22,7 @@ from ..substrates.clusters import SiteCluster
 from ..substrates.faults import Fault
 from ..substrates.inventory import read_hosts
 from ..topology import load_topology
-from . import actuators, cluster, hostsfile, netlink, routing
+from . import actuators, cluster, netlink, routing
 from . import faults as lab_faults
 from .stack import LabStack
 
@@ -135,9 +135,6 @@ class LabSubstrate(Substrate):
 
     def access_files(self) -> AccessFiles:
         return self._files
-
-    def hosts_file(self, private_key: Path) -> dict[str, Any]:
-        return hostsfile.hosts_file(self.stack, private_key)
 
     # -- the clusters it hosts -----------------------------------------------------------------------
     def site_clusters(self) -> dict[str, SiteCluster]:
