@@ -135,6 +135,22 @@ def test_ansible_reaches_every_host_over_ssh_with_pinned_keys(lab, hosts):
     assert proc.stdout.count("SUCCESS") == len(hosts)
 
 
+def test_a_command_over_ssh_skips_this_machines_shell_start_up(lab, hosts):
+    """A lab host shares this machine's /root: a command sshd starts there must not run this machine's root's
+    ~/.bashrc (a developer's pyenv init: 0.1 s of CPU per command). bash reads it only at the first shell level;
+    the lab's sshd starts it at the second."""
+    from tradestack.adapters import ssh
+
+    files = lab["files"]
+    options = ssh.SshOptions(files.private_key, files.known_hosts)
+    name, host = next(iter(hosts.items()))
+    done = ssh.run(options, ssh.SshTarget(host["ansible_host"], "root"), ["printenv", "SHLVL"], timeout=30)
+    assert done.rc == 0, done.stderr
+    # sshd sets 1, so the login shell counts itself 2 (and reads no ~/.bashrc), then hands 1 back to the command it
+    # runs in its place; without it, bash counts 1, reads ~/.bashrc and hands 0 on
+    assert done.stdout.strip() == "1", (name, done.stdout)
+
+
 def test_deleted_namespace_is_drift_that_up_repairs(lab, hosts, listeners):
     stack: LabStack = lab["stack"]
     victim = f"{stack.name}-hk1-gateway-2"
