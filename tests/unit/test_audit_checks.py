@@ -300,6 +300,49 @@ def test_ops01_fails_a_skewed_clock_or_a_failing_date(tmp_path):
         ops.test_clocks_agree_within_a_second(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
 
 
+TRACKING = ("Reference ID    : C6120001 (198.18.0.1)\nStratum         : 9\nRef time (UTC)  : Sun Dec 06 09:00:00 2026\n"
+            "System time     : 0.000000412 seconds fast of NTP time\nLeap status     : Normal\n")
+
+
+@pytest.mark.parametrize("answer, message", [
+    ((1, "", "506 Cannot talk to daemon"), "chronyc tracking failed on lab-sz1-orderdb-1 .rc 1.: 506 Cannot talk"),
+    ((0, TRACKING.replace("Leap status     : Normal", "Leap status     : Not synchronised"), ""),
+     "not synchronised .Not synchronised."),
+    ((0, TRACKING.replace("C6120001 (198.18.0.1)", "00000000 ()"), ""), "follows no source"),
+    ((0, TRACKING.replace("0.000000412 seconds fast", "2.5 seconds slow"), ""), "clock 2.500 s from its time source"),
+])
+def test_ops01_on_hosts_with_a_time_service_fails_one_stopped_unsynchronised_or_off(tmp_path, answer, message):
+    """Machines share this kernel's clock, so comparing clocks could never fail there: their time service is read."""
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"chronyc -n tracking": answer})}, time_sync=True)
+    with pytest.raises(AssertionError, match=message):
+        ops.test_clocks_agree_within_a_second(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
+def test_ops01_passes_a_synchronised_time_service_and_notes_its_offset(tmp_path):
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"chronyc -n tracking": (0, TRACKING, "")})}, time_sync=True)
+    evidence = plugin.Evidence()
+    ops.test_clocks_agree_within_a_second(ctx, evidence, "lab-sz1-orderdb-1")
+    asked = [i["command"] for i in evidence.items if i["rc"] is not None]
+    assert asked == ["chronyc -n tracking"]  # one question; what it said, noted
+    assert {i["command"]: i["output"] for i in evidence.items if i["rc"] is None}["offset from its source (s)"] \
+        == "4.12e-07"
+
+
+@pytest.mark.parametrize("listed, message", [
+    ("", "no tradestack units on lab-sz1-orderdb-1"),
+    ("tradestack-patroni.service journal 1\ntradestack-etcd.service null 1\n",
+     "tradestack-etcd.service writes its output to null, not the journal"),
+    ("tradestack-patroni.service journal 0\n", "tradestack-patroni.service has written nothing to the journal"),
+])
+def test_ops02_on_systemd_hosts_fails_a_unit_not_logging_to_the_journal(tmp_path, listed, message):
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"for u in": (0, listed, "")})}, supervisor="systemd")
+    with pytest.raises(AssertionError, match=message):
+        ops.test_service_logs_are_written_where_rotation_is_configured(ctx, plugin.Evidence(), "lab-sz1-orderdb-1")
+    ops.test_service_logs_are_written_where_rotation_is_configured(
+        _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"for u in": (0, "tradestack-patroni.service journal 1\n", "")})},
+                supervisor="systemd"), plugin.Evidence(), "lab-sz1-orderdb-1")
+
+
 def _ops02(tmp_path: Path, listed: str, written: str) -> None:
     conf = "/var/lib/ts/lab-sz1-orderdb-1/supervisor/conf.d"
     host = Host({f"head -v -n 1000 -- {conf}/*": (0, listed.replace("CONF", conf), ""), "ls -1d -- ": (0, written, "")})

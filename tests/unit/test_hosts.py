@@ -83,11 +83,99 @@ def test_host_faults_act_on_that_host_only(estate):
     assert inject[1].startswith("sz1-orderdb-1: sh -c") and inject[1].endswith(
         " sh lan0 /var/lib/tradestack/sz1-orderdb-1/lan-routes")  # routes kept, then the port down
     assert "ip route replace" in restore[0]  # the port up with its routes (a reboot's network config)
-    assert restore[1] == ("sz1-orderdb-1: systemctl restart 'tradestack-*.service' patroni.service etcd.service "
-                          "haproxy.service keepalived.service")
+    # only tradestack's units: Debian's own patroni/etcd/haproxy/keepalived units are masked on a deployed host
+    assert restore[1] == "sz1-orderdb-1: systemctl restart 'tradestack-*.service'"
     planned = plan.fault_plan(faults.ProcessKill(kind="process-kill", host="sz1-router-1", program="haproxy"), estate,
                               "/var/lib/tradestack", _resolve)
-    assert planned.restore[0].wait_s == 30 and planned.hosts == ("sz1-router-1",)
+    assert [str(c) for c in planned.inject] == ["sz1-router-1: systemctl kill --signal=SIGKILL "
+                                                "tradestack-haproxy.service"]
+    assert str(planned.restore[0]) == ("sz1-router-1: (until it succeeds, up to 30 s) systemctl is-active --quiet "
+                                       "tradestack-haproxy.service")
+    assert planned.hosts == ("sz1-router-1",) and not planned.powered
+
+
+def test_a_freeze_on_a_systemd_host_stops_and_continues_its_units_processes(estate):
+    inject, restore = _commands(faults.HostFreeze(kind="host-freeze", host="sz1-gateway-2"), estate)
+    assert inject == ["sz1-gateway-2: systemctl kill --signal=SIGSTOP 'tradestack-*.service'"]
+    assert restore == ["sz1-gateway-2: systemctl kill --signal=SIGCONT 'tradestack-*.service'"]
+
+
+def _with_power(estate, path: Path) -> object:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["topology"] = str((EXAMPLE.parent / document["topology"]).resolve())
+    document["power"] = {"off": ["ipmitool", "-H", "{host}-bmc.example", "chassis", "power", "off"],
+                         "on": ["ipmitool", "-H", "{host}-bmc.example", "chassis", "power", "on"], "boot_s": 90}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return load_hosts_file(path)
+
+
+def test_with_a_power_switch_a_crash_cuts_the_power_and_the_restore_boots_the_host(estate, tmp_path):
+    powered = _with_power(estate, tmp_path / "hosts.yaml")
+    planned = plan.fault_plan(faults.HostCrash(kind="host-crash", host="@database-leader"), powered, "/x", _resolve)
+    assert [str(c) for c in planned.inject] == ["here, for sz1-orderdb-1: ipmitool -H sz1-orderdb-1-bmc.example "
+                                                "chassis power off"]
+    on, booted = planned.restore
+    assert on.local and on.argv == ("ipmitool", "-H", "sz1-orderdb-1-bmc.example", "chassis", "power", "on")
+    # then only waited for: the host boots what is enabled, nothing restarts or deploys it
+    assert not booted.local and booted.wait_s == 90 and "systemctl is-system-running --wait" in booted.argv[2]
+    assert planned.powered == ("sz1-orderdb-1",) and "its power cut" in planned.text
+    site = plan.fault_plan(faults.PowerLoss(kind="power-loss", group="power:hk-grid"), powered, "/x", _resolve)
+    offs = [c.host for c in site.inject if c.local]
+    assert "hk1-orderdb-1" in offs and set(site.powered) == set(offs)
+    assert any(c.host == "hk1-edge" and c.argv[-1] == "down" for c in site.inject)  # its uplinks too
+
+
+def test_a_power_switch_runs_here_and_a_host_that_did_not_switch_on_is_not_waited_for(tmp_path):
+    """The power commands run on the operator's machine (a BMC is not the host); a host whose switch failed is
+    reported with the command's own words, its wait skipped; another host's switch and wait go on."""
+    from tradestack.adapters.commands import CommandResult
+    from tradestack.hosts.plan import Command
+    from tradestack.hosts.substrate import HostsActionError, HostsSubstrate
+
+    asked: list[tuple[str, str]] = []
+
+    def run(host, argv, *, input=None, timeout=30.0, env=None):
+        asked.append((host, argv[0]))
+        return CommandResult(tuple(argv), 0, "", "", 0.0)
+
+    substrate = object.__new__(HostsSubstrate)
+    substrate.run = run  # type: ignore[method-assign]
+    switched = tmp_path / "switched"
+    plan_ = [Command("a", ("sh", "-c", f"echo a >> {switched}"), local=True), Command("a", ("booted",), wait_s=5),
+             Command("b", ("sh", "-c", "echo 'BMC b unreachable' >&2; exit 3"), local=True),
+             Command("b", ("booted",), wait_s=5)]
+    with pytest.raises(HostsActionError) as failed:
+        substrate.execute(plan_)
+    assert switched.read_text() == "a\n"  # run here, not over SSH
+    assert asked == [("a", "booted")]  # b's wait skipped
+    assert str(failed.value) == "here, for b: sh exited 3: BMC b unreachable"
+
+
+def test_a_booted_hosts_units_are_timed_from_its_managers_start():
+    from tradestack.adapters import systemd
+
+    shown = ("5000000\nId=tradestack-patroni.service\nActiveEnterTimestampMonotonic=8200000\n\n"
+             "Id=tradestack-etcd.service\nActiveEnterTimestampMonotonic=6000000\n\n"
+             "Id=tradestack-haproxy.service\nActiveEnterTimestampMonotonic=0\n"  # never active since
+             "Id=tradestack-old.service\nActiveEnterTimestampMonotonic=4000000\n")  # before this boot
+    assert systemd.active_after_start(shown) == {"tradestack-patroni": 3.2, "tradestack-etcd": 1.0}
+    assert systemd.active_after_start("") == {}
+
+
+@pytest.mark.parametrize("power, message", [
+    ({"off": ["ipmitool", "{bmc}"], "on": ["ipmitool"]}, "only {host} and {address}"),
+    ({"off": [" "], "on": ["x"]}, "first word"),
+    ({"off": ["x"]}, "on"),
+])
+def test_a_power_switch_that_cannot_run_is_refused_at_its_line(tmp_path, power, message):
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["topology"] = str((EXAMPLE.parent / document["topology"]).resolve())
+    document["power"] = power
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    with pytest.raises(HostsFileError) as raised:
+        load_hosts_file(path)
+    assert message in str(raised.value) and "hosts.yaml:" in str(raised.value)
 
 
 def test_a_partition_drops_between_the_two_sites_prefixes_at_both_edges(estate):

@@ -8,3 +8,23 @@ def unit_states(listing: str) -> dict[str, str]:
     listing's columns: unit, load, active, sub, description. Units not loaded (masked, not found) are left out."""
     return {p[0].removesuffix(".service"): p[3].lower() for line in listing.splitlines()
             if len(p := line.split()) >= 4 and p[1] == "loaded"}
+
+
+def active_after_start(shown: str) -> dict[str, float]:
+    """Each unit's seconds from its manager's start to its entry into active, from the manager's
+    UserspaceTimestampMonotonic on the first line, then `systemctl show -p Id -p ActiveEnterTimestampMonotonic`'s
+    blocks; a unit never active since is left out."""
+    lines = shown.splitlines()
+    try:
+        start = int(lines[0])
+    except (IndexError, ValueError):
+        return {}
+    times: dict[str, float] = {}
+    unit = None
+    for line in lines[1:]:
+        key, _, value = line.partition("=")
+        if key == "Id":
+            unit = value.removesuffix(".service")
+        elif key == "ActiveEnterTimestampMonotonic" and unit and value.isdigit() and int(value) >= start > 0:
+            times[unit] = round((int(value) - start) / 1e6, 1)
+    return times

@@ -69,6 +69,8 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
             "state_base": settings.state_root, "service_user": settings.service_user,
             # how the hosts run their programs (SEC-02 asks supervisord or systemd)
             "supervisor": stack.traits.supervisor,
+            # whether the hosts keep their own time with a time service (OPS-01 reads it) or share a clock
+            "time_sync": stack.traits.time_sync,
             # what each catalogue drill's evidence must be: its definition's digest and its load at the declared peak
             # (stacks whose services run in clusters must also have the Kubernetes drills)
             "catalogue_drills": wanted_drills(topology, bool(facts.get("clustered"))),

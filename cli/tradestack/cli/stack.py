@@ -281,6 +281,29 @@ def secret(ctx: typer.Context, name: str = typer.Argument(..., help="dbSuperuser
     out.print(f"{name} set for stack {stack}; the next deploy uses it", highlight=False)
 
 
+@app.command()
+def power(ctx: typer.Context,
+          host: str = typer.Argument(..., help="The machine, by its name in the stack (as `status` lists it)."),
+          action: str = typer.Argument("status", help="off | on | status"),
+          stack: str = StackOpt, json: bool = JsonOpt) -> None:
+    """Switch a machine of a lab of machines off or on, or say whether it is on, as a BMC would (root).
+
+    Off cuts it at once: its LAN port dark, every process gone, no shutdown. On boots it from its own disk and
+    returns once systemd is up; nothing is deployed. The hosts file of a lab of machines names these commands as
+    its power switch, so drills through hosts lose power for real.
+
+    Example: [bold]sudo tradestack stack power lab-hk1-orderdb-1 off --stack lab[/]
+    """
+    from ..substrates import registry
+
+    want_json(ctx, json)
+    state = registry.power(stack, host, action)
+    if json:
+        print_json({"ok": True, "stack": stack, "host": host, "power": state})
+        return
+    out.print(f"{host}: power {state}", highlight=False)
+
+
 @app.command("hosts-file")
 def hosts_file(ctx: typer.Context, key: Path = typer.Option(..., "--key", help="The private key the hosts file "
                                                                              "names for logging in (a copy of the stack's)."),

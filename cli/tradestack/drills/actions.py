@@ -24,7 +24,7 @@ class Action:
     fault: faults.Fault
     text: str
     inject: Callable[[], None]
-    restore: Callable[[Callable[[str], None]], None]
+    restore: Callable[[Callable[[str], None]], str | None]  # returns what the journal keeps of it, if anything
 
 
 def check(fault: faults.Fault, substrate: Substrate) -> None:

@@ -61,8 +61,8 @@ class FaultSession:
     def restore(self, action: actions.Action) -> None:
         self.phase("restore", action.text)
         try:
-            with self.journal.step(f"restore: {action.text}"):
-                action.restore(lambda text: self.phase("restore", text))
+            with self.journal.step(f"restore: {action.text}") as s:
+                s.detail = action.restore(lambda text: self.phase("restore", text)) or ""
         finally:
             self.applied.remove(action)
 

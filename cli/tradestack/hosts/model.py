@@ -69,6 +69,31 @@ class Traits(_Strict):
         return v
 
 
+class Power(_Strict):
+    """How to switch a host's power from the operator's machine, as its BMC offers it (IPMI's `chassis power
+    off|on`, Redfish, a PDU outlet): each an argv run here, with `{host}` and `{address}` standing for the host's
+    name and management address. With it, a drill's host crash or power loss cuts the power and its restore
+    switches it on and waits up to `boot_s` for the host to finish booting (nobody deploys: what is enabled starts).
+    Without it they kill the host's tradestack units and start them again."""
+    off: list[str] = Field(min_length=1)
+    on: list[str] = Field(min_length=1)
+    boot_s: Annotated[int, Field(ge=5, le=1800)] = 180
+
+    @field_validator("off", "on")
+    @classmethod
+    def _argv(cls, v: list[str]) -> list[str]:
+        if not v[0].strip():
+            raise ValueError("the command's first word (the program) is empty")
+        for word in v:
+            for field in re.findall(r"{([^}]*)}", word):
+                if field not in ("host", "address"):
+                    raise ValueError(f"{{{field}}} in {word!r}: only {{host}} and {{address}} are filled in")
+        return v
+
+    def argv(self, which: Literal["off", "on"], host: str, address: str) -> tuple[str, ...]:
+        return tuple(w.replace("{host}", host).replace("{address}", address) for w in getattr(self, which))
+
+
 class Uplink(_Strict):
     """The edge router's side of one carrier: its interface, and its BGP protocol (BIRD) when there is one."""
     interface: Interface
@@ -124,5 +149,6 @@ class HostsFile(_Strict):
     traits: Traits = Traits()
     sites: list[Site] = Field(min_length=1)
     hosts: list[Host] = Field(min_length=1)
+    power: Power | None = None      # how to switch a host's power (none: a crash kills its services instead)
     # risk group -> hosts that go down with it (a power feed, a room) beyond those the topology ties to sites
     risk_groups: dict[str, list[Name]] = {}

@@ -22,17 +22,28 @@ NFT_TABLE = "tradestack"          # every host's table for drills' rules (create
 
 @dataclass(frozen=True)
 class Command:
-    """One command on one host, as argv; `wait` makes a restore wait until it succeeds (a poll, not an action)."""
+    """One command on one host, as argv; `wait` makes a restore wait until it succeeds (a poll, not an action);
+    `local`: run on the operator's machine, about the host (its power switch), not on it."""
 
     host: str
     argv: tuple[str, ...]
     wait_s: float = 0.0
     stdin: str | None = None
+    local: bool = False
 
     def __str__(self) -> str:
         prefix = f"(until it succeeds, up to {self.wait_s:g} s) " if self.wait_s else ""
         here = f" <<'EOF'\n{self.stdin}EOF" if self.stdin is not None else ""
-        return f"{self.host}: {prefix}{shlex.join(self.argv)}{here}"
+        where = f"here, for {self.host}" if self.local else self.host
+        return f"{where}: {prefix}{shlex.join(self.argv)}{here}"
+
+
+UNITS = "tradestack-*.service"   # every program the deploy runs on a systemd host (supervision role)
+# a systemd host that was switched on is up once its manager says so (`degraded`: up, with a unit failed)
+BOOTED = ("sh", "-c", 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]')
+# for a host that just booted: its manager's start, then each unit's entry into active (monotonic microseconds)
+UNIT_TIMES = ("sh", "-c", 'systemctl show -P UserspaceTimestampMonotonic && '
+                          'systemctl show -p Id -p ActiveEnterTimestampMonotonic "$1"', "sh", UNITS)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class FaultPlan:
     restore: tuple[Command, ...]
     hosts: tuple[str, ...] = ()
     reroutes: bool = False     # it takes carrier links down: after the restore, BGP must re-establish
+    powered: tuple[str, ...] = ()  # hosts whose power it cuts: the restore switches them on and they boot
 
 
 def machines(estate: Estate) -> dict[str, tuple[str, str]]:
@@ -197,12 +209,16 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
         lan_up = Command(host, ("sh", "-c", 'ip link set dev "$1" up && if [ -f "$2" ]; then while read -r r; do '
                                             'ip route replace $r dev "$1" || exit 1; done < "$2"; fi', "sh",
                                 h.lan_interface, routes))
+        if spec.power is not None:  # the power itself: off, and on again with a boot and nobody deploying
+            address = h.address
+            return ([Command(host, spec.power.argv("off", host, address), local=True)],
+                    [Command(host, spec.power.argv("on", host, address), local=True),
+                     Command(host, BOOTED, wait_s=float(spec.power.boot_s))])
         if spec.traits.supervisor == "supervisord":
             return ([Command(host, tree_signal(conf, "SIGKILL", f"{state_root}/{host}")), lan_down],
                     [lan_up, Command(host, ("supervisord", "-c", conf))])
-        units = ("tradestack-*.service", "patroni.service", "etcd.service", "haproxy.service", "keepalived.service")
-        return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", *units)), lan_down],
-                [lan_up, Command(host, ("systemctl", "restart", *units))])
+        return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", UNITS)), lan_down],
+                [lan_up, Command(host, ("systemctl", "restart", UNITS))])
 
     match fault:
         case faults.LinkDown(group=g) | faults.PowerLoss(group=g):
@@ -218,7 +234,8 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
                     inject += down
                     restore = up + restore
                     touched.append(host)
-            return FaultPlan(fault.describe(), tuple(inject), tuple(restore), tuple(touched), reroutes=True)
+            return FaultPlan(fault.describe(), tuple(inject), tuple(restore), tuple(touched), reroutes=True,
+                             powered=tuple(touched) if spec.power else ())
         case faults.Blackhole(carrier=c):
             inject, restore = [], []
             for edge, iface in uplinks_of_carrier(c):
@@ -235,14 +252,26 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
         case faults.HostCrash(host=ref):
             host = resolve(ref)
             down, up = crash(host)
-            return FaultPlan(f"host {host} crashes (every supervised process killed, LAN port down)", tuple(down),
-                             tuple(up), (host,))
+            how = ("its power cut; restored by switching it on (it boots, nobody deploys)" if spec.power else
+                   "every supervised process killed, LAN port down")
+            return FaultPlan(f"host {host} crashes ({how})", tuple(down), tuple(up), (host,),
+                             powered=(host,) if spec.power else ())
         case faults.HostFreeze(host=ref):
             host = resolve(ref)
+            if spec.traits.supervisor == "systemd":
+                return FaultPlan(f"host {host} frozen (SIGSTOP to every process of its tradestack units)",
+                                 (Command(host, ("systemctl", "kill", "--signal=SIGSTOP", UNITS)),),
+                                 (Command(host, ("systemctl", "kill", "--signal=SIGCONT", UNITS)),), (host,))
             conf = supervisor_conf(state_root, host)
             return FaultPlan(f"host {host} frozen (SIGSTOP to every supervised process)",
                              (Command(host, tree_signal(conf, "SIGSTOP", f"{state_root}/{host}")),),
                              (Command(host, tree_signal(conf, "SIGCONT", f"{state_root}/{host}")),), (host,))
+        case faults.ProcessKill(host=ref, program=p) if spec.traits.supervisor == "systemd":
+            host = resolve(ref)
+            unit = f"tradestack-{p}.service"
+            return FaultPlan(f"program {p} on host {host} killed",
+                             (Command(host, ("systemctl", "kill", "--signal=SIGKILL", unit)),),
+                             (Command(host, ("systemctl", "is-active", "--quiet", unit), wait_s=30),), (host,))
         case faults.ProcessKill(host=ref, program=p):
             host = resolve(ref)
             conf = supervisor_conf(state_root, host)

@@ -14,7 +14,7 @@ from typing import Any
 
 
 from ..adapters import ssh, supervisord, systemd
-from ..adapters.commands import CommandResult
+from ..adapters.commands import CommandResult, run as run_here
 from ..errors import InputError
 from ..hostsettings import HostSettings
 from ..polling import until_clear, wait_for
@@ -32,6 +32,9 @@ from .stack import HostsStack, access_dir
 # site's power loss took over 5 s and the drill's watch coverage fell below its bound (make test, site-power-loss
 # through hosts: 86 %). A live host answers through its SSH master in well under a second at peak.
 ANSWER_S = 3.0
+
+
+POWER_S = 60.0   # how long a power command (a BMC's) may take
 
 
 class HostsActionError(SubstrateError):
@@ -195,12 +198,25 @@ class HostsSubstrate(Substrate):
         def inject() -> None:
             self.execute(planned.inject)
 
-        def restore(step: Any) -> None:
+        def restore(step: Any) -> str | None:
             self.execute(planned.restore, on_step=step)
             if planned.reroutes:
                 step("waiting for BGP sessions to be Established again")
                 self.wait_routing(30)
+            return self.boot_report(planned.powered) if planned.powered else None
         return Actuator(planned.text, inject, restore, planned.hosts)
+
+    def boot_report(self, hosts: Sequence[str]) -> str:
+        """For hosts that were switched on: each tradestack unit's seconds from the host's manager starting (power
+        back) to the unit active, as the journal keeps it."""
+        shown = each(list(hosts), lambda h: self.run(h, plan.UNIT_TIMES, timeout=10).stdout, key=lambda h: h)
+        parts = []
+        for host in hosts:
+            times = systemd.active_after_start(shown[host])
+            parts.append(f"{host} booted, units active after power on: "
+                         + (", ".join(f"{u} {t:g} s" for u, t in sorted(times.items(), key=lambda kv: kv[1]))
+                            or "none"))
+        return "; ".join(parts)
 
     def execute(self, commands: Sequence[plan.Command], on_step: Any = lambda s: None) -> None:
         """Run the commands, every host's at once and each host's in order (a power loss takes a site's hosts
@@ -213,6 +229,14 @@ class HostsSubstrate(Substrate):
         def on(host: str) -> list[str]:
             failed = []
             for command in by_host[host]:
+                if command.local:  # about the host, run here: its power switch
+                    on_step(f"{command.host}: {command.argv[0]} (here)")
+                    done = run_here(list(command.argv), timeout=POWER_S)
+                    if not done.succeeded:
+                        failed.append(f"here, for {command.host}: {command.argv[0]} exited {done.rc}: "
+                                      f"{done.why(200)}")
+                        break  # a host whose power did not switch is not waited for
+                    continue
                 if command.wait_s:
                     on_step(f"waiting on {command.host}: {command.argv[-1]}")
                     if not wait_for(lambda c=command: self.run(c.host, c.argv, input=c.stdin).succeeded,

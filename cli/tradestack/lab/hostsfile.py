@@ -4,6 +4,7 @@ on the lab without a second data centre."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,5 +47,11 @@ def hosts_file(stack: "LabStack", private_key: Path) -> dict[str, Any]:
     traits = ({"time_servers": [outputs["time_server"]]} if machines else
               {"shared_filesystem": True, "supervisor": "supervisord", "install_packages": False,
                "manage_sshd": False, "time_sync": False})
-    return {"topology": str(topology), "ssh": {"user": "root", "private_key": str(private_key)},
-            "traits": traits, "sites": sites, "hosts": hosts}
+    document = {"topology": str(topology), "ssh": {"user": "root", "private_key": str(private_key)},
+                "traits": traits, "sites": sites, "hosts": hosts}
+    if machines:  # their power switch, as a BMC's would be named: this tool's, for this stack (root)
+        switch = ["env", f"TRADESTACK_HOME={stack.home}", sys.executable, "-m", "tradestack", "stack", "power",
+                  "{host}"]
+        document["power"] = {"off": [*switch, "off", "--stack", stack.name],
+                             "on": [*switch, "on", "--stack", stack.name]}
+    return document

@@ -87,6 +87,43 @@ class LabStack(ManagedStack):
         """Whether this lab's hosts are booted machines (as given here, else as the stack has it)."""
         return self._wants(self.machines, "machines")
 
+    def power(self, host: str, action: str) -> str:
+        """A machine's power switch, as a BMC offers one (`off`, `on`, `status`); its state after (`on`/`off`).
+        Off: its LAN port goes dark and every process of the machine ends at once (no shutdown); on: the port lit
+        again with the routes it had, and the machine boots from its own disk (what is enabled starts; nothing is
+        deployed). What the hosts file of a lab of machines names as its power commands."""
+        machine = self._machine(host)
+        if action == "status":
+            return "on" if machine.running() else "off"
+        require_net_admin()
+        routes = machine.state / "lan-routes"
+        if action == "off":
+            if machine.running():
+                kept = netlink.run_in(host, ["ip", "-4", "route", "show", "dev", "lan0"], check=False)
+                routes.write_text(kept.stdout)
+                netlink.set_link_up(host, "lan0", False)
+                machine.power_off()
+            return "off"
+        if action != "on":
+            raise InputError(f"power {action!r}: say on, off or status")
+        netlink.set_link_up(host, "lan0", True)
+        for route in (routes.read_text().splitlines() if routes.exists() else []):
+            if "proto kernel" not in route:  # the port's own prefix comes back with the port
+                netlink.run_in(host, ["ip", "-4", "route", "replace", *route.split(), "dev", "lan0"])
+        machine.boot()
+        return "on"
+
+    def _machine(self, host: str) -> machines.Machine:
+        if not self._pulumi.exists():
+            raise InputError(f"no stack {self.name!r}")
+        if not self.boots_machines():
+            raise InputError(f"stack {self.name!r} runs its hosts as namespaces, which have no power switch: a lab of "
+                             "machines does (`stack up --machines`)")
+        state = workdir(self.name, self.home) / host / "machine"
+        if not state.is_dir():
+            raise InputError(f"stack {self.name!r} has no machine {host!r}")
+        return machines.Machine(host, host, state, machines.lab_image())
+
     def _needs_topology(self) -> None:
         if self.topology is None and not self._pulumi.exists():
             raise InputError(f"stack {self.name!r} does not exist yet: give --topology FILE")

@@ -45,7 +45,8 @@ class Actuator:
 
     text: str
     inject: Callable[[], None]
-    restore: Callable[[Callable[[str], None]], None]
+    # undoes it, telling progress to its argument; what it returns (if anything) is what the journal keeps of it
+    restore: Callable[[Callable[[str], None]], str | None]
     hosts: tuple[str, ...] = ()          # what it touches (a blast-radius policy judges these)
 
 

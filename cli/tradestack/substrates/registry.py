@@ -64,6 +64,16 @@ def hosts_file(stack: str, private_key: Path) -> dict[str, Any]:
     return describe(private_key) if describe is not None else open_stack(stack).hosts_file(private_key)
 
 
+def power(stack: str, host: str, action: str) -> str:
+    """Switch a host of stack `stack` off or on, or say whether it is (`stack power`): a lab of machines has a
+    switch per machine; an estate's hosts are switched by the commands its hosts file names (a drill runs them)."""
+    switch = getattr(lifecycle(stack), "power", None)
+    if switch is None:
+        raise InputError(f"stack {stack!r} runs on {kind_of(stack)!r}, whose hosts tradestack cannot switch here: a "
+                         "lab of machines has power switches; an estate's go in its hosts file (`power`)")
+    return str(switch(host, action))
+
+
 def lifecycle(stack: str, *, kind: str | None = None, source: Path | None = None,
               host_settings: HostSettings | None = None, machines: bool | None = None) -> StackLifecycle:
     """The stack as Pulumi manages it (to preview, bring up, refresh or destroy); `kind` for a new stack, whose
