@@ -47,16 +47,20 @@ def remove_host_settings(settings: HostSettings) -> None:
             parent.rmdir()
 
 
-FIRST = frozenset({"test_k8s_substrate"})
+# Run first, in this order, by the worker beside the session lab (make test): their heavy deploys (booted machines,
+# clusters) while the session lab deploys and audits, not while its drills want the machine to themselves
+FIRST = ("test_machines", "test_k8s_substrate")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Lab tests need root (network namespaces); the rest (e.g. the reference stack on loopback) do not.
     Modules that never use the session lab run first (`make test` runs them beside it instead: tests/conftest.py)."""
     uses_lab = {item.module for item in items if "lab" in getattr(item, "fixturenames", ())}
-    # and of those the Kubernetes substrate's first: beside the session lab (make test) its clusters come up while
-    # the session lab deploys, not while the session lab's drills want the machine to themselves
-    items.sort(key=lambda item: (item.module in uses_lab, item.module.__name__.rsplit(".", 1)[-1] not in FIRST))
+    # and of those FIRST's first
+    def first(item: pytest.Item) -> int:
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        return FIRST.index(name) if name in FIRST else len(FIRST)
+    items.sort(key=lambda item: (item.module in uses_lab, first(item)))
     needs_root = [item for item in items if item.get_closest_marker("integration")
                   and "lab" in getattr(item, "fixturenames", ())]
     if needs_root and os.geteuid() != 0:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,12 +160,11 @@ def _tradestack(*args: str, timeout: float = 900) -> tuple[int, dict]:
     return done.returncode, json.loads(done.stdout)
 
 
-def test_a_deploy_onto_machines_runs_the_real_host_branch_and_a_second_one_changes_nothing(tmp_path):
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory, lab_home):
     """The lab topology as booted machines, adopted as a `hosts` stack from the hosts file the lab writes (real-host
-    traits: systemd, packages, sshd, chrony): the deploy installs each role's packages through the lab's proxy,
-    runs every program as a systemd unit with Debian's own units masked, hardens sshd, makes the service user on
-    each machine and runs chrony against the lab's time server without the right to set the clock; a second
-    deploy changes nothing and `status` sees every program running."""
+    traits: systemd, packages, sshd, chrony; the lab's power switch per machine), and deployed from nothing through
+    it. Destroyed after, leaving nothing."""
     import yaml
 
     from tradestack.adapters import ssh
@@ -173,52 +173,134 @@ def test_a_deploy_onto_machines_runs_the_real_host_branch_and_a_second_one_chang
 
     run = secrets.token_hex(2)
     lab_name, hosts_name = f"tsm{run}", f"tsh{run}"
+    work = tmp_path_factory.mktemp("machines")
+    home = pytest.MonkeyPatch()  # the state dir every test of the run shares (set per test, and this is a module's)
+    home.setenv("TRADESTACK_HOME", str(lab_home))
     stack = LabStack(lab_name, Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml",
                      machines=True)
     try:
         _, files = stack.up()
-        key = tmp_path / "id_ed25519"
+        key = work / "id_ed25519"
         shutil.copyfile(files.private_key, key)
         key.chmod(0o600)
-        estate = hosts_file(stack, key)
-        assert estate["traits"] == {"time_servers": [stack.outputs()["time_server"]]}  # a real host's otherwise
-        path = tmp_path / "hosts.yaml"
-        path.write_text(yaml.safe_dump(estate, sort_keys=False))
+        described = hosts_file(stack, key)
+        path = work / "hosts.yaml"
+        path.write_text(yaml.safe_dump(described, sort_keys=False))
         code, up = _tradestack("stack", "up", "--stack", hosts_name, "--hosts", str(path), "--yes")
         assert code == 0, up
         started = time.monotonic()
         code, first = _tradestack("deploy", "--stack", hosts_name, timeout=1200)
-        print(f"\ndeploy onto {len(estate['hosts'])} machines from nothing: {time.monotonic() - started:.0f} s")
+        print(f"\ndeploy onto {len(described['hosts'])} machines from nothing: {time.monotonic() - started:.0f} s")
         assert code == 0 and first["ok"], first["failures"]
-        started = time.monotonic()
-        code, second = _tradestack("deploy", "--stack", hosts_name)
-        print(f"deploy with nothing to change: {time.monotonic() - started:.0f} s")
-        assert code == 0 and second["changed"] == 0, {h: s for h, s in second["hosts"].items() if s["changed"]}
-        code, status = _tradestack("status", "--stack", hosts_name)
-        assert code == 0 and status["ok"], status["problems"]
-        programs = {h: info["programs"] for site in status["sites"].values() for h, info in site["hosts"].items()}
-        assert programs[f"{lab_name}-sz1-orderdb-1"] == {"patroni": "running"}
-        assert programs[f"{lab_name}-sz1-gateway-1"] == {"haproxy": "running", "keepalived": "running",
-                                                         "tradestack-gateway": "running"}
         options = ssh.SshOptions(key, Path(up["files"]["known_hosts"]))
-        replaced = {f"{lab_name}-sz1-orderdb-1": ["postgresql.service"],  # Debian's own units: never started
-                    f"{lab_name}-hk1-gateway-2": ["haproxy.service", "keepalived.service"],
-                    f"{lab_name}-wit-consensus-1": ["etcd.service"]}
-        for host, units in replaced.items():
-            script = ("systemctl is-system-running; systemctl --failed --no-legend --plain | wc -l; "
-                      f"for u in {' '.join(units)}; do systemctl is-enabled $u; done; "
-                      "sshd -T | grep -E '^(passwordauthentication|permitrootlogin) '; id -un tradestack; "
-                      "chronyc -n tracking | grep -E '^(Reference ID|Leap status)'")
-            address = next(h["address"] for h in estate["hosts"] if h["name"] == host)
-            seen = ssh.run(options, ssh.SshTarget(address, "root"), ["sh", "-c", script], timeout=60).stdout
-            lines = seen.splitlines()
-            assert lines[:2] == ["running", "0"], (host, seen)
-            assert lines[2:2 + len(units)] == ["masked"] * len(units), (host, seen)
-            assert "passwordauthentication no" in lines and "permitrootlogin without-password" in lines, seen
-            assert "tradestack" in lines, seen  # the service user, made on this machine
-            assert f"({stack.outputs()['time_server']})" in seen and "Leap status     : Normal" in seen, seen
+        addresses = {h["name"]: h["address"] for h in described["hosts"]}
+
+        def on(host: str, script: str) -> Any:
+            return ssh.run(options, ssh.SshTarget(addresses[host], "root"), ["sh", "-c", script], timeout=60)
+        yield {"lab": stack, "name": hosts_name, "described": described, "on": on, "work": work}
     finally:
         subprocess.run([sys.executable, "-m", "tradestack", "stack", "destroy", "--stack", hosts_name, "--yes"],
                        capture_output=True, timeout=300)
         stack.destroy()
+        home.undo()
     assert stack.leftovers() == []
+
+
+def test_a_deploy_onto_machines_runs_the_real_host_branch_and_a_second_one_changes_nothing(estate):
+    """The deploy installed each role's packages through the lab's proxy, runs every program as a systemd unit with
+    Debian's own units masked, hardened sshd, made the service user on each machine and runs chrony against the
+    lab's time server without the right to set the clock; a second deploy changes nothing and `status` sees every
+    program running."""
+    stack, lab_name, described = estate["lab"], estate["lab"].name, estate["described"]
+    assert described["traits"] == {"time_servers": [stack.outputs()["time_server"]]}  # a real host's otherwise
+    assert described["power"]["off"][-5:] == ["power", "{host}", "off", "--stack", lab_name]
+    started = time.monotonic()
+    code, second = _tradestack("deploy", "--stack", estate["name"])
+    print(f"deploy with nothing to change: {time.monotonic() - started:.0f} s")
+    assert code == 0 and second["changed"] == 0, {h: s for h, s in second["hosts"].items() if s["changed"]}
+    code, status = _tradestack("status", "--stack", estate["name"])
+    assert code == 0 and status["ok"], status["problems"]
+    programs = {h: info["programs"] for site in status["sites"].values() for h, info in site["hosts"].items()}
+    assert programs[f"{lab_name}-sz1-orderdb-1"] == {"patroni": "running"}
+    assert programs[f"{lab_name}-sz1-gateway-1"] == {"haproxy": "running", "keepalived": "running",
+                                                     "tradestack-gateway": "running"}
+    replaced = {f"{lab_name}-sz1-orderdb-1": ["postgresql.service"],  # Debian's own units: never started
+                f"{lab_name}-hk1-gateway-2": ["haproxy.service", "keepalived.service"],
+                f"{lab_name}-wit-consensus-1": ["etcd.service"]}
+    for host, units in replaced.items():
+        script = ("systemctl is-system-running; systemctl --failed --no-legend --plain | wc -l; "
+                  f"for u in {' '.join(units)}; do systemctl is-enabled $u; done; "
+                  "sshd -T | grep -E '^(passwordauthentication|permitrootlogin) '; id -un tradestack; "
+                  "chronyc -n tracking | grep -E '^(Reference ID|Leap status)'")
+        seen = estate["on"](host, script).stdout
+        lines = seen.splitlines()
+        assert lines[:2] == ["running", "0"], (host, seen)
+        assert lines[2:2 + len(units)] == ["masked"] * len(units), (host, seen)
+        assert "passwordauthentication no" in lines and "permitrootlogin without-password" in lines, seen
+        assert "tradestack" in lines, seen  # the service user, made on this machine
+        assert f"({stack.outputs()['time_server']})" in seen and "Leap status     : Normal" in seen, seen
+
+
+@pytest.mark.peak
+def test_the_database_leaders_machine_loses_power_at_peak_and_rejoins_by_booting(estate):
+    """db-primary-crash through hosts on machines: the leader's machine is switched off (every process at once)
+    with clients at the topology's peak; nothing acknowledged is lost; switched on again and deployed by nobody, it
+    boots and rejoins as the synchronous standby."""
+    import re
+
+    from .conftest import TIMED, journal_times, with_short_windows
+
+    stack = estate["name"]
+    code, _ = _tradestack("stack", "config", "--stack", stack, "tradestack:allowDrills", "true")
+    assert code == 0
+    code, result = _tradestack("drill", "run", str(with_short_windows("db-primary-crash", estate["work"] / "drills")),
+                               "--stack", stack, "--yes", timeout=900)
+    assert "verdict" in result, result  # refused: say why
+    print(f"db-primary-crash on machines: {result['verdict']}; journal: {journal_times(result)}")
+    inject = next(s for s in result["journal"] if s["name"].startswith("inject"))
+    restore = next(s for s in result["journal"] if s["name"].startswith("restore"))
+    after = next(s for s in result["journal"] if s["name"] == "steady state after the drill")
+    assert "its power cut" in inject["detail"], inject
+    crashed = re.search(r"host (\S+) crashes", inject["detail"]).group(1)
+    assert restore["ok"] and f"{crashed} booted, units active after power on: " in restore["detail"], restore
+    assert re.search(r"tradestack-patroni \d+(\.\d)? s", restore["detail"]), restore["detail"]
+    print(f"power back to steady (a synchronous standby again): {after['ended'] - restore['started']:.1f} s; "
+          f"{restore['detail']}")
+    lost = next(c for c in result["checks"] if c["check"] == "acknowledged orders lost")
+    assert lost["actual"] == 0 and result["figures"]["orders"] > 0
+    untimed = [c for c in result["checks"] if not c["ok"] and c["check"] not in TIMED]
+    assert untimed == [], untimed
+    code, status = _tradestack("status", "--stack", stack)
+    assert crashed in status["database"]["sync_standby"], status["database"]  # no deploy ran since its power came back
+
+
+def test_breaking_one_thing_per_machine_turns_exactly_its_control_red(estate):
+    """The real-host controls, each broken on its own machine: chrony stopped (OPS-01 reads each machine's time
+    service), password login allowed by a drop-in before the deploy's (SEC-01 asks the machine's sshd -T), a
+    trading unit made to run as root (SEC-02 asks systemd); everything else passes, and EVD-01 fails as on any
+    stack without counting drill evidence."""
+    lab, on = estate["lab"].name, estate["on"]
+    clock, sshd, root = f"{lab}-wit-consensus-1", f"{lab}-sz1-gateway-2", f"{lab}-hk1-gateway-2"
+    unit = "tradestack-tradestack-gateway.service"
+    dropin = f"/etc/systemd/system/{unit}.d/zz-root.conf"
+    broken = {clock: "systemctl stop chrony",
+              sshd: "echo 'PasswordAuthentication yes' > /etc/ssh/sshd_config.d/00-broken.conf",
+              root: f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nUser=root\\n' > {dropin} && "
+                    f"systemctl daemon-reload && systemctl restart {unit}"}
+    mended = {clock: "systemctl start chrony", sshd: "rm -f /etc/ssh/sshd_config.d/00-broken.conf",
+              root: f"rm -f {dropin} && systemctl daemon-reload && systemctl restart {unit}"}
+    try:
+        for host, script in broken.items():
+            done = on(host, script)
+            assert done.rc == 0, (host, script, done.stderr)
+        code, result = _tradestack("audit", "run", "--stack", estate["name"], "--out", str(estate["work"] / "audit"),
+                                   timeout=900)
+    finally:
+        for host, script in mended.items():
+            on(host, script)
+    red = {c["id"]: c["failed"] for c in result["controls"] if c["verdict"] == "fail"}
+    assert code == 1 and set(red) == {"OPS-01", "SEC-01", "SEC-02", "EVD-01"}, red
+    assert len(red["OPS-01"]) == 1 and red["OPS-01"][0].startswith(f"{clock}: chronyc tracking failed"), red["OPS-01"]
+    assert red["SEC-01"] == [f"{sshd}: PasswordAuthentication is not 'no'"], red["SEC-01"]
+    assert red["SEC-02"] == [f"{root}: {unit} has no User= other than root: tradestack-gateway would run as root"], \
+        red["SEC-02"]

@@ -291,6 +291,17 @@ def test_res06_fails_a_placed_instance_that_is_not_running(tmp_path):
         res.test_every_service_runs_the_instances_the_topology_places(ctx, plugin.Evidence(), "orderdb@sz1")
 
 
+@pytest.mark.parametrize("answer", [(3, "inactive\n", ""), (3, "failed\n", ""), (4, "", "Unit not found")])
+def test_res06_on_systemd_hosts_fails_a_placed_unit_that_is_not_active(tmp_path, answer):
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"systemctl is-active tradestack-patroni.service": answer})},
+                  supervisor="systemd")
+    with pytest.raises(AssertionError, match="orderdb in sz1: 0 running of 1 placed"):
+        res.test_every_service_runs_the_instances_the_topology_places(ctx, plugin.Evidence(), "orderdb@sz1")
+    ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"systemctl is-active tradestack-patroni.service":
+                                                        (0, "active\n", "")})}, supervisor="systemd")
+    res.test_every_service_runs_the_instances_the_topology_places(ctx, plugin.Evidence(), "orderdb@sz1")
+
+
 def test_ops01_fails_a_skewed_clock_or_a_failing_date(tmp_path):
     ctx = _estate(tmp_path, {"lab-sz1-orderdb-1": Host({"date": (0, "1000000000.0\n", "")})})
     with pytest.raises(AssertionError, match="clock differs by"):

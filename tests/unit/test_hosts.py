@@ -396,3 +396,29 @@ def test_a_host_that_lost_power_costs_the_drills_observer_less_than_its_gap():
     assert holders == {"sz1": "sz1-gateway-1", "hk1": None} and alive is False
     # the observer asks these at once, and then a live router over HTTP (0.5 s): each must leave it that second
     assert max(took) <= figures.WATCH_GAP_S - 1, took
+
+
+def test_a_systemd_hosts_programs_are_named_as_on_supervisord_hosts():
+    """Unit tradestack-<program>.service runs <program>: what the probes ask (`haproxy` running on a router, where
+    the database is read from) must be found by its program name on either kind of host; Debian's own units (masked
+    on a deployed host) are not asked about."""
+    from tradestack.adapters.commands import CommandResult
+    from tradestack.hosts.substrate import HostsSubstrate
+    from tradestack.substrates.base import HostTraits
+
+    asked = []
+    listing = ("tradestack-haproxy.service loaded active running tradestack haproxy\n"
+               "tradestack-tradestack-router.service loaded active running tradestack router\n"
+               "tradestack-etcd.service loaded failed failed tradestack etcd\n")
+
+    def run(host, argv, *, input=None, timeout=30.0, env=None):
+        asked.append(list(argv))
+        return CommandResult(tuple(argv), 0, listing, "", 0.01)
+
+    substrate = object.__new__(HostsSubstrate)
+    substrate.run = run  # type: ignore[method-assign]
+    substrate.traits = HostTraits(supervisor="systemd")
+    assert substrate.programs("sz1-router-1") == {"haproxy": "running", "tradestack-router": "running",
+                                                  "etcd": "failed"}
+    assert asked == [["systemctl", "list-units", "--type=service", "--all", "--no-legend", "--plain",
+                      "tradestack-*.service"]]

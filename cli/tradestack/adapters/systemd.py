@@ -10,6 +10,16 @@ def unit_states(listing: str) -> dict[str, str]:
             if len(p := line.split()) >= 4 and p[1] == "loaded"}
 
 
+UNIT_PREFIX = "tradestack-"   # the supervision role runs program P as unit tradestack-P.service
+
+
+def program_states(listing: str) -> dict[str, str]:
+    """The programs tradestack runs on a systemd host (unit tradestack-<program>.service) and their sub-states, by
+    program name as supervisord would name them; any other unit is left out."""
+    return {unit.removeprefix(UNIT_PREFIX): state for unit, state in unit_states(listing).items()
+            if unit.startswith(UNIT_PREFIX)}
+
+
 def active_after_start(shown: str) -> dict[str, float]:
     """Each unit's seconds from its manager's start to its entry into active, from the manager's
     UserspaceTimestampMonotonic on the first line, then `systemctl show -p Id -p ActiveEnterTimestampMonotonic`'s

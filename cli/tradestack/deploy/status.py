@@ -57,8 +57,7 @@ def _host(res: dict[str, Any], host: Host) -> dict[str, Any]:
         if len(parts) >= 2:
             programs[parts[0]] = parts[1].lower()
     # on systemd hosts, unit tradestack-<program>.service runs <program>
-    programs |= {unit.removeprefix("tradestack-"): state
-                 for unit, state in systemd.unit_states(res.get("Systemd units", {}).get("stdout") or "").items()}
+    programs |= systemd.program_states(res.get("Systemd units", {}).get("stdout") or "")
     addresses = [line.split()[3].split("/")[0] for line in
                  (res.get("Addresses on the site LAN (the VIP holder has two)", {}).get("stdout") or "").splitlines()
                  if len(line.split()) > 3]

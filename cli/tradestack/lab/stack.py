@@ -108,7 +108,7 @@ class LabStack(ManagedStack):
             raise InputError(f"power {action!r}: say on, off or status")
         netlink.set_link_up(host, "lan0", True)
         for route in (routes.read_text().splitlines() if routes.exists() else []):
-            if "proto kernel" not in route:  # the port's own prefix comes back with the port
+            if not any(f"proto {p}" in route for p in ("kernel", "bird")):  # those come back with the port, BGP
                 netlink.run_in(host, ["ip", "-4", "route", "replace", *route.split(), "dev", "lan0"])
         machine.boot()
         return "on"

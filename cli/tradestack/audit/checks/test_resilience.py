@@ -103,7 +103,14 @@ def test_every_service_runs_the_instances_the_topology_places(audit, evidence, p
         return
     expected = programs(audit, service)
     assert expected, f"{service} in {site}: no program is known to run it (nothing to judge)"
+    systemd = audit.data.get("supervisor", "supervisord") == "systemd"
     for name in audit.names(service, site):
+        if systemd:  # one line per unit asked, in order (tradestack-<program>.service)
+            out = evidence.run(audit.host(name), name,
+                               "systemctl is-active " + " ".join(f"tradestack-{p}.service" for p in expected))
+            if out.stdout.split() == ["active"] * len(expected):
+                running += 1
+            continue
         out = evidence.run(audit.host(name), name,
                            f"supervisorctl -c {audit['state_base']}/{name}/supervisor/supervisord.conf status")
         states = dict(line.split()[:2] for line in out.stdout.splitlines() if len(line.split()) >= 2)
