@@ -11,6 +11,12 @@ def unit_states(listing: str) -> dict[str, str]:
 
 
 UNIT_PREFIX = "tradestack-"   # the supervision role runs program P as unit tradestack-P.service
+UNITS = f"{UNIT_PREFIX}*.service"   # every one of them, as systemctl matches units
+
+
+def unit(program: str) -> str:
+    """The unit that runs `program` on a systemd host."""
+    return f"{UNIT_PREFIX}{program}.service"
 
 
 def program_states(listing: str) -> dict[str, str]:

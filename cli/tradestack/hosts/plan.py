@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ports
+from ..adapters import systemd
 from ..errors import InputError
 from ..substrates import faults
 from ..substrates.base import FaultRefused
@@ -38,7 +39,7 @@ class Command:
         return f"{where}: {prefix}{shlex.join(self.argv)}{here}"
 
 
-UNITS = "tradestack-*.service"   # every program the deploy runs on a systemd host (supervision role)
+UNITS = systemd.UNITS   # every program the deploy runs on a systemd host (supervision role)
 # a systemd host that was switched on is up once its manager says so (`degraded`: up, with a unit failed)
 BOOTED = ("sh", "-c", 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]')
 # for a host that just booted: its manager's start, then each unit's entry into active (monotonic microseconds)
@@ -268,7 +269,7 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
                              (Command(host, tree_signal(conf, "SIGCONT", f"{state_root}/{host}")),), (host,))
         case faults.ProcessKill(host=ref, program=p) if spec.traits.supervisor == "systemd":
             host = resolve(ref)
-            unit = f"tradestack-{p}.service"
+            unit = systemd.unit(p)
             return FaultPlan(f"program {p} on host {host} killed",
                              (Command(host, ("systemctl", "kill", "--signal=SIGKILL", unit)),),
                              (Command(host, ("systemctl", "is-active", "--quiet", unit), wait_s=30),), (host,))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradestack import health, ports
+from tradestack.adapters import systemd
 from tradestack.audit.placed import programs
 
 
@@ -103,11 +104,11 @@ def test_every_service_runs_the_instances_the_topology_places(audit, evidence, p
         return
     expected = programs(audit, service)
     assert expected, f"{service} in {site}: no program is known to run it (nothing to judge)"
-    systemd = audit.data.get("supervisor", "supervisord") == "systemd"
+    on_systemd = audit.data.get("supervisor", "supervisord") == "systemd"
     for name in audit.names(service, site):
-        if systemd:  # one line per unit asked, in order (tradestack-<program>.service)
+        if on_systemd:  # one line per unit asked, in order (tradestack-<program>.service)
             out = evidence.run(audit.host(name), name,
-                               "systemctl is-active " + " ".join(f"tradestack-{p}.service" for p in expected))
+                               "systemctl is-active " + " ".join(systemd.unit(p) for p in expected))
             if out.stdout.split() == ["active"] * len(expected):
                 running += 1
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tradestack.adapters import systemd
 from tradestack.audit.placed import trading_programs
 
 
@@ -56,7 +57,7 @@ def _supervisord_pids(audit, evidence, host, hostname: str, placed: dict[str, st
 def _systemd_main_pids(audit, evidence, host, hostname: str, placed: dict[str, str]) -> dict[str, str]:
     """Each placed program's unit (tradestack-<program>.service, as the supervision role writes it): active, a
     main process, and a `User=` that is not root; the main process's owner is then judged as on supervisord."""
-    units = {program: f"tradestack-{program}.service" for program in placed}
+    units = {program: systemd.unit(program) for program in placed}
     asked = evidence.run(host, hostname, "systemctl show -p Id -p ActiveState -p MainPID -p User "
                                          + " ".join(units.values()))
     shown: dict[str, dict[str, str]] = {}
