@@ -158,7 +158,13 @@ def with_short_windows(name: str, directory: Path) -> Path:
     from tradestack.drills import files
 
     definition = files.resolve(name)
-    windows = definition.timing.model_copy(update=dict(zip(("baseline_s", "recovery_s"), BEFORE_AFTER_S)))
+    before, after = BEFORE_AFTER_S
+    # a drill that declares a longer window after its restore than the catalogue's usual 15 s keeps it (the
+    # site partition's 20 s): once in make test the stack served every session again only after more than 8 s
+    # (run 13: 299 of 320 held, p99 6 s in the 8 s after the heal; the cause is not known yet)
+    if definition.timing.recovery_s > 15:
+        after = definition.timing.recovery_s
+    windows = definition.timing.model_copy(update={"baseline_s": before, "recovery_s": after})
     path = directory / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(definition.model_copy(update={"timing": windows}).model_dump(mode="json")))
