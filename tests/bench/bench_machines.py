@@ -72,6 +72,9 @@ def _image(cold: bool) -> tuple[float | None, float]:
     image = machines.lab_image()
     cold_s = None
     if cold and image.built():
+        if str(image.root) in Path("/proc/self/mountinfo").read_text():
+            raise SystemExit(f"--cold: machines booted from {image.root} are up (a lab of machines, a test run); "
+                             "their image cannot be moved aside now")
         aside = image.directory.with_name(image.directory.name + ".bench-aside")
         image.directory.rename(aside)
         try:
