@@ -273,3 +273,16 @@ def test_machines_is_a_lab_stacks_setting_and_refused_for_any_other_substrate(tm
     r = run("stack", "up", "--stack", "hx", "--hosts", str(hosts), "--machines", "--yes")
     assert r.exit_code == ExitCode.BAD_INPUT and "--machines and --namespaces are for lab stacks" in r.output, r.output
     assert "--machines" in run("stack", "up", "--help").output
+
+
+def test_power_is_said_plainly_for_a_word_it_does_not_know_a_stack_that_does_not_exist_and_a_hosts_stack(tmp_path):
+    r = run("stack", "power", "lab-sz1-orderdb-1", "reboot", "--stack", "px", "--json")
+    assert r.exit_code == ExitCode.BAD_INPUT and "say off, on or status" in r.output, r.output
+    r = run("stack", "power", "lab-sz1-orderdb-1", "off", "--stack", "px", "--json")
+    assert r.exit_code == ExitCode.BAD_INPUT and "no stack 'px'" in r.output, r.output
+    from tradestack.substrates import registry
+
+    registry.record_kind("hx", "hosts")
+    r = run("stack", "power", "hx-sz1-orderdb-1", "off", "--stack", "hx")
+    assert r.exit_code == ExitCode.BAD_INPUT and "an estate's go in its hosts file" in r.output, r.output
+    assert "Example:" in run("stack", "power", "--help").output

@@ -92,6 +92,8 @@ class LabStack(ManagedStack):
         Off: its LAN port goes dark and every process of the machine ends at once (no shutdown); on: the port lit
         again with the routes it had, and the machine boots from its own disk (what is enabled starts; nothing is
         deployed). What the hosts file of a lab of machines names as its power commands."""
+        if action not in ("off", "on", "status"):
+            raise InputError(f"power {action!r}: say off, on or status")
         machine = self._machine(host)
         if action == "status":
             return "on" if machine.running() else "off"
@@ -104,8 +106,6 @@ class LabStack(ManagedStack):
                 netlink.set_link_up(host, "lan0", False)
                 machine.power_off()
             return "off"
-        if action != "on":
-            raise InputError(f"power {action!r}: say on, off or status")
         netlink.set_link_up(host, "lan0", True)
         for route in (routes.read_text().splitlines() if routes.exists() else []):
             if not any(f"proto {p}" in route for p in ("kernel", "bird")):  # those come back with the port, BGP
