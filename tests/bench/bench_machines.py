@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from tradestack.hostsettings import HostSettings
-from tradestack.lab import machines
+from tradestack.lab import machines, procstat
 from tradestack.lab.stack import LabStack
 from tradestack.polling import wait_for
 from tradestack.substrates import open_stack, registry
@@ -38,34 +38,6 @@ IDLE_S = 30.0
 def _available_kb() -> int:
     return next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemAvailable:"))
-
-
-def _descendants(roots: list[int]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def _cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total
 
 
 def _image(cold: bool) -> tuple[float | None, float]:
@@ -112,10 +84,14 @@ def main() -> None:
             wait_for(lambda: all(m.state_of() in ("running", "degraded") for m in booted), 120, 0.5)
             all_up_s = time.perf_counter() - started
             time.sleep(5)
-            pids = _descendants([p for m in booted if (p := m.init_pid()) is not None])
-            ticks = _cpu_ticks(pids)
+            # a machine's processes run in its host's namespace: the lab's own CPU accounting per host
+            sampler = procstat.Sampler(f"{lab_name}-")
+            sampler.start()
             time.sleep(IDLE_S)
-            idle_cpu = (_cpu_ticks(pids) - ticks) / os.sysconf("SC_CLK_TCK") / IDLE_S / len(booted) * 100
+            sampler.stop()
+            names = {m.name for m in booted}
+            used = sum(seconds for (host, _), seconds in sampler.used().items() if host in names)
+            idle_cpu = used / IDLE_S / len(booted) * 100
             memory_mb = (before - _available_kb()) / 1024 / len(booted)
 
             key = Path(home) / "id_ed25519"

@@ -317,6 +317,7 @@ TRACKING = ("Reference ID    : C6120001 (198.18.0.1)\nStratum         : 9\nRef t
 
 @pytest.mark.parametrize("answer, message", [
     ((1, "", "506 Cannot talk to daemon"), "chronyc tracking failed on lab-sz1-orderdb-1 .rc 1.: 506 Cannot talk"),
+    ((0, "", ""), "chronyc tracking failed on lab-sz1-orderdb-1 .rc 0.: : no time service to judge"),
     ((0, TRACKING.replace("Leap status     : Normal", "Leap status     : Not synchronised"), ""),
      "not synchronised .Not synchronised."),
     ((0, TRACKING.replace("C6120001 (198.18.0.1)", "00000000 ()"), ""), "follows no source"),

@@ -39,12 +39,11 @@ class Command:
         return f"{where}: {prefix}{shlex.join(self.argv)}{here}"
 
 
-UNITS = systemd.UNITS   # every program the deploy runs on a systemd host (supervision role)
 # a systemd host that was switched on is up once its manager says so (`degraded`: up, with a unit failed)
 BOOTED = ("sh", "-c", 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]')
 # for a host that just booted: its manager's start, then each unit's entry into active (monotonic microseconds)
 UNIT_TIMES = ("sh", "-c", 'systemctl show -P UserspaceTimestampMonotonic && '
-                          'systemctl show -p Id -p ActiveEnterTimestampMonotonic "$1"', "sh", UNITS)
+                          'systemctl show -p Id -p ActiveEnterTimestampMonotonic "$1"', "sh", systemd.UNITS)
 
 
 @dataclass(frozen=True)
@@ -218,8 +217,8 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
         if spec.traits.supervisor == "supervisord":
             return ([Command(host, tree_signal(conf, "SIGKILL", f"{state_root}/{host}")), lan_down],
                     [lan_up, Command(host, ("supervisord", "-c", conf))])
-        return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", UNITS)), lan_down],
-                [lan_up, Command(host, ("systemctl", "restart", UNITS))])
+        return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", systemd.UNITS)), lan_down],
+                [lan_up, Command(host, ("systemctl", "restart", systemd.UNITS))])
 
     match fault:
         case faults.LinkDown(group=g) | faults.PowerLoss(group=g):
@@ -261,8 +260,8 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
             host = resolve(ref)
             if spec.traits.supervisor == "systemd":
                 return FaultPlan(f"host {host} frozen (SIGSTOP to every process of its tradestack units)",
-                                 (Command(host, ("systemctl", "kill", "--signal=SIGSTOP", UNITS)),),
-                                 (Command(host, ("systemctl", "kill", "--signal=SIGCONT", UNITS)),), (host,))
+                                 (Command(host, ("systemctl", "kill", "--signal=SIGSTOP", systemd.UNITS)),),
+                                 (Command(host, ("systemctl", "kill", "--signal=SIGCONT", systemd.UNITS)),), (host,))
             conf = supervisor_conf(state_root, host)
             return FaultPlan(f"host {host} frozen (SIGSTOP to every supervised process)",
                              (Command(host, tree_signal(conf, "SIGSTOP", f"{state_root}/{host}")),),

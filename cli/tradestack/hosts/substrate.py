@@ -125,7 +125,7 @@ class HostsSubstrate(Substrate):
             argv, script = supervisord.remote_query(plan.supervisor_conf(self.settings.state_root, host))
             return supervisord.parse_remote(self.run(host, argv, input=script, timeout=10).stdout)
         done = self.run(host, ["systemctl", "list-units", "--type=service", "--all", "--no-legend", "--plain",
-                               plan.UNITS], timeout=10)
+                               systemd.UNITS], timeout=10)
         return systemd.program_states(done.stdout)
 
     def vip_holders(self) -> dict[str, str | None]:
