@@ -90,3 +90,42 @@ def test_status_reads_a_systemd_hosts_units_as_its_programs():
     seen = _host({"Systemd units": {"stdout": units}}, Host("h", "router", "sz1", "198.18.1.9"))
     assert seen["programs"] == {"etcd": "running", "tradestack-router": "failed"}
     assert health.program_problems("h", seen["programs"]) == ["h: tradestack-router is failed"]
+
+
+def _status_with_answers(tmp_path, monkeypatch, silent_twice: set[str]) -> tuple[dict, list]:
+    """`status` over the in-memory stack with a playbook run that hears nothing from some hosts the first time
+    (and from `silent_twice` the second time too); returns the view and the limits the runs were given."""
+    from tradestack.adapters.ansible import PlaybookResult, TaskFailure
+    from tradestack.deploy import status
+
+    from .memory_substrate import MemorySubstrate
+
+    stack = MemorySubstrate(tmp_path)
+    monkeypatch.setattr(status, "open_stack", lambda name: stack)
+    limits: list = []
+    first_silent = {"mem-sz1-gateway-1", "mem-hk1-router-1"}
+
+    def playbook(spec, on_event, cancel=lambda: False):
+        limits.append(spec.limit)
+        failures = []
+        for name in sorted(stack.hosts) if spec.limit is None else spec.limit.split(","):
+            silent = name in (first_silent if spec.limit is None else silent_twice)
+            event = "runner_on_unreachable" if silent else "runner_on_ok"
+            res = {"msg": "Connection timed out during banner exchange"} if silent else {"stdout": ""}
+            on_event({"event": event, "event_data": {"host": name, "task": "Supervised programs", "res": res}})
+            if silent:
+                failures.append(TaskFailure(name, "Supervised programs", res["msg"], unreachable=True))
+        return PlaybookResult(status="failed" if failures else "successful", rc=0, hosts={}, failures=failures,
+                              artifacts=tmp_path)
+
+    monkeypatch.setattr(status, "run_playbook", playbook)
+    return status.collect("mem"), limits
+
+
+def test_status_asks_a_host_that_did_not_answer_once_more_before_calling_it_unreachable(tmp_path, monkeypatch):
+    view, limits = _status_with_answers(tmp_path, monkeypatch, silent_twice=set())
+    assert limits == [None, "mem-hk1-router-1,mem-sz1-gateway-1"]
+    assert not [p for p in problems(view) if "unreachable" in p]
+    view, _ = _status_with_answers(tmp_path, monkeypatch, silent_twice={"mem-sz1-gateway-1"})
+    assert [p for p in problems(view) if "unreachable" in p] == [
+        "mem-sz1-gateway-1 is unreachable: Connection timed out during banner exchange"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .. import health, ports
@@ -25,7 +26,8 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
         if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
             results.setdefault(data.get("host", "?"), {})[data.get("task", "?")] = data.get("res") or {}
             if event.get("event") == "runner_on_unreachable":
-                results[data.get("host", "?")]["unreachable"] = True
+                res = data.get("res") or {}
+                results[data.get("host", "?")]["unreachable"] = str(res.get("msg") or "no answer").strip()
 
     on_step("asking every host")
     spec = PlaybookSpec(project_dir=run.PLAYBOOKS, playbook="status.yml", inventory=files.inventory,
@@ -33,7 +35,15 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
                         extravars={"tradestack_stack": stack_name, **ports.playbook_vars(),
                                    **stack.traits.playbook_vars()},
                         env=run.ansible_env())
-    run_playbook(spec, keep)
+    first = run_playbook(spec, keep)
+    # one late SSH answer (a busy host, a lost packet) is not an outage: ask a host that did not answer once
+    # more before calling it unreachable
+    silent = sorted({f.host for f in first.failures if f.unreachable})
+    if silent:
+        on_step(f"asking again: {', '.join(silent)}")
+        for name in silent:
+            results.pop(name, None)
+        run_playbook(replace(spec, limit=",".join(silent)), keep)
     sites: dict[str, Any] = {}
     for site in topology.sites:
         hosts = {h.name: _host(results.get(h.name, {}), h) for h in stack.hosts.values() if h.site == site.name}
@@ -61,8 +71,11 @@ def _host(res: dict[str, Any], host: Host) -> dict[str, Any]:
     addresses = [line.split()[3].split("/")[0] for line in
                  (res.get("Addresses on the site LAN (the VIP holder has two)", {}).get("stdout") or "").splitlines()
                  if len(line.split()) > 3]
-    return {"service": host.service, "reachable": not res.get("unreachable"), "programs": programs,
+    seen = {"service": host.service, "reachable": not res.get("unreachable"), "programs": programs,
             "addresses": addresses}
+    if res.get("unreachable"):
+        seen["error"] = res["unreachable"]
+    return seen
 
 
 def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -104,7 +117,7 @@ def problems(view: dict[str, Any]) -> list[str]:
             site_of[host] = site
             databases += h["service"] == "orderdb"
             if not h["reachable"]:
-                found.append(f"{host} is unreachable")
+                found.append(f"{host} is unreachable" + (f": {h['error']}" if h.get("error") else ""))
             elif h["programs"]:  # a host with nothing supervised (a client) is judged by reachability alone
                 found += health.program_problems(host, h["programs"])
         if info["vip"]:
