@@ -61,10 +61,25 @@ def test_a_machine_boots_with_systemd_in_its_hosts_namespace_with_only_the_netwo
 def test_a_machine_that_was_never_booted_is_not_running_and_removing_it_leaves_nothing(tmp_path):
     machine = Machine("x", "ns-x", tmp_path / "m", BaseImage(mirror="http://m/debian"))
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "nspawn.pid").write_text("1\n")  # pid 1 of this machine is not an nspawn
+    (tmp_path / "m" / "supply.pid").write_text("1\n")  # pid 1 of this machine is not a machine's power supply
     assert not machine.running() and machine.state_of() is None
     machine.remove()
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("exits, runs", [((133, 133, 0), 3), ((133, 1), 2), ((0,), 1)])
+def test_a_machine_that_asks_for_a_reboot_is_started_again_and_any_other_end_is_final(tmp_path, exits, runs):
+    """nspawn exits 133 for a reboot; the power supply runs it again then, and only then."""
+    import subprocess
+
+    from tradestack.lab.machines import POWER_SUPPLY
+
+    count = tmp_path / "count"
+    count.write_text("0")
+    script = (f'n=$(cat {count}); echo $((n+1)) > {count}; set -- {" ".join(map(str, exits))}; '
+              'shift "$n"; exit "$1"')
+    done = subprocess.run(["sh", "-c", POWER_SUPPLY, "power-supply", "sh", "-c", script], timeout=10)
+    assert int(count.read_text()) == runs and done.returncode == 0
 
 
 def _props(tmp_path: Path, **extra) -> dict:

@@ -44,6 +44,9 @@ NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 # the image's recipe beyond debootstrap (_prepare): part of its cache key, raised when the recipe changes
 RECIPE = 2
 DEBOOTSTRAP = "debootstrap"
+# a machine reboots itself: nspawn exits 133 when the machine's init asks for a reboot (systemd-nspawn@.service
+# restarts it on that code); this loop, the machine's power supply, starts it again and ends on any other exit
+POWER_SUPPLY = 'while "$@"; [ "$?" -eq 133 ]; do :; done'
 
 
 class MachineError(LabError):
@@ -158,7 +161,8 @@ class Machine:
 
     @property
     def pidfile(self) -> Path:
-        return self.state / "nspawn.pid"
+        """The pid of its power supply (POWER_SUPPLY), whose child is the running nspawn."""
+        return self.state / "supply.pid"
 
     def overlay_options(self) -> str:
         return f"lowerdir={self.image.root},upperdir={self.state / 'upper'},workdir={self.state / 'work'}"
@@ -223,10 +227,7 @@ class Machine:
         nspawn = self._nspawn_pid()
         if nspawn is None:
             return None
-        try:
-            children = Path(f"/proc/{nspawn}/task/{nspawn}/children").read_text().split()
-        except OSError:
-            return None
+        children = _children(nspawn)
         return int(children[0]) if children else None
 
     def running(self) -> bool:
@@ -241,7 +242,7 @@ class Machine:
         self.mount()
         log = open(self.state / "console.log", "ab")
         try:
-            proc = subprocess.Popen(self.nspawn_argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            proc = subprocess.Popen(["sh", "-c", POWER_SUPPLY, "power-supply", *self.nspawn_argv()], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, env={**os.environ, **NSPAWN_ENV})
         finally:
             log.close()
@@ -267,11 +268,15 @@ class Machine:
                               timeout=timeout)
 
     def power_off(self) -> None:
-        """Every process of the machine ends at once (SIGKILL to its init): no shutdown, no sync of its own."""
-        pid = self.init_pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-        nspawn = self._nspawn_pid()
+        """Every process of the machine ends at once (SIGKILL to its init): no shutdown, no sync of its own, and
+        its power supply gone first, so it does not boot again."""
+        supply, nspawn, init = self._supply_pid(), self._nspawn_pid(), self.init_pid()
+        for pid in (supply, init):
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if nspawn is not None and not wait_for(lambda: not alive(nspawn), 10, 0.2):
             os.kill(nspawn, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
@@ -285,12 +290,20 @@ class Machine:
                 raise MachineError(f"{self.name}: its root could not be unmounted: {done.stderr.strip()[:300]}")
         shutil.rmtree(self.state, ignore_errors=True)
 
-    def _nspawn_pid(self) -> int | None:
+    def _supply_pid(self) -> int | None:
         try:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if alive(pid) and _command(pid).startswith(NSPAWN) else None
+        return pid if alive(pid) and POWER_SUPPLY in _arguments(pid) else None
+
+    def _nspawn_pid(self) -> int | None:
+        """The nspawn its power supply runs now (none between a reboot's exit and the next start)."""
+        supply = self._supply_pid()
+        if supply is None:
+            return None
+        children = [int(p) for p in _children(supply)]
+        return next((p for p in children if _command(p).startswith(NSPAWN)), None)
 
 
 def _apt_config(option: str) -> str:
@@ -314,6 +327,20 @@ def mounts_under(directory: Path, mountinfo: Path = Path("/proc/self/mountinfo")
         return []
     points = [line.split()[4].replace("\\040", " ") for line in lines if len(line.split()) > 4]
     return sorted(p for p in points if (p + "/").startswith(prefix))
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+def _arguments(pid: int) -> list[str]:
+    try:
+        return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def _command(pid: int) -> str:
