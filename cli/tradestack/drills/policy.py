@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..substrates import Host, faults
+from ..substrates.inventory import host_named
 from ..topology.model import Topology
 from ..topology.riskgroups import risk_group_index
 from . import model
@@ -148,7 +149,8 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
 
     for fault in drill.faults:
         match fault:
-            case faults.HostCrash(host=h) | faults.HostFreeze(host=h) | faults.ProcessKill(host=h):
+            case (faults.HostCrash(host=h) | faults.Reboot(host=h) | faults.HostFreeze(host=h)
+                  | faults.ProcessKill(host=h)):
                 if h == "@database-leader":
                     touched_hosts.add(h)
                     sites.update(x.site for x in hosts.values() if x.site and x.service == "orderdb")
@@ -156,7 +158,7 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
                     touched_hosts.add(h)
                     sites.add(h.split(":", 1)[1])
                 else:
-                    name = h if h in hosts else f"{stack}-{h}"
+                    name = host_named(h, hosts, stack) or h
                     touched_hosts.add(name)
                     if name in hosts and hosts[name].site:
                         sites.add(str(hosts[name].site))

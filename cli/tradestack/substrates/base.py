@@ -24,7 +24,7 @@ from ..topology.addresses import site_vips
 from ..topology.model import Topology
 from .clusters import Clusters, SiteCluster
 from .faults import ClusterFault, Fault
-from .inventory import Host
+from .inventory import Host, host_named
 from .probe import StackProbe
 
 __all__ = ["AccessFiles", "Actuator", "FaultRefused", "Host", "HostTraits", "Process", "SiteCluster", "Substrate",
@@ -304,13 +304,11 @@ class Substrate(ABC):
             if holder is None:
                 raise SubstrateError(f"nobody holds the VIP of site {site!r}")
             return self.hosts[holder]
-        if ref in self.hosts:  # a host's own name (a real estate's)
-            return self.hosts[ref]
-        full = f"{self.name}-{ref}"  # or as the lab names hosts: prefixed with the stack
-        if full not in self.hosts:
+        name = host_named(ref, self.hosts, self.name)
+        if name is None:
             raise InputError(f"no host {ref!r} in stack {self.name!r}; hosts: "
                              + ", ".join(h.removeprefix(f"{self.name}-") for h in sorted(self.hosts)))
-        return self.hosts[full]
+        return self.hosts[name]
 
     def endpoints(self) -> list[str]:
         """What clients are given: every site's public address (reached over every carrier)."""

@@ -25,6 +25,18 @@ class Host:
     address: str | None = None    # where Ansible and SSH reach it (its management address)
 
 
+def host_named(ref: str, names: Iterable[str], stack: str) -> str | None:
+    """The host a drill's short name means: the host of that name (a real estate's), the stack's (the lab names
+    hosts `<stack>-sz1-orderdb-1`), or the one host whose name ends with `-<ref>` (an estate adopted under another
+    stack name than the prefix of its hosts, as a lab of machines is); None when none or several do."""
+    names = list(names)
+    for candidate in (ref, f"{stack}-{ref}"):
+        if candidate in names:
+            return candidate
+    ending = [n for n in names if n.endswith(f"-{ref}")]
+    return ending[0] if len(ending) == 1 else None
+
+
 def read_hosts(path: Path) -> dict[str, Host]:
     """The hosts of an inventory file this module wrote, by inventory name."""
     hosts = yaml.safe_load(path.read_text())["all"]["hosts"]
