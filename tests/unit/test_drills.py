@@ -34,6 +34,9 @@ def test_every_catalogue_drill_validates_and_the_catalogue_has_the_ten_named_dri
     assert kinds == {"site-node-loss": faults.NodeLoss, "site-pods-deleted": faults.PodDelete,
                      "site-node-drain": faults.NodeDrain, "site-api-server-cut": faults.ApiServerCut}
     assert all(f.site == "hk1" for name in kinds for f in files.resolve(name).faults)
+    # and drills that need hosts run by systemd: an orderly reboot of the database leader
+    assert {n: [type(f) for f in files.resolve(n).faults] for n in files.systemd_catalogue()} == {
+        "db-leader-reboot": [faults.Reboot]}
 
 
 def test_a_bad_drill_file_names_file_line_and_field(tmp_path: Path):
@@ -410,19 +413,19 @@ def test_every_catalogue_drill_runs_at_the_full_peak_with_the_peaks_sessions():
     from tradestack.drills import files
     from tradestack.substrates.faults import LoadSpike
 
-    for name in [*files.catalogue(), *files.cluster_catalogue()]:
+    for name in files.every_drill():
         drill = files.resolve(name)
         assert drill.load.peak_fraction == 1.0 and drill.load.sessions is None, name
         assert all(f.multiplier >= 3 for f in drill.faults if isinstance(f, LoadSpike)), name
 
 
-def test_every_catalogue_drill_bounds_recovery_and_client_errors_kubernetes_folder_too():
+def test_every_catalogue_drill_bounds_recovery_and_client_errors_every_folder_too():
     """Bounds are the worst of five benchmark runs x 1.5 (docs/drills.md cites the runs): without them a drill with
     an empty ledger judged nothing timed and passed."""
     from tradestack.drills import files
 
-    every = {**files.catalogue(), **files.cluster_catalogue()}
-    assert len(every) == 14
+    every = files.every_drill()
+    assert len(every) == 15
     for name in every:
         expect = files.resolve(name).expect
         assert expect.max_recovery_s is not None and expect.max_error_rate is not None, name

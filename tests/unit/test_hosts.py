@@ -79,7 +79,8 @@ def test_a_gray_carrier_drops_in_nftables_on_the_carrier_interface(estate):
 
 def test_host_faults_act_on_that_host_only(estate):
     inject, restore = _commands(faults.HostCrash(kind="host-crash", host="@database-leader"), estate)
-    assert inject[0].startswith("sz1-orderdb-1: systemctl kill --signal=SIGKILL 'tradestack-*.service'")
+    assert inject[0].startswith("sz1-orderdb-1: python3 -c ") and inject[0].endswith(
+        " 'tradestack-*.service' SIGKILL /sys/fs/cgroup")  # every process of every tradestack unit
     assert inject[1].startswith("sz1-orderdb-1: sh -c") and inject[1].endswith(
         " sh lan0 /var/lib/tradestack/sz1-orderdb-1/lan-routes")  # routes kept, then the port down
     assert "ip route replace" in restore[0]  # the port up with its routes (a reboot's network config)
@@ -87,17 +88,63 @@ def test_host_faults_act_on_that_host_only(estate):
     assert restore[1] == "sz1-orderdb-1: systemctl restart 'tradestack-*.service'"
     planned = plan.fault_plan(faults.ProcessKill(kind="process-kill", host="sz1-router-1", program="haproxy"), estate,
                               "/var/lib/tradestack", _resolve)
-    assert [str(c) for c in planned.inject] == ["sz1-router-1: systemctl kill --signal=SIGKILL "
-                                                "tradestack-haproxy.service"]
+    (kill,) = planned.inject
+    assert kill.argv[:2] == ("python3", "-c") and kill.argv[3:] == ("tradestack-haproxy.service", "SIGKILL",
+                                                                    "/sys/fs/cgroup")
     assert str(planned.restore[0]) == ("sz1-router-1: (until it succeeds, up to 30 s) systemctl is-active --quiet "
                                        "tradestack-haproxy.service")
-    assert planned.hosts == ("sz1-router-1",) and not planned.powered
+    assert planned.hosts == ("sz1-router-1",) and not planned.booted
 
 
 def test_a_freeze_on_a_systemd_host_stops_and_continues_its_units_processes(estate):
     inject, restore = _commands(faults.HostFreeze(kind="host-freeze", host="sz1-gateway-2"), estate)
-    assert inject == ["sz1-gateway-2: systemctl kill --signal=SIGSTOP 'tradestack-*.service'"]
-    assert restore == ["sz1-gateway-2: systemctl kill --signal=SIGCONT 'tradestack-*.service'"]
+    assert inject[0].startswith("sz1-gateway-2: python3 -c ") and inject[0].endswith(
+        " 'tradestack-*.service' SIGSTOP /sys/fs/cgroup")
+    assert restore[0].endswith(" 'tradestack-*.service' SIGCONT /sys/fs/cgroup")
+
+
+def test_a_systemd_hosts_freeze_signals_every_process_in_its_units_control_groups(tmp_path):
+    """Run as a host runs it: a `systemctl` that lists two active units (one with a child group, as a unit with
+    sub-groups has), their groups' processes live `sleep`s; all are stopped, then continued; none outside them.
+    The groups are in systemd's named hierarchy, as on a host with the hybrid layout (the lab's machines)."""
+    import subprocess
+    import time
+
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(4)]
+    try:
+        cgroups = tmp_path / "cgroup"
+        (cgroups / "cpu").mkdir(parents=True)  # a v1 controller's: not where a unit's processes are listed
+        for group, pids in (("system.slice/tradestack-a.service", sleepers[:1]),
+                            ("system.slice/tradestack-b.service", sleepers[1:2]),
+                            ("system.slice/tradestack-b.service/inner", sleepers[2:3])):
+            (cgroups / "systemd" / group).mkdir(parents=True, exist_ok=True)
+            (cgroups / "systemd" / group / "cgroup.procs").write_text("".join(f"{p.pid}\n" for p in pids))
+        fake = tmp_path / "bin" / "systemctl"
+        fake.parent.mkdir()
+        fake.write_text('#!/bin/sh\nif [ "$1" = list-units ]; then\n'
+                        '  printf "tradestack-a.service loaded active running a\\ntradestack-b.service loaded active '
+                        'running b\\n"\nelse echo "/system.slice/$4"; fi\n')
+        fake.chmod(0o755)
+        env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+
+        def states() -> list[str]:
+            time.sleep(0.2)
+            return [open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0] for p in sleepers]
+
+        for signal, expected in (("SIGSTOP", ["T", "T", "T", "S"]), ("SIGCONT", ["S", "S", "S", "S"])):
+            done = subprocess.run(list(plan.units_signal(signal, cgroups=str(cgroups))), capture_output=True, text=True,
+                                  env=env, timeout=30)
+            assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+            assert states() == expected
+        for group in ("tradestack-a.service", "tradestack-b.service/inner", "tradestack-b.service"):
+            (cgroups / "systemd" / "system.slice" / group / "cgroup.procs").write_text("")
+        empty = subprocess.run(list(plan.units_signal("SIGSTOP", cgroups=str(cgroups))), capture_output=True, text=True,
+                               env=env, timeout=30)
+        assert empty.returncode == 1 and "no process of an active tradestack-*.service unit" in empty.stderr
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
 
 
 def _with_power(estate, path: Path) -> object:
@@ -118,11 +165,36 @@ def test_with_a_power_switch_a_crash_cuts_the_power_and_the_restore_boots_the_ho
     assert on.local and on.argv == ("ipmitool", "-H", "sz1-orderdb-1-bmc.example", "chassis", "power", "on")
     # then only waited for: the host boots what is enabled, nothing restarts or deploys it
     assert not booted.local and booted.wait_s == 90 and "systemctl is-system-running --wait" in booted.argv[2]
-    assert planned.powered == ("sz1-orderdb-1",) and "its power cut" in planned.text
+    assert planned.booted == ("sz1-orderdb-1",) and "its power cut" in planned.text
     site = plan.fault_plan(faults.PowerLoss(kind="power-loss", group="power:hk-grid"), powered, "/x", _resolve)
     offs = [c.host for c in site.inject if c.local]
-    assert "hk1-orderdb-1" in offs and set(site.powered) == set(offs)
+    assert "hk1-orderdb-1" in offs and set(site.booted) == set(offs)
     assert any(c.host == "hk1-edge" and c.argv[-1] == "down" for c in site.inject)  # its uplinks too
+
+
+def test_a_reboot_asks_the_hosts_init_and_the_restore_waits_for_a_new_boot_with_nobody_deploying(estate, tmp_path):
+    """An orderly reboot is the host's own: its init stops everything and boots; the restore only waits for it, and
+    knows it is a new boot because the mark left in /run (emptied by every boot) is gone."""
+    planned = plan.fault_plan(faults.Reboot(kind="reboot", host="@database-leader"), estate, "/x", _resolve)
+    (reboot,), (booted,) = planned.inject, planned.restore
+    assert reboot.host == "sz1-orderdb-1" and not reboot.local
+    assert reboot.argv == ("sh", "-c", ": > /run/tradestack-reboot-pending && systemctl --no-block reboot")
+    assert booted.argv[2].startswith("[ ! -e /run/tradestack-reboot-pending ] && s=$(systemctl is-system-running")
+    assert booted.wait_s == 180 and planned.booted == ("sz1-orderdb-1",)
+    assert plan.fault_plan(faults.Reboot(kind="reboot", host="sz1-router-1"), _with_power(estate, tmp_path / "h.yaml"),
+                           "/x", _resolve).restore[0].wait_s == 90  # the hosts file's boot_s
+
+
+def test_a_reboot_is_refused_where_no_init_can_do_it_before_anything_runs(tmp_path):
+    from tradestack.lab import actuators
+    from tradestack.substrates.base import FaultRefused
+
+    reboot = faults.Reboot(kind="reboot", host="sz1-orderdb-1")
+    supervised = load_hosts_file(_broken(tmp_path, lambda d: d["traits"].update(supervisor="supervisord")))
+    with pytest.raises(FaultRefused, match="only a host run by systemd reboots in order; .* supervisord"):
+        plan.fault_plan(reboot, supervised, "/x", _resolve)
+    with pytest.raises(FaultRefused, match="the lab's namespaces have no init to reboot"):
+        actuators.check(object(), reboot)  # refused by kind: nothing of the lab is read
 
 
 def test_a_power_switch_runs_here_and_a_host_that_did_not_switch_on_is_not_waited_for(tmp_path):
@@ -422,3 +494,17 @@ def test_a_systemd_hosts_programs_are_named_as_on_supervisord_hosts():
                                                   "etcd": "failed"}
     assert asked == [["systemctl", "list-units", "--type=service", "--all", "--no-legend", "--plain",
                       "tradestack-*.service"]]
+
+
+@pytest.mark.parametrize("ref, names, found", [
+    ("sz1-gateway-2", ["sz1-gateway-1", "sz1-gateway-2"], "sz1-gateway-2"),             # a real estate's names
+    ("sz1-gateway-2", ["st-sz1-gateway-2", "st-hk1-gateway-2"], "st-sz1-gateway-2"),     # the stack's prefix
+    # a lab of machines adopted under another stack name: its hosts carry the lab's prefix, and one ends so
+    ("sz1-gateway-2", ["lab-sz1-gateway-2", "lab-hk1-gateway-2"], "lab-sz1-gateway-2"),
+    ("gateway-2", ["lab-sz1-gateway-2", "lab-hk1-gateway-2"], None),                    # two end so: ambiguous
+    ("sz1-gateway-9", ["lab-sz1-gateway-2"], None),
+])
+def test_a_drills_short_host_name_means_one_host_or_none(ref, names, found):
+    from tradestack.substrates.inventory import host_named
+
+    assert host_named(ref, names, "st") == found

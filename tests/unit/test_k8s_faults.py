@@ -197,7 +197,7 @@ def test_every_kind_of_fault_says_in_words_what_it_does():
     from tradestack.substrates import faults
 
     kinds = typing.get_args(typing.get_args(faults.Fault)[0])
-    assert len(kinds) == 14
+    assert len(kinds) == 15
     for kind in kinds:
         assert "describe" in vars(kind), kind.__name__
         fields = {"group": "carrier:ct", "carrier": "ct", "host": "sz1-gateway-1", "program": "gateway",

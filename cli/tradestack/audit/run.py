@@ -72,8 +72,10 @@ def context(stack: Substrate, selected: list[str], results_file: Path, max_age_d
             # whether the hosts keep their own time with a time service (OPS-01 reads it) or share a clock
             "time_sync": stack.traits.time_sync,
             # what each catalogue drill's evidence must be: its definition's digest and its load at the declared peak
-            # (stacks whose services run in clusters must also have the Kubernetes drills)
-            "catalogue_drills": wanted_drills(topology, bool(facts.get("clustered"))),
+            # (stacks whose services run in clusters must also have the Kubernetes drills, stacks of systemd hosts
+            # the reboot)
+            "catalogue_drills": wanted_drills(topology, clustered=bool(facts.get("clustered")),
+                                              systemd=stack.traits.supervisor == "systemd"),
             # services that run in the site clusters (not on hosts), the clusters and what they are held to
             "clustered": list(facts.get("clustered", [])), "clusters": dict(facts.get("clusters", {})),
             "cluster_namespace": facts.get("cluster_namespace"),
@@ -116,9 +118,10 @@ def shared_connections(tmp: Path) -> Iterator[None]:
         ssh.close_masters(control_dir)
 
 
-def wanted_drills(topology: Any, clustered: bool) -> list[dict[str, Any]]:
+def wanted_drills(topology: Any, *, clustered: bool, systemd: bool) -> list[dict[str, Any]]:
     """Each catalogue drill as the stack must have tested it (audit.evidence.Wanted's fields)."""
-    paths = {**drill_files.catalogue(), **(drill_files.cluster_catalogue() if clustered else {})}
+    paths = {**drill_files.catalogue(), **(drill_files.cluster_catalogue() if clustered else {}),
+             **(drill_files.systemd_catalogue() if systemd else {})}
     out = []
     for name, path in sorted(paths.items()):
         drill = drill_files.load_drill(path)

@@ -10,6 +10,7 @@ from .model import Drill
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
 CLUSTER_CATALOGUE = CATALOGUE / "kubernetes"   # drills that need a stack on the kubernetes substrate
+SYSTEMD_CATALOGUE = CATALOGUE / "systemd"      # drills that need hosts run by systemd (an orderly reboot)
 
 
 class DrillFileError(InputError):
@@ -34,12 +35,22 @@ def cluster_catalogue() -> dict[str, Path]:
     return {p.stem: p for p in sorted(CLUSTER_CATALOGUE.glob("*.yaml"))}
 
 
+def systemd_catalogue() -> dict[str, Path]:
+    """Built-in drills for stacks whose hosts are run by systemd (a broker's servers, the lab's machines)."""
+    return {p.stem: p for p in sorted(SYSTEMD_CATALOGUE.glob("*.yaml"))}
+
+
+def every_drill() -> dict[str, Path]:
+    """Every built-in drill, whatever it needs."""
+    return {**catalogue(), **cluster_catalogue(), **systemd_catalogue()}
+
+
 def resolve(name_or_file: str) -> Drill:
     """A catalogue drill by name, or a drill file by path."""
     path = Path(name_or_file)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_drill(path)
-    known = {**catalogue(), **cluster_catalogue()}
+    known = every_drill()
     if name_or_file not in known:
         raise InputError(f"no drill {name_or_file!r}: give a drill file, or one of {', '.join(known)}")
     return load_drill(known[name_or_file])

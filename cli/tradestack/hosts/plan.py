@@ -41,6 +41,8 @@ class Command:
 
 # a systemd host that was switched on is up once its manager says so (`degraded`: up, with a unit failed)
 BOOTED = ("sh", "-c", 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]')
+REBOOT_MARK = "/run/tradestack-reboot-pending"
+REBOOT_S = 180  # a host with no power switch in the hosts file (none of its boot_s) is given this long to reboot
 # for a host that just booted: its manager's start, then each unit's entry into active (monotonic microseconds)
 UNIT_TIMES = ("sh", "-c", 'systemctl show -P UserspaceTimestampMonotonic && '
                           'systemctl show -p Id -p ActiveEnterTimestampMonotonic "$1"', "sh", systemd.UNITS)
@@ -53,7 +55,7 @@ class FaultPlan:
     restore: tuple[Command, ...]
     hosts: tuple[str, ...] = ()
     reroutes: bool = False     # it takes carrier links down: after the restore, BGP must re-establish
-    powered: tuple[str, ...] = ()  # hosts whose power it cuts: the restore switches them on and they boot
+    booted: tuple[str, ...] = ()  # hosts that boot before the restore ends (power back on, a reboot)
 
 
 def machines(estate: Estate) -> dict[str, tuple[str, str]]:
@@ -188,6 +190,32 @@ def tree_signal(conf: str, signal: str, home: str | None = None) -> tuple[str, .
     return ("python3", "-c", code, conf, signal, *((home,) if home else ()))
 
 
+def units_signal(signal: str, units: str = systemd.UNITS, cgroups: str = "/sys/fs/cgroup") -> tuple[str, ...]:
+    """Signal every process of a systemd host's active `units` (a pattern: every tradestack unit), found in each unit's control group (and
+    those below it) in the unified hierarchy, or systemd's own where the host runs the hybrid layout (this
+    machine's kernel: the lab's machines), by the kernel directly; prints how many. `systemctl kill
+    --signal=SIGSTOP` does the same but failed on the lab's machines for keepalived's unit ("Failed to send signal
+    SIGSTOP to auxiliary processes: Input/output error"), and their cgroup freezer (`systemctl freeze`) is not
+    delegated to a container."""
+    code = ("import os, signal, subprocess, sys\n"
+            "listed = subprocess.run(['systemctl', 'list-units', '--plain', '--no-legend', '--state=active',\n"
+            "                         sys.argv[1]], capture_output=True, text=True, check=True).stdout\n"
+            "pids = set()\n"
+            "for unit in [line.split()[0] for line in listed.splitlines() if line.strip()]:\n"
+            "    group = subprocess.run(['systemctl', 'show', '-P', 'ControlGroup', unit], capture_output=True,\n"
+            "                           text=True, check=True).stdout.strip()\n"
+            "    roots = [r for r in (sys.argv[3], sys.argv[3] + '/systemd', sys.argv[3] + '/unified')\n"
+            "             if os.path.isdir(r + group)]\n"
+            "    for top, _, files in os.walk(roots[0] + group) if roots else ():\n"
+            "        if 'cgroup.procs' in files:\n"
+            "            pids.update(int(p) for p in open(os.path.join(top, 'cgroup.procs')).read().split())\n"
+            "if not pids:\n    sys.exit('no process of an active ' + sys.argv[1] + ' unit')\n"
+            "for p in sorted(pids):\n"
+            "    try:\n        os.kill(p, getattr(signal, sys.argv[2]))\n    except ProcessLookupError:\n        pass\n"
+            "print(len(pids))\n")
+    return ("python3", "-c", code, units, signal, cgroups)
+
+
 def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: Any) -> FaultPlan:
     """A fault as commands per host and their inverses. `resolve(ref)` turns a host reference (a name or a
     run-time pick such as `@database-leader`) into a host name."""
@@ -217,7 +245,7 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
         if spec.traits.supervisor == "supervisord":
             return ([Command(host, tree_signal(conf, "SIGKILL", f"{state_root}/{host}")), lan_down],
                     [lan_up, Command(host, ("supervisord", "-c", conf))])
-        return ([Command(host, ("systemctl", "kill", "--signal=SIGKILL", systemd.UNITS)), lan_down],
+        return ([Command(host, units_signal("SIGKILL")), lan_down],
                 [lan_up, Command(host, ("systemctl", "restart", systemd.UNITS))])
 
     match fault:
@@ -235,7 +263,7 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
                     restore = up + restore
                     touched.append(host)
             return FaultPlan(fault.describe(), tuple(inject), tuple(restore), tuple(touched), reroutes=True,
-                             powered=tuple(touched) if spec.power else ())
+                             booted=tuple(touched) if spec.power else ())
         case faults.Blackhole(carrier=c):
             inject, restore = [], []
             for edge, iface in uplinks_of_carrier(c):
@@ -255,13 +283,24 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
             how = ("its power cut; restored by switching it on (it boots, nobody deploys)" if spec.power else
                    "every supervised process killed, LAN port down")
             return FaultPlan(f"host {host} crashes ({how})", tuple(down), tuple(up), (host,),
-                             powered=(host,) if spec.power else ())
+                             booted=(host,) if spec.power else ())
+        case faults.Reboot(host=ref):
+            host = resolve(ref)
+            if spec.traits.supervisor != "systemd":
+                raise FaultRefused(f"{fault.describe()}: only a host run by systemd reboots in order; this estate's "
+                                   f"hosts are supervised by {spec.traits.supervisor}")
+            # /run is emptied by every boot: the mark left there says the reboot has not happened yet
+            return FaultPlan(f"host {host} reboots (orderly shutdown by its init, then boot; nobody deploys)",
+                             (Command(host, ("sh", "-c", f": > {REBOOT_MARK} && systemctl --no-block reboot")),),
+                             (Command(host, ("sh", "-c", f'[ ! -e {REBOOT_MARK} ] && {BOOTED[2]}'),
+                                      wait_s=float(spec.power.boot_s if spec.power else REBOOT_S)),), (host,),
+                             booted=(host,))
         case faults.HostFreeze(host=ref):
             host = resolve(ref)
             if spec.traits.supervisor == "systemd":
                 return FaultPlan(f"host {host} frozen (SIGSTOP to every process of its tradestack units)",
-                                 (Command(host, ("systemctl", "kill", "--signal=SIGSTOP", systemd.UNITS)),),
-                                 (Command(host, ("systemctl", "kill", "--signal=SIGCONT", systemd.UNITS)),), (host,))
+                                 (Command(host, units_signal("SIGSTOP")),),
+                                 (Command(host, units_signal("SIGCONT")),), (host,))
             conf = supervisor_conf(state_root, host)
             return FaultPlan(f"host {host} frozen (SIGSTOP to every supervised process)",
                              (Command(host, tree_signal(conf, "SIGSTOP", f"{state_root}/{host}")),),
@@ -270,7 +309,7 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
             host = resolve(ref)
             unit = systemd.unit(p)
             return FaultPlan(f"program {p} on host {host} killed",
-                             (Command(host, ("systemctl", "kill", "--signal=SIGKILL", unit)),),
+                             (Command(host, units_signal("SIGKILL", unit)),),
                              (Command(host, ("systemctl", "is-active", "--quiet", unit), wait_s=30),), (host,))
         case faults.ProcessKill(host=ref, program=p):
             host = resolve(ref)

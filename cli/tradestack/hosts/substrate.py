@@ -202,7 +202,7 @@ class HostsSubstrate(Substrate):
             if planned.reroutes:
                 step("waiting for BGP sessions to be Established again")
                 self.wait_routing(30)
-            return self.boot_report(planned.powered) if planned.powered else None
+            return self.boot_report(planned.booted) if planned.booted else None
         return Actuator(planned.text, inject, restore, planned.hosts)
 
     def boot_report(self, hosts: Sequence[str]) -> str:

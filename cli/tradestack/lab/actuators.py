@@ -46,6 +46,9 @@ def check(lab: LabSubstrate, fault: faults.Fault) -> None:
                     raise InputError(f"no site {site!r} in the topology")
         case faults.Upstream(upstream=u) if u not in lab.outputs["upstreams"]:
             raise InputError(f"no upstream {u!r}; known: {', '.join(sorted(lab.outputs['upstreams']))}")
+        case faults.Reboot():
+            raise FaultRefused(f"{fault.describe()}: the lab's namespaces have no init to reboot; a lab of booted "
+                               "machines does it (stack up --machines, adopted as a hosts stack)")
         case faults.ClusterFault():  # a stack with clusters takes these before the hosts see them
             raise FaultRefused(f"{fault.describe()}: the lab's hosts do not apply it; it needs a stack on the "
                                "kubernetes substrate")

@@ -81,6 +81,16 @@ class PowerLoss(_Fault):
         return f"power lost in {self.group}: its hosts crash, its links go down"
 
 
+class Reboot(_Fault):
+    """A host restarted in order (a kernel update, an operator's `reboot`): its init stops every service, then it
+    boots and starts what is enabled, and nobody deploys. Hosts run by systemd only."""
+    kind: Literal["reboot"]
+    host: HostRef
+
+    def describe(self) -> str:
+        return f"host {self.host} reboots (orderly shutdown, then boot)"
+
+
 class HostFreeze(_Fault):
     """Every process of a host stopped with SIGSTOP: alive to the kernel, silent to its peers."""
     kind: Literal["host-freeze"]
@@ -170,5 +180,5 @@ class LoadSpike(_Fault):
         return f"load spike: {self.multiplier:g} x peak on top of the drill's load"
 
 
-Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | HostFreeze | ProcessKill | Partition | Upstream
-                  | NodeLoss | PodDelete | NodeDrain | ApiServerCut | LoadSpike, Field(discriminator="kind")]
+Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | Reboot | HostFreeze | ProcessKill | Partition
+                  | Upstream | NodeLoss | PodDelete | NodeDrain | ApiServerCut | LoadSpike, Field(discriminator="kind")]
