@@ -35,8 +35,8 @@ def _run(stack: str, drill: str) -> tuple[int, dict]:
     return r.exit_code, json.loads(r.stdout)
 
 
-# The whole catalogue runs at peak through the `hosts` substrate on this same lab (test_hosts_substrate.py: as
-# an unprivileged operator, over SSH). Here, on the lab substrate, the two seed outages whose lab actuators
+# The whole catalogue runs at peak through the `hosts` substrate on booted machines (test_machines.py; over SSH,
+# with real-host traits). Here, on the lab substrate, the two seed outages whose lab actuators
 # nothing else drives under load: a site's power and a venue's mode. The lab's link-down (carrier-outage,
 # facility-power-flash) is the SIGINT test's and capacity verify's below, its freeze the unmeetable drill's, its
 # host crash test_deploy.py's failovers, its blackhole and partition test_lab.py's (effect and inverse); the load
