@@ -97,6 +97,7 @@ bench: setup
 	$(BIN)/python tests/bench/bench_cpu.py
 	$(BIN)/python tests/bench/bench_drills.py
 	$(BIN)/python tests/bench/bench_k8s_eviction.py
+	$(BIN)/python tests/bench/bench_machines.py
 	$(BIN)/python tests/bench/bench_make_test.py
 
 clean:
