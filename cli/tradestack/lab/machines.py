@@ -8,8 +8,8 @@ loss, but the host's page cache survives it, so writes the machine had not synce
 on real hardware.
 
 Nothing here knows the topology or Pulumi: lab/resources.py makes a machine a Pulumi resource, and a lab stack
-brought up with machines boots every host but its edge routers as one (lab/program.py). Deploying onto them (the
-real-host half of the playbooks) is issue 32's next part.
+brought up with machines boots every host but its edge routers as one (lab/program.py); a `hosts` stack adopts
+them to deploy and drill (lab/hostsfile.py). A machine reboots itself as a real one does (POWER_SUPPLY).
 """
 
 from __future__ import annotations
@@ -242,8 +242,9 @@ class Machine:
         self.mount()
         log = open(self.state / "console.log", "ab")
         try:
-            proc = subprocess.Popen(["sh", "-c", POWER_SUPPLY, "power-supply", *self.nspawn_argv()], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env={**os.environ, **NSPAWN_ENV})
+            proc = subprocess.Popen(["sh", "-c", POWER_SUPPLY, "power-supply", *self.nspawn_argv()],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    env={**os.environ, **NSPAWN_ENV})
         finally:
             log.close()
         self.pidfile.write_text(f"{proc.pid}\n")

@@ -180,5 +180,6 @@ class LoadSpike(_Fault):
         return f"load spike: {self.multiplier:g} x peak on top of the drill's load"
 
 
-Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | Reboot | HostFreeze | ProcessKill | Partition
-                  | Upstream | NodeLoss | PodDelete | NodeDrain | ApiServerCut | LoadSpike, Field(discriminator="kind")]
+Fault = Annotated[LinkDown | Blackhole | Throttle | HostCrash | PowerLoss | Reboot | HostFreeze | ProcessKill
+                  | Partition | Upstream | NodeLoss | PodDelete | NodeDrain | ApiServerCut | LoadSpike,
+                  Field(discriminator="kind")]
