@@ -194,10 +194,10 @@ def units_signal(signal: str, units: str = systemd.UNITS,
                  cgroups: str = "/sys/fs/cgroup") -> tuple[str, ...]:
     """Signal every process of a systemd host's active `units` (a pattern: every tradestack unit), found in each
     unit's control group (and those below it) in the unified hierarchy, or systemd's own where the host runs the
-    hybrid layout (this machine's kernel: the lab's machines), by the kernel directly; prints how many. `systemctl kill
-    --signal=SIGSTOP` does the same but failed on the lab's machines for keepalived's unit ("Failed to send signal
-    SIGSTOP to auxiliary processes: Input/output error"), and their cgroup freezer (`systemctl freeze`) is not
-    delegated to a container."""
+    hybrid layout (this machine's kernel: the lab's machines), by the kernel directly; prints how many.
+    `systemctl kill --signal=SIGSTOP` does the same but failed on the lab's machines for keepalived's unit ("Failed
+    to send signal SIGSTOP to auxiliary processes: Input/output error"), and their cgroup freezer (`systemctl
+    freeze`) is not delegated to a container."""
     code = ("import os, signal, subprocess, sys\n"
             "listed = subprocess.run(['systemctl', 'list-units', '--plain', '--no-legend', '--state=active',\n"
             "                         sys.argv[1]], capture_output=True, text=True, check=True).stdout\n"
