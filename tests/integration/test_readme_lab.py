@@ -35,7 +35,8 @@ ELSEWHERE = {
     "tradestack stack up --stack k8s --substrate kubernetes --topology infra/topologies/lab.yaml": (
         "test_k8s_substrate", "test_deploy_applies_the_gateways_to_each_sites_cluster_and_clients_orders_reach_them"),
     "tradestack drill run my-drill.yaml": ("test_drills", "test_an_unmeetable_expectation_fails_with_a_clear_verdict_and_exit_1"),
-    "tradestack drill run db-primary-crash --stack lab": ("test_hosts_substrate", "test_every_catalogue_drill_runs_through_ssh_at_peak_with_nothing_lost"),
+    "tradestack drill run db-primary-crash --stack lab": (
+        "test_machines", "test_every_catalogue_drill_passes_on_machines_at_peak_and_what_lost_power_boots_back"),
     "tradestack capacity verify --stack lab --write-measured measured.yaml": (
         "test_drills", "test_capacity_verify_drives_peak_x_headroom_with_every_site_up_and_the_active_site_cut_off"),
     "tradestack audit run --stack lab --out reports/audit": (
