@@ -340,8 +340,9 @@ def test_history_keeps_runs_newest_first_and_reports_unknown_runs_clearly():
 def test_drill_cli_list_history_and_report(tmp_path: Path):
     runner = CliRunner()
     listed = runner.invoke(app, ["drill", "list", "--json"])
-    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 14
-    assert {d["name"]: d["substrate"] for d in json.loads(listed.stdout)["drills"]}["site-node-loss"] == "kubernetes"
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 15
+    needs = {d["name"]: d["substrate"] for d in json.loads(listed.stdout)["drills"]}
+    assert needs["site-node-loss"] == "kubernetes" and needs["db-leader-reboot"] == "systemd hosts"
     history.record(_document())
     shown = runner.invoke(app, ["drill", "history", "--stack", "lab", "--json"])
     assert shown.exit_code == 0 and json.loads(shown.stdout)["runs"][0]["verdict"] == "pass"

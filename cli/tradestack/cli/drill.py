@@ -32,6 +32,7 @@ def list_(ctx: typer.Context, json: bool = JsonOpt) -> None:
     want_json(ctx, json)
     drills = [(files.load_drill(path), "any") for path in files.catalogue().values()]
     drills += [(files.load_drill(path), "kubernetes") for path in files.cluster_catalogue().values()]
+    drills += [(files.load_drill(path), "systemd hosts") for path in files.systemd_catalogue().values()]
     if json:
         print_json({"ok": True, "drills": [{"name": d.name, "description": d.description.strip(), "substrate": on,
                                             "faults": [f.describe() for f in d.faults],
