@@ -33,6 +33,9 @@ HostKey = Annotated[str, StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-ni
 Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,15}$")]
 
 
+# how long a host is given to boot when the hosts file says nothing (its power switch's boot_s, a reboot)
+BOOT_S = 180
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -77,7 +80,7 @@ class Power(_Strict):
     Without it they kill the host's tradestack units and start them again."""
     off: list[str] = Field(min_length=1)
     on: list[str] = Field(min_length=1)
-    boot_s: Annotated[int, Field(ge=5, le=1800)] = 180
+    boot_s: Annotated[int, Field(ge=5, le=1800)] = BOOT_S
 
     @field_validator("off", "on")
     @classmethod

@@ -17,6 +17,7 @@ from ..substrates.base import FaultRefused
 from ..substrates.inventory import inventory as shared_inventory
 from ..topology.riskgroups import risk_group_index
 from .load import Estate
+from .model import BOOT_S
 
 NFT_TABLE = "tradestack"          # every host's table for drills' rules (created at registration)
 
@@ -40,9 +41,9 @@ class Command:
 
 
 # a systemd host that was switched on is up once its manager says so (`degraded`: up, with a unit failed)
-BOOTED = ("sh", "-c", 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]')
+UP = 's=$(systemctl is-system-running --wait); [ "$s" = running ] || [ "$s" = degraded ]'
+BOOTED = ("sh", "-c", UP)
 REBOOT_MARK = "/run/tradestack-reboot-pending"
-REBOOT_S = 180  # a host with no power switch in the hosts file (none of its boot_s) is given this long to reboot
 # for a host that just booted: its manager's start, then each unit's entry into active (monotonic microseconds)
 UNIT_TIMES = ("sh", "-c", 'systemctl show -P UserspaceTimestampMonotonic && '
                           'systemctl show -p Id -p ActiveEnterTimestampMonotonic "$1"', "sh", systemd.UNITS)
@@ -293,8 +294,8 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
             # /run is emptied by every boot: the mark left there says the reboot has not happened yet
             return FaultPlan(f"host {host} reboots (orderly shutdown by its init, then boot; nobody deploys)",
                              (Command(host, ("sh", "-c", f": > {REBOOT_MARK} && systemctl --no-block reboot")),),
-                             (Command(host, ("sh", "-c", f'[ ! -e {REBOOT_MARK} ] && {BOOTED[2]}'),
-                                      wait_s=float(spec.power.boot_s if spec.power else REBOOT_S)),), (host,),
+                             (Command(host, ("sh", "-c", f'[ ! -e {REBOOT_MARK} ] && {UP}'),
+                                      wait_s=float(spec.power.boot_s if spec.power else BOOT_S)),), (host,),
                              booted=(host,))
         case faults.HostFreeze(host=ref):
             host = resolve(ref)

@@ -345,7 +345,4 @@ def _arguments(pid: int) -> list[str]:
 
 
 def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().rsplit("/", 1)[-1]
-    except (OSError, IndexError):
-        return ""
+    return (_arguments(pid) or [""])[0].rsplit("/", 1)[-1]
