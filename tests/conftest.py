@@ -47,6 +47,27 @@ def _uses_session_lab(nodeid: str) -> bool:
     return nodeid.split("::", 1)[0] in SESSION_LAB
 
 
+# make test's two workers each run one group of modules, whole and in this order (pytest_xdist_make_scheduler):
+# - the lab's worker: the session lab's modules, then AFTER_THE_SESSION_LAB's (the kubernetes substrate's own lab
+#   and clusters: heavy deploys and four drills at peak);
+# - the other: FIRST's (the deploy onto booted machines, heavy, beside the session lab's deploy and audits, then
+#   the catalogue at peak on them), then the reference stack on loopback and the unit tests.
+# Balanced by measurement: with the kubernetes module beside the session lab (run 18, docs/measured.md) the lab's
+# worker had 17.5 min of tests and the other 31.7.
+AFTER_THE_SESSION_LAB = frozenset({"tests/integration/test_k8s_substrate.py"})
+FIRST = frozenset({"tests/integration/test_machines.py"})
+
+
+def _in_the_labs_worker(nodeid: str) -> bool:
+    path = nodeid.split("::", 1)[0]
+    return path in SESSION_LAB or path in AFTER_THE_SESSION_LAB
+
+
+def _run_order(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return 3 if path in AFTER_THE_SESSION_LAB else 2 if path in SESSION_LAB else 0 if path in FIRST else 1
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test belongs to exactly one tier, so `-m unit` never silently drops one; every module that uses the
     session lab is in SESSION_LAB."""
@@ -59,13 +80,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unlisted:
         raise pytest.UsageError(f"modules using the session lab but not in SESSION_LAB (tests/conftest.py): "
                                 f"{', '.join(unlisted)}")
+    items.sort(key=_run_order)  # stable: collection order within each
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`--dist loadgroup` (as `make test` runs, with -n 2): two groups, each run whole and in order by one worker.
-    Every test of the session lab in one; every other test (the kubernetes substrate's own lab and clusters, the
-    reference stack on loopback, unit tests) in the other, beside it. Tests at peak load still have the machine to
+    """`--dist loadgroup` (as `make test` runs, with -n 2): two groups, each run whole and in order by one worker
+    (above: the session lab's modules and then the kubernetes substrate's in one; the booted machines, the reference
+    stack on loopback and the unit tests in the other). Tests at peak load still have the machine to
     themselves (`peak` and `heavy` marks, below). Done here rather than with xdist_group marks,
     which pytest-xdist 3.8 no longer honours under pytest 9.2 (pytest-dev/pytest-xdist#1386)."""
     if config.getvalue("dist") != "loadgroup":
@@ -74,7 +96,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class BesideTheLab(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "session lab" if _uses_session_lab(nodeid) else "beside the lab"
+            return "the lab's" if _in_the_labs_worker(nodeid) else "beside the lab"
 
     return BesideTheLab(config, log)
 
@@ -120,10 +142,10 @@ def machine_share(path: str, mode: int):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# The session lab's tests are the run's longest chain (make test ends when they do); the other group has
-# minutes to spare. So when both workers are busy at once (two heavy tests, or a peak test of the lab beside unit
-# tests) the CPU goes to the lab's first: the other worker, and every process it starts (its own lab and
-# clusters among them), runs at this niceness.
+# The lab's worker runs the run's longest chain (make test ends when it does); the other group has minutes to
+# spare. So when both workers are busy at once (two heavy tests, or a peak test of the lab beside unit tests) the
+# CPU goes to the lab's worker first: the other worker, and every process it starts (the booted machines among
+# them), runs at this niceness.
 BESIDE_THE_LAB_NICE = 5
 
 
@@ -141,7 +163,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
             else fcntl.LOCK_SH if item.get_closest_marker("heavy") else None)
     workerinput = getattr(item.config, "workerinput", {})
     if MACHINE_LOCK in workerinput:
-        _yield_to_the_lab(not _uses_session_lab(item.nodeid))
+        _yield_to_the_lab(not _in_the_labs_worker(item.nodeid))
     if mode is None or MACHINE_LOCK not in workerinput:
         return (yield)
     with machine_share(workerinput[MACHINE_LOCK], mode) as waited:
