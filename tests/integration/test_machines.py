@@ -92,65 +92,6 @@ def test_removing_a_machine_leaves_no_mount_layer_or_process(machine, tmp_path):
     assert str(tmp_path / "b") not in mounts
 
 
-def test_a_lab_of_machines_is_pulumi_resources_that_refresh_reads_and_up_boots_again(tmp_path):
-    """A lab stack brought up with machines: every host (not the edge routers) a booted machine reached over SSH
-    with the stack's key and pinned host keys, installing packages through the lab's proxy; one powered off by hand is drift that `refresh` shows and `up` boots
-    again on its own disk; `destroy` leaves no namespace, mount or machine."""
-    import yaml
-
-    from tradestack.adapters import ssh
-    from tradestack.lab.stack import LabStack, workdir
-
-    topology = tmp_path / "small.yaml"
-    topology.write_text(yaml.safe_dump({
-        "name": "small", "peak": {"orders_per_second": 10}, "headroom": 1.0, "carriers": [{"name": "ct"}],
-        "sites": [{"name": "sz1", "role": "active", "uplinks": [{"carrier": "ct"}]}],
-        "services": [{"name": "gateway", "kind": "stateless", "placement": {"sz1": 2}}]}))
-    name = f"tsm{secrets.token_hex(2)}"
-    stack = LabStack(name, topology, machines=True)
-    try:
-        started = time.monotonic()
-        result, files = stack.up()
-        print(f"\nmachines lab up in {time.monotonic() - started:.1f} s: {result.changes}")
-        assert result.changes == {"create": stack.expected_resources()}  # what `up`'s progress counts to
-        inventory = yaml.safe_load(files.inventory.read_text())["all"]["hosts"]
-        machines = sorted(inventory)  # the hosts (the edge routers are not in the inventory: they stay namespaces)
-        assert len(machines) >= 3, inventory  # two gateways and the clients' host
-        options = ssh.SshOptions(files.private_key, files.known_hosts)
-        for host in machines:
-            target = ssh.SshTarget(inventory[host]["ansible_host"], "root")
-            done = ssh.run(options, target, ["sh", "-c", "cat /proc/1/comm /etc/hostname; "
-                                                         "systemctl is-system-running --wait"], timeout=60)
-            assert done.stdout.split()[:2] == ["systemd", host] and done.stdout.split()[-1] in (
-                "running", "degraded"), (host, done.stdout, done.stderr)
-        # packages come through the lab's proxy on this host (the machines have no route out)
-        installer = ssh.SshTarget(inventory[machines[-1]]["ansible_host"], "root")
-        started = time.monotonic()
-        got = ssh.run(options, installer, ["sh", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive "
-                                                       "apt-get install -y -q --no-install-recommends chrony && "
-                                                       "dpkg-query -W -f '${Status}' chrony"], timeout=600)
-        print(f"chrony installed through the proxy in {time.monotonic() - started:.1f} s")
-        assert got.succeeded and got.stdout.endswith("install ok installed"), (got.stdout[-800:], got.stderr[-800:])
-        victim = machines[0]
-        target = ssh.SshTarget(inventory[victim]["ansible_host"], "root")
-        assert ssh.run(options, target, ["sh", "-c", "echo kept > /var/tmp/mark && sync"]).succeeded
-        off = Machine(victim, victim, workdir(name, stack.home) / victim / "machine", BaseImage(mirror=debian_mirror()))
-        assert off.running()
-        off.power_off()
-        drift = stack.refresh()
-        assert drift.changes.get("update", 0) >= 1, drift.changes
-        repaired, _ = stack.up()
-        assert repaired.changes.get("update", 0) >= 1 and not repaired.changes.get("create"), repaired.changes
-        assert off.running()
-        again = ssh.run(options, target, ["cat", "/var/tmp/mark"], timeout=60)  # same disk, same host key
-        assert again.stdout.strip() == "kept", again.stderr
-    finally:
-        stack.destroy()
-    assert stack.leftovers() == []
-    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert f"--machine={name}-" not in processes and str(workdir(name, stack.home)) not in processes  # the proxy too
-
-
 def _tradestack(*args: str, timeout: float = 900) -> tuple[int, dict]:
     import json
 
@@ -169,7 +110,7 @@ def estate(tmp_path_factory, lab_home):
 
     from tradestack.adapters import ssh
     from tradestack.lab.hostsfile import hosts_file
-    from tradestack.lab.stack import LabStack
+    from tradestack.lab.stack import LabStack, workdir
 
     run = secrets.token_hex(2)
     lab_name, hosts_name = f"tsm{run}", f"tsh{run}"
@@ -179,7 +120,9 @@ def estate(tmp_path_factory, lab_home):
     stack = LabStack(lab_name, Path(__file__).resolve().parents[2] / "infra" / "topologies" / "lab.yaml",
                      machines=True)
     try:
-        _, files = stack.up()
+        started = time.monotonic()
+        made, files = stack.up()
+        print(f"\nlab of machines up in {time.monotonic() - started:.1f} s: {made.changes}")
         key = work / "id_ed25519"
         shutil.copyfile(files.private_key, key)
         key.chmod(0o600)
@@ -197,13 +140,15 @@ def estate(tmp_path_factory, lab_home):
 
         def on(host: str, script: str) -> Any:
             return ssh.run(options, ssh.SshTarget(addresses[host], "root"), ["sh", "-c", script], timeout=60)
-        yield {"lab": stack, "name": hosts_name, "described": described, "on": on, "work": work}
+        yield {"lab": stack, "name": hosts_name, "described": described, "on": on, "work": work, "made": made}
     finally:
         subprocess.run([sys.executable, "-m", "tradestack", "stack", "destroy", "--stack", hosts_name, "--yes"],
                        capture_output=True, timeout=300)
         stack.destroy()
         home.undo()
     assert stack.leftovers() == []
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"--machine={lab_name}-" not in processes and str(workdir(lab_name, lab_home)) not in processes  # the proxy
 
 
 def test_a_deploy_onto_machines_runs_the_real_host_branch_and_a_second_one_changes_nothing(estate):
@@ -330,3 +275,34 @@ def test_breaking_one_thing_per_machine_turns_exactly_its_control_red(estate):
     assert red["SEC-01"] == [f"{sshd}: PasswordAuthentication is not 'no'"], red["SEC-01"]
     assert red["SEC-02"] == [f"{root}: {unit} has no User= other than root: tradestack-gateway would run as root"], \
         red["SEC-02"]
+
+
+def test_a_machine_powered_off_by_hand_is_drift_that_refresh_shows_and_up_boots_with_its_services(estate):
+    """The lab of machines is Pulumi resources: `up` created every one (what its progress counts to); a machine
+    powered off by hand is drift that `refresh` shows, and `up` boots it again (an update, never a new disk): its
+    disk and host key kept, its units started by its own init, so `status` sees every program running again with
+    nobody deploying."""
+    from tradestack.lab.stack import workdir
+
+    stack = estate["lab"]
+    assert estate["made"].changes == {"create": stack.expected_resources()}, estate["made"].changes
+    victim = f"{stack.name}-hk1-gateway-2"
+    assert estate["on"](victim, "echo kept > /var/tmp/mark && sync").rc == 0
+    off = Machine(victim, victim, workdir(stack.name, stack.home) / victim / "machine",
+                  BaseImage(mirror=debian_mirror()))
+    assert off.running()
+    off.power_off()
+    drift = stack.refresh()
+    assert drift.changes.get("update", 0) >= 1, drift.changes
+    repaired, _ = stack.up()
+    assert repaired.changes.get("update", 0) >= 1 and not repaired.changes.get("create"), repaired.changes
+    assert off.running()
+    again = estate["on"](victim, "cat /var/tmp/mark")  # same disk, same host key (SSH pins it)
+    assert again.stdout.strip() == "kept", again.stderr
+    problems: list = []
+
+    def serving() -> bool:
+        code, status = _tradestack("status", "--stack", estate["name"])
+        problems[:] = status.get("problems", [])
+        return code == 0 and status["ok"]
+    assert wait_for(serving, 90, 3), problems
