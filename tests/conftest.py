@@ -32,6 +32,48 @@ def pytest_configure(config: pytest.Config) -> None:
     module imports the CLI (its consoles read the width once)."""
     os.environ.pop("COLUMNS", None)
     os.environ.pop("LINES", None)
+    if not hasattr(config, "workerinput"):  # the run itself (xdist's controller, or the only process)
+        config.stash[_found_at_start] = machine_wide()
+
+
+# Nothing a run makes outlives it: what this machine holds of the kinds a lab makes (network namespaces, network
+# links, overlay and namespace mounts, booted machines) is read when the run starts and again when it ends, after
+# every worker's fixtures have torn down; anything new fails the run, named.
+_found_at_start = pytest.StashKey[frozenset[str]]()
+
+
+def machine_wide() -> frozenset[str]:
+    found = {f"network namespace {p.name}" for p in Path("/run/netns").glob("*")}
+    found |= {f"network link {p.name}" for p in Path("/sys/class/net").glob("*")}
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        kind, point = line.split()[2], line.split()[1]
+        if kind == "overlay" or point.startswith("/run/netns/"):
+            found.add(f"mount {point}")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"systemd-nspawn"):
+            name = next((a.decode().split("=", 1)[1] for a in argv if a.startswith(b"--machine=")), proc.name)
+            found.add(f"booted machine {name}")
+    return frozenset(found)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _found_at_start not in config.stash:
+        return
+    left = sorted(machine_wide() - config.stash[_found_at_start])
+    if left:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"this run left {len(left)} thing(s) behind on this machine (made during it, still there after "
+                   f"every fixture's tear-down): {', '.join(left[:20])}")
+        if reporter is not None:
+            reporter.write_sep("=", "left behind", red=True)
+            reporter.write_line(message)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 TIERS = ("unit", "integration")
