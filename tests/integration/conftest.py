@@ -144,10 +144,10 @@ BEFORE_AFTER_S = (3, 8)
 SHORTEST_FAULT_S, PAST_THE_BOUND_S = 8.0, 3.0
 
 
-def with_short_windows(name: str, directory: Path, short_faults: bool = True) -> Path:
+def with_short_windows(name: str, directory: Path) -> Path:
     """The catalogue drill `name` as a drill file in `directory`: its faults, load and expectations as the
     catalogue has them, in the BEFORE_AFTER_S windows, each fault held as SHORTEST_FAULT_S and PAST_THE_BOUND_S
-    say (unless not `short_faults`)."""
+    say."""
     import yaml
 
     from tradestack.drills import files
@@ -161,7 +161,7 @@ def with_short_windows(name: str, directory: Path, short_faults: bool = True) ->
         after = definition.timing.recovery_s
     windows = definition.timing.model_copy(update={"baseline_s": before, "recovery_s": after})
     bound = definition.expect.max_recovery_s
-    faults = definition.faults if bound is None or not short_faults else [
+    faults = definition.faults if bound is None or name in files.cluster_catalogue() else [
         f.model_copy(update={"duration_s": min(f.duration_s, max(SHORTEST_FAULT_S, bound + PAST_THE_BOUND_S))})
         for f in definition.faults]
     path = directory / f"{name}.yaml"

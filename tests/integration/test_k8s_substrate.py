@@ -250,8 +250,7 @@ def test_the_audit_holds_the_clusters_to_their_controls_and_names_kubernetes_def
 def _drill(stack: str, name: str) -> dict:
     """Run a catalogue drill; every restore step succeeded, no acknowledged order was lost, and every check passed
     but the timed ones (TIMED: figures of the day, printed), the exit code saying whether all did."""
-    drill = with_short_windows(name, Path(tempfile.mkdtemp(prefix="k8s-drill-")),  # the catalogue's, shorter windows
-                               short_faults=False)  # its holds outlast Kubernetes' own clocks
+    drill = with_short_windows(name, Path(tempfile.mkdtemp(prefix="k8s-drill-")))  # the catalogue's, shorter windows
     rc, result = _tool("drill", "run", str(drill), "--stack", stack, timeout=900)
     shutil.rmtree(drill.parent, ignore_errors=True)
     print(f"\n{name}: {result.get('verdict')}; figures {json.dumps(result.get('figures'))}")
