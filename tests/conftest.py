@@ -32,8 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
     module imports the CLI (its consoles read the width once)."""
     os.environ.pop("COLUMNS", None)
     os.environ.pop("LINES", None)
-    if not hasattr(config, "workerinput"):  # the run itself (xdist's controller, or the only process)
+    if not hasattr(config, "workerinput") and config.getini("judge_leftovers"):  # xdist's controller, or the only process
         config.stash[_found_at_start] = machine_wide()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("judge_leftovers", type="bool", default=True,
+                  help="fail the run when it leaves behind what a lab makes (off only for a run nested in a test that "
+                       "shares the machine with other workers, whose things it would count as its own)")
 
 
 # Nothing a run makes outlives it: what this machine holds of the kinds a lab makes (network namespaces, network
