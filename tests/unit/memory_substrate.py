@@ -119,8 +119,10 @@ class MemoryProbe(StackProbe):
     def breakers(self) -> dict[str, dict[str, str]]:
         return {}
 
-    def vip_ready(self, site: str, timeout: float = 2.0) -> int:
-        return 200 if self.stack.steady else 503
+    def vip_readiness(self, site: str, timeout: float = 2.0) -> tuple[int, Any]:
+        if self.stack.steady:
+            return 200, {"ready": True, "database": "ok", "routers": 1}
+        return 503, {"ready": False, "database": "ok", "routers": 0, "router": "no router heartbeat within 3 s"}
 
 
 class MemorySubstrate(Substrate):

@@ -346,6 +346,20 @@ def test_capacity_verify_records_a_cut_that_failed_and_still_undoes_it(memory):
     assert memory.events == ["inject link-down", "restore link-down"] and memory.loads == []
 
 
+def test_survivors_that_do_not_serve_are_named_with_what_their_gateways_lack(memory):
+    """A cut whose survivors never turned ready (make test: 90 s of `no site but hk1 answers ready on its VIP`)
+    says what each surviving VIP answered, so a run's output tells a missing database from a router heartbeat."""
+    from tradestack.capacity import verify
+
+    memory.steady, stack = False, memory
+    assert sorted(stack.vips) == ["hk1", "sz1"]
+    [why] = verify.survivors_not_serving(stack, "sz1")
+    assert why.startswith("no site but sz1 answers ready on its VIP (hk1: 503 "), why
+    assert '"router": "no router heartbeat within 3 s"' in why and "sz1:" not in why
+    memory.steady = True
+    assert verify.survivors_not_serving(stack, "sz1") == []
+
+
 def test_capacity_verify_says_when_the_survivors_of_a_cut_never_served_before_it_measured(memory, monkeypatch):
     """Measured anyway (what the clients got is the figure), but a scenario that carried nothing says why: make
     test saw `carried 0/s of 120/s` with no word that the survivors had no database primary."""

@@ -7,6 +7,7 @@ this one measures it, through the same client path (VIPs over the carriers) real
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,10 +97,14 @@ def survivors_not_serving(stack: Substrate, cut: str) -> list[str]:
                                      {h.name: h.site for h in stack.hosts.values()}, cut)
         if waited_on:
             return [f"commits still wait for synchronous standby {', '.join(waited_on)} in {cut}"]
+    answers = []
     for site in sorted(stack.vips):
-        if site != cut and stack.probe.vip_ready(site) == 200:
-            return []
-    return [f"no site but {cut} answers ready on its VIP"]
+        if site != cut:
+            code, body = stack.probe.vip_readiness(site)
+            if code == 200:
+                return []
+            answers.append(f"{site}: {code or 'no answer'}" + (f" {json.dumps(body, sort_keys=True)}" if body else ""))
+    return [f"no site but {cut} answers ready on its VIP ({'; '.join(answers)})"]
 
 
 def sync_standbys_in(members: list[dict[str, Any]], sites: Mapping[str, str | None], cut: str) -> list[str]:

@@ -79,5 +79,10 @@ class StackProbe:
 
     def vip_ready(self, site: str, timeout: float = 2.0) -> int:
         """The HTTP status a client gets from the site VIP's readiness check (0: no answer)."""
+        return self.vip_readiness(site, timeout)[0]
+
+    def vip_readiness(self, site: str, timeout: float = 2.0) -> tuple[int, Any]:
+        """The site VIP's readiness answer as a client gets it: status (0: no answer) and body (a gateway's says
+        what it lacks: the database's error, or no router heartbeat)."""
         return self.stack.http(self.stack.clients_host, "GET",
-                               f"http://{self.stack.vips[site]}:{ports.ORDERS}/readyz", timeout=timeout)[0]
+                               f"http://{self.stack.vips[site]}:{ports.ORDERS}/readyz", timeout=timeout)
