@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ def lab_yaml() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never write into the user's ~/.tradestack from a test."""
+    """Never write into the user's ~/.tradestack from a test (nor use their evidence key: pytest_configure)."""
     monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path_factory.mktemp("tradestack-home")))
 
 
@@ -32,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     module imports the CLI (its consoles read the width once)."""
     os.environ.pop("COLUMNS", None)
     os.environ.pop("LINES", None)
+    # one evidence key per test process, made on first use, as one operator signs a session lab's records: set
+    # here, before any fixture of any scope runs a command that keeps a record (never the user's own key)
+    config.stash[_evidence_dir] = tempfile.mkdtemp(prefix="tradestack-evidence-key-")
+    os.environ["TRADESTACK_EVIDENCE_KEY"] = os.path.join(config.stash[_evidence_dir], "evidence_ed25519")
     if not hasattr(config, "workerinput") and config.getini("judge_leftovers"):  # xdist's controller, or the only process
         config.stash[_found_at_start] = machine_wide()
 
@@ -40,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("judge_leftovers", type="bool", default=True,
                   help="fail the run when it leaves behind what a lab makes (off only for a run nested in a test that "
                        "shares the machine with other workers, whose things it would count as its own)")
+
+
+_evidence_dir = pytest.StashKey[str]()
 
 
 # Nothing a run makes outlives it: what this machine holds of the kinds a lab makes (network namespaces, network
@@ -88,7 +96,8 @@ TIERS = ("unit", "integration")
 # The modules whose tests use the session lab (tests/integration/conftest.py: deployed once, its tests build on
 # each other). Checked below against the fixtures their tests request, so the list cannot drift.
 SESSION_LAB = frozenset(f"tests/integration/{m}.py" for m in (
-    "test_audit", "test_deploy", "test_drills", "test_hosts_substrate", "test_lab", "test_readme_lab", "test_ssh"))
+    "test_audit", "test_deploy", "test_drills", "test_evidence", "test_hosts_substrate", "test_lab", "test_readme_lab",
+    "test_ssh"))
 
 
 def _uses_session_lab(nodeid: str) -> bool:
@@ -176,6 +185,8 @@ def pytest_configure_node(node) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _lock_file in config.stash:
         Path(config.stash[_lock_file]).unlink(missing_ok=True)
+    if _evidence_dir in config.stash:
+        shutil.rmtree(config.stash[_evidence_dir], ignore_errors=True)
 
 
 @contextmanager

@@ -112,7 +112,7 @@ def test_the_cli_reaches_substrates_only_through_the_registry():
     assert _offenders("cli", SUBSTRATES) == {}
 
 
-@pytest.mark.parametrize("layer", ["deploy", "drills", "capacity", "audit", "refstack", "topology"])
+@pytest.mark.parametrize("layer", ["deploy", "drills", "capacity", "audit", "evidence", "refstack", "topology"])
 def test_the_domain_reaches_stacks_only_through_the_substrate_interface(layer):
     offenders = {m: sorted(i for i in GRAPH[m] if _layer(i) in SUBSTRATES or i == "tradestack.adapters.pulumi")
                  for m in _in(layer)}

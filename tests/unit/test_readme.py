@@ -31,6 +31,8 @@ ELSEWHERE = {
     "tradestack capacity check infra/topologies/lab.yaml --measured measured.yaml":
         "reads what `capacity verify --write-measured` wrote on a lab (tests/integration/test_drills.py)",
     "cd reports/audit": "reads an audit's reports (tests/integration/test_audit.py checks the manifest)",
+    "ssh-keygen -Y verify": "an auditor's check of an evidence record with OpenSSH alone "
+                            "(tests/integration/test_evidence.py runs it on the session lab's records)",
 }
 
 

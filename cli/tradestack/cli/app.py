@@ -6,7 +6,7 @@ import typer
 
 from .. import __version__
 from ..exitcodes import ExitCode
-from . import audit, capacity, deploy, drill, refstack, stack, topology
+from . import audit, capacity, deploy, drill, evidence, refstack, stack, topology
 from .edge import GuardedGroup, out
 
 EXIT_CODES = "\n\n".join(f"{int(c)}  {c.name.lower().replace('_', ' ')}: {c.__doc__ or ''}".rstrip(": ")
@@ -30,6 +30,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(refstack.app, name="refstack")
 app.add_typer(drill.app, name="drill")
 app.add_typer(audit.app, name="audit")
+app.add_typer(evidence.app, name="evidence")
 app.command("deploy")(deploy.deploy)
 app.command("status")(deploy.status)
 

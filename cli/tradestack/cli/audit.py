@@ -65,14 +65,17 @@ def run(ctx: typer.Context,
     Example: [bold]sudo tradestack audit run --stack lab --out reports/audit --fail-on medium[/]
     """
     from ..audit import run as audit_run
+    from ..evidence import keeper
 
     want_json(ctx, json)
     ids = [i.strip() for i in only.split(",") if i.strip()] if only else None
     result = audit_run.run(stack, out_dir, controls=ids, workers=workers, max_age_days=max_age,
                            fail_on=fail_on.value, on_step=lambda s: err.print(f"[dim]{escape(s)}[/]", highlight=False))
+    kept = keeper.keep(stack, "audit", str(out_dir.resolve()), {p.name: p for p in result.artifacts.values()})
     if json:
         print_json({"ok": result.ok, **result.summary, "controls": result.controls,
-                    "artifacts": {k: str(v) for k, v in result.artifacts.items()}})
+                    "artifacts": {k: str(v) for k, v in result.artifacts.items()},
+                    "evidence": {"record": kept.seq, "signer": kept.signer}})
     else:
         table = Table("control", "severity", "verdict", "findings", title=f"audit of {stack}")
         colour = {"pass": "green", "fail": "red"}
@@ -82,6 +85,7 @@ def run(ctx: typer.Context,
         out.print(table)
         headline = result.summary["headline"]
         out.print(f"[bold {'green' if headline == 'PASS' else 'red'}]{escape(headline)}[/]", highlight=False)
-        err.print(f"reports: {out_dir}/ (audit.html, audit.json, junit.xml, manifest.sha256)", highlight=False)
+        err.print(f"reports: {out_dir}/ (audit.html, audit.json, junit.xml, manifest.sha256)\n"
+                  f"evidence: record {kept.seq} of {stack}, signed {kept.signer}", highlight=False)
     if not result.ok:
         raise typer.Exit(ExitCode.FAILED)

@@ -80,6 +80,7 @@ def run(ctx: typer.Context,
     Example: [bold]sudo tradestack drill run db-primary-crash --stack lab[/]
     """
     from ..drills import engine, files, history, report
+    from ..evidence import keeper
 
     want_json(ctx, json)
     chosen = files.resolve(drill)
@@ -100,11 +101,14 @@ def run(ctx: typer.Context,
     document = result.to_dict()
     paths = report.write(document, history.drills_dir(stack) / result.run_id)
     history.record(document)
+    kept = keeper.keep(stack, "drill", result.run_id, {p.name: p for p in paths.values()})
     if json:
-        print_json({"ok": result.verdict == "pass", **_summary(document), "reports": {k: str(v) for k, v in paths.items()}})
+        print_json({"ok": result.verdict == "pass", **_summary(document), "reports": {k: str(v) for k, v in paths.items()},
+                    "evidence": {"record": kept.seq, "signer": kept.signer}})
     else:
         _render(document)
-        err.print(f"report: {paths['html']}", highlight=False)
+        err.print(f"report: {paths['html']}\nevidence: record {kept.seq} of {stack}, signed {kept.signer}",
+                  highlight=False)
     if result.verdict == "interrupted":
         raise typer.Exit(ExitCode.INTERRUPTED)
     if result.verdict != "pass":

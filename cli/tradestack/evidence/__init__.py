@@ -1,0 +1,1 @@
+"""Evidence: signed, chained records of drill, audit and capacity reports, in stores that keep them."""

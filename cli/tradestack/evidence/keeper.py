@@ -1,0 +1,84 @@
+"""Evidence as a stack's commands keep it: records in the state directory's store, signed with the operator's key,
+whose file (and the chains' heads beside it) live outside the state directory, in the operator's configuration.
+
+    $TRADESTACK_EVIDENCE_KEY, else $XDG_CONFIG_HOME/tradestack/evidence_ed25519 (else ~/.config/...)
+    the key's heads: KEY.heads/STACK.head (+ .sig)
+    the records: STATE/evidence/STACK/ (chain.py)
+
+The key is made on first use (an OpenSSH Ed25519 key without passphrase, readable by its owner alone, with its
+.pub); an auditor verifies with that .pub in an allowed-signers file, by this tool or by `ssh-keygen -Y verify`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .. import __version__
+from ..errors import InputError
+from ..paths import state_dir
+from . import chain, sshsig
+from .store import DirectoryStore
+
+KEY_ENV = "TRADESTACK_EVIDENCE_KEY"
+
+
+def key_path() -> Path:
+    if os.environ.get(KEY_ENV):
+        return Path(os.environ[KEY_ENV]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(base) if base else Path.home() / ".config") / "tradestack" / "evidence_ed25519"
+
+
+def records_store() -> DirectoryStore:
+    return DirectoryStore(state_dir() / "evidence")
+
+
+def heads_store(key: Path | None = None) -> DirectoryStore:
+    key = key or key_path()
+    return DirectoryStore(key.with_name(key.name + ".heads"))
+
+
+def operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def keep(stack: str, kind: chain.Kind, subject: str, files: Mapping[str, Path]) -> chain.Record:
+    """Append a record of `files` to the stack's chain, signed with the operator's key (made if there is none)."""
+    path = key_path()
+    store = records_store()
+    store.root.mkdir(parents=True, exist_ok=True)
+    # one append at a time per stack: a drill and an audit ending together must not both take the next number
+    with open(store.root / f".{stack}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        key = sshsig.load_private_key(path) if path.exists() else sshsig.new_private_key(path)
+        return chain.append(store, heads_store(path), stack=stack, kind=kind, subject=subject, files=files,
+                            key=key, operator=operator(), tool_version=__version__)
+
+
+def allowed_keys(signers: Path | None) -> dict[str, Ed25519PublicKey]:
+    """The keys an allowed-signers file lets sign evidence; without one, the operator's own key's .pub."""
+    if signers is None:
+        pub = key_path().with_name(key_path().name + ".pub")
+        if not pub.exists():
+            raise InputError(f"no evidence key's public half at {pub}: give --allowed-signers, or keep a record first")
+        text, source = f"{operator()} {pub.read_text()}", pub
+    else:
+        try:
+            text, source = signers.read_text(), signers
+        except OSError as exc:
+            raise InputError(f"cannot read the allowed-signers file: {exc.strerror}", source=signers) from None
+    keys = sshsig.allowed_signers(text, chain.NAMESPACE)
+    if not keys:
+        raise InputError(f"no Ed25519 key in it may sign namespace {chain.NAMESPACE}", source=source)
+    return keys
+
+
+def verify(stack: str, signers: Path | None = None) -> tuple[int, list[str]]:
+    return chain.verify(records_store(), heads_store(), stack, allowed_keys(signers))
