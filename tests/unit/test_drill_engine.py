@@ -371,3 +371,30 @@ def test_capacity_verify_says_when_the_survivors_of_a_cut_never_served_before_it
     assert [(m.scenario, m.ok) for m in results] == [("site sz1 down", False)]
     assert "survivors did not serve within 0.5 s of the cut: no database primary outside sz1 yet" in results[0].detail
     assert memory.events == ["inject link-down", "load started", "restore link-down"]
+
+
+def test_capacity_verify_through_the_cli_keeps_its_result_as_a_signed_evidence_record(memory, monkeypatch, tmp_path):
+    """`capacity verify` writes its result (and the measured file, when asked) under the stack's state and keeps
+    them as an evidence record that `evidence verify` accepts."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tradestack.capacity import verify
+    from tradestack.cli.app import app
+    from tradestack.evidence import chain, keeper
+
+    monkeypatch.setattr(verify, "open_stack", lambda name: memory)
+    monkeypatch.setattr(memory, "disposable", True, raising=False)  # a lab: no drill policy to satisfy
+    runner = CliRunner()
+    done = runner.invoke(app, ["capacity", "verify", "--stack", "mem", "--duration", "1", "--warmup", "0",
+                               "--only", "all", "--write-measured", str(tmp_path / "m.yaml"), "--json"])
+    assert done.exit_code in (0, 1), done.output[-2000:]
+    result = json.loads(done.stdout)
+    [record] = chain.records(keeper.records_store(), "mem")
+    assert result["evidence"]["record"] == record.seq == 1 and record.kind == "capacity"
+    folder = Path(result["evidence"]["folder"])
+    assert sorted(record.files) == ["measured.yaml", "verify.json"]
+    assert record.files["verify.json"] == chain.digest((folder / "verify.json").read_bytes())
+    assert json.loads((folder / "verify.json").read_text())["scenarios"] == result["scenarios"]
+    assert keeper.verify("mem") == (1, [])

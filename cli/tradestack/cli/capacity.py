@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -231,12 +232,14 @@ def verify(
         measured = measured_capacity(stack, results)
         write_measured.parent.mkdir(parents=True, exist_ok=True)
         write_measured.write_text(dump_measured(measured))
+    document = {"ok": ok, "stack": stack, "scenarios": [m.to_dict() for m in results],
+                **({"measured_file": str(write_measured),
+                    "measured": {name: {"orders_per_second": f.orders_per_second, "sessions": f.sessions,
+                                        "capped_by_offered_load": f.capped_by_offered_load}
+                                 for name, f in measured.services.items()}} if measured else {})}
+    kept, folder = _keep_evidence(stack, document, write_measured)
     if json:
-        print_json({"ok": ok, "stack": stack, "scenarios": [m.to_dict() for m in results],
-                    **({"measured_file": str(write_measured),
-                        "measured": {name: {"orders_per_second": f.orders_per_second, "sessions": f.sessions,
-                                            "capped_by_offered_load": f.capped_by_offered_load}
-                                     for name, f in measured.services.items()}} if measured else {})})
+        print_json({**document, "evidence": {"record": kept.seq, "signer": kept.signer, "folder": str(folder)}})
     else:
         table = Table("scenario", "target/s", "acked/s", "p50 ms", "p99 ms", "sessions", "screens", "429s", "5xx",
                       "unknown", "", title=f"measured capacity of {stack}",
@@ -254,4 +257,24 @@ def verify(
                 f"{name} {f.orders_per_second:g}/s" + (" (capped by the offered load)" if f.capped_by_offered_load
                                                        else "") for name, f in measured.services.items()),
                 highlight=False)
+        err.print(f"evidence: record {kept.seq} of {stack}, signed {kept.signer} ({folder}/verify.json)",
+                  highlight=False)
     raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def _keep_evidence(stack: str, document: dict, measured: Path | None) -> tuple[Any, Path]:
+    """The verify's result as a file of the stack's state (capacity/STACK/TIME/verify.json), kept as an evidence
+    record with the measured file, when one was written."""
+    import json as json_
+    import shutil
+
+    from ..evidence import keeper
+    from ..paths import state_dir
+
+    folder = state_dir() / "capacity" / stack / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder.mkdir(parents=True)
+    (folder / "verify.json").write_text(json_.dumps(document, indent=2) + "\n")
+    if measured is not None:
+        shutil.copy(measured, folder / "measured.yaml")
+    files = {p.name: p for p in sorted(folder.iterdir())}
+    return keeper.keep(stack, "capacity", folder.name, files), folder
