@@ -186,3 +186,30 @@ def test_the_cli_lists_shows_and_verifies_a_stacks_records_and_fails_naming_an_e
     assert bad.exit_code == 1
     assert "record 1: its signature does not verify" in bad.stderr
     assert "record 2: does not follow record 1" in bad.stderr
+
+
+def test_an_export_verifies_where_it_was_written_and_names_an_edit_there(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tradestack.cli.app import app
+    from tradestack.evidence import keeper
+
+    monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv(keeper.KEY_ENV, str(tmp_path / "operator" / "evidence_ed25519"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["evidence", "export", "--stack", "lab", "--to", str(tmp_path / "x")]).exit_code == 2
+    report = tmp_path / "report.json"
+    for i in (1, 2):
+        report.write_text(f'{{"run": {i}}}')
+        keeper.keep("lab", "audit", f"a{i}", {"report.json": report})
+    done = runner.invoke(app, ["evidence", "export", "--stack", "lab", "--to", str(tmp_path / "out"), "--json"])
+    assert done.exit_code == 0 and json.loads(done.stdout)["records"] == 2, done.output
+    assert (tmp_path / "out" / "allowed_signers").read_text().startswith(keeper.operator() + " namespaces=")
+    good = runner.invoke(app, ["evidence", "verify", "--stack", "lab", "--from", str(tmp_path / "out"), "--json"])
+    assert good.exit_code == 0 and json.loads(good.stdout)["records"] == 2, good.output
+    (tmp_path / "out" / "lab" / "records" / "00000002.json").unlink()
+    bad = runner.invoke(app, ["evidence", "verify", "--stack", "lab", "--from", str(tmp_path / "out"), "--json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["problems"] == [
+        "record 2 (the newest, as the head says) is missing"]

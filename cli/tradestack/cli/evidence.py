@@ -65,6 +65,8 @@ def show(ctx: typer.Context, seq: int = typer.Argument(..., min=1, help="The rec
 def verify(ctx: typer.Context, stack: str = StackOpt,
            signers: Path = typer.Option(None, "--allowed-signers", help="An OpenSSH allowed-signers file (default: "
                                                                           "the operator's own evidence key)."),
+           exported: Path = typer.Option(None, "--from", help="A folder `evidence export` wrote (default: the "
+                                                                "records kept here)."),
            json: bool = JsonOpt) -> None:
     """Check the stack's chain: every record signed by an allowed signer, none missing (the newest too, by the
     head kept beside the signing key), none inserted or reordered, every file's bytes as recorded. Exit 0 when
@@ -75,7 +77,7 @@ def verify(ctx: typer.Context, stack: str = StackOpt,
     from ..evidence import keeper
 
     want_json(ctx, json)
-    count, problems = keeper.verify(stack, signers)
+    count, problems = keeper.verify(stack, signers, exported)
     if json:
         print_json({"ok": not problems, "stack": stack, "records": count, "problems": problems})
     elif problems:
@@ -86,3 +88,24 @@ def verify(ctx: typer.Context, stack: str = StackOpt,
         out.print(f"[bold green]evidence of {stack}: {count} record(s) verified[/]")
     if problems:
         raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command()
+def export(ctx: typer.Context, stack: str = StackOpt,
+           to: Path = typer.Option(..., "--to", help="The folder to write (created; records are never overwritten)."),
+           json: bool = JsonOpt) -> None:
+    """Copy the stack's records, the files they hold, the chain's head and an allowed-signers file of the
+    operator's key to a folder an auditor takes away; `evidence verify --from FOLDER` and `ssh-keygen -Y verify`
+    check it there.
+
+    Example: [bold]tradestack evidence export --stack lab --to evidence-lab[/]
+    """
+    from ..evidence import keeper
+
+    want_json(ctx, json)
+    count = keeper.export(stack, to)
+    if json:
+        print_json({"ok": True, "stack": stack, "records": count, "to": str(to)})
+    else:
+        out.print(f"{count} record(s) of {stack} exported to {to} (verify: tradestack evidence verify --stack "
+                  f"{stack} --from {to})", highlight=False)

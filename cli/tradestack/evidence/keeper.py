@@ -80,5 +80,37 @@ def allowed_keys(signers: Path | None) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
-def verify(stack: str, signers: Path | None = None) -> tuple[int, list[str]]:
-    return chain.verify(records_store(), heads_store(), stack, allowed_keys(signers))
+def verify(stack: str, signers: Path | None = None, exported: Path | None = None) -> tuple[int, list[str]]:
+    """The stack's chain as kept here, or as `export` wrote it to `exported` (whose allowed_signers is the
+    default there)."""
+    if exported is None:
+        return chain.verify(records_store(), heads_store(), stack, allowed_keys(signers))
+    if not (exported / stack).is_dir():
+        raise InputError(f"no exported evidence of stack {stack} in {exported}")
+    given = signers or (exported / ALLOWED_SIGNERS)
+    return chain.verify(DirectoryStore(exported), DirectoryStore(exported / "heads"), stack, allowed_keys(given))
+
+
+ALLOWED_SIGNERS = "allowed_signers"
+
+
+def export(stack: str, to: Path) -> int:
+    """The stack's records, the files they hold, the chain's head and an allowed-signers file of the operator's key,
+    copied to `to` as the store lays them out (`evidence verify --from` and `ssh-keygen -Y verify` read them
+    there). Returns the number of records."""
+    source, target = records_store(), DirectoryStore(to)
+    names = source.names(stack)
+    if not any(n.endswith(".json") for n in names):
+        raise InputError(f"stack {stack} has no evidence records to export in {source.describe()}")
+    for name in names:
+        target.put(name, source.get(name) or b"")
+    heads = DirectoryStore(to / "heads")
+    for name in (f"{stack}.head", f"{stack}.head.sig"):
+        data = heads_store().get(name)
+        if data is not None:
+            heads.put(name, data, replace=True)
+    pub = key_path().with_name(key_path().name + ".pub")
+    if pub.exists():
+        line = f'{operator()} namespaces="{chain.NAMESPACE}" {pub.read_text().strip()}\n'
+        target.put(ALLOWED_SIGNERS, line.encode(), replace=True)
+    return len(chain.records(source, stack))
