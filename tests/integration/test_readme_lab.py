@@ -41,6 +41,8 @@ ELSEWHERE = {
         "test_drills", "test_capacity_verify_drives_peak_x_headroom_with_every_site_up_and_the_active_site_cut_off"),
     "tradestack audit run --stack lab --out reports/audit": (
         "test_audit", "test_on_a_fresh_deploy_every_control_passes_but_drill_evidence_which_fails_listing_every_drill"),
+    "tradestack evidence verify --stack lab --allowed-signers auditors.allowed": (
+        "test_evidence", "test_an_auditor_checks_a_record_with_ssh_keygen_as_the_readme_shows"),
 }
 
 
