@@ -340,9 +340,10 @@ def test_a_killed_node_component_is_drift_that_refresh_shows_and_up_repairs(k8s)
 def test_destroy_removes_the_workloads_the_clusters_and_the_hosts(k8s):
     rc, gone = _tool("stack", "destroy", "--stack", k8s["name"], "--yes")
     assert rc == 0 and gone["leftovers"] == [], gone
-    # nothing of the clusters' pods is left machine-wide: libcni's result cache, the CRI's pod namespaces
-    assert set(labcluster.CNI_CACHE.glob("*")) == k8s["cni_cache"]
-    assert _pod_namespaces() == k8s["pod_namespaces"]
+    # nothing of the clusters' pods is left machine-wide: libcni's result cache, the CRI's pod namespaces (judged as
+    # nothing new: test_lab_cluster.py's cluster in the other worker may add and remove its own meanwhile)
+    assert set(labcluster.CNI_CACHE.glob("*")) - k8s["cni_cache"] == set()
+    assert _pod_namespaces() - k8s["pod_namespaces"] == set()
     assert _kubeconfigs_in_tmp() == k8s["machine_tmp"]   # the provider's temporary files stayed in Pulumi's own
     from tradestack.kubernetes.stack import WorkloadStack
 
