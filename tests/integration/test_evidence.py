@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tradestack.drills import history
-from tradestack.evidence import chain, keeper
+from tradestack.evidence import chain, keeper, sshsig
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
@@ -61,7 +61,7 @@ def test_an_auditor_checks_a_record_with_ssh_keygen_as_the_readme_shows(kept, tm
     stack = kept["stack"]
     newest = chain.records(keeper.records_store(), stack)[-1]
     signers = tmp_path / "auditors.allowed"
-    pub = keeper.key_path().with_name(keeper.key_path().name + ".pub").read_text().strip()
+    pub = sshsig.public_path(keeper.key_path()).read_text().strip()
     signers.write_text(f'{newest.operator} namespaces="tradestack-evidence" {pub}\n')
     record = keeper.records_store().root / chain.record_name(stack, newest.seq)
     # README: ssh-keygen -Y verify -f auditors.allowed -I OPERATOR -n tradestack-evidence -s RECORD.sig < RECORD

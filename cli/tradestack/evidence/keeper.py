@@ -65,7 +65,7 @@ def keep(stack: str, kind: chain.Kind, subject: str, files: Mapping[str, Path]) 
 def allowed_keys(signers: Path | None) -> dict[str, Ed25519PublicKey]:
     """The keys an allowed-signers file lets sign evidence; without one, the operator's own key's .pub."""
     if signers is None:
-        pub = key_path().with_name(key_path().name + ".pub")
+        pub = sshsig.public_path(key_path())
         if not pub.exists():
             raise InputError(f"no evidence key's public half at {pub}: give --allowed-signers, or keep a record first")
         text, source = f"{operator()} {pub.read_text()}", pub
@@ -109,7 +109,7 @@ def export(stack: str, to: Path) -> int:
         data = heads_store().get(name)
         if data is not None:
             heads.put(name, data, replace=True)
-    pub = key_path().with_name(key_path().name + ".pub")
+    pub = sshsig.public_path(key_path())
     if pub.exists():
         line = f'{operator()} namespaces="{chain.NAMESPACE}" {pub.read_text().strip()}\n'
         target.put(ALLOWED_SIGNERS, line.encode(), replace=True)

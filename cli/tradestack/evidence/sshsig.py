@@ -112,6 +112,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def public_path(private: Path) -> Path:
+    """Where OpenSSH keeps a private key's public half: beside it, with .pub added."""
+    return private.with_name(private.name + ".pub")
+
+
 def new_private_key(path: Path) -> Ed25519PrivateKey:
     """A new key written as `ssh-keygen -t ed25519 -N ''` would, readable by its owner alone, and its .pub."""
     key = Ed25519PrivateKey.generate()
@@ -119,7 +124,7 @@ def new_private_key(path: Path) -> Ed25519PrivateKey:
     path.touch(mode=0o600, exist_ok=False)
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                        serialization.NoEncryption()))
-    path.with_name(path.name + ".pub").write_text(public_line(key.public_key()) + "\n")
+    public_path(path).write_text(public_line(key.public_key()) + "\n")
     return key
 
 
@@ -132,8 +137,7 @@ def allowed_signers(lines: str, namespace: str) -> dict[str, Ed25519PublicKey]:
         if not fields or fields[0].startswith("#"):
             continue
         principal, rest = fields[0], fields[1:]
-        options = [f for f in rest if "=" in f and not f.startswith(KEY_TYPE.decode())]
-        spaces = [o.split("=", 1)[1].strip('"').split(",") for o in options if o.startswith("namespaces=")]
+        spaces = [f.split("=", 1)[1].strip('"').split(",") for f in rest if f.startswith("namespaces=")]
         if spaces and namespace not in spaces[0]:
             continue
         try:
