@@ -213,3 +213,18 @@ def test_an_export_verifies_where_it_was_written_and_names_an_edit_there(tmp_pat
     bad = runner.invoke(app, ["evidence", "verify", "--stack", "lab", "--from", str(tmp_path / "out"), "--json"])
     assert bad.exit_code == 1 and json.loads(bad.stdout)["problems"] == [
         "record 2 (the newest, as the head says) is missing"]
+
+
+def test_a_chain_without_its_head_or_with_a_head_another_key_signed_fails(tmp_path, key):
+    """The head is what catches a removed newest record: a chain whose head is gone, or forged, is not verified."""
+    store, anchor, keys = _chain(tmp_path, key, 2)
+    head, sig = anchor.root / "lab.head", anchor.root / "lab.head.sig"
+    forged = sshsig.sign(Ed25519PrivateKey.generate(), head.read_bytes(), chain.NAMESPACE)
+    saved = sig.read_text()
+    sig.write_text(forged)
+    assert chain.verify(store, anchor, "lab", keys)[1] == [
+        f"the chain's head in {anchor.describe()} is not signed by an allowed signer"]
+    sig.write_text(saved)
+    head.unlink()
+    assert chain.verify(store, anchor, "lab", keys)[1] == [
+        f"no head for stack lab in {anchor.describe()}: the newest record cannot be checked"]
