@@ -54,3 +54,36 @@ def test_tradestack_turns_grpcs_fork_handlers_off_before_grpc_loads_unless_told_
                           check=True).stdout.strip() == "false"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           env={**env, "GRPC_ENABLE_FORK_SUPPORT": "true"}).stdout.strip() == "true"
+
+
+def _fake_pulumi(path: Path, version: str, asked: Path) -> None:
+    path.write_text(f"#!/bin/sh\necho \"$@\" >> {asked}\necho v{version}\n")
+    path.chmod(0o755)
+
+
+def test_the_pulumi_cli_is_asked_its_version_once_per_binary(tmp_path):
+    """The SDK's PulumiCommand runs `pulumi version` every time it is made, in every tradestack command that opens
+    a stack: the adapter asks a binary once, and again only when the binary changed."""
+    import os
+
+    from tradestack.adapters.pulumi import cli_version
+
+    cli, asked, memo = tmp_path / "pulumi", tmp_path / "asked", tmp_path / "home" / "cli-version"
+    _fake_pulumi(cli, "3.1.2", asked)
+    assert cli_version(cli, memo) == cli_version(cli, memo) == "3.1.2"
+    assert asked.read_text().splitlines() == ["version"]
+    _fake_pulumi(cli, "3.10.20", asked)  # rebuilt: another size
+    os.utime(cli, ns=(1, 1))
+    assert cli_version(cli, memo) == "3.10.20"
+    assert asked.read_text().splitlines() == ["version", "version"]
+
+
+def test_a_pulumi_cli_that_cannot_tell_its_version_is_a_problem_of_this_machine(tmp_path):
+    from tradestack.adapters.pulumi import cli_version
+
+    cli = tmp_path / "pulumi"
+    cli.write_text("#!/bin/sh\necho 'broken install' >&2\nexit 1\n")
+    cli.chmod(0o755)
+    with pytest.raises(EnvironmentProblem, match="did not tell its version: broken install"):
+        cli_version(cli, tmp_path / "memo")
+    assert not (tmp_path / "memo").exists()

@@ -8,10 +8,12 @@ same Python interpreter.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from ._loop import ensure_event_loop
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's INFO lines (e.g. on fork) are noise in our output
 ensure_event_loop()  # importing Pulumi initialises gRPC's asyncio support, which needs a current loop
 from pulumi import automation as auto  # noqa: E402
+from semver import VersionInfo  # noqa: E402 (Pulumi's own dependency, for its PulumiCommand)
 
 from ..errors import EnvironmentProblem, InputError, TradestackError
 from ..hostsettings import HostSettings
@@ -32,6 +35,7 @@ from ..paths import cache_dir, state_dir
 
 PULUMI_ENV = "TRADESTACK_PULUMI"  # path of a pulumi binary to use
 BACKEND_ENV = "TRADESTACK_PULUMI_BACKEND"  # backend URL (default: file:// under the state dir)
+SECRET_SENTINEL = "[secret]"
 
 
 class StackError(TradestackError):
@@ -67,6 +71,44 @@ def find_cli() -> Path:
             return c
     raise EnvironmentProblem("the Pulumi CLI is not installed: run `make setup` (it builds pulumi "
                              f"v{sdk_version()} from Go modules into {toolchain_cache()})")
+
+
+class _KnownCli(auto.PulumiCommand):
+    """The pulumi binary at `path`, its version known: the SDK's own PulumiCommand runs `pulumi version` each time
+    it is made (a process of about 0.3 s, in every tradestack command that opens a stack)."""
+
+    def __init__(self, path: Path, version: str) -> None:  # the base class's would run the binary
+        self.command = str(path)
+        self.version = VersionInfo.parse(version)
+
+
+def cli_version(cli: Path, memo: Path) -> str:
+    """`pulumi version` of the binary `cli` (without its "v"), asked once per binary: remembered in `memo` under
+    the binary's path, size and modification time, so a rebuilt or replaced binary is asked again."""
+    st = cli.stat()
+    key = f"{cli.resolve()} {st.st_size} {st.st_mtime_ns}"
+    try:
+        known, version = memo.read_text().splitlines()[:2]
+        if known == key and version:
+            return version
+    except (OSError, ValueError):
+        pass
+    try:
+        done = subprocess.run([str(cli), "version"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EnvironmentProblem(f"{cli} did not tell its version: {exc}") from None
+    version = done.stdout.strip().removeprefix("v")
+    if done.returncode != 0 or not version:
+        raise EnvironmentProblem(f"{cli} did not tell its version: {(done.stderr or done.stdout).strip()[:300]}")
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(f"{key}\n{version}\n")
+        tmp.replace(memo)
+    except OSError:
+        pass  # not remembered: asked again next time
+    return version
 
 
 def provider_dirs() -> list[Path]:
@@ -165,7 +207,7 @@ class PulumiStack:
         }
         self._opts = auto.LocalWorkspaceOptions(
             work_dir=str(work), pulumi_home=env["PULUMI_HOME"], env_vars=env,
-            pulumi_command=auto.PulumiCommand(root=str(cli.parent.parent), skip_version_check=True),
+            pulumi_command=_KnownCli(cli, cli_version(cli, self.root / "home" / "cli-version")),
             project_settings=auto.ProjectSettings(name=spec.project, runtime="python",
                                                   backend=auto.ProjectBackend(url=backend)),
             secrets_provider="passphrase")
@@ -251,23 +293,37 @@ class PulumiStack:
         self._empty_tmp(remove=True)
 
     def outputs(self, secrets_too: bool = False) -> dict[str, Any]:
-        stack = self._open(create=False)
-        try:
-            outs = stack.outputs()
-        except auto.CommandError as exc:
-            raise StackError(_clean(exc)) from None
-        return {k: v.value for k, v in outs.items() if secrets_too or not v.secret}
+        """The stack's outputs, secret ones only with `secrets_too`. One `pulumi stack output` (the SDK's
+        Stack.outputs runs two, with and without the secrets, to mark which are secret)."""
+        outs = self._pulumi_json(["stack", "output", "--json", "--stack", self.spec.stack,
+                                  *(["--show-secrets"] if secrets_too else [])])
+        # without --show-secrets, Pulumi prints each secret output as this sentinel
+        return {k: v for k, v in outs.items() if secrets_too or v != SECRET_SENTINEL}
 
     def config(self) -> dict[str, str]:
         """The stack's plain (non-secret) configuration, read once and again only after this object changed it
         (an object lives for one command: another command's change is seen by the next command)."""
         if self._config is None:
-            stack = self._open(create=False)
-            try:
-                self._config = {k: v.value for k, v in stack.get_all_config().items() if not v.secret}
-            except auto.CommandError as exc:
-                raise StackError(_clean(exc)) from None
+            # without --show-secrets (the SDK's get_all_config always decrypts every secret: twice the time)
+            every = self._pulumi_json(["config", "--json", "--stack", self.spec.stack])
+            self._config = {k: v["value"] for k, v in every.items() if not v.get("secret") and "value" in v}
         return dict(self._config)
+
+    def _pulumi_json(self, args: list[str]) -> dict[str, Any]:
+        """A pulumi command of this stack's workspace whose stdout is a JSON object."""
+        workspace = self._open(create=False).workspace
+        env = {**({"PULUMI_HOME": workspace.pulumi_home} if workspace.pulumi_home else {}), **workspace.env_vars}
+        try:
+            done = workspace.pulumi_command.run(args, workspace.work_dir, env)
+        except auto.CommandError as exc:
+            raise StackError(_clean(exc)) from None
+        try:
+            found = json.loads(done.stdout or "{}")
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise StackError(f"pulumi {' '.join(args[:2])} gave no JSON object: {done.stdout[:300]!r}")
+        return found
 
     def secrets(self, names: list[str], generate: Callable[[], str]) -> dict[str, str]:
         """Stack secrets `tradestack:<name>` (encrypted in the state); any missing one is generated and stored."""
