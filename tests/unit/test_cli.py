@@ -286,3 +286,13 @@ def test_power_is_said_plainly_for_a_word_it_does_not_know_a_stack_that_does_not
     r = run("stack", "power", "hx-sz1-orderdb-1", "off", "--stack", "hx")
     assert r.exit_code == ExitCode.BAD_INPUT and "an estate's go in its hosts file" in r.output, r.output
     assert "Example:" in run("stack", "power", "--help").output
+
+
+def test_commands_that_draw_nothing_do_not_load_matplotlib():
+    """Importing matplotlib costs about 0.6 s of CPU; only a drill report's plot needs it, not every command
+    (planning, listing, refusing a drill, status, audit) that imports the drills' modules."""
+    script = ("import sys, tradestack.cli.app, tradestack.drills.report, tradestack.drills.engine; "
+              "print('matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -10,18 +10,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from . import figures
 
-matplotlib.use("Agg")  # no display: reports are built on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
 
-from . import figures  # noqa: E402
+def _pyplot() -> Any:
+    """matplotlib's pyplot with no display (reports are built on servers and in CI), imported when a plot is
+    drawn: importing it costs about 0.6 s of CPU, which every command that only plans, lists or refuses a drill
+    paid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_png(report: dict[str, Any]) -> bytes:
     """Throughput, client errors and p99 latency over time, with the fault window and failover markers."""
     timeline = figures.continuous(report.get("timeline") or [])
     marks = report.get("marks") or {}
+    plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, constrained_layout=True)
     t = [b["t"] for b in timeline]
     base = marks.get("load_started", 0.0)
