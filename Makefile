@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 TOPOLOGY ?= infra/topologies/lab.yaml
 STACK    ?= lab
 
-.PHONY: setup setup-lab setup-kubernetes lab-venv lab-packages pulumi-cli packages demo test test-unit bench clean help
+.PHONY: setup setup-lab setup-kubernetes lab-venv lab-packages pulumi-cli packages machine-limits demo test \
+	test-unit bench clean help
 
 help:
 	@echo "make demo              set up what the lab needs, then run the main job on the lab topology"
@@ -30,6 +31,22 @@ MACHINE_PACKAGES := debootstrap systemd-container apt-cacher-ng chrony
 
 setup: setup-lab setup-kubernetes
 	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES) $(MACHINE_PACKAGES)"
+	@$(MAKE) --no-print-directory machine-limits
+
+# A booted machine's init, logind and getty hold inotify instances against one limit for root, summed over every
+# machine (128 by default; lab.yaml's 14 machines hold about 128): raised as container hosts do, never lowered,
+# and kept over a reboot (lab/machines.py INOTIFY_WANTED)
+INOTIFY_INSTANCES := 8192
+machine-limits:
+	@now=$$(cat /proc/sys/fs/inotify/max_user_instances); \
+	if [ "$$now" -lt $(INOTIFY_INSTANCES) ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "fs.inotify.max_user_instances is $$now; booted machines need $(INOTIFY_INSTANCES) (run make setup as root)"; \
+	    exit 3; fi; \
+	  echo "raising fs.inotify.max_user_instances from $$now to $(INOTIFY_INSTANCES) (booted machines)"; \
+	  echo "fs.inotify.max_user_instances = $(INOTIFY_INSTANCES)" > /etc/sysctl.d/60-tradestack-machines.conf; \
+	  sysctl -q -w fs.inotify.max_user_instances=$(INOTIFY_INSTANCES); \
+	fi
 
 # The venv, the lab's Debian programs and the Pulumi CLI (from Go modules at the SDK's version, cached outside
 # the clone): all the demo uses. The Pulumi build (minutes, cold) runs beside the packages and the venv.

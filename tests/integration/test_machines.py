@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tradestack.lab import netlink
-from tradestack.lab.machines import BaseImage, Machine, build_image, debian_mirror
+from tradestack.lab.machines import BaseImage, Machine, MachineError, build_image, debian_mirror
 from tradestack.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(900),
@@ -90,6 +90,21 @@ def test_removing_a_machine_leaves_no_mount_layer_or_process(machine, tmp_path):
     assert not other.mounted() and not (tmp_path / "b").exists()
     mounts = Path("/proc/self/mounts").read_text()
     assert str(tmp_path / "b") not in mounts
+
+
+def test_a_machine_that_does_not_boot_in_time_is_left_off_and_unmounted_with_its_disk(machine, tmp_path,
+                                                                                    monkeypatch):
+    """A boot that times out raised, and left the machine running and mounted: a failed `stack up` then left
+    mounts that `stack destroy` did not know (seen when a second estate ran out of inotify instances)."""
+    other = Machine(f"{machine.name}-c", machine.netns, tmp_path / "c", machine.image)
+    monkeypatch.setattr(Machine, "state_of", lambda self: "starting" if self.init_pid() else None)
+    try:
+        with pytest.raises(MachineError, match=r"did not boot within 3 s \(systemd says 'starting'\)"):
+            other.boot(timeout=3)
+        assert not other.running() and not other.mounted()
+        assert (other.state / "upper").is_dir()  # its disk is kept: a machine that boots again finds it
+    finally:
+        other.remove()
 
 
 def _tradestack(*args: str, timeout: float = 900) -> tuple[int, dict]:

@@ -179,3 +179,61 @@ def test_the_time_server_serves_the_management_network_alone_from_this_hosts_clo
     assert {"bindaddress 198.18.4.1", "allow 198.18.4.0/24", "local stratum 8", "cmdport 0"} <= set(lines)
     assert not any(line.split()[0] in ("server", "pool", "peer") for line in lines if line)  # no upstream
     assert f"pidfile {tmp_path / 'time-server.pid'}" in lines
+
+
+def _fake_proc(root: Path, processes: dict[int, tuple[int, int]]) -> Path:
+    """A /proc of processes pid -> (uid, inotify instances held), each also holding a plain file."""
+    for pid, (uid, held) in processes.items():
+        fd = root / str(pid) / "fd"
+        fd.mkdir(parents=True)
+        (root / str(pid) / "status").write_text(f"Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\n")
+        for n in range(held):
+            (fd / str(n + 3)).symlink_to("anon_inode:inotify")
+        (fd / "0").symlink_to("/dev/null")
+    (root / "self").mkdir()
+    return root
+
+
+def test_the_inotify_instances_counted_are_roots_alone(tmp_path):
+    from tradestack.lab.machines import inotify_instances
+
+    proc = _fake_proc(tmp_path, {1: (0, 3), 20: (0, 2), 30: (100, 7), 40: (0, 0)})
+    assert inotify_instances(0, proc) == 5
+    assert inotify_instances(100, proc) == 7
+
+
+def test_a_machine_that_would_pass_roots_inotify_limit_is_refused_naming_the_limit_and_the_fix(tmp_path):
+    """lab.yaml's 14 machines hold about 128 instances, the kernel's default limit: a 15th machine's init died at
+    once and the boot waited its whole minute, saying only that systemd did not answer."""
+    from tradestack.lab.machines import inotify_problem
+
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    problem = inotify_problem(limit, lambda: 120)
+    assert problem.startswith("root holds 120 of its 128 inotify instances (fs.inotify.max_user_instances)")
+    assert "run `make setup` as root" in problem and "sysctl -w fs.inotify.max_user_instances=8192" in problem
+    assert inotify_problem(limit, lambda: 100) == ""
+    limit.write_text("8192\n")
+    assert inotify_problem(limit, lambda: 128) == ""
+
+
+def test_a_console_that_ran_out_of_inotify_instances_names_the_limit_and_only_for_this_boot(tmp_path):
+    from tradestack.lab.machines import _hint
+
+    m = Machine("m1", "ns", tmp_path / "m1", BaseImage(mirror="http://deb.example/debian"))
+    m.state.mkdir(parents=True)
+    died = b"Failed to create control group inotify object: Too many open files\nExiting PID 1...\n"
+    (m.state / "console.log").write_bytes(died)
+    assert "ran out of inotify instances (fs.inotify.max_user_instances)" in _hint(m, 0)
+    assert _hint(m, len(died)) == ""  # an earlier boot's words are not this one's
+
+
+def test_make_setup_raises_roots_inotify_limit_to_what_a_boot_asks_for():
+    import re
+
+    from tradestack.lab.machines import INOTIFY_WANTED
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert re.search(r"^INOTIFY_INSTANCES := (\d+)$", makefile, re.M).group(1) == str(INOTIFY_WANTED)
+    setup = re.search(r"^setup:.*?\n\n", makefile, re.M | re.S).group(0)
+    assert "machine-limits" in setup

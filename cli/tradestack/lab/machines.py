@@ -47,6 +47,13 @@ DEBOOTSTRAP = "debootstrap"
 # a machine reboots itself: nspawn exits 133 when the machine's init asks for a reboot (systemd-nspawn@.service
 # restarts it on that code); this loop, the machine's power supply, starts it again and ends on any other exit
 POWER_SUPPLY = 'while "$@"; [ "$?" -eq 133 ]; do :; done'
+# A machine's init, logind and getty hold inotify instances, counted against one limit for root summed over every
+# machine (fs.inotify.max_user_instances, 128 by default): lab.yaml's 14 machines hold about 128 (2026-12-06), and a
+# machine started beyond the limit dies at once ("Failed to allocate manager object: Too many open files"). `make
+# setup` raises it as container hosts do; a boot checks it first.
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_MACHINE = 16
+INOTIFY_WANTED = 8192  # the Makefile's INOTIFY_INSTANCES
 
 
 class MachineError(LabError):
@@ -239,8 +246,12 @@ class Machine:
             return
         if shutil.which(NSPAWN) is None:
             raise EnvironmentProblem("systemd-nspawn is not installed: run `make setup` (package systemd-container)")
+        problem = inotify_problem()
+        if problem:
+            raise EnvironmentProblem(f"{self.name} cannot boot: {problem}")
         self.mount()
         log = open(self.state / "console.log", "ab")
+        written = log.tell()  # what this boot writes starts here
         try:
             proc = subprocess.Popen(["sh", "-c", POWER_SUPPLY, "power-supply", *self.nspawn_argv()],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -249,8 +260,11 @@ class Machine:
             log.close()
         self.pidfile.write_text(f"{proc.pid}\n")
         if not wait_for(lambda: self.state_of() in ("running", "degraded"), timeout, 0.5):
-            raise MachineError(f"{self.name} did not boot within {timeout:g} s (systemd says {self.state_of()!r}); "
-                               f"see {self.state / 'console.log'}")
+            state = self.state_of()
+            self.power_off()  # nothing half-booted stays behind: off and unmounted, its disk kept
+            self.unmount()
+            raise MachineError(f"{self.name} did not boot within {timeout:g} s (systemd says {state!r})"
+                               f"{_hint(self, written)}; see {self.state / 'console.log'}")
 
     def state_of(self) -> str | None:
         """`systemctl is-system-running` inside the machine (starting, running, degraded ...), None when off."""
@@ -282,13 +296,16 @@ class Machine:
             os.kill(nspawn, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
 
-    def remove(self) -> None:
-        """Off, unmounted, its layers gone: nothing of the machine is left."""
-        self.power_off()
+    def unmount(self) -> None:
         if self.mounted():
             done = subprocess.run(["umount", str(self.merged)], capture_output=True, text=True)
             if done.returncode != 0:
                 raise MachineError(f"{self.name}: its root could not be unmounted: {done.stderr.strip()[:300]}")
+
+    def remove(self) -> None:
+        """Off, unmounted, its layers gone: nothing of the machine is left."""
+        self.power_off()
+        self.unmount()
         shutil.rmtree(self.state, ignore_errors=True)
 
     def _supply_pid(self) -> int | None:
@@ -305,6 +322,52 @@ class Machine:
             return None
         children = [int(p) for p in _children(supply)]
         return next((p for p in children if _command(p).startswith(NSPAWN)), None)
+
+
+def inotify_instances(uid: int = 0, proc: Path = Path("/proc")) -> int:
+    """Inotify instances the processes of `uid` hold now (what the kernel counts against its limit)."""
+    held = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            if int(status.split("\nUid:", 1)[1].split()[0]) != uid:
+                continue
+            fds = entry / "fd"
+            held += sum(1 for fd in fds.iterdir() if os.readlink(fd) == "anon_inode:inotify")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return held
+
+
+def inotify_problem(limit_file: Path = INOTIFY_LIMIT, held: Callable[[], int] = inotify_instances) -> str:
+    """Why one more machine cannot boot under root's inotify limit ("" when it can)."""
+    try:
+        limit = int(limit_file.read_text())
+    except (OSError, ValueError):
+        return ""  # not this kernel's to tell: the boot itself will say
+    now = held()
+    if limit - now >= INOTIFY_PER_MACHINE:
+        return ""
+    return (f"root holds {now} of its {limit} inotify instances (fs.inotify.max_user_instances) and a machine needs "
+            f"about {INOTIFY_PER_MACHINE}: run `make setup` as root (it raises the limit to {INOTIFY_WANTED}) or "
+            f"`sysctl -w fs.inotify.max_user_instances={INOTIFY_WANTED}`")
+
+
+def _hint(machine: Machine, since: int = 0) -> str:
+    """What the console (from byte `since`: this boot's part) says a machine died of, when it is a limit of this
+    host's."""
+    try:
+        with open(machine.state / "console.log", "rb") as log:
+            log.seek(since)
+            console = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    if "Too many open files" in console:
+        return (f": its init ran out of inotify instances (fs.inotify.max_user_instances); run `make setup` as "
+                f"root (it raises the limit to {INOTIFY_WANTED})")
+    return ""
 
 
 def _apt_config(option: str) -> str:
