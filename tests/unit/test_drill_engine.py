@@ -360,6 +360,25 @@ def test_survivors_that_do_not_serve_are_named_with_what_their_gateways_lack(mem
     assert verify.survivors_not_serving(stack, "sz1") == []
 
 
+def test_a_vip_whose_load_balancer_has_no_gateway_up_names_what_each_gateway_answers(memory, monkeypatch):
+    """make test's cut of hk1 waited 90 s on "sz1: 503": the load balancer's own page, with no gateway up behind
+    it, hides why; the gateways are then asked past it."""
+    from tradestack.capacity import verify
+    from tradestack.substrates.probe import StackProbe
+
+    monkeypatch.setattr(type(memory.probe), "vip_readiness", lambda self, site, timeout=2.0: (503, None))
+    asked = []
+
+    def gateway(self, g, timeout=2.0):
+        asked.append(g.name)
+        return (503, {"ready": False, "database": "connection refused"}) if g.site == "hk1" else (0, None)
+    monkeypatch.setattr(StackProbe, "gateway_readiness", gateway)
+    [why] = verify.survivors_not_serving(memory, "sz1")
+    assert why == ('no site but sz1 answers ready on its VIP (hk1: 503 from its load balancer, whose gateways '
+                   'answer: hk1-gateway-1 503 {"database": "connection refused", "ready": false})'), why
+    assert asked == ["mem-hk1-gateway-1"]  # the cut site's gateways are not asked
+
+
 def test_capacity_verify_says_when_the_survivors_of_a_cut_never_served_before_it_measured(memory, monkeypatch):
     """Measured anyway (what the clients got is the figure), but a scenario that carried nothing says why: make
     test saw `carried 0/s of 120/s` with no word that the survivors had no database primary."""

@@ -103,8 +103,17 @@ def survivors_not_serving(stack: Substrate, cut: str) -> list[str]:
             code, body = stack.probe.vip_readiness(site)
             if code == 200:
                 return []
-            answers.append(f"{site}: {code or 'no answer'}" + (f" {json.dumps(body, sort_keys=True)}" if body else ""))
+            said = f"{site}: {code or 'no answer'}" + (f" {json.dumps(body, sort_keys=True)}" if body else "")
+            if code and not body:  # the load balancer's own page: no gateway up behind it; ask them past it
+                said += " from its load balancer, whose gateways answer: " + ", ".join(
+                    _answer(g.name.removeprefix(f"{stack.name}-"), *stack.probe.gateway_readiness(g))
+                    for g in stack.of("gateway") if g.site == site)
+            answers.append(said)
     return [f"no site but {cut} answers ready on its VIP ({'; '.join(answers)})"]
+
+
+def _answer(who: str, code: int, body: Any) -> str:
+    return f"{who} {code or 'no answer'}" + (f" {json.dumps(body, sort_keys=True)}" if body else "")
 
 
 def sync_standbys_in(members: list[dict[str, Any]], sites: Mapping[str, str | None], cut: str) -> list[str]:

@@ -86,3 +86,10 @@ class StackProbe:
         what it lacks: the database's error, or no router heartbeat)."""
         return self.stack.http(self.stack.clients_host, "GET",
                                f"http://{self.stack.vips[site]}:{ports.ORDERS}/readyz", timeout=timeout)
+
+    def gateway_readiness(self, gateway: Host, timeout: float = 2.0) -> tuple[int, Any]:
+        """One gateway's own readiness answer, asked on its host past the site's load balancers: what a VIP's
+        load balancer hides when it has no gateway left to send to (its page says only "503")."""
+        return self.stack.http(gateway.name, "GET", f"http://{gateway.lan_address}:{ports.GATEWAY}/readyz",
+                               timeout=timeout)
+
