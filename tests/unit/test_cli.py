@@ -296,3 +296,20 @@ def test_commands_that_draw_nothing_do_not_load_matplotlib():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_hosts_file_of_a_lab_stack_whose_up_failed_says_so_not_a_traceback(tmp_path):
+    """A lab `up` that failed part way (its machines did not boot) left a stack without outputs: `stack
+    hosts-file` crashed on KeyError: 'known_hosts' (exit 4)."""
+    from tradestack.errors import InputError
+    from tradestack.lab.hostsfile import hosts_file
+
+    class Half:
+        name = "half"
+
+        def outputs(self):
+            return {"management": "198.19.0.1"}
+
+    with pytest.raises(InputError, match=r"lab stack 'half' is not up \(no known_hosts, edges, site_prefixes in its "
+                                         r"outputs\): run `tradestack stack up --stack half` until it succeeds"):
+        hosts_file(Half(), tmp_path / "key")  # type: ignore[arg-type]

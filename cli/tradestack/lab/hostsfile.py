@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InputError
 from ..substrates.inventory import read_hosts
 from ..topology import load_topology
 
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 def hosts_file(stack: "LabStack", private_key: Path) -> dict[str, Any]:
     """The hosts file's content (a mapping, ready for YAML) for a lab stack that is up."""
     outputs = stack.outputs()
+    missing = [k for k in ("known_hosts", "edges", "site_prefixes") if k not in outputs]
+    if missing:  # e.g. an `up` that failed part way: its outputs were never written
+        raise InputError(f"lab stack {stack.name!r} is not up (no {', '.join(missing)} in its outputs): run "
+                         f"`tradestack stack up --stack {stack.name}` until it succeeds")
     keys = {line.split()[0]: " ".join(line.split()[1:3]) for line in outputs["known_hosts"].splitlines() if line}
     inventory = read_hosts(stack.access_files().inventory)
     topology = stack.topology_path()
