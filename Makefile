@@ -24,7 +24,7 @@ help:
 LAB_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql etcd-server etcd-client \
                 patroni python3-etcd haproxy keepalived supervisor python3-venv curl
 CLUSTER_PACKAGES := containerd runc containernetworking-plugins busybox-static gcc libc6-dev
-TEST_PACKAGES := chromium
+TEST_PACKAGES := chromium poppler-utils
 # booted Debian machines in the lab (lab/machines.py): the base image's builder, the container manager, and the
 # package proxy and time server the machines use (the lab runs its own; the packages' services are never started)
 MACHINE_PACKAGES := debootstrap systemd-container apt-cacher-ng chrony
@@ -32,6 +32,8 @@ MACHINE_PACKAGES := debootstrap systemd-container apt-cacher-ng chrony
 setup: setup-lab setup-kubernetes
 	@$(MAKE) --no-print-directory packages PACKAGES="$(TEST_PACKAGES) $(MACHINE_PACKAGES)"
 	@$(MAKE) --no-print-directory machine-limits
+	@# the S3 server with Object Lock the evidence store's tests run against (from its Go module, once per version)
+	@infra/toolchain/build-versitygw.sh
 
 # A booted machine's init, logind and getty hold inotify instances against one limit for root, summed over every
 # machine (128 by default; lab.yaml's 14 machines hold about 128): raised as container hosts do, never lowered,

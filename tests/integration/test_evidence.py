@@ -119,3 +119,39 @@ def test_a_changed_byte_a_removed_newest_record_and_two_swapped_records_are_each
     problems = _problems(kept, env)
     assert any(p.startswith("record 1: holds record 2") for p in problems), problems
     assert any(p.startswith("record 2: holds record 1") for p in problems), problems
+
+
+def test_the_bcdr_report_of_the_session_has_every_section_and_record_in_its_pdf(kept, tmp_path):
+    """`evidence report` over today's records of the session lab (its catalogue drills and audits): JSON, HTML
+    and Chromium's PDF, whose text (pdftotext) holds every section's heading and every record's digest; page 1 is
+    kept as a PNG under reports/ for whoever reads the run."""
+    from datetime import date
+
+    from tradestack.evidence import report
+
+    stack = kept["stack"]
+    done = _cli("evidence", "report", "--stack", stack, "--since", date.today().isoformat(), "--out",
+                str(tmp_path / "bcdr"), "--json")
+    assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    doc = result["report"]
+    assert done.returncode == (0 if doc["ok"] else 1), done.stderr[-2000:]
+    assert doc["drills"], "no drill run of today in the chain: test_drills.py runs before this module in make test"
+    assert doc["audit"] is not None and doc["verification"]["ok"], doc["verification"]
+    assert {f["service"] for f in doc["functions"]} == {"gateway", "router", "orderdb"}
+    records = chain.records(keeper.records_store(), stack)
+    assert [r["seq"] for r in doc["records"]] == [r.seq for r in records if r.created[:10] >= date.today().isoformat()]
+    text = subprocess.run(["pdftotext", "-layout", result["files"]["pdf"], "-"], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    for heading in report.HEADINGS.values():
+        assert heading in text, heading
+    for record in doc["records"]:
+        assert record["digest"] in text, record
+    print(f"\nBC/DR report: {'PASS' if doc['ok'] else 'FAIL'}; functions "
+          f"{[(f['service'], f['worst_recovery_s'], f['ok']) for f in doc['functions']]}; "
+          f"{len(doc['deficiencies'])} deficiencies, {len(doc['records'])} records")
+    reports = Path(__file__).resolve().parents[2] / "reports"
+    reports.mkdir(exist_ok=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", result["files"]["pdf"],
+                    str(reports / "evidence-report-page1")], check=True, timeout=60)
+    assert (reports / "evidence-report-page1.png").stat().st_size > 10_000

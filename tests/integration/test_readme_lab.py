@@ -43,6 +43,8 @@ ELSEWHERE = {
         "test_audit", "test_on_a_fresh_deploy_every_control_passes_but_drill_evidence_which_fails_listing_every_drill"),
     "tradestack evidence verify --stack lab --allowed-signers auditors.allowed": (
         "test_evidence", "test_an_auditor_checks_a_record_with_ssh_keygen_as_the_readme_shows"),
+    "tradestack evidence report --stack lab --since 2026-10-01 --out reports/bcdr": (
+        "test_evidence", "test_the_bcdr_report_of_the_session_has_every_section_and_record_in_its_pdf"),
 }
 
 

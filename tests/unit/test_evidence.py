@@ -228,3 +228,164 @@ def test_a_chain_without_its_head_or_with_a_head_another_key_signed_fails(tmp_pa
     head.unlink()
     assert chain.verify(store, anchor, "lab", keys)[1] == [
         f"no head for stack lab in {anchor.describe()}: the newest record cannot be checked"]
+
+
+def test_a_retention_is_read_as_people_write_it_and_nonsense_is_refused():
+    from datetime import timedelta
+
+    from tradestack.errors import InputError
+    from tradestack.evidence.keeper import retention
+
+    assert retention("30s") == timedelta(seconds=30)
+    assert retention("90d") == timedelta(days=90)
+    assert retention("5y") == timedelta(days=5 * 365)
+    for bad in ("", "5", "y", "0d", "-3d", "1.5y", "3w"):
+        with pytest.raises(InputError, match="say a positive whole number and a unit"):
+            retention(bad)
+
+
+def test_an_s3_evidence_store_keeps_records_under_its_prefix_and_heads_beside_them(monkeypatch):
+    from datetime import timedelta
+
+    from tradestack.evidence import keeper
+    from tradestack.evidence.s3store import DEFAULT_RETENTION, ObjectLockStore
+
+    monkeypatch.setenv(keeper.STORE_ENV, "s3://broker-evidence/tradestack")
+    monkeypatch.setenv(keeper.ENDPOINT_ENV, "http://127.0.0.1:7070")
+    records, heads = keeper.records_store(), keeper.heads_store()
+    assert isinstance(records, ObjectLockStore) and isinstance(heads, ObjectLockStore)
+    assert (records.location.bucket, records.location.prefix) == ("broker-evidence", "tradestack")
+    assert records.moving is False
+    assert (heads.location.prefix, heads.moving) == ("tradestack/heads", True)
+    assert records.key("lab/records/00000001.json") == "tradestack/lab/records/00000001.json"
+    assert records.retention == DEFAULT_RETENTION >= timedelta(days=5 * 365)
+    assert records.describe() == "s3://broker-evidence/tradestack at http://127.0.0.1:7070"
+    monkeypatch.setenv(keeper.RETENTION_ENV, "7y")
+    assert keeper.records_store().retention == timedelta(days=7 * 365)
+    monkeypatch.setenv(keeper.STORE_ENV, "https://broker-evidence")
+    with pytest.raises(Exception, match="not an S3 location"):
+        keeper.records_store()
+
+
+def _drill_report(run: str, drill: str, verdict: str, recovery: float | None, lost: int, rate: float = 48.0,
+                  sessions: int = 320, failed: str | None = None) -> dict:
+    checks = [{"check": "acknowledged orders lost", "expected": "<= 0", "actual": str(lost), "ok": lost == 0}]
+    if failed:
+        checks.append({"check": failed, "expected": "<= 0", "actual": "0.2", "ok": False})
+    return {"run": run, "drill": drill, "verdict": verdict, "checks": checks, "figures": {"recovery_s": recovery},
+            "reconciliation": {"acked_missing": {"count": lost}}, "plan": {"rate": rate, "sessions": sessions}}
+
+
+def _kept(tmp_path: Path, key, documents: list[tuple[str, str, dict]], when: str = "2026-11-15T10:00:00+00:00"):
+    """A chain of the given (kind, file name, document) records, all created at `when`."""
+    import json
+    from datetime import datetime
+
+    private, path = key
+    store, anchor = DirectoryStore(tmp_path / "store"), DirectoryStore(tmp_path / "anchor")
+    for n, (kind, name, document) in enumerate(documents):
+        file = tmp_path / "files" / str(n) / name
+        file.parent.mkdir(parents=True)
+        file.write_text(json.dumps(document))
+        chain.append(store, anchor, stack="lab", kind=kind, subject=document.get("run", "audit"),  # type: ignore
+                     files={name: file}, key=private, operator="sre@host", tool_version="0.1",
+                     now=datetime.fromisoformat(when))
+    keys = sshsig.allowed_signers(f"sre {path.with_name('evidence.pub').read_text()}", chain.NAMESPACE)
+    return store, anchor, keys
+
+
+def _period():
+    from datetime import datetime, timezone
+
+    return datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 30, tzinfo=timezone.utc)
+
+
+def test_the_bcdr_report_judges_each_critical_function_by_the_worst_drill_of_the_period(tmp_path, key):
+    """lab.yaml's gateway, router and orderdb are critical (RTO 30 s, RPO 0): a crash that took 17.4 s passes them;
+    a deficiency found by a failed run stays open until the same drill passes later."""
+    from tradestack.evidence import report
+    from tradestack.topology import load_topology
+
+    topology = load_topology(Path(__file__).resolve().parents[2] / "infra/topologies/lab.yaml")
+    store, anchor, keys = _kept(tmp_path, key, [
+        ("drill", "report.json", _drill_report("r1", "db-primary-crash", "pass", 17.4, 0)),
+        ("drill", "report.json", _drill_report("r2", "site-partition", "fail", 13.1, 0, failed="client error rate")),
+        ("audit", "audit.json", {"ok": False, "headline": "FAIL: EVD-01 (medium)",
+                                 "controls": [{"id": "SEC-01", "verdict": "pass"},
+                                              {"id": "EVD-01", "verdict": "fail", "severity": "medium",
+                                               "title": "drill evidence"}]}),
+    ])
+    doc = report.build(store, anchor, "lab", topology, keys, *_period())
+    assert [(f["service"], f["rto_s"], f["worst_recovery_s"], f["worst_recovery_run"], f["ok"])
+            for f in doc["functions"]] == [("gateway", 30, 17.4, "r1", True), ("router", 30, 17.4, "r1", True),
+                                            ("orderdb", 30, 17.4, "r1", True)]
+    assert [(d["run"], d["check"], d["status"]) for d in doc["deficiencies"]] == [
+        ("r2", "client error rate", "open")]
+    assert doc["audit"]["headline"] == "FAIL: EVD-01 (medium)" and [c["id"] for c in doc["audit"]["failing"]] == [
+        "EVD-01"]
+    assert [r["signature"] for r in doc["records"]] == ["verified"] * 3 and doc["verification"]["ok"]
+    assert doc["ok"] is False  # the open deficiency
+    page = report.html(doc)
+    for heading in report.HEADINGS.values():
+        assert f"<h2>{heading}</h2>" in page
+    assert "Reg SCI 242.1004" in page and "RTS 2024/1774 Art. 25" in page
+
+
+def test_a_later_passing_run_closes_a_deficiency_and_an_objective_missed_or_a_load_below_peak_fails(tmp_path, key):
+    from tradestack.evidence import report
+    from tradestack.topology import load_topology
+
+    topology = load_topology(Path(__file__).resolve().parents[2] / "infra/topologies/lab.yaml")
+    store, anchor, keys = _kept(tmp_path, key, [
+        ("drill", "report.json", _drill_report("r1", "site-partition", "fail", 13.1, 0, failed="client error rate")),
+        ("drill", "report.json", _drill_report("r2", "site-partition", "pass", 12.9, 0)),
+    ])
+    doc = report.build(store, anchor, "lab", topology, keys, *_period())
+    assert [(d["run"], d["status"], d["closed_by"]) for d in doc["deficiencies"]] == [("r1", "closed", "r2")]
+    assert doc["ok"] is True
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    store, anchor, keys = _kept(slow, key, [
+        ("drill", "report.json", _drill_report("s1", "site-power-loss", "pass", 41.0, 2, rate=4.8, sessions=32)),
+    ])
+    doc = report.build(store, anchor, "lab", topology, keys, *_period())
+    [gateway, *_] = doc["functions"]
+    assert gateway["why"] == ["recovery 41 s > RTO 30 s (s1)", "2 acknowledged orders lost > RPO 0 (s1)"]
+    assert [x["at_peak"] for x in doc["load"]] == [False] and doc["ok"] is False
+
+
+def test_a_period_without_drills_judges_nothing_and_fails(tmp_path, key):
+    from datetime import datetime, timezone
+
+    from tradestack.evidence import report
+    from tradestack.topology import load_topology
+
+    topology = load_topology(Path(__file__).resolve().parents[2] / "infra/topologies/lab.yaml")
+    store, anchor, keys = _kept(tmp_path, key, [
+        ("drill", "report.json", _drill_report("r1", "db-primary-crash", "pass", 17.4, 0)),
+    ])
+    doc = report.build(store, anchor, "lab", topology, keys, datetime(2026, 12, 1, tzinfo=timezone.utc),
+                       datetime(2026, 12, 31, tzinfo=timezone.utc))
+    assert doc["drills"] == [] and doc["ok"] is False
+    assert doc["functions"][0]["why"] == ["no drill of the period measured it: nothing judged"]
+
+
+def test_the_report_command_refuses_a_date_it_cannot_read_and_a_period_that_ends_before_it_starts(tmp_path,
+                                                                                                   monkeypatch):
+    from typer.testing import CliRunner
+
+    from tradestack.cli.app import app
+    from tradestack.evidence import keeper
+
+    monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv(keeper.KEY_ENV, str(tmp_path / "operator" / "evidence_ed25519"))
+    lab = str(Path(__file__).resolve().parents[2] / "infra/topologies/lab.yaml")
+    runner = CliRunner()
+    bad = runner.invoke(app, ["evidence", "report", "--stack", "lab", "--since", "last quarter", "--topology", lab,
+                              "--out", str(tmp_path / "r"), "--json"])
+    assert bad.exit_code == 2 and "--since 'last quarter': say a date (2026-10-01)" in bad.stdout, bad.stdout
+    backwards = runner.invoke(app, ["evidence", "report", "--stack", "lab", "--since", "2026-12-01", "--until",
+                                    "2026-11-01", "--topology", lab, "--out", str(tmp_path / "r"), "--json"])
+    assert backwards.exit_code == 2 and "is after --until" in backwards.stdout, backwards.stdout
+    assert not (tmp_path / "r").exists()

@@ -5,6 +5,10 @@ whose file (and the chains' heads beside it) live outside the state directory, i
     the key's heads: KEY.heads/STACK.head (+ .sig)
     the records: STATE/evidence/STACK/ (chain.py)
 
+or, with $TRADESTACK_EVIDENCE_STORE=s3://BUCKET[/PREFIX] (and $TRADESTACK_EVIDENCE_S3_ENDPOINT for a server other
+than AWS's), records and heads as object versions locked in compliance mode for $TRADESTACK_EVIDENCE_RETENTION
+(default 5y; say 30s, 90d or 7y): PREFIX/STACK/... and PREFIX/heads/STACK.head (s3store.py).
+
 The key is made on first use (an OpenSSH Ed25519 key without passphrase, readable by its owner alone, with its
 .pub); an auditor verifies with that .pub in an allowed-signers file, by this tool or by `ssh-keygen -Y verify`.
 """
@@ -13,10 +17,13 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import json
 import os
 import socket
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -24,9 +31,11 @@ from .. import __version__
 from ..errors import InputError
 from ..paths import state_dir
 from . import chain, sshsig
-from .store import DirectoryStore
+from .store import DirectoryStore, Store
 
 KEY_ENV = "TRADESTACK_EVIDENCE_KEY"
+STORE_ENV, ENDPOINT_ENV, RETENTION_ENV = ("TRADESTACK_EVIDENCE_STORE", "TRADESTACK_EVIDENCE_S3_ENDPOINT",
+                                          "TRADESTACK_EVIDENCE_RETENTION")
 
 
 def key_path() -> Path:
@@ -36,13 +45,35 @@ def key_path() -> Path:
     return (Path(base) if base else Path.home() / ".config") / "tradestack" / "evidence_ed25519"
 
 
-def records_store() -> DirectoryStore:
-    return DirectoryStore(state_dir() / "evidence")
+def retention(text: str) -> timedelta:
+    """A retention as people write it: 30s, 15m, 12h, 90d, 5y (a year of 365 days)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise InputError(f"{RETENTION_ENV}={text!r}: say a positive whole number and a unit (30s, 90d, 5y)")
+    return timedelta(seconds=int(number) * units[unit])
 
 
-def heads_store(key: Path | None = None) -> DirectoryStore:
+def _object_lock(moving: bool) -> Store | None:
+    url = os.environ.get(STORE_ENV)
+    if not url:
+        return None
+    from .s3store import DEFAULT_RETENTION, Location, ObjectLockStore
+
+    where = Location.parse(url, os.environ.get(ENDPOINT_ENV))
+    kept = retention(os.environ[RETENTION_ENV]) if os.environ.get(RETENTION_ENV) else DEFAULT_RETENTION
+    if moving:
+        where = Location(where.bucket, f"{where.prefix}/heads".lstrip("/"), where.endpoint)
+    return ObjectLockStore(where, kept, moving=moving)
+
+
+def records_store() -> Store:
+    return _object_lock(moving=False) or DirectoryStore(state_dir() / "evidence")
+
+
+def heads_store(key: Path | None = None) -> Store:
     key = key or key_path()
-    return DirectoryStore(key.with_name(key.name + ".heads"))
+    return _object_lock(moving=True) or DirectoryStore(key.with_name(key.name + ".heads"))
 
 
 def operator() -> str:
@@ -53,9 +84,10 @@ def keep(stack: str, kind: chain.Kind, subject: str, files: Mapping[str, Path]) 
     """Append a record of `files` to the stack's chain, signed with the operator's key (made if there is none)."""
     path = key_path()
     store = records_store()
-    store.root.mkdir(parents=True, exist_ok=True)
+    locks = state_dir() / "evidence"
+    locks.mkdir(parents=True, exist_ok=True)
     # one append at a time per stack: a drill and an audit ending together must not both take the next number
-    with open(store.root / f".{stack}.lock", "w") as lock:
+    with open(locks / f".{stack}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         key = sshsig.load_private_key(path) if path.exists() else sshsig.new_private_key(path)
         return chain.append(store, heads_store(path), stack=stack, kind=kind, subject=subject, files=files,
@@ -114,3 +146,21 @@ def export(stack: str, to: Path) -> int:
         line = f'{operator()} namespaces="{chain.NAMESPACE}" {pub.read_text().strip()}\n'
         target.put(ALLOWED_SIGNERS, line.encode(), replace=True)
     return len(chain.records(source, stack))
+
+
+def report(stack: str, topology: Any, since: datetime, until: datetime, out: Path,
+           signers: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The BC/DR test report of the stack's records over [since, until] in `out`: report.json, report.html and
+    (Chromium's print of the page) report.pdf. Returns the document and the files written."""
+    from ..adapters import browser
+    from . import report as bcdr
+
+    if since > until:
+        raise InputError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
+    doc = bcdr.build(records_store(), heads_store(), stack, topology, allowed_keys(signers), since, until)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "report.json", "html": out / "report.html", "pdf": out / "report.pdf"}
+    files["json"].write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    files["html"].write_text(bcdr.html(doc))
+    browser.print_pdf(files["html"], files["pdf"])
+    return doc, files

@@ -45,6 +45,14 @@ class Upstream(_Strict):
     risk_groups: list[RiskGroup] = []
 
 
+class Objectives(_Strict):
+    """A critical function's recovery objectives: service back within `rto_s` seconds of a failure, at most
+    `rpo_orders` acknowledged orders lost (the BC/DR report judges the period's drills against them)."""
+
+    rto_s: PositiveNumber
+    rpo_orders: int = Field(0, ge=0)
+
+
 class Service(_Strict):
     name: Name
     kind: ServiceKind
@@ -53,6 +61,7 @@ class Service(_Strict):
     replication: Replication | None = None
     upstreams: list[Name] = []
     requires: list[Name] = []
+    objectives: Objectives | None = None  # a critical function's RTO and RPO (evidence report)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Service:
