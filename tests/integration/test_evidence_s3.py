@@ -153,3 +153,43 @@ def test_a_chain_kept_on_object_lock_verifies_and_names_what_was_tried_against_i
                         f"lab/records/00000003.json was overwritten 1 time(s) in {records.describe()}: its first "
                         f"version {records.versions('lab/records/00000003.json')[0][-1]['VersionId']} is the one "
                         "read"], problems
+
+
+def test_a_stack_told_to_keep_its_evidence_on_s3_keeps_and_verifies_it_there(s3, tmp_path, monkeypatch):
+    """`evidence store` refuses a bucket without Object Lock; told a locked bucket, the stack's records go there
+    and `evidence verify` reads them back from it."""
+    import json
+    import sys
+
+    from tradestack.evidence import keeper
+
+    access = s3["client"]._request_signer._credentials  # the gateway's own credentials, as an operator's AWS ones
+    env = {"TRADESTACK_HOME": str(tmp_path / "state"), keeper.KEY_ENV: str(tmp_path / "operator" / "key"),
+           "AWS_ACCESS_KEY_ID": access.access_key, "AWS_SECRET_ACCESS_KEY": access.secret_key,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def cli(*args: str) -> tuple[int, dict]:
+        done = subprocess.run([sys.executable, "-m", "tradestack", *args, "--json"], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+        return done.returncode, json.loads(done.stdout or "{}")
+
+    plain = f"plain-{secrets.token_hex(4)}"
+    s3["client"].create_bucket(Bucket=plain)
+    code, refused = cli("evidence", "store", f"s3://{plain}", "--stack", "lab", "--endpoint", s3["endpoint"])
+    assert code == 1 and "has no Object Lock" in refused["errors"][0], refused
+    locked = _bucket(s3)
+    code, told = cli("evidence", "store", f"s3://{locked}/tradestack", "--stack", "lab", "--endpoint", s3["endpoint"],
+                     "--retention", "60s")
+    assert code == 0 and told["store"] == f"s3://{locked}/tradestack at {s3['endpoint']}", told
+    for n in (1, 2):
+        report = tmp_path / f"run{n}" / "report.json"
+        report.parent.mkdir()
+        report.write_text(f'{{"run": {n}}}')
+        keeper.keep("lab", "drill", f"run{n}", {"report.json": report})
+    keys = s3["client"].list_object_versions(Bucket=locked)["Versions"]
+    assert {"tradestack/lab/records/00000002.json", "tradestack/heads/lab.head"} <= {v["Key"] for v in keys}
+    assert not (tmp_path / "state" / "evidence" / "lab").exists()  # nothing kept locally
+    code, verified = cli("evidence", "verify", "--stack", "lab")
+    assert code == 0 and verified == {"ok": True, "stack": "lab", "records": 2, "problems": []}, verified

@@ -389,3 +389,24 @@ def test_the_report_command_refuses_a_date_it_cannot_read_and_a_period_that_ends
                                     "2026-11-01", "--topology", lab, "--out", str(tmp_path / "r"), "--json"])
     assert backwards.exit_code == 2 and "is after --until" in backwards.stdout, backwards.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_a_stacks_own_store_comes_before_the_environments_and_local_takes_it_back(tmp_path, monkeypatch):
+    from tradestack.evidence import keeper
+    from tradestack.evidence.s3store import ObjectLockStore
+
+    monkeypatch.setenv("TRADESTACK_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv(keeper.STORE_ENV, "s3://everyones/evidence")
+    keeper.use_store("lab", "s3://labs-own/ev", "http://127.0.0.1:7070", "7y", check=False)
+    own, other = keeper.records_store("lab"), keeper.records_store("staging")
+    assert isinstance(own, ObjectLockStore) and own.describe() == "s3://labs-own/ev at http://127.0.0.1:7070"
+    assert own.retention.days == 7 * 365
+    assert keeper.heads_store(stack="lab").describe().startswith("s3://labs-own/ev/heads")
+    assert other.describe() == "s3://everyones/evidence"
+    keeper.use_store("lab", None)
+    assert keeper.records_store("lab").describe() == "s3://everyones/evidence"
+    monkeypatch.delenv(keeper.STORE_ENV)
+    assert keeper.records_store("lab").describe() == f"directory {tmp_path / 'state' / 'evidence'}"
+    with pytest.raises(Exception, match=r"--retention='forever': say a positive whole number"):
+        keeper.use_store("lab", "s3://labs-own/ev", retention_text="forever", check=False)
+    assert keeper.store_setting("lab") is None  # refused: nothing written

@@ -29,7 +29,7 @@ def list_(ctx: typer.Context, stack: str = StackOpt, json: bool = JsonOpt) -> No
     from ..evidence import chain, keeper
 
     want_json(ctx, json)
-    found = chain.records(keeper.records_store(), stack)
+    found = chain.records(keeper.records_store(stack), stack)
     if json:
         print_json({"ok": True, "stack": stack, "records": [r.model_dump() for r in found]})
         return
@@ -49,7 +49,7 @@ def show(ctx: typer.Context, seq: int = typer.Argument(..., min=1, help="The rec
     from ..evidence import chain, keeper
 
     want_json(ctx, json)
-    found = {r.seq: r for r in chain.records(keeper.records_store(), stack)}
+    found = {r.seq: r for r in chain.records(keeper.records_store(stack), stack)}
     if seq not in found:
         raise InputError(f"stack {stack} has no evidence record {seq} (it has {len(found)})")
     record = found[seq]
@@ -110,6 +110,38 @@ def export(ctx: typer.Context, stack: str = StackOpt,
     else:
         out.print(f"{count} record(s) of {stack} exported to {to} (verify: tradestack evidence verify --stack "
                   f"{stack} --from {to})", highlight=False)
+
+
+@app.command()
+def store(ctx: typer.Context,
+          url: str = typer.Argument(None, help="s3://BUCKET[/PREFIX] (a bucket with Object Lock), or `local`; "
+                                               "without it: say where the stack's evidence goes now."),
+          stack: str = StackOpt,
+          endpoint: str = typer.Option(None, "--endpoint", help="The S3 server's URL, when it is not AWS's."),
+          retention: str = typer.Option(None, "--retention", help="How long each record stays locked: 30s, 90d, "
+                                                                  "7y (default 5y)."),
+          json: bool = JsonOpt) -> None:
+    """Where the stack's evidence is kept from now on: the local directory, or an S3 bucket with Object Lock whose
+    versions are locked in compliance mode for the stack's retention (credentials: the usual AWS variables or
+    ~/.aws). The bucket is checked first; records kept before stay where they were.
+
+    Example: [bold]tradestack evidence store s3://broker-evidence/tradestack --stack lab --retention 7y[/]
+    """
+    from ..evidence import keeper
+
+    want_json(ctx, json)
+    if url is not None:
+        kept = keeper.use_store(stack, None if url == "local" else url, endpoint, retention)
+    else:
+        kept = keeper.records_store(stack)
+    setting = keeper.store_setting(stack) or {}
+    if json:
+        print_json({"ok": True, "stack": stack, "store": kept.describe(),
+                    "retention": setting.get("retention") or ("5y" if setting else None)})
+    else:
+        out.print(f"evidence of {stack}: {kept.describe()}"
+                  + (f", each record locked for {setting.get('retention') or '5y'}" if setting else ""),
+                  highlight=False)
 
 
 def _moment(text: str | None, option: str, end: bool = False) -> datetime:

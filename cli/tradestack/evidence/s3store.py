@@ -78,6 +78,18 @@ class ObjectLockStore:
         except BotoCoreError as exc:
             raise StoreError(f"{self.describe()} could not {what}: {exc}") from None
 
+    def require_object_lock(self) -> None:
+        """StoreError unless the bucket answers and has Object Lock enabled (and so versioning)."""
+        try:
+            answer = self._call("say whether it holds Object Lock", self.client.get_object_lock_configuration)
+        except StoreError as exc:  # S3's answer for a bucket made without it; anything else as it came
+            if "ObjectLockConfigurationNotFoundError" not in str(exc):
+                raise
+            answer = {}
+        if (answer.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") != "Enabled":
+            raise StoreError(f"{self.describe()} has no Object Lock: records kept there could be deleted (create the "
+                             "bucket with --object-lock-enabled-for-bucket)")
+
     def versions(self, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(versions newest first, delete markers) of exactly `name`."""
         key = self.key(name)
