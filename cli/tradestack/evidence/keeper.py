@@ -5,9 +5,10 @@ whose file (and the chains' heads beside it) live outside the state directory, i
     the key's heads: KEY.heads/STACK.head (+ .sig)
     the records: STATE/evidence/STACK/ (chain.py)
 
-or, with $TRADESTACK_EVIDENCE_STORE=s3://BUCKET[/PREFIX] (and $TRADESTACK_EVIDENCE_S3_ENDPOINT for a server other
-than AWS's), records and heads as object versions locked in compliance mode for $TRADESTACK_EVIDENCE_RETENTION
-(default 5y; say 30s, 90d or 7y): PREFIX/STACK/... and PREFIX/heads/STACK.head (s3store.py).
+or, for a stack told so (`evidence store s3://BUCKET[/PREFIX]`, kept in STATE/evidence/.STACK.store.json; for
+every other stack $TRADESTACK_EVIDENCE_STORE, $TRADESTACK_EVIDENCE_S3_ENDPOINT, $TRADESTACK_EVIDENCE_RETENTION),
+records and heads as object versions locked in compliance mode for the stack's retention (default 5y; say 30s,
+90d or 7y): PREFIX/STACK/... and PREFIX/heads/STACK.head (s3store.py).
 
 The key is made on first use (an OpenSSH Ed25519 key without passphrase, readable by its owner alone, with its
 .pub); an auditor verifies with that .pub in an allowed-signers file, by this tool or by `ssh-keygen -Y verify`.
@@ -23,7 +24,7 @@ import socket
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -32,6 +33,9 @@ from ..errors import InputError
 from ..paths import state_dir
 from . import chain, sshsig
 from .store import DirectoryStore, Store
+
+if TYPE_CHECKING:
+    from .s3store import ObjectLockStore
 
 KEY_ENV = "TRADESTACK_EVIDENCE_KEY"
 STORE_ENV, ENDPOINT_ENV, RETENTION_ENV = ("TRADESTACK_EVIDENCE_STORE", "TRADESTACK_EVIDENCE_S3_ENDPOINT",
@@ -74,7 +78,7 @@ def store_setting(stack: str | None) -> dict[str, str] | None:
     return None
 
 
-def _object_lock(setting: dict[str, str] | None, moving: bool) -> Store | None:
+def _object_lock(setting: dict[str, str] | None, moving: bool) -> ObjectLockStore | None:
     if not setting:
         return None
     from .s3store import DEFAULT_RETENTION, Location, ObjectLockStore
@@ -109,11 +113,7 @@ def use_store(stack: str, url: str | None, endpoint: str | None = None, retentio
     if retention_text:
         retention(retention_text, "--retention")
     store = _object_lock({k: v for k, v in setting.items() if v}, moving=False)
-    assert store is not None
-    if check:
-        from .s3store import ObjectLockStore
-
-        assert isinstance(store, ObjectLockStore)
+    if check and store is not None:
         store.require_object_lock()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(setting, sort_keys=True) + "\n")
