@@ -174,3 +174,65 @@ def test_venue_duplicates_count_only_the_orders_asked_about():
     assert _venue_duplicates(books, {"a", "b"}) == ["order a executed 2 times"]   # b's first copy was rejected
     assert _venue_duplicates(books, {"b"}) == []
     assert sorted(_venue_duplicates(books, {"a", "c"})) == ["order a executed 2 times", "order c executed 2 times"]
+
+
+def _router():
+    from tradestack.refstack.router import Router
+
+    return Router(RouterConfig(dsn="host=127.0.0.1 port=1", venues=[{"name": "exchange", "port": 9001}],
+                               routes=[{"session": "regular", "venues": ["exchange"]}]))
+
+
+def test_a_heartbeat_on_a_connection_that_landed_on_a_demoted_node_is_retried_not_the_end_of_the_loop():
+    """A failover's window: the pool's connection reaches the old primary, now read-only. The heartbeat loop
+    took psycopg's ReadOnlySqlTransaction (an InternalError) for a bug and died, so the router never heartbeat again
+    and its site's gateways stayed unready (make test: capacity verify's cut of hk1 waited 90 s on "no router
+    heartbeat within 3 s" while the database answered)."""
+    import asyncio
+
+    import psycopg
+
+    router = _router()
+    tried = []
+
+    async def read_only(sql, args=None):
+        tried.append(sql)
+        raise psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction")
+    router.execute = read_only  # type: ignore[method-assign]
+
+    async def for_a_while() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.5, stop.set)
+        await router.heartbeat_loop(stop)
+    asyncio.run(for_a_while())
+    assert len(tried) == 2 and router.db_ok is False  # tried again a second later, and says the database is away
+
+
+def test_a_router_loop_that_dies_ends_the_router_naming_it_so_its_supervisor_starts_it_again():
+    import asyncio
+
+    router = _router()
+
+    async def no_op(*args, **kwargs) -> None:
+        return None
+
+    async def dies(stop) -> None:
+        raise ValueError("boom")
+
+    async def waits(stop, *args) -> None:
+        await stop.wait()
+    router.pool.open = no_op  # type: ignore[method-assign]
+    router.pool.close = no_op  # type: ignore[method-assign]
+    router.writer.start = lambda: None  # type: ignore[method-assign]
+    router.writer.stop = no_op  # type: ignore[method-assign]
+    router.heartbeat_loop = dies  # type: ignore[method-assign]
+    for name in ("dispatch_loop", "listen_loop", "reconcile_loop", "venue_loop"):
+        setattr(router, name, waits)
+    for venue in router.venues.values():
+        venue.link.aclose = no_op  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        with pytest.raises(RuntimeError, match=r"router router-1: loop dies ended: ValueError\('boom'\)"):
+            await asyncio.wait_for(router.run(stop), 10)
+    asyncio.run(main())

@@ -28,14 +28,14 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
                                generate_latest)
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
 from .config import GatewayConfig
 from .intake import NewOrder, OrderIntake
-from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES
+from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES, UNAVAILABLE
 
 ACCOUNT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -262,7 +262,7 @@ class Gateway:
         try:
             async with self.pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except UNAVAILABLE as exc:
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) \
                 from exc
 

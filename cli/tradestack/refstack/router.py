@@ -32,17 +32,17 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from . import protocol
 from .batching import BatchWriter
 from .breaker import CircuitBreaker, State
 from .config import RouterConfig
-from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS
+from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS, UNAVAILABLE
 from .venuelink import NotSent, SessionLost, VenueLink
 
 log = logging.getLogger("tradestack.router")
-DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+DB_ERRORS = UNAVAILABLE
 
 # The claim reads only `accepted` orders through the partial index (state, created_at); orders
 # whose router died mid-routing are put back to `accepted` by RELEASE_EXPIRED, run now and then.
@@ -471,9 +471,19 @@ class Router:
         loops = [self.dispatch_loop(stop), self.listen_loop(stop), self.heartbeat_loop(stop),
                  self.reconcile_loop(stop), *(self.venue_loop(n, stop) for n in self.venues)]
         running = [asyncio.create_task(loop) for loop in loops]
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # a loop never ends before `stop`: one that does died of something unforeseen, and a router without
+            # it (no heartbeat, no dispatch) must not look alive: raise it, so the process ends and its supervisor
+            # starts a whole one (a dead heartbeat loop once left a site's gateways unready while the router ran)
+            done, _ = await asyncio.wait({stopped, *running}, return_when=asyncio.FIRST_COMPLETED)
+            died = next((t for t in running if t in done), None)
+            if died is not None and not stop.is_set():
+                error = died.exception() if not died.cancelled() else None
+                raise RuntimeError(f"router {self.me}: loop {died.get_coro().__name__} ended: "
+                                   f"{error!r}") from error
         finally:
+            stopped.cancel()
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
@@ -519,6 +529,7 @@ async def serve(config: RouterConfig, stop: asyncio.Event) -> None:
 
     router = Router(config)
     worker = asyncio.create_task(router.run(stop))
+    worker.add_done_callback(lambda _: stop.set())  # the router ended (a loop died): the process ends with it
     try:
         await serve_app(admin_app(router), config.host, config.port, stop)
     finally:

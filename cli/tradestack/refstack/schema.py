@@ -5,6 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import psycopg
+from psycopg_pool import PoolTimeout
+
+# The database is away for now: no connection, a lost one, a pool with none free, or a connection that landed on a
+# node no longer the primary (a failover's window before the load balancer drops it: "cannot execute INSERT in a
+# read-only transaction", which psycopg raises as an InternalError). Each is retried; none is a bug.
+UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
+                                            psycopg.errors.ReadOnlySqlTransaction)
 
 # Order life cycle. `venue_unknown` is the one non-final state that is not normal flow: an
 # order was sent and the venue never answered; the router resolves it with the venue, it is
