@@ -410,3 +410,27 @@ def test_a_stacks_own_store_comes_before_the_environments_and_local_takes_it_bac
     with pytest.raises(Exception, match=r"--retention='forever': say a positive whole number"):
         keeper.use_store("lab", "s3://labs-own/ev", retention_text="forever", check=False)
     assert keeper.store_setting("lab") is None  # refused: nothing written
+
+
+def test_a_function_whose_drill_never_recovered_or_measured_nothing_fails(tmp_path, key):
+    """What the functions are judged on can be missing: a failed run with no recovery (clients never served
+    again) fails them naming the run; runs with neither a recovery nor a reconciliation judged nothing."""
+    from tradestack.evidence import report
+    from tradestack.topology import load_topology
+
+    topology = load_topology(Path(__file__).resolve().parents[2] / "infra/topologies/lab.yaml")
+    never = _drill_report("n1", "db-primary-crash", "fail", None, 0)
+    store, anchor, keys = _kept(tmp_path, key, [("drill", "report.json", never)])
+    doc = report.build(store, anchor, "lab", topology, keys, *_period())
+    assert [(f["service"], f["ok"], f["why"]) for f in doc["functions"]][0] == (
+        "gateway", False, ["never recovered in n1"])
+    assert doc["ok"] is False
+
+    blind = tmp_path / "blind"
+    blind.mkdir()
+    unmeasured = {**_drill_report("b1", "db-primary-crash", "fail", None, 0), "reconciliation": None}
+    store, anchor, keys = _kept(blind, key, [("drill", "report.json", unmeasured)])
+    doc = report.build(store, anchor, "lab", topology, keys, *_period())
+    assert doc["functions"][0]["why"] == ["no drill of the period measured it: nothing judged",
+                                          "never recovered in b1"]
+    assert doc["ok"] is False

@@ -103,7 +103,7 @@ def survivors_not_serving(stack: Substrate, cut: str) -> list[str]:
             code, body = stack.probe.vip_readiness(site)
             if code == 200:
                 return []
-            said = f"{site}: {code or 'no answer'}" + (f" {json.dumps(body, sort_keys=True)}" if body else "")
+            said = _answer(f"{site}:", code, body)
             if code and not body:  # the load balancer's own page: no gateway up behind it; ask them past it
                 said += " from its load balancer, whose gateways answer: " + ", ".join(
                     _answer(g.name.removeprefix(f"{stack.name}-"), *stack.probe.gateway_readiness(g))

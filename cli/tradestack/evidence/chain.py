@@ -142,7 +142,7 @@ def verify(store: Store, anchor: Store, stack: str, keys: Mapping[str, Ed25519Pu
     problems: list[str] = []
     seqs = _seqs(store, stack)
     # a store that keeps every version (Object Lock) reads each record's first one and says what was tried since
-    problems += getattr(store, "tampering", lambda prefix: [])(f"{stack}/")
+    problems += store.tampering(f"{stack}/")
     head, head_problem = _head(anchor, stack, keys)
     if head_problem:
         problems.append(head_problem)

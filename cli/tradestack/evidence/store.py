@@ -25,6 +25,11 @@ class Store(Protocol):
 
     def names(self, prefix: str) -> list[str]: ...
 
+    def tampering(self, prefix: str) -> list[str]:
+        """What was tried against names under `prefix` that the store kept apart (a store that keeps every
+        version sees an overwrite or a delete; one that keeps only the bytes sees nothing)."""
+        ...
+
     def describe(self) -> str: ...
 
 
@@ -71,6 +76,9 @@ class DirectoryStore:
             return []
         return sorted(str(p.relative_to(self.root)) for p in base.rglob("*")
                       if p.is_file() and not p.name.startswith("."))
+
+    def tampering(self, prefix: str) -> list[str]:
+        return []  # a file keeps no history: what changed it shows as a wrong digest or signature instead
 
     def describe(self) -> str:
         return f"directory {self.root}"
