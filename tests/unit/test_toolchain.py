@@ -87,3 +87,42 @@ def test_a_pulumi_cli_that_cannot_tell_its_version_is_a_problem_of_this_machine(
     with pytest.raises(EnvironmentProblem, match="did not tell its version: broken install"):
         cli_version(cli, tmp_path / "memo")
     assert not (tmp_path / "memo").exists()
+
+
+def test_the_project_file_is_replaced_whole_and_only_when_it_changes(tmp_path):
+    """Commands of one stack run at once (a drill switching several machines' power); the SDK's own save truncated
+    Pulumi.yaml in place, and a pulumi process reading it then failed: "expected project to be an object, was
+    '<nil>'" (make test, stop 43). A reader now sees the old file or the new one, never a part."""
+    import threading
+
+    import yaml
+    from pulumi import automation as auto
+
+    from tradestack.adapters.pulumi import project_file
+
+    def settings(name: str) -> auto.ProjectSettings:
+        return auto.ProjectSettings(name=name, runtime="python", main=str(tmp_path))
+
+    path = project_file(tmp_path, settings("one"))
+    assert yaml.safe_load(path.read_text()) == {"name": "one", "runtime": "python", "main": str(tmp_path)}
+    inode = path.stat().st_ino
+    project_file(tmp_path, settings("one"))
+    assert path.stat().st_ino == inode  # the same settings: not written again
+
+    seen: list[object] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(yaml.safe_load(path.read_text()))
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(300):
+            project_file(tmp_path, settings(f"name-{i % 2}"))
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and all(isinstance(s, dict) and s["name"] in ("one", "name-0", "name-1") for s in seen), \
+        [s for s in seen if not isinstance(s, dict)][:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.yaml"]  # no temporary file left

@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
@@ -28,6 +29,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's INFO lines (e.g. on f
 ensure_event_loop()  # importing Pulumi initialises gRPC's asyncio support, which needs a current loop
 from pulumi import automation as auto  # noqa: E402
 from semver import VersionInfo  # noqa: E402 (Pulumi's own dependency, for its PulumiCommand)
+import yaml  # noqa: E402
 
 from ..errors import EnvironmentProblem, InputError, TradestackError
 from ..hostsettings import HostSettings
@@ -145,6 +147,25 @@ def _shim_dir(root: Path) -> Path:
     return d
 
 
+def project_file(work: Path, settings: auto.ProjectSettings) -> Path:
+    """The project's Pulumi.yaml in `work`, written only when it says something else, and atomically: commands of
+    one stack run at once (a drill's power switches for several machines), and the SDK's own save truncates the
+    file in place, so another pulumi process read it empty ("expected project to be an object, was '<nil>'")."""
+    path = work / "Pulumi.yaml"
+    text = yaml.safe_dump(settings.to_dict(), sort_keys=True)
+    try:
+        if path.read_text() == text:
+            return path
+    except OSError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=work, prefix=".Pulumi.yaml.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
 def _passphrase_file(root: Path) -> Path:
     path = root / "passphrase"
     if not path.exists():
@@ -205,11 +226,11 @@ class PulumiStack:
             "PATH": ":".join([str(_shim_dir(self.root)), str(cli.parent), *map(str, provider_dirs()),
                               os.environ.get("PATH", "")]),
         }
-        self._opts = auto.LocalWorkspaceOptions(
+        project_file(work, auto.ProjectSettings(name=spec.project, runtime="python", main=str(work),
+                                                backend=auto.ProjectBackend(url=backend)))
+        self._opts = auto.LocalWorkspaceOptions(  # no project_settings: the SDK would rewrite the file each time
             work_dir=str(work), pulumi_home=env["PULUMI_HOME"], env_vars=env,
             pulumi_command=_KnownCli(cli, cli_version(cli, self.root / "home" / "cli-version")),
-            project_settings=auto.ProjectSettings(name=spec.project, runtime="python",
-                                                  backend=auto.ProjectBackend(url=backend)),
             secrets_provider="passphrase")
         os.environ.update({k: v for k, v in env.items() if k not in ("PATH", "TMPDIR")})
         self._stack: auto.Stack | None = None
