@@ -307,11 +307,20 @@ def test_a_machine_powered_off_by_hand_is_drift_that_refresh_shows_and_up_boots_
                   BaseImage(mirror=debian_mirror()))
     assert off.running()
     off.power_off()
+    # and one switched off as a drill does (its LAN port dark too) whose restore never ran: `up` failed adding
+    # its default route ("Network is unreachable") until the dark port was drift of its own (make test, stop 43)
+    dark = f"{stack.name}-hk1-router-1"
+    code, switched = _tradestack("stack", "power", dark, "off", "--stack", stack.name)
+    assert code == 0 and switched["power"] == "off", switched
     drift = stack.refresh()
-    assert drift.changes.get("update", 0) >= 1, drift.changes
+    assert drift.changes.get("update", 0) >= 3, drift.changes  # two machines, a cable
+    again_drift = stack.refresh()  # a second refresh before any `up` reads the same
+    assert again_drift.changes == drift.changes, again_drift.changes
     repaired, _ = stack.up()
-    assert repaired.changes.get("update", 0) >= 1 and not repaired.changes.get("create"), repaired.changes
+    assert repaired.changes.get("update", 0) >= 3 and not repaired.changes.get("create"), repaired.changes
     assert off.running()
+    code, switched = _tradestack("stack", "power", dark, "status", "--stack", stack.name)
+    assert code == 0 and switched["power"] == "on", switched
     again = estate["on"](victim, "cat /var/tmp/mark")  # same disk, same host key (SSH pins it)
     assert again.stdout.strip() == "kept", again.stderr
     problems: list = []

@@ -67,7 +67,7 @@ def declare(plan: LabPlan, workdir: Path, image: machines.BaseImage | None = Non
     link_of: dict[str, list[pulumi.Resource]] = {}
     for lk in plan.links:
         deps: list[pulumi.Resource] = []
-        props: dict[str, object] = {}
+        props: dict[str, object] = {"up": True}
         for side, end in (("a", lk.a), ("b", lk.b)):
             props.update({f"{side}_netns": end.netns, f"{side}_ifname": end.ifname,
                           f"{side}_address": end.address, f"{side}_bridge": end.bridge})

@@ -22,6 +22,10 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 from . import cluster, daemons, machines, netlink
 
 GONE = ReadResult(id_="", outs={})
+# What an update asked for, kept among a resource's outputs: a refresh reads the kernel against it. The outputs
+# alone will not do: one a refresh saw missing is None, which Pulumi drops from the state, so a second refresh
+# before an `up` had no gateway to look for (KeyError: 'gateway').
+WANTED = "wanted"
 
 
 class _LabProvider(ResourceProvider):
@@ -43,8 +47,11 @@ class _LabProvider(ResourceProvider):
     def resource_id(self, props: dict[str, Any]) -> str:
         return "/".join(str(props.get(k)) for k in self.identity)
 
+    def _wanted(self, props: dict[str, Any]) -> dict[str, Any]:
+        return {k: props[k] for k in self.inputs if props.get(k) is not None}
+
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = {**props, **self.apply(props)}
+        outs = {**props, **self.apply(props), WANTED: self._wanted(props)}
         return CreateResult(id_=self.resource_id(props), outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -53,13 +60,15 @@ class _LabProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs={**news, **self.apply(news)})
+        return UpdateResult(outs={**news, **self.apply(news), WANTED: self._wanted(news)})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self.remove(props)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        seen = self.observe(props)
+        """`props` are the outputs the state holds: the kernel is read against what was wanted (a state written
+        before WANTED existed: against its outputs)."""
+        seen = self.observe({**props, **(props.get(WANTED) or {})})
         if seen is None:
             return GONE
         return ReadResult(id_=id_, outs={**props, **seen})
@@ -104,8 +113,12 @@ class BridgeProvider(_LabProvider):
 
 
 class VethProvider(_LabProvider):
+    """A cable: a veth pair, an end in each namespace. `up` is wanted (always true): a machine's power switch
+    darkens its LAN port, so a lab left with a port down (a drill's restore that never ran) is drift that the next
+    `up` lights, before the routes that need it."""
+
     identity = ("a_netns", "a_ifname", "b_netns", "b_ifname")
-    inputs = (*identity, "a_address", "b_address", "a_bridge", "b_bridge")
+    inputs = (*identity, "a_address", "b_address", "a_bridge", "b_bridge", "up")
 
     @staticmethod
     def _ends(props: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -125,6 +138,7 @@ class VethProvider(_LabProvider):
             want = end["address"]
             seen[f"{side}_address"] = want if not want or want in state["addresses"] else None
             seen[f"{side}_bridge"] = state["master"]
+            seen["up"] = seen.get("up", True) and state["up"]
         return seen
 
     def remove(self, props: dict[str, Any]) -> None:
@@ -145,7 +159,8 @@ class DefaultRouteProvider(_LabProvider):
         if not netlink.ns_exists(props["netns"]):
             return None
         out = netlink.run_in(props["netns"], ["ip", "-4", "route", "show", "default"], check=False).stdout
-        return {"gateway": props["gateway"] if f"via {props['gateway']} " in out + " " else None}
+        want = props.get("gateway")  # none in a state a refresh wrote before WANTED: an `up` puts it back
+        return {"gateway": want if want and f"via {want} " in out + " " else None}
 
     def remove(self, props: dict[str, Any]) -> None:
         if netlink.ns_exists(props["netns"]):
