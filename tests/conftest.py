@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -182,7 +183,20 @@ def pytest_configure_node(node) -> None:
     node.workerinput[MACHINE_LOCK] = stash[_lock_file]
 
 
+# An internal error of a worker (an exception out of a hook, outside any test) reaches the controller first as
+# its own INTERNALERROR and then as pytest-xdist's "assert not crashitem", whose traceback is all a pipeline's tail
+# shows (make test, stop 43). Each one's last lines are said again as the run's very last output.
+_INTERNAL_ERRORS: list[str] = []
+
+
+def pytest_internalerror(excrepr, excinfo) -> None:
+    lines = [line for line in str(excrepr).splitlines() if line.strip()]
+    _INTERNAL_ERRORS.append("\n".join(lines[-12:]))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    for n, text in enumerate(_INTERNAL_ERRORS, 1):
+        sys.stderr.write(f"\n== internal error {n} of this run, its last lines ==\n{text}\n")
     if _lock_file in config.stash:
         Path(config.stash[_lock_file]).unlink(missing_ok=True)
     if _evidence_dir in config.stash:
