@@ -171,9 +171,12 @@ def test_a_deploy_onto_machines_runs_the_real_host_branch_and_a_second_one_chang
     Debian's own units masked, hardened sshd, made the service user on each machine and runs chrony against the
     lab's time server without the right to set the clock; a second deploy changes nothing and `status` sees every
     program running."""
+    from tradestack.lab.stack import workdir
+
     stack, lab_name, described = estate["lab"], estate["lab"].name, estate["described"]
     assert described["traits"] == {"time_servers": [stack.outputs()["time_server"]]}  # a real host's otherwise
-    assert described["power"]["off"][-5:] == ["power", "{host}", "off", "--stack", lab_name]
+    assert described["power"]["off"][1:] == ["-m", "tradestack.lab.switch", "--lab",
+                                             str(workdir(lab_name, stack.home)), "{host}", "off"]
     started = time.monotonic()
     code, second = _tradestack("deploy", "--stack", estate["name"])
     print(f"deploy with nothing to change: {time.monotonic() - started:.0f} s")
@@ -208,10 +211,15 @@ def drilling(estate):
     return estate
 
 
+# the power loss of the leader's site is site-power-loss's fault aimed by the leader (test_drills.py runs it on
+# the lab): on machines it would add a site's boots (minutes) and prove no other actuator
+NOT_ON_MACHINES = {"leader-site-power-loss"}
+
+
 def _machines_drills() -> list[str]:
     from tradestack.drills import files
 
-    return sorted({**files.catalogue(), **files.systemd_catalogue()})
+    return sorted(set({**files.catalogue(), **files.systemd_catalogue()}) - NOT_ON_MACHINES)
 
 
 # drills whose restore boots machines, and how they went down as the journal's inject says it

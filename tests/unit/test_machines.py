@@ -307,3 +307,24 @@ def test_a_cable_with_an_end_switched_off_is_drift_that_up_lights(monkeypatch):
     assert diff.changes and diff.replaces == []
     ends[("lab-sz1-router-1", "lan0")]["up"] = True
     assert not resources.VethProvider().diff("v", resources.VethProvider().read("v", props).outs, props).changes
+
+
+def test_the_switch_a_hosts_file_names_loads_no_cli_and_says_plainly_what_it_cannot_do(tmp_path):
+    """A drill runs the switch at the moment of its fault on a busy host: it must not load the CLI, Pulumi or
+    the drills (it did: 6 s to switch a gateway off under load); a machine it does not know is exit 2, said."""
+    import subprocess
+    import sys
+
+    (tmp_path / "lab-sz1-gateway-1" / "machine" / "upper").mkdir(parents=True)
+    probe = ("import sys, runpy; sys.argv = ['switch', '--lab', sys.argv[1], sys.argv[2], 'status']\n"
+             "try:\n    runpy.run_module('tradestack.lab.switch', run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'pulumi', 'rich', 'ansible_runner')"
+             " or m.startswith(('tradestack.cli', 'tradestack.drills', 'tradestack.adapters.pulumi')))\n"
+             "print('loaded', heavy, 'exit', code, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path), "lab-sz1-gateway-1"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "off" and "loaded [] exit 0" in done.stderr, (done.stdout, done.stderr)
+    missing = subprocess.run([sys.executable, "-m", "tradestack.lab.switch", "--lab", str(tmp_path), "lab-x-1", "on"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no machine 'lab-x-1'" in missing.stderr and "Traceback" not in missing.stderr

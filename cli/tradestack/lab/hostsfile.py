@@ -54,9 +54,7 @@ def hosts_file(stack: "LabStack", private_key: Path) -> dict[str, Any]:
                "manage_sshd": False, "time_sync": False})
     document = {"topology": str(topology), "ssh": {"user": "root", "private_key": str(private_key)},
                 "traits": traits, "sites": sites, "hosts": hosts}
-    if machines:  # their power switch, as a BMC's would be named: this tool's, for this stack (root)
-        switch = ["env", f"TRADESTACK_HOME={stack.home}", sys.executable, "-m", "tradestack", "stack", "power",
-                  "{host}"]
-        document["power"] = {"off": [*switch, "off", "--stack", stack.name],
-                             "on": [*switch, "on", "--stack", stack.name]}
+    if machines:  # their power switch, as a BMC's would be named: this lab's own (switch.py; root)
+        switch = [sys.executable, "-m", "tradestack.lab.switch", "--lab", str(stack.daemons_dir), "{host}"]
+        document["power"] = {"off": [*switch, "off"], "on": [*switch, "on"]}
     return document

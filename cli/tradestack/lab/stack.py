@@ -16,7 +16,7 @@ from ..errors import EnvironmentProblem, InputError
 from ..hostsettings import HostSettings
 from ..paths import state_dir
 from ..topology import load_topology
-from . import cluster, hostsfile, machines, netlink
+from . import cluster, hostsfile, machines, netlink, switch
 from .netlink import LabError
 from .plan import plan_lab
 from .privileges import require_net_admin
@@ -89,37 +89,17 @@ class LabStack(ManagedStack):
 
     def power(self, host: str, action: str) -> str:
         """A machine's power switch, as a BMC offers one (`off`, `on`, `status`); its state after (`on`/`off`).
-        Off: its LAN port goes dark and every process of the machine ends at once (no shutdown); on: the port lit
-        again with the routes it had, and the machine boots from its own disk (what is enabled starts; nothing is
-        deployed). What the hosts file of a lab of machines names as its power commands."""
-        if action not in ("off", "on", "status"):
+        What the hosts file of a lab of machines names as its power commands (switch.py, its own entry point)."""
+        if action not in switch.ACTIONS:
             raise InputError(f"power {action!r}: say off, on or status")
-        machine = self._machine(host)
-        if action == "status":
-            return "on" if machine.running() else "off"
-        require_net_admin()
-        routes = machine.state / "lan-routes"
-        if action == "off":
-            if machine.running():
-                kept = netlink.run_in(host, ["ip", "-4", "route", "show", "dev", "lan0"], check=False)
-                routes.write_text(kept.stdout)
-                netlink.set_link_up(host, "lan0", False)
-                machine.power_off()
-            return "off"
-        netlink.set_link_up(host, "lan0", True)
-        for route in (routes.read_text().splitlines() if routes.exists() else []):
-            if not any(f"proto {p}" in route for p in ("kernel", "bird")):  # those come back with the port, BGP
-                netlink.run_in(host, ["ip", "-4", "route", "replace", *route.split(), "dev", "lan0"])
-        machine.boot()
-        return "on"
+        return switch.power(self._machine(host), action)
 
     def _machine(self, host: str) -> machines.Machine:
-        """The machine `host` of this lab, found by its disk without asking Pulumi: a drill switches power at the
-        moment of its fault, and the three pulumi processes of a stack's settings took 8 s of a 12 s recovery
-        on a busy host (make test, stop 43). Pulumi is asked only to say why there is no such machine."""
-        state = workdir(self.name, self.home) / host / "machine"
-        if (state / "upper").is_dir():  # its disk: made when the machine was first booted
-            return machines.Machine(host, host, state, machines.lab_image())
+        """The machine `host` of this lab, found by its disk without asking Pulumi (a drill switches power at the
+        moment of its fault). Pulumi is asked only to say why there is no such machine."""
+        found = switch.machine_in(workdir(self.name, self.home), host)
+        if found is not None:
+            return found
         if not self._pulumi.exists():
             raise InputError(f"no stack {self.name!r}")
         if not self.boots_machines():
