@@ -2,7 +2,9 @@
 
 Two limits, both from the capacity the topology declares per instance: requests in flight
 (protects latency and the database pool) and a token bucket on new orders (the sustained
-order rate, with a burst). Pure logic with an injected clock.
+order rate, with a burst). An order parked while the database has no writable leader (intake.py)
+holds no slot in flight: it waits for the database, using neither the pool nor the CPU, and its
+own bound is the intake's. Pure logic with an injected clock.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ class AdmissionControl:
     def __init__(self, config: Admission, clock: Callable[[], float] = time.monotonic):
         self.config, self.clock = config, clock
         self.in_flight = 0
+        self.parked = 0  # of those in flight, parked orders
         self.tokens = float(config.burst)
         self._refilled = clock()
 
     def enter(self, is_order: bool) -> Refusal | None:
         """Admit one request (call `leave()` when it is done) or say why not."""
-        if self.in_flight >= self.config.max_in_flight:
+        busy = self.in_flight - self.parked
+        if busy >= self.config.max_in_flight:
             return Refusal("in_flight", self.config.retry_after_s,
-                           f"gateway busy: {self.in_flight} requests in flight (limit {self.config.max_in_flight})")
+                           f"gateway busy: {busy} requests in flight (limit {self.config.max_in_flight})")
         if is_order:
             self._refill()
             if self.tokens < 1:
@@ -46,6 +50,10 @@ class AdmissionControl:
 
     def leave(self) -> None:
         self.in_flight -= 1
+
+    def park(self, n: int) -> None:
+        """`n` more of the requests in flight wait parked (fewer, when negative)."""
+        self.parked += n
 
     def _refill(self) -> None:
         now = self.clock()

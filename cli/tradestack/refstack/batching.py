@@ -66,6 +66,19 @@ class Batcher(Generic[Item, Result]):
     async def _commit(self, items: list[Item]) -> list[Result | BaseException]:
         raise NotImplementedError
 
+    def _keep(self, items: list[Item], error: Exception) -> list[bool]:
+        """After a whole batch failed with `error`: which items wait for another try (the rest's callers hear
+        `error` now). Nobody waits, unless a subclass says so."""
+        return [False] * len(items)
+
+    def _committed(self, items: list[Item]) -> None:
+        """A batch committed (each of its items has its own result)."""
+
+    def _gone(self, items: list[Item]) -> None:
+        """Items kept waiting whose callers stopped waiting (cancelled)."""
+
+    retry_s = 0.1  # a writer whose batch was kept waiting tries again after this
+
     async def _writer(self) -> None:
         while True:
             await self._wake.wait()
@@ -82,11 +95,19 @@ class Batcher(Generic[Item, Result]):
                     if not future.done():
                         future.set_exception(self._stopping)
                 raise
-            except Exception as exc:  # the whole batch failed (database away): every caller hears it
-                for _, future in batch:
-                    if not future.done():
+            except Exception as exc:  # the whole batch failed (database away): its callers hear it, or wait
+                kept = self._keep([item for item, _ in batch], exc)
+                for (_, future), keep in zip(batch, kept, strict=True):
+                    if not keep and not future.done():
                         future.set_exception(exc)
+                again = [entry for entry, keep in zip(batch, kept, strict=True) if keep and not entry[1].done()]
+                self._gone([item for (item, future), keep in zip(batch, kept, strict=True) if keep and future.done()])
+                if again:
+                    self._pending[:0] = again  # first in the next batch, after a pause
+                    await asyncio.sleep(self.retry_s)
+                    self._wake.set()
                 continue
+            self._committed([item for item, _ in batch])
             self.batches += 1
             self.statements += len(batch)
             for (_, future), result in zip(batch, results, strict=True):

@@ -25,7 +25,9 @@ class Admission(_Strict):
 
     max_in_flight: int = Field(64, ge=1, description="requests processed at once; more get 429")
     orders_per_second: float = Field(400.0, gt=0, description="sustained order rate (token bucket); the lab declares 400 per gateway")
-    burst: int = Field(50, ge=1, description="orders accepted at once above the sustained rate")
+    # one second of the rate, as a deploy sets it (deploy/variables.py): clients catching up after a stall (a
+    # failover's parked orders) bunch up, and a smaller burst turned their catch-up into 429s and retries
+    burst: int = Field(400, ge=1, description="orders accepted at once above the sustained rate")
     retry_after_s: int = Field(1, ge=1, le=60)
 
 
@@ -36,6 +38,10 @@ class GatewayConfig(_Strict):
     dsn: str
     admission: Admission = Admission()
     db_timeout_s: float = Field(1.0, gt=0, description="wait for a database connection before 503")
+    park_s: float = Field(8.0, ge=0, description="a new order that arrives while the database has no writable "
+                                                 "leader waits this long for one before a 503 (shorter than a "
+                                                 "client's timeout; 0: never parked)")
+    max_parked: int = Field(5000, ge=0, description="orders parked at once; more are answered 503 at once")
     router_stale_s: float = Field(3.0, gt=0, description="a router heartbeat older than this is not ready")
     pool_size: int = Field(10, ge=1, le=200)
 

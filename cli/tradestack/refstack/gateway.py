@@ -4,7 +4,11 @@ Guarantees: a 2xx for a new order is sent only after the order is committed; a r
 the same (account, client_order_id) returns that order, never a second one; when the
 database is unreachable the answer is 503 with Retry-After (assets: plus the last value
 seen, marked stale with its time), never a zero or empty balance; beyond this instance's
-admission limits the answer is an immediate 429 with Retry-After.
+admission limits the answer is an immediate 429 with Retry-After. A new order that arrives
+while the database has no writable leader (a failover) is parked until one accepts it, for
+at most `park_s` (intake.py), and answered once committed: a failover costs its client
+latency, not an error. Meanwhile the gateway stays ready, so its load balancer keeps sending
+orders to it rather than refusing them itself.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .admission import AdmissionControl
 from .config import GatewayConfig
 from .intake import NewOrder, OrderIntake
-from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES, UNAVAILABLE
+from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES, UNAVAILABLE, fast_reconnects
 
 ACCOUNT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -203,6 +207,13 @@ class Metrics:
                                       registry=self.registry)
         self.orders = Gauge("tradestack_orders", "orders in the system of record by state", ["state"],
                             registry=self.registry)
+        self.parked = Gauge("tradestack_gateway_parked_orders", "new orders waiting now for a writable database "
+                            "leader", registry=self.registry)
+        self.parked_total = Counter("tradestack_gateway_orders_parked_total", "new orders that waited for a "
+                                    "writable database leader", registry=self.registry)
+        self.parked_wait = Histogram("tradestack_gateway_parked_wait_seconds", "how long a parked order waited "
+                                     "before its commit", buckets=(.25, .5, 1, 2, 3, 4, 5, 6, 8, 10),
+                                     registry=self.registry)
 
 
 class AdmissionMiddleware:
@@ -250,12 +261,23 @@ class Gateway:
         self.config = config
         self.metrics = Metrics()
         self.admission = AdmissionControl(config.admission)
+        fast_reconnects()
         self.pool = AsyncConnectionPool(config.dsn, min_size=2, max_size=config.pool_size, open=False,
                                         timeout=config.db_timeout_s, reconnect_timeout=RECONNECT_TIMEOUT_S,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
                                                 "options": SESSION_OPTIONS})
         self.last_assets: OrderedDict[str, Assets] = OrderedDict()
-        self.intake = OrderIntake(self.db, ORDER_COLUMNS)
+        self.intake = OrderIntake(self.db, ORDER_COLUMNS, unavailable=(DatabaseUnavailable,), park_s=config.park_s,
+                                  max_parked=config.max_parked, on_parked=self._parked,
+                                  on_waited=self.metrics.parked_wait.observe)
+        self.db_away_since: float | None = None  # monotonic time of the first failure since the last success
+        self.db_back_at = float("-inf")  # when the database last answered again after being away
+
+    def _parked(self, n: int) -> None:
+        self.admission.park(n)
+        self.metrics.parked.inc(n)
+        if n > 0:
+            self.metrics.parked_total.inc(n)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -263,8 +285,16 @@ class Gateway:
             async with self.pool.connection() as conn:
                 yield conn
         except UNAVAILABLE as exc:
+            if self.db_away_since is None:
+                self.db_away_since = time.monotonic()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) \
                 from exc
+        if self.db_away_since is not None:
+            self.db_away_since, self.db_back_at = None, time.monotonic()
+
+    def parking(self) -> bool:
+        """Whether a database away now is one that new orders wait for (away for less than `park_s`)."""
+        return self.db_away_since is not None and time.monotonic() - self.db_away_since < self.config.park_s
 
     def remember(self, assets: Assets) -> None:
         self.last_assets[assets.account] = assets
@@ -426,7 +456,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"description": "database or router unreachable"}})
     async def readyz() -> JSONResponse:
-        """Readiness: the database answers and at least one router has a fresh heartbeat."""
+        """Readiness: the database answers and at least one router has a fresh heartbeat. During a failover
+        (the database away for less than `park_s`, or back for less than that while the routers' heartbeats
+        catch up) the gateway stays ready: it parks new orders until a leader accepts them."""
         checks: dict[str, Any] = {}
         try:
             async with gw.db() as conn:
@@ -436,11 +468,14 @@ def create_app(config: GatewayConfig) -> FastAPI:
                 routers = (await cur.fetchone() or (0,))[0]
             checks["database"] = "ok"
             checks["routers"] = routers
-            ready = routers > 0
-            if not ready:
-                checks["router"] = f"no router heartbeat within {config.router_stale_s:g} s"
+            ready = routers > 0 or time.monotonic() - gw.db_back_at < config.park_s
+            if routers == 0:
+                checks["router"] = f"no router heartbeat within {config.router_stale_s:g} s" + (
+                    " (the database is just back: orders are taken meanwhile)" if ready else "")
         except DatabaseUnavailable as exc:
-            checks["database"], ready = str(exc), False
+            checks["database"], ready = str(exc), gw.parking()
+            if ready:
+                checks["parking"] = f"new orders wait up to {config.park_s:g} s for a writable leader"
         return JSONResponse({"ready": ready, "instance": config.instance, **checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

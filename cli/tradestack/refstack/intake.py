@@ -12,13 +12,20 @@ is already taken (an idempotent retry, possibly by another order in the same bat
 account does not exist. The gateway tells those apart afterwards; the batch never fails for them.
 A batch that fails on one order's data (not the database going away) is committed again order by
 order, so only that order's caller hears of it.
+
+While the database has no writable leader (a failover), new orders are parked, not failed: the batch is
+tried again every PARK_RETRY_S until it commits, and each order waits at most `park_s` from its arrival
+(shorter than a client's timeout) before its caller hears the database is away (a 503, as before). A retry
+after a commit whose answer was lost inserts nothing (the same client_order_id): the gateway then finds the
+order and answers it once. At most `max_parked` orders wait at once; more are answered at once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -41,6 +48,7 @@ class NewOrder:
     order_type: str
     limit_price: Decimal | None
     session: str
+    received: float = field(default_factory=time.monotonic, compare=False)  # when the gateway got it
 
 
 _FIELDS = ("id", "account", "client_order_id", "symbol", "side", "qty", "order_type", "limit_price", "session")
@@ -60,13 +68,63 @@ def insert_sql(returning: str) -> str:
 
 
 class OrderIntake(Batcher[NewOrder, "dict[str, Any] | None"]):
-    """Commits new orders in batches; each order's result is its row as inserted, or None if not inserted."""
+    """Commits new orders in batches; each order's result is its row as inserted, or None if not inserted.
+    `unavailable`: the errors that mean the database is away (its orders are parked); `on_parked(n)` hears each
+    change in how many orders are parked (n may be negative); `on_waited(s)` the seconds each parked order
+    waited before its commit."""
 
     def __init__(self, connection: Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]],
-                 returning: str, writers: int = 2, max_batch: int = 512):
+                 returning: str, writers: int = 2, max_batch: int = 512, *,
+                 unavailable: tuple[type[BaseException], ...] = (), park_s: float = 0.0, max_parked: int = 0,
+                 on_parked: Callable[[int], None] = lambda n: None,
+                 on_waited: Callable[[float], None] = lambda s: None, clock: Callable[[], float] = time.monotonic):
         super().__init__(writers, max_batch)
         self.connection = connection
         self.sql = insert_sql(returning)
+        self.unavailable, self.park_s, self.max_parked = unavailable, park_s, max_parked
+        self.on_parked, self.on_waited, self.clock = on_parked, on_waited, clock
+        self._parked: set[UUID] = set()  # orders waiting now for a writable leader
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def _unpark(self, item: NewOrder) -> bool:
+        if item.id not in self._parked:
+            return False
+        self._parked.discard(item.id)
+        self.on_parked(-1)
+        return True
+
+    def _keep(self, items: list[NewOrder], error: Exception) -> list[bool]:
+        """An order waits while the database is away, until `park_s` after it arrived, if there is room."""
+        now, kept = self.clock(), []
+        for item in items:
+            keep = isinstance(error, self.unavailable) and now - item.received < self.park_s and (
+                item.id in self._parked or len(self._parked) < self.max_parked)
+            if keep and item.id not in self._parked:
+                self._parked.add(item.id)
+                self.on_parked(1)
+            elif not keep:
+                self._unpark(item)
+            kept.append(keep)
+        return kept
+
+    def _committed(self, items: list[NewOrder]) -> None:
+        now = self.clock()
+        for item in items:
+            if self._unpark(item):
+                self.on_waited(now - item.received)
+
+    def _gone(self, items: list[NewOrder]) -> None:
+        for item in items:
+            self._unpark(item)
+
+    async def stop(self, why: BaseException | None = None) -> None:
+        await super().stop(why)
+        if self._parked:
+            self.on_parked(-len(self._parked))
+            self._parked.clear()
 
     async def _commit(self, items: list[NewOrder]) -> list[dict[str, Any] | None | BaseException]:
         try:

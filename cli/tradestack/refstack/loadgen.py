@@ -41,7 +41,10 @@ class LoadPlan:
     overnight_share: float = 0.0     # share of orders in the overnight session
     limit_share: float = 0.0         # share of limit orders (they rest at the venue)
     assets_every_s: float = 1.0      # each session views its assets this often, whatever its orders do
-    request_timeout_s: float = 2.0
+    # a trading app waits this long for an order's answer: longer than a gateway parks an order for a database
+    # leader (park_s, 8 s), so a failover costs it latency, not a retry; connecting waits connect_timeout_s
+    request_timeout_s: float = 10.0
+    connect_timeout_s: float = 1.0
     give_up_s: float = 20.0          # a client stops retrying one order after this
     max_backoff_s: float = 2.0
     seed: int | None = None
@@ -66,6 +69,7 @@ class LoadStats:
     assets_unavailable: int = 0
     assets_bad: int = 0
     served_at_once: int = 0  # acked on the first attempt within SERVED_AT_ONCE_MS
+    acked_first: int = 0  # acked on the first attempt, however long it took (a parked order is one)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     warmup: dict[str, Any] | None = None  # the warm-up's own figures (its connections opened then), if it had one
 
@@ -114,7 +118,7 @@ class LoadGenerator:
         # aiohttp rather than httpx here: the load generator must out-run the system it loads, and
         # aiohttp's client costs a fraction of the CPU per request. Each session is one app: it holds its own
         # connection (opened at its first request, kept alive) for its orders and its balance screen.
-        timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s)
+        timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s, sock_connect=plan.connect_timeout_s)
         clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S),
                                          timeout=timeout) for _ in range(plan.sessions)]
         self._stopped = asyncio.get_running_loop().create_future()
@@ -281,6 +285,7 @@ class LoadGenerator:
         if outcome == "acked":
             stats.latencies_ms.append(latency)
             stats.served_at_once += attempts == 1 and latency <= SERVED_AT_ONCE_MS
+            stats.acked_first += attempts == 1
         self._orders.append(SentOrder(client_id, account, client_order_id, body["session"], endpoints[index], first,
                                       attempts, len(tried), outcome, status, order["id"] if order else None,
                                       order["state"] if order else None, round(latency, 3), detail))

@@ -38,7 +38,7 @@ from . import protocol
 from .batching import BatchWriter
 from .breaker import CircuitBreaker, State
 from .config import RouterConfig
-from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS, UNAVAILABLE
+from .schema import NEW_ORDER_CHANNEL, RECONNECT_TIMEOUT_S, SESSION_OPTIONS, UNAVAILABLE, fast_reconnects
 from .venuelink import NotSent, SessionLost, VenueLink
 
 log = logging.getLogger("tradestack.router")
@@ -88,6 +88,7 @@ class Router:
     def __init__(self, config: RouterConfig):
         self.config = config
         self.me = config.instance
+        fast_reconnects()
         self.pool = AsyncConnectionPool(config.dsn, min_size=2, max_size=20, open=False, timeout=2,
                                         reconnect_timeout=RECONNECT_TIMEOUT_S,
                                         kwargs={"autocommit": True, "connect_timeout": 2,
