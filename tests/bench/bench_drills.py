@@ -11,9 +11,9 @@ root) and removes all of it afterwards; `--stack NAME` uses an already deployed 
 
 Run: sudo .venv/bin/python tests/bench/bench_drills.py [--repeat 5] [--stack lab] [--drills all | NAME ...]
      [--kind kubernetes]
-(about 1-2 min a run, 3 min for the kubernetes drills; the default is the database-crash and site-power-loss
-drills; with `--kind kubernetes` the stack is deployed on the kubernetes substrate and `all` means the drills of
-the catalogue's kubernetes folder)
+(about 1-2 min a run, 3 min for the kubernetes drills; the default is the database-crash drill and the power
+loss of the standby's site and of the leader's; with `--kind kubernetes` the stack is deployed on the
+kubernetes substrate and `all` means the drills of the catalogue's kubernetes folder)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tradestack.drills import engine, files, report
 from benchstack import deployed_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DRILLS = ("db-primary-crash", "site-power-loss")
+DRILLS = ("db-primary-crash", "site-power-loss", "leader-site-power-loss")
 
 
 def _figure(values: list[float | None]) -> str:
@@ -80,6 +80,12 @@ def bench(stack: str, repeat: int, drills: tuple[str, ...] = DRILLS) -> None:
               f"{_bound([f.recovery_s if f else None for f in figs])}, max_error_rate {_bound(rates)}")
         print(f"  orders per run: {[f.orders if f else None for f in figs]}; client errors: "
               f"{[f.client_errors if f else None for f in figs]}")
+        retried = [f.failed_or_retried_rate if f else None for f in figs]
+        print(f"  orders failed or retried by the client (issue 33: <= 1 %): "
+              f"{[None if r is None else f'{r:.2%}' for r in retried]}; worst "
+              f"{'n/a' if None in retried or not retried else f'{max(retried):.2%}'}")
+        p99 = [f.latency_p99_ms.get('during') if f else None for f in figs]
+        print(f"  p99 latency of orders sent during the fault (ms): {p99}")
         print(f"  acknowledged orders lost per run: {lost}; left unsettled or out of line with the venue: {unsettled}")
         print(f"  last report: {kept['html']}")
 

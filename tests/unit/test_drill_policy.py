@@ -151,3 +151,20 @@ def test_capacity_verify_must_fit_in_the_change_window_and_the_blast_radius(memo
 def test_capacity_verify_on_a_lab_needs_no_policy(memory, verify_on_memory, monkeypatch):
     monkeypatch.setattr(type(memory), "disposable", True)
     verify_on_memory.authorize("mem", yes=False, now=WED_NOON)
+
+
+def test_the_leader_sites_power_loss_is_picked_when_injected_and_reaches_every_site_that_may_lead(tmp_path):
+    """`@database-leader-site` means the power feed of the site leading the database at injection (the memory
+    stack's leader is in sz1: lab.yaml feeds sz1 from power:sz-grid-east); before that, a plan counts every site
+    with a database host, and the stack must have each of their feeds."""
+    memory = MemorySubstrate(tmp_path)
+    fault = faults.PowerLoss(kind="power-loss", group=faults.LEADER_SITE)
+    assert memory.pinned(fault).group == "power:sz-grid-east"
+    assert memory.pinned(fault).duration_s == fault.duration_s
+    drill = model.Drill(name="d", description="x", faults=[fault])
+    assert reach(drill, memory.topology, memory.hosts, "mem", memory.fault_map).sites == frozenset({"sz1", "hk1"})
+    with pytest.raises(InputError, match="power:"):  # the memory stack's fault map has no power groups
+        memory.check_fault(fault)
+    memory.fault_map.update({"power:sz-grid-east": {"links": [], "hosts": []}, "power:hk-grid": {"links": [],
+                                                                                                 "hosts": []}})
+    memory.check_fault(fault)

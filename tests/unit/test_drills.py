@@ -19,9 +19,10 @@ pytestmark = pytest.mark.unit
 
 
 # -- drill files ------------------------------------------------------------------------------------
-def test_every_catalogue_drill_validates_and_the_catalogue_has_the_ten_named_drills():
+def test_every_catalogue_drill_validates_and_the_catalogue_has_the_eleven_named_drills():
     names = set(files.catalogue())
-    assert names == {"carrier-outage", "facility-power-flash", "site-power-loss", "db-primary-crash",
+    assert names == {"carrier-outage", "facility-power-flash", "site-power-loss", "leader-site-power-loss",
+                     "db-primary-crash",
                      "gateway-host-crash", "gray-host-freeze", "carrier-blackhole", "site-partition",
                      "upstream-outage", "load-spike"}
     for name in names:
@@ -340,7 +341,7 @@ def test_history_keeps_runs_newest_first_and_reports_unknown_runs_clearly():
 def test_drill_cli_list_history_and_report(tmp_path: Path):
     runner = CliRunner()
     listed = runner.invoke(app, ["drill", "list", "--json"])
-    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 15
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)["drills"]) == 16
     needs = {d["name"]: d["substrate"] for d in json.loads(listed.stdout)["drills"]}
     assert needs["site-node-loss"] == "kubernetes" and needs["db-leader-reboot"] == "systemd hosts"
     history.record(_document())
@@ -426,7 +427,7 @@ def test_every_catalogue_drill_bounds_recovery_and_client_errors_every_folder_to
     from tradestack.drills import files
 
     every = files.every_drill()
-    assert len(every) == 15
+    assert len(every) == 16
     for name in every:
         expect = files.resolve(name).expect
         assert expect.max_recovery_s is not None and expect.max_error_rate is not None, name
@@ -443,3 +444,21 @@ def test_a_synchronous_standby_counts_only_once_it_streams():
                {"name": "c", "role": "sync_standby", "state": "streaming", "lag": 0},
                {"name": "d", "role": "replica", "state": "streaming", "lag": 0}]
     assert synchronous_standbys(members) == ["c"]
+
+
+def test_an_order_acked_on_its_one_try_however_slow_is_not_failed_or_retried_and_an_unsent_one_is():
+    """Issue 33's client figure: a parked order answered after 4 s on its first try costs latency (it is not
+    served at once) but was neither failed nor retried; a retried one, a refused one and an order planned but
+    never sent were."""
+    from tradestack.drills.clients import Report
+
+    orders = [_order(1.0), _order(5.0, latency_ms=4000), _order(5.5, attempts=2, latency_ms=300),
+              _order(6.0, outcome="refused"), _order(9.0)]
+    f = figures.compute(orders, [], Window(injected=4.0, restored=8.0, ended=10.0))
+    assert f.client_errors == 3 and f.failed_or_retried == 2 and f.failed_or_retried_rate == pytest.approx(0.4)
+    reports = [Report(t=t, sent=n, answered=n, served_at_once=n, connected=2, sessions=2)
+               for t, n in ((3.9, 1), (7.9, 4), (9.9, 5))]
+    planned = figures.compute(orders, [], Window(injected=4.0, restored=8.0, ended=10.0, start=0.0), reports,
+                              rate=1.0, sessions=2)
+    # planned at 1/s: baseline 4 (1 sent), fault 4 (3 sent), after 2 (1 sent): 5 never sent
+    assert planned.failed_or_retried == 2 + 5 and planned.failed_or_retried_rate == pytest.approx(7 / 10)

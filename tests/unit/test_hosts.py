@@ -508,3 +508,16 @@ def test_a_drills_short_host_name_means_one_host_or_none(ref, names, found):
     from tradestack.substrates.inventory import host_named
 
     assert host_named(ref, names, "st") == found
+
+
+def test_the_leader_sites_power_loss_cuts_the_feed_of_whichever_site_leads_when_it_is_injected(estate):
+    """`@database-leader-site` is picked at injection: with the leader in sz1 it is sz1's feed (its hosts crash,
+    its uplinks go dark), with the leader in hk1 it is hk1's; never both, never the witness."""
+    fault = faults.PowerLoss(kind="power-loss", group=faults.LEADER_SITE)
+    in_sz1 = plan.fault_plan(fault, estate, "/x", _resolve)
+    in_hk1 = plan.fault_plan(fault, estate, "/x", lambda ref: "hk1-orderdb-1" if ref == "@database-leader" else ref)
+    crashed_sz1 = {c.host for c in in_sz1.inject if c.host.endswith(("-1", "-2")) and "ip" != c.argv[0]}
+    crashed_hk1 = {c.host for c in in_hk1.inject if c.host.endswith(("-1", "-2")) and "ip" != c.argv[0]}
+    assert crashed_sz1 and all(h.startswith("sz1-") for h in crashed_sz1), crashed_sz1
+    assert crashed_hk1 and all(h.startswith("hk1-") for h in crashed_hk1), crashed_hk1
+    assert "sz1-orderdb-1" in crashed_sz1 and "hk1-orderdb-1" in crashed_hk1

@@ -123,8 +123,12 @@ class Figures:
     no_leader_s: float | None = None           # time without a database leader
     vip_moves: dict[str, float] | None = None  # site -> injection to new holder
     orders: int = 0
-    client_errors: int = 0                     # orders not served at once (retried, refused, failed)
+    client_errors: int = 0                     # orders not served at once (retried, refused, failed, slow)
     error_rate: float = 0.0
+    # orders a client had to try again or never got acknowledged, however long the one try took (a parked order
+    # answered after seconds is neither), and orders planned but never sent, over all orders planned or sent
+    failed_or_retried: int = 0
+    failed_or_retried_rate: float = 0.0
     latency_p99_ms: dict[str, float | None] = field(default_factory=dict)   # before / during / after
     served_by: dict[str, int] = field(default_factory=dict)                 # endpoint -> acked orders
     # site -> its cluster's reaction (not_ready_s, evicted_s, replacement_ready_s), for clusters that reacted
@@ -139,6 +143,8 @@ class Figures:
                 "no_leader_s": _r(self.no_leader_s),
                 "vip_moves_s": None if self.vip_moves is None else {k: _r(v) for k, v in self.vip_moves.items()},
                 "orders": self.orders, "client_errors": self.client_errors, "error_rate": round(self.error_rate, 4),
+                "failed_or_retried": self.failed_or_retried,
+                "failed_or_retried_rate": round(self.failed_or_retried_rate, 4),
                 "latency_p99_ms": {k: _r(v) for k, v in self.latency_p99_ms.items()}, "served_by": self.served_by,
                 "samples": self.samples, "watched": round(self.watched, 4),
                 "load": {k: v.to_dict() for k, v in self.load.items()}}
@@ -277,6 +283,9 @@ def compute(orders: list[ClientOrder], samples: list[Sample], window: Window, re
         f.load = {"baseline": phase_load(orders, reports, start, window.injected, rate, sessions),
                   "fault": phase_load(orders, reports, window.injected, window.restored, rate, sessions),
                   "after": phase_load(orders, reports, window.restored, window.ended, rate, sessions)}
+    unsent = sum(max(0, phase.planned - phase.sent) for phase in f.load.values())
+    f.failed_or_retried = sum(1 for o in orders if o.outcome != "acked" or o.attempts > 1) + unsent
+    f.failed_or_retried_rate = f.failed_or_retried / (f.orders + unsent) if f.orders + unsent else 0.0
     return f
 
 

@@ -250,6 +250,12 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
         return ([Command(host, units_signal("SIGKILL")), lan_down],
                 [lan_up, Command(host, ("systemctl", "restart", systemd.UNITS))])
 
+    if isinstance(fault, faults.PowerLoss) and fault.group == faults.LEADER_SITE:  # the leader's feed, now
+        leader = resolve("@database-leader")
+        feed = next((g for g in sorted(fmap) if g.startswith("power:") and leader in fmap[g]["hosts"]), None)
+        if feed is None:
+            raise InputError(f"no power risk group feeds {leader}, the database leader")
+        fault = fault.model_copy(update={"group": feed})
     match fault:
         case faults.LinkDown(group=g) | faults.PowerLoss(group=g):
             if g not in fmap:

@@ -22,8 +22,9 @@ from ..hostsettings import HostSettings
 from ..polling import each, until_clear
 from ..topology.addresses import site_vips
 from ..topology.model import Topology
+from ..topology.riskgroups import site_groups
 from .clusters import Clusters, SiteCluster
-from .faults import ClusterFault, Fault
+from .faults import LEADER_SITE, ClusterFault, Fault, PowerLoss
 from .inventory import Host, host_named
 from .probe import StackProbe
 
@@ -253,8 +254,26 @@ class Substrate(ABC):
                          "by a hosts file: use that one")
 
     # -- one fault, wherever it acts: the clusters take theirs, the hosts the rest ---------------------
+    def power_feed(self, site: str) -> str:
+        """The power risk group of `site` (the first `power:` group the topology gives it)."""
+        found = next((s for s in self.topology.sites if s.name == site), None)
+        feeds = [g for g in (site_groups(found) if found else []) if g.startswith("power:")]
+        if not feeds:
+            raise FaultRefused(f"site {site!r} has no power risk group in the topology (risk_groups: [power:...])")
+        return feeds[0]
+
+    def pinned(self, fault: Fault) -> Fault:
+        """The fault with its run-time picks of groups made now (LEADER_SITE: the leader's site's power feed)."""
+        if isinstance(fault, PowerLoss) and fault.group == LEADER_SITE:
+            site = self.host("@database-leader").site
+            if site is None:
+                raise SubstrateError("the database leader belongs to no site")
+            return fault.model_copy(update={"group": self.power_feed(site)})
+        return fault
+
     def actuator(self, fault: Fault) -> Actuator:
         """The fault resolved now, with its inverse; FaultRefused if this stack cannot apply it."""
+        fault = self.pinned(fault)
         if self.clusters is not None:
             resolved = self.clusters.actuator(fault)
             if resolved is not None:
@@ -266,6 +285,10 @@ class Substrate(ABC):
 
     def check_fault(self, fault: Fault) -> None:
         """Fail before anything is touched if the fault names what this stack does not have or cannot do."""
+        if isinstance(fault, PowerLoss) and fault.group == LEADER_SITE:  # whichever site leads then: each may
+            for site in sorted({h.site for h in self.of("orderdb") if h.site}):
+                self.check_fault(fault.model_copy(update={"group": self.power_feed(site)}))
+            return
         if self.clusters is not None:
             if self.clusters.check_fault(fault):
                 return
@@ -276,6 +299,12 @@ class Substrate(ABC):
 
     def dry_run(self, fault: Fault) -> list[str]:
         """What a fault and its inverse would do, step by step, where that can be listed."""
+        if isinstance(fault, PowerLoss) and fault.group == LEADER_SITE:
+            try:
+                now = self.pinned(fault)
+            except (SubstrateError, InputError) as exc:
+                return [f"{LEADER_SITE}: picked when injected; cannot pick now ({exc})"]
+            return [f"{LEADER_SITE}: picked when injected; now {now.group}", *self.dry_run(now)]
         listed = self.clusters.dry_run(fault) if self.clusters is not None else None
         return self.host_dry_run(fault) if listed is None else listed
 

@@ -72,12 +72,19 @@ class HostCrash(_Fault):
         return f"host {self.host} crashes (every process killed, LAN port down)"
 
 
+# The power feed of whichever site holds the database leader when the fault is injected (a PowerLoss group).
+LEADER_SITE = "@database-leader-site"
+
+
 class PowerLoss(_Fault):
-    """A risk group loses power: every host in it crashes and every link it carries goes down."""
+    """A risk group loses power: every host in it crashes and every link it carries goes down. The group may be
+    LEADER_SITE: the power feed of the site whose host leads the database at that moment."""
     kind: Literal["power-loss"]
     group: str
 
     def describe(self) -> str:
+        if self.group == LEADER_SITE:
+            return "power lost in the site that leads the database (its power feed): its hosts crash, its links go down"
         return f"power lost in {self.group}: its hosts crash, its links go down"
 
 
