@@ -417,3 +417,23 @@ def test_capacity_verify_through_the_cli_keeps_its_result_as_a_signed_evidence_r
     assert record.files["verify.json"] == chain.digest((folder / "verify.json").read_bytes())
     assert json.loads((folder / "verify.json").read_text())["scenarios"] == result["scenarios"]
     assert keeper.verify("mem") == (1, [])
+
+
+def test_a_leader_one_router_cannot_see_is_asked_of_the_next(memory):
+    """A router just powered back may not reach the database hosts yet: the observer asks the next live router
+    before it counts a moment without a leader (a drill counted 9 s that only its first vantage point lacked)."""
+    from tradestack.substrates.probe import StackProbe
+
+    first, second = (r.name for r in memory.live_hosts(memory.of("router"))[:2])
+    asked: list[str] = []
+
+    def http(host: str, method: str, url: str, body: object = None, timeout: float = 1.0):
+        asked.append(host)
+        return (200 if host == second and "198.18.2." in url else 503), None
+
+    memory.http = http  # type: ignore[method-assign]
+    assert StackProbe(memory).database_leader() == "mem-hk1-orderdb-1"
+    assert asked[0] == first and second in asked
+
+    memory.http = lambda host, method, url, body=None, timeout=1.0: (503, None)  # type: ignore[method-assign]
+    assert StackProbe(memory).database_leader() is None
