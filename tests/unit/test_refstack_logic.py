@@ -236,3 +236,20 @@ def test_a_router_loop_that_dies_ends_the_router_naming_it_so_its_supervisor_sta
         with pytest.raises(RuntimeError, match=r"router router-1: loop dies ended: ValueError\('boom'\)"):
             await asyncio.wait_for(router.run(stop), 10)
     asyncio.run(main())
+
+
+def test_a_client_session_notices_a_dead_server_in_seconds_but_waits_for_a_slow_answer():
+    """Keepalive after a second idle and a 3 s limit on unacknowledged data: a site gone dark is left after 3 s
+    (not the 10 s request timeout, which a parked order may need)."""
+    import socket
+
+    from tradestack.refstack.loadgen import DEAD_PEER_S, LoadPlan, app_socket
+
+    sock = app_socket((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("198.18.1.5", 8080)))
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == DEAD_PEER_S * 1000
+    finally:
+        sock.close()
+    assert DEAD_PEER_S < LoadPlan(endpoints=("http://x",)).request_timeout_s

@@ -163,6 +163,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
                                                                      else {})} for code in codes}
 
 
+READY_DB_S = 0.3  # /readyz waits this long for the database
+
+
 class DatabaseUnavailable(Exception):
     pass
 
@@ -279,14 +282,18 @@ class Gateway:
         if n > 0:
             self.metrics.parked_total.inc(n)
 
+    def away(self) -> None:
+        """The database did not answer: away since now, unless it already was."""
+        if self.db_away_since is None:
+            self.db_away_since = time.monotonic()
+
     @asynccontextmanager
     async def db(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         try:
             async with self.pool.connection() as conn:
                 yield conn
         except UNAVAILABLE as exc:
-            if self.db_away_since is None:
-                self.db_away_since = time.monotonic()
+            self.away()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) \
                 from exc
         if self.db_away_since is not None:
@@ -461,7 +468,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
         catch up) the gateway stays ready: it parks new orders until a leader accepts them."""
         checks: dict[str, Any] = {}
         try:
-            async with gw.db() as conn:
+            # answered within READY_DB_S whatever the database does: a load balancer's check gives up after a
+            # second, and a gateway whose check timed out while it parked orders was taken out of rotation
+            async with asyncio.timeout(READY_DB_S), gw.db() as conn:
                 cur = await conn.execute(
                     "SELECT count(*) FROM routers WHERE last_seen > now() - make_interval(secs => %s)",
                     (config.router_stale_s,))
@@ -472,8 +481,10 @@ def create_app(config: GatewayConfig) -> FastAPI:
             if routers == 0:
                 checks["router"] = f"no router heartbeat within {config.router_stale_s:g} s" + (
                     " (the database is just back: orders are taken meanwhile)" if ready else "")
-        except DatabaseUnavailable as exc:
-            checks["database"], ready = str(exc), gw.parking()
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            gw.away()
+            checks["database"] = str(exc) or f"no answer within {READY_DB_S:g} s"
+            ready = gw.parking()
             if ready:
                 checks["parking"] = f"new orders wait up to {config.park_s:g} s for a writable leader"
         return JSONResponse({"ready": ready, "instance": config.instance, **checks}, status_code=200 if ready else 503)

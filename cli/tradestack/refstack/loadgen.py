@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -25,8 +26,26 @@ from .ledger import SERVED_AT_ONCE_MS, AssetView, Ledger, SentOrder
 from .schema import account_name
 
 KEEPALIVE_S = 3600.0  # an app keeps its connection; the server or a proxy may still close it (it is reopened)
+# An app notices a dead server in seconds yet waits for a slow answer (an order parked through a failover, up to
+# the request timeout): TCP keepalive probes its connection once it is idle for a second (the request sent and
+# acknowledged) and data unacknowledged for DEAD_PEER_S fails it. A server that is there answers the probes
+# however long its answer takes; a site that went dark does not, and its apps move to the next endpoint after
+# DEAD_PEER_S instead of the whole request timeout.
+DEAD_PEER_S = 3
 LOGIN_S = 1.0  # every session logs in (loads its balance screen) within this of the start, then refreshes on its timer
 SYMBOLS = ("AAPL", "MSFT", "TSLA", "NVDA", "0700.HK", "9988.HK")
+
+
+def app_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A client session's socket: a dead peer noticed within DEAD_PEER_S, a slow one waited for."""
+    family, type_, proto = addr_info[:3]
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, DEAD_PEER_S - 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_PEER_S * 1000)
+    return sock
 
 
 @dataclass(frozen=True)
@@ -119,7 +138,8 @@ class LoadGenerator:
         # aiohttp's client costs a fraction of the CPU per request. Each session is one app: it holds its own
         # connection (opened at its first request, kept alive) for its orders and its balance screen.
         timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s, sock_connect=plan.connect_timeout_s)
-        clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S),
+        clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S,
+                                                                        socket_factory=app_socket),
                                          timeout=timeout) for _ in range(plan.sessions)]
         self._stopped = asyncio.get_running_loop().create_future()
         try:
