@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..substrates import Host, faults
 from ..substrates.inventory import host_named
 from ..topology.model import Topology
-from ..topology.riskgroups import risk_group_index, site_groups
+from ..topology.riskgroups import power_feed, risk_group_index
 from . import model
 from .errors import DrillRefused
 
@@ -163,12 +163,12 @@ def reach(drill: model.Drill, topology: Topology, hosts: Mapping[str, Host], sta
                     if name in hosts and hosts[name].site:
                         sites.add(str(hosts[name].site))
             case faults.PowerLoss(group=faults.LEADER_SITE):  # any site with a database host may lead then
-                for site in topology.sites:
-                    if any(x.site == site.name and x.service == "orderdb" for x in hosts.values()):
-                        for g in (g for g in site_groups(site) if g.startswith("power:")):
-                            entry = fault_map.get(g)
-                            touched_hosts.update(entry.get("hosts", []) if isinstance(entry, dict) else [])
-                            group(g)
+                for site in sorted({x.site for x in hosts.values() if x.site and x.service == "orderdb"}):
+                    feed = power_feed(topology, site)
+                    if feed is not None:
+                        entry = fault_map.get(feed)
+                        touched_hosts.update(entry.get("hosts", []) if isinstance(entry, dict) else [])
+                        group(feed)
             case faults.PowerLoss(group=g):
                 entry = fault_map.get(g)
                 touched_hosts.update(entry.get("hosts", []) if isinstance(entry, dict) else [])

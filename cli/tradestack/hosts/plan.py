@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..substrates import faults
 from ..substrates.base import FaultRefused
 from ..substrates.inventory import inventory as shared_inventory
-from ..topology.riskgroups import risk_group_index
+from ..topology.riskgroups import power_feed, risk_group_index
 from .load import Estate
 from .model import BOOT_S
 
@@ -252,7 +252,7 @@ def fault_plan(fault: faults.Fault, estate: Estate, state_root: str, resolve: An
 
     if isinstance(fault, faults.PowerLoss) and fault.group == faults.LEADER_SITE:  # the leader's feed, now
         leader = resolve("@database-leader")
-        feed = next((g for g in sorted(fmap) if g.startswith("power:") and leader in fmap[g]["hosts"]), None)
+        feed = power_feed(estate.topology, hosts[leader].site) if hosts[leader].site else None
         if feed is None:
             raise InputError(f"no power risk group feeds {leader}, the database leader")
         fault = fault.model_copy(update={"group": feed})

@@ -22,7 +22,7 @@ from ..hostsettings import HostSettings
 from ..polling import each, until_clear
 from ..topology.addresses import site_vips
 from ..topology.model import Topology
-from ..topology.riskgroups import site_groups
+from ..topology.riskgroups import power_feed
 from .clusters import Clusters, SiteCluster
 from .faults import LEADER_SITE, ClusterFault, Fault, PowerLoss
 from .inventory import Host, host_named
@@ -256,11 +256,10 @@ class Substrate(ABC):
     # -- one fault, wherever it acts: the clusters take theirs, the hosts the rest ---------------------
     def power_feed(self, site: str) -> str:
         """The power risk group of `site` (the first `power:` group the topology gives it)."""
-        found = next((s for s in self.topology.sites if s.name == site), None)
-        feeds = [g for g in (site_groups(found) if found else []) if g.startswith("power:")]
-        if not feeds:
+        feed = power_feed(self.topology, site)
+        if feed is None:
             raise FaultRefused(f"site {site!r} has no power risk group in the topology (risk_groups: [power:...])")
-        return feeds[0]
+        return feed
 
     def pinned(self, fault: Fault) -> Fault:
         """The fault with its run-time picks of groups made now (LEADER_SITE: the leader's site's power feed)."""

@@ -12,6 +12,12 @@ def site_groups(site: Site) -> list[str]:
     return _unique([f"site:{site.name}", *site.risk_groups])
 
 
+def power_feed(topology: Topology, site: str) -> str | None:
+    """The power risk group a power loss of `site` cuts: the first `power:` group the topology gives it."""
+    found = next((s for s in topology.sites if s.name == site), None)
+    return next((g for g in (site_groups(found) if found else []) if g.startswith("power:")), None)
+
+
 def uplink_groups(site: Site, index: int) -> list[str]:
     """Groups whose failure cuts one uplink of `site` (its carrier, facilities, ...)."""
     uplink = site.uplinks[index]
