@@ -259,7 +259,7 @@ def test_a_parked_order_whose_caller_went_away_is_no_longer_counted(fast_retries
 
 def test_a_pool_tries_a_lost_connection_again_within_a_blink_not_after_a_second():
     """After a failover a gateway's pool waited 1 s, then 2, then 4 between attempts (psycopg_pool's default):
-    up to 3 s with the new primary already there. Now the first retry is at 0.1 s and eight fit the timeout."""
+    up to 3 s with the new primary already there. Now it tries every 0.2 s (jitter 10 %) until it gives up."""
     from psycopg_pool.base import AttemptWithBackoff
 
     from tradestack.refstack.schema import RECONNECT_TIMEOUT_S, fast_reconnects
@@ -274,4 +274,5 @@ def test_a_pool_tries_a_lost_connection_again_within_a_blink_not_after_a_second(
             tries.append(now)
     finally:
         AttemptWithBackoff.INITIAL_DELAY, AttemptWithBackoff.DELAY_BACKOFF = before
-    assert tries[0] <= 0.11 and len(tries) >= 8, tries
+    gaps = [b - a for a, b in zip([0.0, *tries], tries)]
+    assert max(gaps) <= 0.221 and tries[-1] >= RECONNECT_TIMEOUT_S - 0.001, tries

@@ -36,3 +36,12 @@ def test_haproxy_asks_patroni_for_the_status_line_only():
     text = _render("haproxy", "haproxy.cfg.j2")
     assert "option httpchk OPTIONS /primary" in text and "GET /primary" not in text
     assert text.count("check port 8008 on-marked-down shutdown-sessions") == 2  # each database, cut when it is demoted
+
+
+def test_the_database_proxy_brings_a_new_primary_up_within_a_fifth_of_a_second():
+    """Issue 33: a down member (every standby) is checked every 200 ms and one 200 from /primary makes it the
+    one that gets connections; the gateways' load balancing keeps the defaults."""
+    text = _render("haproxy", "haproxy.cfg.j2")
+    database = text.split("listen orderdb", 1)[1].split("\nfrontend ", 1)[0]
+    assert "default-server inter 500ms downinter 200ms fall 2 rise 1" in database
+    assert text.split("listen orderdb", 1)[0].count("default-server inter 500ms fall 2 rise 2") == 1
