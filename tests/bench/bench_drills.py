@@ -86,6 +86,17 @@ def bench(stack: str, repeat: int, drills: tuple[str, ...] = DRILLS) -> None:
               f"{'n/a' if None in retried or not retried else f'{max(retried):.2%}'}")
         p99 = [f.latency_p99_ms.get('during') if f else None for f in figs]
         print(f"  p99 latency of orders sent during the fault (ms): {p99}")
+        parked = [f.parked if f else None for f in figs]
+        print(f"  orders parked by the gateways: {[p.orders if p else None for p in parked]}; their p99 wait (s, "
+              f"bucket bound): {[p.wait_p99_s if p else None for p in parked]}; mean "
+              f"{[None if p is None or p.wait_mean_s is None else round(p.wait_mean_s, 2) for p in parked]}")
+        margins = [None if f is None or f.parked is None or f.parked.wait_p99_s is None or f.no_leader_s is None
+                   else round(f.no_leader_s + 1 - f.parked.wait_p99_s, 2) for f in figs]
+        print(f"  parked p99 under time without a leader + 1 s (issue 33; >= 0 meets it): {margins}")
+        answers = [[v for v in f.first_answer_s.values() if v is not None] if f else [] for f in figs]
+        worst = [round(max(a), 3) if a else None for a in answers]
+        print(f"  fault to Patroni's promotion: {_figure([f.promoted_s if f else None for f in figs])}; promotion to "
+              f"the gateways' first database answer, worst per run: {worst}")
         print(f"  acknowledged orders lost per run: {lost}; left unsettled or out of line with the venue: {unsettled}")
         print(f"  last report: {kept['html']}")
 

@@ -446,6 +446,53 @@ def test_a_synchronous_standby_counts_only_once_it_streams():
     assert synchronous_standbys(members) == ["c"]
 
 
+def _gateway_page(parked: int, buckets: dict[str, int], total: float) -> str:
+    """A gateway's /metrics as prometheus_client writes it (cumulative buckets; `count` is the +Inf bucket)."""
+    lines = ["# HELP tradestack_gateway_orders_parked_total new orders that waited",
+             "# TYPE tradestack_gateway_orders_parked_total counter",
+             f"tradestack_gateway_orders_parked_total {parked}.0",
+             "# HELP tradestack_gateway_parked_wait_seconds how long a parked order waited",
+             "# TYPE tradestack_gateway_parked_wait_seconds histogram"]
+    lines += [f'tradestack_gateway_parked_wait_seconds_bucket{{le="{le}"}} {n}.0' for le, n in buckets.items()]
+    lines += [f"tradestack_gateway_parked_wait_seconds_count {buckets['+Inf']}.0",
+              f"tradestack_gateway_parked_wait_seconds_sum {total}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_parked_orders_and_their_wait_are_what_the_gateways_counted_during_the_drill():
+    """Issue 33's parked figure: differences of each gateway's counters between the reads before and after the
+    load; a gateway that restarted in between (its counters went down) counts from zero; one that did not answer
+    either read is named, not counted."""
+    before = {"gw-1": _gateway_page(10, {"1.0": 10, "5.0": 10, "10.0": 10, "+Inf": 10}, 5.0),
+              "gw-2": _gateway_page(50, {"1.0": 50, "5.0": 50, "10.0": 50, "+Inf": 50}, 20.0),
+              "gw-3": _gateway_page(0, {"1.0": 0, "5.0": 0, "10.0": 0, "+Inf": 0}, 0.0)}
+    after = {"gw-1": _gateway_page(110, {"1.0": 10, "5.0": 109, "10.0": 110, "+Inf": 110}, 405.0),  # +100
+             "gw-2": _gateway_page(3, {"1.0": 0, "5.0": 3, "10.0": 3, "+Inf": 3}, 9.0),  # restarted: +3
+             "gw-3": None}
+    p = figures.parking(before, after)
+    # 103 parked, 99 of them by 5 s (99 + 3 = 102 >= 0.99 x 103 = 101.97), waits summing to 400 + 9 s
+    assert (p.orders, p.wait_p99_s, p.gateways, p.unread) == (103, 5.0, 2, ("gw-3",))
+    assert p.wait_mean_s == pytest.approx(409 / 103)
+    slow = figures.parking({"g": _gateway_page(0, {"10.0": 0, "+Inf": 0}, 0.0)},
+                           {"g": _gateway_page(100, {"10.0": 98, "+Inf": 100}, 700.0)})
+    assert slow.orders == 100 and slow.wait_p99_s is None  # the 99th is above every finite bound
+    nothing = figures.parking({"g": _gateway_page(4, {"+Inf": 4}, 1.0)}, {"g": _gateway_page(4, {"+Inf": 4}, 1.0)})
+    assert (nothing.orders, nothing.wait_p99_s, nothing.wait_mean_s, nothing.gateways) == (0, None, None, 1)
+
+
+def test_each_gateways_first_database_answer_is_timed_from_the_promotion_patroni_recorded():
+    def page(back: float) -> str:
+        return ("# TYPE tradestack_gateway_database_back_timestamp_seconds gauge\n"
+                f"tradestack_gateway_database_back_timestamp_seconds {back}\n")
+
+    pages = {"gw-1": page(1000.35), "gw-2": page(999.97), "gw-3": page(0.0), "gw-4": page(900.0), "gw-5": None}
+    # gw-2 answered just before Patroni recorded the promotion; gw-3 never lost it (or restarted), gw-4 came back
+    # before this drill's injection (at 995), gw-5 did not answer
+    assert figures.first_answers(pages, 1000.0, 995.0) == {"gw-1": pytest.approx(0.35), "gw-2": pytest.approx(-0.03),
+                                                           "gw-3": None, "gw-4": None, "gw-5": None}
+    assert figures.first_answers(pages, None, 995.0) == dict.fromkeys(pages)  # no promotion in the drill
+
+
 def test_an_order_acked_on_its_one_try_however_slow_is_not_failed_or_retried_and_an_unsent_one_is():
     """Issue 33's client figure: a parked order answered after 4 s on its first try costs latency (it is not
     served at once) but was neither failed nor retried; a retried one, a refused one and an order planned but

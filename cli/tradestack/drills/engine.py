@@ -174,6 +174,8 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         clients: Clients | None = None
         load_summary: dict[str, Any] | None = None
         sessions, refresh = load_shape(drill.load, substrate.topology)
+        gateway_pages: dict[str, dict[str, str | None]] = {}  # before / after: each gateway's metrics page
+        promotions: list[tuple[float, str]] = []  # Patroni's leader changes, read after the load
 
         def wind_down() -> None:
             """After every fault is undone: the recovery window's load, the clients stopped, steady again."""
@@ -188,6 +190,8 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                 journal.marks["load_stopping"] = time.time()
                 load_summary = actions.finish_load(clients.proc, timeout=60, stop=True)
                 clients.poll()
+                gateway_pages["after"] = substrate.probe.gateway_metrics()
+                promotions.extend(substrate.probe.promotions())
             journal.marks["load_ended"] = time.time()
             observer.stopping.set()
             observer.join(timeout=10)
@@ -199,6 +203,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                 s.detail = "steady"
 
         with run_.running(wind_down):
+            gateway_pages["before"] = substrate.probe.gateway_metrics()
             with journal.step("start load"):
                 # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
                 clients = Clients(actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S,
@@ -233,8 +238,14 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                                 journal.marks.get("restored", time.time()),
                                 journal.marks.get("load_stopping", journal.marks.get("load_ended", time.time())),
                                 journal.marks.get("clients_sending"))
-        figs = (figures.compute(orders, observer.samples, window, clients.reports if clients else [], p.rate, sessions)
-                if orders else None)
+        parked = (figures.parking(gateway_pages["before"], gateway_pages["after"])
+                  if {"before", "after"} <= set(gateway_pages) else None)
+        figs = (figures.compute(orders, observer.samples, window, clients.reports if clients else [], p.rate, sessions,
+                                parked) if orders else None)
+        if figs is not None:
+            promoted = next((t for t, _ in promotions if t >= window.injected), None)
+            figs.promoted_s = None if promoted is None else promoted - window.injected
+            figs.first_answer_s = figures.first_answers(gateway_pages.get("after", {}), promoted, window.injected)
         checks = verdict_checks(drill, figs, reconciliation, journal, spike.summary if spike else None,
                                 load=load_problems(clients, load_summary, figs, window),
                                 watch=watch_problems(observer, window))

@@ -6,8 +6,11 @@ Times are seconds since the epoch; figures are seconds relative to the first inj
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..refstack.ledger import SERVED_AT_ONCE_MS as CLEAN_LATENCY_MS  # slower than this was not "served"
 from .clients import Report
@@ -113,6 +116,81 @@ def watched(samples: list[Sample], start: float, end: float, gap: float = WATCH_
     return covered / (end - start)
 
 
+PARKED = "tradestack_gateway_orders_parked"        # counter: new orders that waited for a writable leader
+PARKED_WAIT = "tradestack_gateway_parked_wait_seconds"  # histogram: how long each waited before its commit
+
+
+@dataclass(frozen=True)
+class Parking:
+    """Orders the gateways parked during a drill (no writable database leader) and how long they waited, from
+    each gateway's own metrics read before the load and after it."""
+
+    orders: int = 0
+    wait_p99_s: float | None = None   # the bucket bound holding the 99th percentile (None: nothing parked, or
+                                      # above the last finite bound)
+    wait_mean_s: float | None = None
+    gateways: int = 0                 # gateways read both before and after
+    unread: tuple[str, ...] = ()      # gateways that did not answer one of the two reads
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"orders": self.orders, "wait_p99_s": _r(self.wait_p99_s), "wait_mean_s": _r(self.wait_mean_s),
+                "gateways": self.gateways, "unread": list(self.unread)}
+
+
+def _parking_counts(text: str) -> tuple[float, dict[float, float], float, float]:
+    """(parked orders, cumulative wait buckets by bound, wait sum, wait count) from one gateway's page."""
+    parked, buckets, total, count = 0.0, {}, 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{PARKED}_total":
+                parked = sample.value
+            elif sample.name == f"{PARKED_WAIT}_bucket":
+                buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name == f"{PARKED_WAIT}_sum":
+                total = sample.value
+            elif sample.name == f"{PARKED_WAIT}_count":
+                count = sample.value
+    return parked, buckets, total, count
+
+
+def parking(before: Mapping[str, str | None], after: Mapping[str, str | None]) -> Parking:
+    """What the gateways parked between two reads of their metrics pages (gateway -> page, None: no answer). A
+    gateway whose counters went down restarted in between: what it counted since is its share."""
+    unread = tuple(sorted(g for g in set(before) | set(after) if before.get(g) is None or after.get(g) is None))
+    read = sorted(g for g in before if g not in unread)
+    orders, total, count, buckets = 0.0, 0.0, 0.0, {}
+    for gateway in read:
+        b, a = _parking_counts(before[gateway] or ""), _parking_counts(after[gateway] or "")
+        restarted = a[0] < b[0] or a[3] < b[3]
+        base = (0.0, {}, 0.0, 0.0) if restarted else b
+        orders += a[0] - base[0]
+        total += a[2] - base[2]
+        count += a[3] - base[3]
+        for bound, n in a[1].items():
+            buckets[bound] = buckets.get(bound, 0.0) + n - base[1].get(bound, 0.0)
+    p99 = None
+    if count > 0:
+        bound = next((b for b in sorted(buckets) if buckets[b] >= 0.99 * count), math.inf)
+        p99 = None if math.isinf(bound) else bound
+    return Parking(int(round(orders)), p99, total / count if count > 0 else None, len(read), unread)
+
+
+BACK = "tradestack_gateway_database_back_timestamp_seconds"  # gauge: when the database last answered again
+
+
+def first_answers(pages: Mapping[str, str | None], promoted: float | None, since: float) -> dict[str, float | None]:
+    """Per gateway: seconds from the promotion (epoch) to its first database answer after being away, from its
+    metrics page read after the drill. Patroni records a promotion once it is done, so a gateway may answer a
+    few hundredths of a second before it (a negative figure). None where it did not answer, or its last return
+    was before `since` (the injection: it never lost the database in this drill, or restarted since)."""
+    found: dict[str, float | None] = {}
+    for gateway, page in sorted(pages.items()):
+        back = next((sample.value for family in text_string_to_metric_families(page or "")
+                     for sample in family.samples if sample.name == BACK), 0.0) if page else 0.0
+        found[gateway] = back - promoted if promoted is not None and back >= since else None
+    return found
+
+
 @dataclass
 class Figures:
     """A drill's figures. Those the observer's samples cannot support (it did not watch WATCH_SHARE of the
@@ -136,6 +214,10 @@ class Figures:
     samples: int = 0                           # the observer's samples over the drill
     watched: float = 0.0                       # the share of the drill they cover (WATCH_GAP_S each)
     load: dict[str, PhaseLoad] = field(default_factory=dict)   # baseline, fault, after -> the clients' load
+    parked: Parking | None = None               # the gateways' parked orders (None: not read)
+    promoted_s: float | None = None             # injection to Patroni's record of a new leader (None: none)
+    first_answer_s: dict[str, float | None] = field(default_factory=dict)  # gateway -> promotion to its first
+                                                                           # database answer
 
     def to_dict(self) -> dict[str, Any]:
         return {**({"kubernetes": {site: {k: _r(v) for k, v in f.items()} for site, f in self.kubernetes.items()}}
@@ -147,7 +229,10 @@ class Figures:
                 "failed_or_retried_rate": round(self.failed_or_retried_rate, 4),
                 "latency_p99_ms": {k: _r(v) for k, v in self.latency_p99_ms.items()}, "served_by": self.served_by,
                 "samples": self.samples, "watched": round(self.watched, 4),
-                "load": {k: v.to_dict() for k, v in self.load.items()}}
+                "load": {k: v.to_dict() for k, v in self.load.items()},
+                "parked": None if self.parked is None else self.parked.to_dict(),
+                "promoted_s": _r(self.promoted_s),
+                "first_answer_s": {k: _r(v) for k, v in self.first_answer_s.items()}}
 
 
 def _r(value: float | None) -> float | None:
@@ -257,8 +342,8 @@ def kubernetes(samples: list[Sample], injected: float) -> dict[str, dict[str, fl
 
 
 def compute(orders: list[ClientOrder], samples: list[Sample], window: Window, reports: list[Report] | None = None,
-            rate: float = 0.0, sessions: int = 0) -> Figures:
-    f = Figures()
+            rate: float = 0.0, sessions: int = 0, parked: Parking | None = None) -> Figures:
+    f = Figures(parked=parked)
     f.orders = len(orders)
     f.client_errors = sum(1 for o in orders if not o.clean)
     f.error_rate = f.client_errors / f.orders if f.orders else 0.0

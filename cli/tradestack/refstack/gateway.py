@@ -214,8 +214,13 @@ class Metrics:
                             "leader", registry=self.registry)
         self.parked_total = Counter("tradestack_gateway_orders_parked_total", "new orders that waited for a "
                                     "writable database leader", registry=self.registry)
+        self.database_back = Gauge("tradestack_gateway_database_back_timestamp_seconds", "when the database "
+                                   "last answered again after being away (epoch seconds; 0: not since the start)",
+                                   registry=self.registry)
+        # quarter seconds up to the longest an order may be parked: the drills judge the 99th percentile against
+        # the time without a leader plus one second, and read it as the bound of its bucket
         self.parked_wait = Histogram("tradestack_gateway_parked_wait_seconds", "how long a parked order waited "
-                                     "before its commit", buckets=(.25, .5, 1, 2, 3, 4, 5, 6, 8, 10),
+                                     "before its commit", buckets=(*(k / 4 for k in range(1, 33)), 10),
                                      registry=self.registry)
 
 
@@ -298,6 +303,7 @@ class Gateway:
                 from exc
         if self.db_away_since is not None:
             self.db_away_since, self.db_back_at = None, time.monotonic()
+            self.metrics.database_back.set(time.time())
 
     def parking(self) -> bool:
         """Whether a database away now is one that new orders wait for (away for less than `park_s`)."""

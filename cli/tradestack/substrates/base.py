@@ -346,7 +346,18 @@ class Substrate(ABC):
         return [f"http://{addr}:{ports.VENUE_ADMIN}" for addr in self.outputs["upstreams"].values()]
 
     def http(self, host: str, method: str, url: str, body: Any = None, timeout: float = 1.0) -> tuple[int, Any]:
-        """One HTTP request from `host` (curl there). (0, None) if no answer."""
+        """One HTTP request from `host` (curl there), its answer read as JSON. (0, None) if no answer."""
+        import json
+
+        code, text = self.http_text(host, method, url, body, timeout)
+        try:
+            return code, json.loads(text) if text.strip() else None
+        except ValueError:
+            return code, None
+
+    def http_text(self, host: str, method: str, url: str, body: Any = None,
+                  timeout: float = 1.0) -> tuple[int, str]:
+        """One HTTP request from `host` (curl there): its status and body. (0, "") if no answer."""
         import json
 
         argv = ["curl", "-s", "-m", f"{timeout:g}", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]
@@ -354,10 +365,7 @@ class Substrate(ABC):
             argv += ["-H", "content-type: application/json", "-d", json.dumps(body)]
         done = self.run(host, argv, timeout=timeout + 5)
         text, _, code = done.stdout.rpartition("\n")
-        try:
-            return int(code or 0), json.loads(text) if text.strip() else None
-        except ValueError:
-            return int(code or 0) if code.isdigit() else 0, None
+        return (int(code) if code.isdigit() else 0), text
 
     def live_hosts(self, hosts: list[Host]) -> list[Host]:
         alive = each(hosts, lambda h: self.live(h.name))

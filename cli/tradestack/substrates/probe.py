@@ -55,6 +55,21 @@ class StackProbe:
                 return list(cluster.get("members", []))
         return []
 
+    def promotions(self) -> list[tuple[float, str]]:
+        """Patroni's record of its leader changes, oldest first: (when, epoch seconds; the new leader), as the first
+        live router's first database member that answers /history has it (empty: nobody answered)."""
+        import datetime as dt
+
+        routers = self.stack.live_hosts(self.stack.of("router"))[:1]
+        for probe in routers:
+            for db in self.stack.of("orderdb"):
+                code, history = self.stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/history",
+                                                timeout=1.0)
+                if code == 200 and isinstance(history, list):
+                    return [(dt.datetime.fromisoformat(entry[3]).timestamp(), str(entry[4])) for entry in history
+                            if isinstance(entry, list) and len(entry) >= 5]
+        return []
+
     def database_members(self) -> dict[str, str]:
         """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
         standby that does not stream yet counts as a replica (health.synchronous_standbys)."""
@@ -97,3 +112,15 @@ class StackProbe:
         return self.stack.http(gateway.name, "GET", f"http://{gateway.lan_address}:{ports.GATEWAY}/readyz",
                                timeout=timeout)
 
+    def gateway_metrics(self, timeout: float = 2.0) -> dict[str, str | None]:
+        """Each gateway host's own /metrics page (Prometheus text), asked on its host; None where it did not
+        answer."""
+        gateways = self.stack.of("gateway")
+
+        def scrape(gateway: Host) -> str | None:
+            code, text = self.stack.http_text(gateway.name, "GET",
+                                              f"http://{gateway.lan_address}:{ports.GATEWAY}/metrics", timeout=timeout)
+            return text if code == 200 else None
+
+        found = each(gateways, scrape)
+        return {g.name: found[g.name] for g in gateways}
