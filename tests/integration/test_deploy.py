@@ -243,6 +243,85 @@ def test_killing_the_database_leader_host_promotes_the_sync_standby_and_loses_no
     assert view["database"]["leader"] == standby  # the old leader rejoined as the synchronous standby
 
 
+# Runs in a router's namespace: a transaction opened straight on the database leader (not through HAProxy) before
+# it freezes, committed once the flag file exists (the standby promoted meanwhile); prints what the commit returned.
+FROZEN_WRITER = """
+import json, os, sys, time
+import psycopg
+dsn, flag, tag = sys.argv[1:4]
+conn = psycopg.connect(dsn, connect_timeout=3)
+conn.execute("INSERT INTO alerts (source, kind, detail) VALUES ('fencing-test', 'probe', %s)", (tag,))
+print("inserted", flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.05)
+began = time.time()
+try:
+    conn.commit()
+    out = {"committed": True}
+except psycopg.Error as exc:
+    out = {"committed": False, "error": f"{type(exc).__name__}: {exc}".strip()}
+print(json.dumps({**out, "waited_s": round(time.time() - began, 2)}), flush=True)
+"""
+
+
+def test_a_frozen_leader_never_commits_a_write_after_the_standby_was_promoted(deployed, tmp_path):
+    """Fencing without a watchdog: the leader is frozen (SIGSTOP, every process of its host) with a transaction
+    open on it; once the standby is promoted, the transaction is committed and the old leader woken. Its commit
+    waits for its synchronous standby, which no longer follows it, until Patroni, finding its lock gone, demotes
+    it: no client is told "committed", its Patroni never claims to be the primary again (HAProxy's check), and
+    after it rejoins (pg_rewind) the row is nowhere."""
+    stack = deployed["stack"]
+    lab = Lab(stack)
+    hosts = deployed["inventory"]
+    leader = lab.probe.database_leader()
+    assert leader is not None
+    [standby] = [h.name for h in lab.of("orderdb") if h.name != leader]
+    router = lab.probe.database_vantage().name
+    password = stack.secrets(["dbAppPassword"])["dbAppPassword"]
+    direct = (f"host={hosts[leader]['lan_address']} port=5432 user=tradestack password={password} "
+              "dbname=tradestack connect_timeout=3")
+    flag, tag = tmp_path / "commit-now", f"frozen-{time.time_ns()}"
+
+    def primary(host: str) -> str:
+        return _in(router, "curl", "-s", "-m", "0.5", "-o", "/dev/null", "-w", "%{http_code}",
+                   f"http://{hosts[host]['lan_address']}:8008/primary").stdout
+
+    writer = subprocess.Popen(["ip", "netns", "exec", router, sys.executable, "-c", FROZEN_WRITER, direct, str(flag),
+                               tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    claims: list[str] = []
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "inserted", writer.stderr.read()
+        frozen = time.monotonic()
+        actuators.freeze(leader, True)
+        try:
+            assert wait_for(lambda: primary(standby) == "200", 60, 0.2), "the standby was not promoted within 60 s"
+            promoted = time.monotonic() - frozen
+            flag.touch()  # the COMMIT waits in the frozen leader's socket
+            time.sleep(0.5)
+        finally:
+            actuators.freeze(leader, False)
+        woken = time.monotonic()
+        while time.monotonic() - woken < 8:  # what HAProxy's checks would have seen of the old leader
+            claims.append(primary(leader))
+        out, errors = writer.communicate(timeout=90)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"committed": None, "stderr": errors[-800:]}
+    print(f"\nstandby promoted {promoted:.1f} s after the leader froze; the frozen leader's commit: {result}; its "
+          f"/primary after waking: {sorted(set(claims))}")
+    assert result["committed"] is False, result
+    assert claims and "200" not in claims, claims
+    view = _wait(lambda: json.loads(CliRunner().invoke(app, ["status", "--stack", stack.name, "--json"]).stdout),
+                 lambda v: v["database"]["sync_standby"] == [leader], timeout=120)
+    assert view["database"]["leader"] == standby  # the old leader rejoined as the synchronous standby
+    count = ("import sys, psycopg\nwith psycopg.connect(sys.argv[1]) as c:\n"
+             "    print(c.execute(\"SELECT count(*) FROM alerts WHERE detail = %s\", (sys.argv[2],)).fetchone()[0])")
+    on_leader = _in(router, sys.executable, "-c", count, lab.probe.db_dsn(), tag)
+    on_old = _in(router, sys.executable, "-c", count, direct, tag)
+    assert (on_leader.stdout.strip(), on_old.stdout.strip()) == ("0", "0"), (on_leader.stderr, on_old.stderr)
+
+
 def test_killing_the_vrrp_master_moves_the_vip_within_seconds(deployed):
     stack = deployed["stack"]
     name = stack.name
