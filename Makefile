@@ -9,7 +9,7 @@ TOPOLOGY ?= infra/topologies/lab.yaml
 STACK    ?= lab
 
 .PHONY: setup setup-lab setup-kubernetes lab-venv lab-packages pulumi-cli packages machine-limits demo test \
-	test-unit bench clean help
+	test-unit bench soak clean help
 
 help:
 	@echo "make demo              set up what the lab needs, then run the main job on the lab topology"
@@ -18,6 +18,7 @@ help:
 	@echo "make setup-lab         only what the lab and the demo use (no Kubernetes toolchain)"
 	@echo "make setup-kubernetes  the Kubernetes toolchain, for stacks on the kubernetes substrate (~10 min cold)"
 	@echo "make bench             print benchmark figures"
+	@echo "make soak              30 min at the declared peak with no fault: false failovers (exit 1 on any)"
 
 # Debian programs: the lab and the trading stack; the lab's Kubernetes clusters; the tests (the audit report's
 # rendering in a headless browser).
@@ -118,6 +119,10 @@ bench: setup
 	$(BIN)/python tests/bench/bench_k8s_eviction.py
 	$(BIN)/python tests/bench/bench_machines.py
 	$(BIN)/python tests/bench/bench_make_test.py
+
+# Issue 33: the declared peak for 30 minutes with no fault on a lab of its own; exit 1 on any false failover.
+soak: setup
+	$(BIN)/python tests/bench/soak.py --minutes 30
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -70,6 +70,17 @@ class StackProbe:
                             if isinstance(entry, list) and len(entry) >= 5]
         return []
 
+    def dynamic_config(self) -> dict[str, Any]:
+        """Patroni's dynamic configuration (ttl, loop_wait, retry_timeout ...) as the first database member that
+        answers /config says it (asked from the first live router; empty: nobody answered)."""
+        for probe in self.stack.live_hosts(self.stack.of("router"))[:1]:
+            for db in self.stack.of("orderdb"):
+                code, config = self.stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/config",
+                                               timeout=1.0)
+                if code == 200 and isinstance(config, dict):
+                    return config
+        return {}
+
     def database_members(self) -> dict[str, str]:
         """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
         standby that does not stream yet counts as a replica (health.synchronous_standbys)."""
