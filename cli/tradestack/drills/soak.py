@@ -33,7 +33,8 @@ from .observer import Observer
 
 ETCD_LEADER_CHANGES = "etcd_server_leader_changes_seen_total"
 # Patroni logs one line each loop; the leader's says it holds the lock (it renewed it just before)
-RENEWAL = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: .*I am \((?P<me>[^)]+)\),? the leader with the lock")
+RENEWAL = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: "
+                     r".*I am \((?P<me>[^)]+)\),? the leader with the lock")
 STATS_SCRIPT = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
                 "s.sendall(b'show stat\\n'); print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
 
@@ -68,8 +69,9 @@ def database_downs(stats: str | None) -> int | None:
 
 def renewal_gaps(log: str, since: float, until: float, tz: dt.tzinfo = dt.timezone.utc) -> list[tuple[float, str]]:
     """(seconds since the previous renewal, who renewed) for each leader-lock renewal Patroni logged in
-    [since, until] (epoch seconds; its log's times read in `tz`). A renewal by another member than the one
-    before starts over (a leader change is counted apart)."""
+    [since, until] (epoch seconds; its log's times read in `tz`: the lab's and Debian's hosts keep UTC, and a
+    log read in the wrong zone yields no renewal, which the verdict fails). A renewal by another member than the
+    one before starts over (a leader change is counted apart)."""
     found: list[tuple[float, str]] = []
     last: tuple[float, str] | None = None
     for line in log.splitlines():
@@ -139,7 +141,8 @@ class SoakResult:
             self.checks.append({"check": check, "expected": expected, "actual": actual, "ok": bool(ok)})
 
         add("the load ran as planned", f">= {figures.LOAD_SHARE:.0%} of {self.orders_planned} orders",
-            self.orders_sent, self.orders_planned > 0 and self.orders_sent >= figures.LOAD_SHARE * self.orders_planned)
+            self.orders_sent,
+            self.orders_planned > 0 and self.orders_sent >= figures.LOAD_SHARE * self.orders_planned)
         add("the stack was watched", f">= {figures.WATCH_SHARE:.0%} of the soak", round(self.watched, 4),
             self.watched >= figures.WATCH_SHARE)
         add("database leader changes (Patroni's history)", "0", len(self.leader_changes),
@@ -151,8 +154,9 @@ class SoakResult:
         add("database members HAProxy marked down (every instance read)", "0",
             self.database_downs if not self.haproxy_unread else f"unread: {', '.join(self.haproxy_unread)}",
             self.database_downs == 0 and not self.haproxy_unread)
-        add("the leader renewed its lock within ttl (its log read)", f"< ttl {self.ttl_s} s, {self.renewals} renewals",
-            self.longest_renewal_gap_s, self.renewals > 0 and self.lock_margin_s is not None and self.lock_margin_s > 0)
+        add("the leader renewed its lock within ttl (its log read)",
+            f"< ttl {self.ttl_s} s, {self.renewals} renewals", self.longest_renewal_gap_s,
+            self.renewals > 0 and self.lock_margin_s is not None and self.lock_margin_s > 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stack": self.stack, "verdict": self.verdict, "minutes": self.minutes, "rate": self.rate,
@@ -182,9 +186,10 @@ def _etcd_counts(substrate: Substrate) -> dict[str, int | None]:
 
 
 def _haproxy_downs(substrate: Substrate) -> dict[str, int | None]:
+    """Each HAProxy's count (every router and gateway host runs one): None where it did not answer."""
     from ..polling import each
 
-    proxies = [h for h in substrate.hosts.values() if substrate.programs(h.name).get("haproxy") == "running"]
+    proxies = substrate.of("router") + substrate.of("gateway")
 
     def ask(host: Any) -> int | None:
         sock = f"{substrate.settings.state_root}/{host.name}/haproxy/admin.sock"
