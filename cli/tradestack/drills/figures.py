@@ -137,6 +137,13 @@ class Parking:
                 "gateways": self.gateways, "unread": list(self.unread)}
 
 
+def metric(page: str | None, name: str) -> float | None:
+    """The value of sample `name` on a Prometheus text page (its first, for a labelled one); None when the page
+    or the sample is missing."""
+    return next((sample.value for family in text_string_to_metric_families(page or "")
+                 for sample in family.samples if sample.name == name), None)
+
+
 def _parking_counts(text: str) -> tuple[float, dict[float, float], float, float]:
     """(parked orders, cumulative wait buckets by bound, wait sum, wait count) from one gateway's page."""
     parked, buckets, total, count = 0.0, {}, 0.0, 0.0
@@ -185,8 +192,7 @@ def first_answers(pages: Mapping[str, str | None], promoted: float | None, since
     was before `since` (the injection: it never lost the database in this drill, or restarted since)."""
     found: dict[str, float | None] = {}
     for gateway, page in sorted(pages.items()):
-        back = next((sample.value for family in text_string_to_metric_families(page or "")
-                     for sample in family.samples if sample.name == BACK), 0.0) if page else 0.0
+        back = metric(page, BACK) or 0.0
         found[gateway] = back - promoted if promoted is not None and back >= since else None
     return found
 

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from .. import ports
 from ..adapters import systemd
+from ..polling import each
 from ..substrates import Substrate
 from . import actions, figures
 from .clients import Clients
@@ -41,13 +40,8 @@ STATS_SCRIPT = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connec
 
 def etcd_leader_changes(page: str | None) -> int | None:
     """How many leader changes an etcd member has seen since it started (None: no page or no such series)."""
-    if not page:
-        return None
-    for family in text_string_to_metric_families(page):
-        for sample in family.samples:
-            if sample.name == ETCD_LEADER_CHANGES:
-                return int(sample.value)
-    return None
+    value = figures.metric(page, ETCD_LEADER_CHANGES)
+    return None if value is None else int(value)
 
 
 def database_downs(stats: str | None) -> int | None:
@@ -178,8 +172,6 @@ def _etcd_counts(substrate: Substrate) -> dict[str, int | None]:
                                          timeout=2.0)
         return etcd_leader_changes(page) if code == 200 else None
 
-    from ..polling import each
-
     members = substrate.of("consensus")
     found = each(members, ask)
     return {m.name: found[m.name] for m in members}
@@ -187,8 +179,6 @@ def _etcd_counts(substrate: Substrate) -> dict[str, int | None]:
 
 def _haproxy_downs(substrate: Substrate) -> dict[str, int | None]:
     """Each HAProxy's count (every router and gateway host runs one): None where it did not answer."""
-    from ..polling import each
-
     proxies = substrate.of("router") + substrate.of("gateway")
 
     def ask(host: Any) -> int | None:

@@ -55,31 +55,28 @@ class StackProbe:
                 return list(cluster.get("members", []))
         return []
 
-    def promotions(self) -> list[tuple[float, str]]:
-        """Patroni's record of its leader changes, oldest first: (when, epoch seconds; the new leader), as the first
-        live router's first database member that answers /history has it (empty: nobody answered)."""
-        import datetime as dt
-
-        routers = self.stack.live_hosts(self.stack.of("router"))[:1]
-        for probe in routers:
-            for db in self.stack.of("orderdb"):
-                code, history = self.stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/history",
-                                                timeout=1.0)
-                if code == 200 and isinstance(history, list):
-                    return [(dt.datetime.fromisoformat(entry[3]).timestamp(), str(entry[4])) for entry in history
-                            if isinstance(entry, list) and len(entry) >= 5]
-        return []
-
-    def dynamic_config(self) -> dict[str, Any]:
-        """Patroni's dynamic configuration (ttl, loop_wait, retry_timeout ...) as the first database member that
-        answers /config says it (asked from the first live router; empty: nobody answered)."""
+    def _patroni(self, path: str, kind: type) -> Any:
+        """Patroni's answer to GET `path` (of type `kind`) from the first database member that gives one, asked
+        from the first live router; None when nobody did."""
         for probe in self.stack.live_hosts(self.stack.of("router"))[:1]:
             for db in self.stack.of("orderdb"):
-                code, config = self.stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}/config",
-                                               timeout=1.0)
-                if code == 200 and isinstance(config, dict):
-                    return config
-        return {}
+                code, body = self.stack.http(probe.name, "GET", f"http://{db.lan_address}:{ports.PATRONI}{path}",
+                                             timeout=1.0)
+                if code == 200 and isinstance(body, kind):
+                    return body
+        return None
+
+    def promotions(self) -> list[tuple[float, str]]:
+        """Patroni's record of its leader changes, oldest first: (when, epoch seconds; the new leader) (empty:
+        nobody answered /history)."""
+        import datetime as dt
+
+        return [(dt.datetime.fromisoformat(entry[3]).timestamp(), str(entry[4]))
+                for entry in self._patroni("/history", list) or [] if isinstance(entry, list) and len(entry) >= 5]
+
+    def dynamic_config(self) -> dict[str, Any]:
+        """Patroni's dynamic configuration (ttl, loop_wait, retry_timeout ...) (empty: nobody answered /config)."""
+        return self._patroni("/config", dict) or {}
 
     def database_members(self) -> dict[str, str]:
         """Patroni's view: member -> role (leader, sync_standby, replica), from any live member; a synchronous
