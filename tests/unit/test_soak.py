@@ -56,8 +56,8 @@ def test_lock_renewal_gaps_are_between_one_leaders_consecutive_loops_within_the_
 
 def _result(**kw) -> soak.SoakResult:
     good = dict(stack="s", minutes=1, rate=10, sessions=4, started=0, ended=60, orders_planned=600, orders_sent=598,
-                watched=0.99, no_leader_s=0.0, etcd_leader_changes=0, database_downs=0, ttl_s=3, renewals=59,
-                longest_renewal_gap_s=1.2)
+                watched=0.99, no_leader_s=0.0, history_read=True, etcd_leader_changes=0, database_downs=0, ttl_s=3,
+                renewals=59, longest_renewal_gap_s=1.2)
     return soak.SoakResult(**{**good, **kw})
 
 
@@ -70,7 +70,8 @@ def test_the_soak_passes_only_with_load_watched_every_part_read_and_nothing_fail
                "haproxy down": dict(database_downs=2), "haproxy unread": dict(haproxy_unread=["gw-1"]),
                "no load": dict(orders_sent=100), "nothing planned": dict(orders_planned=0, orders_sent=0),
                "not watched": dict(watched=0.5), "no renewal read": dict(renewals=0, longest_renewal_gap_s=None),
-               "lock nearly lost": dict(longest_renewal_gap_s=3.2), "no samples": dict(no_leader_s=None)}
+               "lock nearly lost": dict(longest_renewal_gap_s=3.2), "no samples": dict(no_leader_s=None),
+               "history unread": dict(history_read=False)}
     for why, change in failing.items():
         r = _result(**change)
         r.judge()

@@ -191,7 +191,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                 load_summary = actions.finish_load(clients.proc, timeout=60, stop=True)
                 clients.poll()
                 gateway_pages["after"] = substrate.probe.gateway_metrics()
-                promotions.extend(substrate.probe.promotions())
+                promotions.extend(substrate.probe.promotions() or [])  # unread: no promotion seen
             journal.marks["load_ended"] = time.time()
             observer.stopping.set()
             observer.join(timeout=10)

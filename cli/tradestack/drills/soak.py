@@ -109,6 +109,7 @@ class SoakResult:
     watched: float = 0.0
     no_leader_s: float | None = None
     leader_changes: list[tuple[float, str]] = field(default_factory=list)   # Patroni's, during the soak
+    history_read: bool = False                  # whether Patroni's /history answered after the soak
     etcd_leader_changes: int | None = None
     etcd_unread: list[str] = field(default_factory=list)
     database_downs: int | None = None
@@ -139,8 +140,8 @@ class SoakResult:
             self.orders_planned > 0 and self.orders_sent >= figures.LOAD_SHARE * self.orders_planned)
         add("the stack was watched", f">= {figures.WATCH_SHARE:.0%} of the soak", round(self.watched, 4),
             self.watched >= figures.WATCH_SHARE)
-        add("database leader changes (Patroni's history)", "0", len(self.leader_changes),
-            not self.leader_changes)
+        add("database leader changes (Patroni's history read)", "0",
+            len(self.leader_changes) if self.history_read else "unread", self.history_read and not self.leader_changes)
         add("time without a database leader (s)", "0", self.no_leader_s, self.no_leader_s == 0)
         add("etcd leader changes (every member read)", "0",
             self.etcd_leader_changes if not self.etcd_unread else f"unread: {', '.join(self.etcd_unread)}",
@@ -158,6 +159,7 @@ class SoakResult:
                 "orders": {"planned": self.orders_planned, "sent": self.orders_sent},
                 "samples": self.samples, "watched": round(self.watched, 4), "no_leader_s": self.no_leader_s,
                 "leader_changes": [{"at": t, "new_leader": who} for t, who in self.leader_changes],
+                "history_read": self.history_read,
                 "etcd_leader_changes": self.etcd_leader_changes, "etcd_unread": self.etcd_unread,
                 "database_downs": self.database_downs, "haproxy_unread": self.haproxy_unread,
                 "patroni": {"ttl_s": self.ttl_s, "loop_wait_s": self.loop_wait_s, "renewals": self.renewals,
@@ -242,7 +244,9 @@ def run(substrate: Substrate, minutes: float, ledger: Path, progress: Any = None
     result.samples = len(observer.samples)
     result.watched = figures.watched(observer.samples, result.started, result.ended)
     result.no_leader_s = figures.no_leader(observer.samples) if observer.samples else None
-    result.leader_changes = [(t, who) for t, who in substrate.probe.promotions() if t >= result.started]
+    history = substrate.probe.promotions()
+    result.history_read = history is not None
+    result.leader_changes = [(t, who) for t, who in history or [] if t >= result.started]
     result.etcd_leader_changes, result.etcd_unread = _delta(etcd_before, _etcd_counts(substrate))
     result.database_downs, result.haproxy_unread = _delta(haproxy_before, _haproxy_downs(substrate))
     gaps = [g for db in substrate.of("orderdb")

@@ -66,13 +66,16 @@ class StackProbe:
                     return body
         return None
 
-    def promotions(self) -> list[tuple[float, str]]:
-        """Patroni's record of its leader changes, oldest first: (when, epoch seconds; the new leader) (empty:
-        nobody answered /history)."""
+    def promotions(self) -> list[tuple[float, str]] | None:
+        """Patroni's record of its leader changes, oldest first: (when, epoch seconds; the new leader); None when
+        nobody answered /history (not the same as no change)."""
         import datetime as dt
 
+        history = self._patroni("/history", list)
+        if history is None:
+            return None
         return [(dt.datetime.fromisoformat(entry[3]).timestamp(), str(entry[4]))
-                for entry in self._patroni("/history", list) or [] if isinstance(entry, list) and len(entry) >= 5]
+                for entry in history if isinstance(entry, list) and len(entry) >= 5]
 
     def dynamic_config(self) -> dict[str, Any]:
         """Patroni's dynamic configuration (ttl, loop_wait, retry_timeout ...) (empty: nobody answered /config)."""
