@@ -21,6 +21,7 @@ from tradestack.hostsettings import HostSettings
 from tradestack.lab import cluster as labcluster
 from tradestack.polling import wait_for
 
+from .cni import not_others, pod_namespaces
 from .conftest import RUN, STACK, TIMED, remove_host_settings, with_short_windows
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(1800)]
@@ -87,7 +88,7 @@ def k8s(lab_home: Path, tmp_path_factory: pytest.TempPathFactory):
     topology = tmp_path_factory.mktemp("k8s-substrate") / "k8s-substrate.yaml"
     topology.write_text(TOPOLOGY)
     name = _name()
-    before = {"cni_cache": set(labcluster.CNI_CACHE.glob("*")), "pod_namespaces": _pod_namespaces(),
+    before = {"cni_cache": set(labcluster.CNI_CACHE.glob("*")), "pod_namespaces": pod_namespaces(),
               "machine_tmp": _kubeconfigs_in_tmp()}
     try:
         rc, up = _tool("stack", "up", "--stack", name, "--substrate", "kubernetes", "--topology", str(topology),
@@ -114,11 +115,6 @@ def k8s(lab_home: Path, tmp_path_factory: pytest.TempPathFactory):
 def _kubeconfigs_in_tmp() -> set[Path]:
     """Kubeconfigs in the machine's temporary directory (the kubernetes provider writes one per use)."""
     return set(Path(tempfile.gettempdir()).glob("kubeconfig*"))
-
-
-def _pod_namespaces() -> set[str]:
-    """The CRI's per-pod network namespaces on this machine."""
-    return {n.split()[0] for n in run(["ip", "netns", "list"]).stdout.splitlines() if n.startswith("cni-")}
 
 
 def _vip_get(stack, site: str, path: str) -> tuple[int, dict | None]:
@@ -340,10 +336,11 @@ def test_a_killed_node_component_is_drift_that_refresh_shows_and_up_repairs(k8s)
 def test_destroy_removes_the_workloads_the_clusters_and_the_hosts(k8s):
     rc, gone = _tool("stack", "destroy", "--stack", k8s["name"], "--yes")
     assert rc == 0 and gone["leftovers"] == [], gone
-    # nothing of the clusters' pods is left machine-wide: libcni's result cache, the CRI's pod namespaces (judged as
-    # nothing new: test_lab_cluster.py's cluster in the other worker may add and remove its own meanwhile)
-    assert set(labcluster.CNI_CACHE.glob("*")) - k8s["cni_cache"] == set()
-    assert _pod_namespaces() - k8s["pod_namespaces"] == set()
+    # nothing of the clusters' pods is left machine-wide: libcni's result cache (judged as nothing new but what
+    # belongs to another cluster's network: test_lab_cluster.py's, in the other worker, may be adding its own), and
+    # no pod namespace in /run/netns (each node keeps its pods' under its own state)
+    assert not_others(set(labcluster.CNI_CACHE.glob("*")) - k8s["cni_cache"], f"{k8s['name']}-") == set()
+    assert pod_namespaces() - k8s["pod_namespaces"] == set()
     assert _kubeconfigs_in_tmp() == k8s["machine_tmp"]   # the provider's temporary files stayed in Pulumi's own
     from tradestack.kubernetes.stack import WorkloadStack
 

@@ -4,7 +4,6 @@ Clusters as a lab stack brings them up, two nodes per site, are proven in test_k
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from tradestack.builds.images import ImageSpec, build
 from tradestack.lab import cluster as labcluster
 from tradestack.polling import wait_for
 
+from .cni import not_others, pod_namespaces
 from .conftest import RUN
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(420)]
@@ -23,30 +23,13 @@ MGMT_ROOT, MGMT_NODE = "198.19.120.0", "198.19.120.1"  # outside every lab stack
 NODE_IP, LAN_GATEWAY = "198.19.121.10", "198.19.121.1"
 
 
-def _pod_namespaces() -> set[str]:
-    """The CRI's per-pod network namespaces on this machine."""
-    return {n.split()[0] for n in run(["ip", "netns", "list"]).stdout.splitlines() if n.startswith("cni-")}
-
-
-CACHED = re.compile(r"^(?P<network>.+)-(?P<sandbox>[0-9a-f]{64})-(?P<interface>[^-]+)$")
-
-
-def _not_others(cached: set[Path], ours: str) -> set[Path]:
-    """The cache entries that no other cluster's network owns: libcni keeps one file per sandbox and network
-    (`<network>-<sandbox>-<interface>`), the loopback's among them; a sandbox is another's when any of its entries
-    names a network that is neither ours nor the loopback."""
-    others = {m["sandbox"] for p in cached if (m := CACHED.match(p.name))
-              and m["network"] not in (ours, "cni-loopback")}
-    return {p for p in cached if not ((m := CACHED.match(p.name)) and m["sandbox"] in others)}
-
-
 def test_cache_entries_of_another_clusters_sandboxes_are_not_ours():
     sandbox, other = "a" * 64, "b" * 64
     cached = {Path(f"/c/kad1-hk1-pods-{other}-eth0"), Path(f"/c/cni-loopback-{other}-lo"),
               Path(f"/c/tsk1-pods-{sandbox}-eth0"), Path(f"/c/cni-loopback-{sandbox}-lo"), Path("/c/stray")}
-    assert _not_others(cached, "tsk1-pods") == {Path(f"/c/tsk1-pods-{sandbox}-eth0"),
-                                                Path(f"/c/cni-loopback-{sandbox}-lo"), Path("/c/stray")}
-    assert _not_others({Path(f"/c/cni-loopback-{sandbox}-lo")}, "tsk1-pods") == {Path(f"/c/cni-loopback-{sandbox}-lo")}
+    assert not_others(cached, "tsk1-pods") == {Path(f"/c/tsk1-pods-{sandbox}-eth0"),
+                                               Path(f"/c/cni-loopback-{sandbox}-lo"), Path("/c/stray")}
+    assert not_others({Path(f"/c/cni-loopback-{sandbox}-lo")}, "tsk1-pods") == {Path(f"/c/cni-loopback-{sandbox}-lo")}
 
 
 def _ok(argv: list[str]) -> None:
@@ -90,7 +73,7 @@ def _web_image(tmp_path: Path) -> str:
 
 
 def test_a_cluster_in_a_namespace_runs_pods_that_serve_and_stops_clean(site: labcluster.ClusterSpec, tmp_path: Path):
-    cni_cache, pod_namespaces = set(labcluster.CNI_CACHE.glob("*")), _pod_namespaces()
+    cni_cache, pod_namespaces_before = set(labcluster.CNI_CACHE.glob("*")), pod_namespaces()
     kubeconfig = labcluster.start(site, [Path(_web_image(tmp_path))])
     with Cluster(kubeconfig, site.name) as api:
         assert wait_for(lambda: any(n.ready for n in api.nodes()), 120, 1.0), api.nodes()
@@ -113,6 +96,9 @@ def test_a_cluster_in_a_namespace_runs_pods_that_serve_and_stops_clean(site: lab
         pods = api.pods("default", "app=web")
         service = api.service_ip("default", "web")
     assert all(p.ip and p.ip.startswith("198.19.122.") for p in pods), pods
+    # each pod's network namespace under the node's own state, none in the machine-wide /run/netns
+    assert len(list(site.nodes[0].pod_netns_dir.glob("cni-*"))) == 2, list(site.nodes[0].pod_netns_dir.glob("*"))
+    assert pod_namespaces() - pod_namespaces_before == set()
 
     def fetch(url: str) -> str:
         return run(["nsenter", f"--net=/run/netns/{site.netns}", "curl", "-s", "--max-time", "2", url]).stdout
@@ -125,8 +111,8 @@ def test_a_cluster_in_a_namespace_runs_pods_that_serve_and_stops_clean(site: lab
 
     assert labcluster.stop(site) == []
     assert run(["ps", "-o", "pid=", "-C", "busybox"]).stdout.strip() == ""
-    # nothing of ours left in libcni's shared cache or among the pods' namespaces (another worker's cluster may be
-    # adding and removing its own meanwhile: judged as nothing new but what belongs to another cluster's network)
-    assert _not_others(set(labcluster.CNI_CACHE.glob("*")) - cni_cache, f"{site.name}-pods") == set()
-    assert _pod_namespaces() - pod_namespaces == set()
+    # nothing of ours left in libcni's shared cache (another worker's cluster may be adding and removing its own
+    # meanwhile: judged as nothing new but what belongs to another cluster's network), nor in /run/netns
+    assert not_others(set(labcluster.CNI_CACHE.glob("*")) - cni_cache, f"{site.name}-pods") == set()
+    assert pod_namespaces() - pod_namespaces_before == set()
     assert not site.run_dir.exists()

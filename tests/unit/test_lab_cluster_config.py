@@ -48,6 +48,10 @@ def test_containerd_keeps_to_the_cluster_and_never_raises_oom_scores(tmp_path: P
     assert "restrict_oom_score_adj = true" in text and "SystemdCgroup = false" in text
     assert f'address = "{spec.cri_socket}"' in text and f'address = "{spec.cri_socket}.ttrpc"' in text
     assert f'conf_dir = "{spec.directory / "cni" / "net.d"}"' in text
+    # pods' network namespaces under the node's state (containerd 1.6 puts them at <state>/<cri plugin>/netns)
+    assert "netns_mounts_under_state_dir = true" in text
+    assert f'state = "{spec.run_dir / "containerd"}"' in text
+    assert spec.nodes[0].pod_netns_dir == spec.run_dir / "containerd" / "io.containerd.grpc.v1.cri" / "netns"
 
 
 def test_pods_are_routed_from_the_site_range_with_ipam_of_their_own(tmp_path: Path):

@@ -4,8 +4,8 @@ scheduler, containerd (runc, CNI bridge), kubelet and kube-proxy (nftables), the
 Every program is started with `nsenter --net` (not `ip netns exec`, which also makes a mount namespace and
 remounts /sys, hiding the cgroup mounts from the kubelet and containerd). Each cluster keeps everything under
 its own directory: etcd data, containerd root, state and sockets, CNI configuration and IPAM data, kubelet
-root, pod logs, certificates. What containerd and CNI keep machine-wide (/run/containerd/runc/k8s.io, the
-CNI result cache) is keyed by container id and removed with the cluster.
+root, pod logs, certificates, the pods' network namespaces. What containerd and CNI keep machine-wide
+(/run/containerd/runc/k8s.io, the CNI result cache) is keyed by container id and removed with the cluster.
 
 What this machine needs and why (probed; see README "Kubernetes in the lab"): cgroups are hybrid v1, so the
 kubelet is v1.34 (the last to run on v1 unprompted) with the cgroupfs driver and no per-QoS cgroups; root
@@ -72,6 +72,13 @@ class NodeRuntime:
     @property
     def cri_socket(self) -> Path:
         return self.run_dir / "containerd.sock"
+
+    @property
+    def pod_netns_dir(self) -> Path:
+        """Where the CRI mounts its pods' network namespaces: under the node's own state, never the machine-wide
+        /run/netns (containerd's `netns_mounts_under_state_dir`), so they go with the node and no other cluster on
+        the machine sees them."""
+        return self.run_dir / "containerd" / "io.containerd.grpc.v1.cri" / "netns"
 
     def component(self, name: str) -> str:
         """A component's name in the cluster: `kubelet` on the first node, `kubelet@w1` on a worker."""
@@ -206,6 +213,7 @@ disabled_plugins = [{disabled}]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   disable_apparmor = true
+  netns_mounts_under_state_dir = true
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -520,11 +528,8 @@ def stop(spec: ClusterSpec) -> list[str]:
         if running(spec, node.component("containerd")) and node.cri_socket.exists():
             ctr = [_need("ctr"), "-a", str(node.cri_socket), "-n", "k8s.io"]
             mine = run([*ctr, "containers", "ls", "-q"]).stdout.split()
-            sandboxes = _pod_netns(ctr, mine)
             for task in run([*ctr, "tasks", "ls", "-q"]).stdout.split():  # `rm -f` kills the task first
                 run([*ctr, "tasks", "rm", "-f", task])
-            for netns in sandboxes:  # the CRI makes one per pod (/run/netns/cni-...); only the kubelet removes them
-                run(["ip", "netns", "delete", netns.name])
             containers += mine
     for node in spec.nodes:
         if pid := running(spec, node.component("containerd")):
@@ -539,6 +544,7 @@ def stop(spec: ClusterSpec) -> list[str]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # the pods' network namespaces (each node's pod_netns_dir) are among these: only the kubelet removes them
     for mount in sorted(_mounts(spec), key=len, reverse=True):
         run(["umount", "-l", mount])
     # libcni's machine-wide result cache: one file per sandbox and network (ours, and the loopback's)
@@ -549,20 +555,6 @@ def stop(spec: ClusterSpec) -> list[str]:
     if not left:
         shutil.rmtree(spec.run_dir, ignore_errors=True)
     return left
-
-
-def _pod_netns(ctr: list[str], containers: list[str]) -> list[Path]:
-    """The network namespaces of these containers' pods (as their OCI specs name them)."""
-    found: list[Path] = []
-    for container in containers:
-        info = run([*ctr, "containers", "info", container])
-        try:
-            spaces = json.loads(info.stdout)["Spec"]["linux"]["namespaces"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        found += [Path(s["path"]) for s in spaces if s.get("type") == "network" and s.get("path", "").startswith(
-            ("/var/run/netns/cni-", "/run/netns/cni-"))]
-    return sorted(set(found))
 
 
 def _mounts(spec: ClusterSpec) -> list[str]:
