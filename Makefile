@@ -23,7 +23,8 @@ help:
 # Debian programs: the lab and the trading stack; the lab's Kubernetes clusters; the tests (the audit report's
 # rendering in a headless browser).
 LAB_PACKAGES := iproute2 nftables bird2 openssh-server openssh-client procps postgresql etcd-server etcd-client \
-                patroni python3-etcd haproxy keepalived supervisor python3-venv curl
+                patroni python3-etcd haproxy keepalived supervisor python3-venv curl \
+                prometheus prometheus-alertmanager
 CLUSTER_PACKAGES := containerd runc containernetworking-plugins busybox-static gcc libc6-dev
 TEST_PACKAGES := chromium poppler-utils
 # booted Debian machines in the lab (lab/machines.py): the base image's builder, the container manager, and the
@@ -111,6 +112,7 @@ test-unit: setup
 # Every figure of the README's benchmark table; each lab benchmark deploys a lab of its own (about 60 min).
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tests/bench/bench_capacity.py
+	$(BIN)/python tests/bench/bench_peak.py
 	$(BIN)/python tests/bench/bench_lab.py
 	$(BIN)/python tests/bench/bench_refstack.py
 	$(BIN)/python tests/bench/bench_deploy.py

@@ -30,6 +30,10 @@ ELSEWHERE = {
     "tradestack drill report RUN": "needs a drill run's id (tests/integration/test_drills.py)",
     "tradestack capacity check infra/topologies/lab.yaml --measured measured.yaml":
         "reads what `capacity verify --write-measured` wrote on a lab (tests/integration/test_drills.py)",
+    "tradestack capacity peak --prometheus": "needs the estate's Prometheus (tests/integration/"
+                                             "test_observed_peak.py runs it against one holding a known history)",
+    "tradestack capacity check infra/topologies/lab.yaml --observed peak.yaml":
+        "reads what `capacity peak --write` wrote (tests/integration/test_observed_peak.py)",
     "cd reports/audit": "reads an audit's reports (tests/integration/test_audit.py checks the manifest)",
     "ssh-keygen -Y verify": "an auditor's check of an evidence record with OpenSSH alone "
                             "(tests/integration/test_evidence.py runs it on the session lab's records)",

@@ -8,7 +8,7 @@ depth-2 scenarios of a 100-site topology take about a second.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,14 +39,15 @@ class _Compiled:
     require_cols: list[list[int]]
 
 
-def check_capacity(topology: Topology, depth: int = 1,
-                   scenarios: Sequence[Sequence[str]] | None = None) -> CapacityReport:
+def check_capacity(topology: Topology, depth: int = 1, scenarios: Sequence[Sequence[str]] | None = None,
+                   required: Mapping[str, float] | None = None) -> CapacityReport:
     """Check the intact topology and every combination of up to `depth` failed risk groups.
 
     With `scenarios`, check exactly those sets of failed groups instead (plus the intact topology).
+    With `required`, a metric's requirement is that figure instead of peak x headroom (an observed peak).
     SPOFs are always derived from the single-group scenarios.
     """
-    c = _compile(topology)
+    c = _compile(topology, required or {})
     g = len(c.groups)
     singles = enumerate_scenarios(g, 1)
     if scenarios is None:
@@ -80,7 +81,7 @@ def _spofs(c: _Compiled, singles: np.ndarray) -> list[str]:
     return sorted(c.groups[i] for i in np.flatnonzero(fails_alone))
 
 
-def _compile(t: Topology) -> _Compiled:
+def _compile(t: Topology, required: Mapping[str, float]) -> _Compiled:
     index = risk_group_index(t)
     groups = index.groups
     gi = {name: i for i, name in enumerate(groups)}
@@ -115,7 +116,7 @@ def _compile(t: Topology) -> _Compiled:
         primary.append(p)
         specs.append(ServiceSpec(
             name=svc.name, kind=svc.kind, instances=svc.instances, capacity=dict(svc.capacity),
-            required={m: t.required(m) for m in svc.capacity},
+            required={m: required.get(m, t.required(m)) for m in svc.capacity},
             primary_site=t.sites[p].name if p is not None else None,
             upstreams=list(svc.upstreams), requires=list(svc.requires)))
     return _Compiled(

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..capacity import CapacityReport, check_capacity
 from ..capacity.measured import Comparison, compare, load_measured
+from ..capacity.observed import ObservedRow, judge_observed, load_peak, required_with
 from ..errors import InputError
 from ..exitcodes import ExitCode
 from ..topology import load_topology
@@ -38,6 +39,10 @@ def check(
                                          help="Also compare each service's declared per-instance capacity with "
                                               "what `capacity verify --write-measured` measured; declaring more "
                                               "than was measured fails."),
+    observed: Path | None = typer.Option(None, "--observed", metavar="FILE",
+                                         help="Also require every failure scenario to keep the peak clients were "
+                                              "observed to reach (a peak file from `capacity peak --write`) x "
+                                              "the topology's observed_multiple."),
     live: bool = typer.Option(False, "--live", help="Judge what the stack's Kubernetes clusters run now: ready "
                                                    "replicas instead of declared placement, and each replica's CPU "
                                                    "request against its declared capacity (needs --stack)."),
@@ -59,12 +64,16 @@ def check(
 
       [bold]tradestack capacity check infra/topologies/lab.yaml --measured measured.yaml[/]
 
+      [bold]tradestack capacity check infra/topologies/lab.yaml --observed peak.yaml[/]  (observed x multiple)
+
       [bold]tradestack capacity check --live --stack prod[/]  (what the site clusters run now)
 
     Exit 0 when every scenario passes, 1 when any fails, 2 for unusable input.
     """
     want_json(ctx, json)
     if live:
+        if observed is not None:
+            raise InputError("--observed applies to a topology's declared placement, not to --live")
         _check_live(file, stack, depth, failing_only, max_rows, json)
     if file is None:
         raise InputError("give a topology file (or --live --stack NAME)")
@@ -72,19 +81,29 @@ def check(
         raise InputError("--stack is for --live")
     topology = load_topology(file)
     scenarios = [[g.strip() for g in item.split(",") if g.strip()] for item in fail] or None
-    report = check_capacity(topology, depth, scenarios=scenarios)
+    peak = load_peak(observed) if observed else None
+    report = check_capacity(topology, depth, scenarios=scenarios,
+                            required=required_with(topology, peak) if peak else None)
     rows = compare(topology, load_measured(measured)) if measured else None
-    ok = report.ok and all(r.ok for r in rows or [])
+    seen = judge_observed(topology, peak, report) if peak else None
+    ok = report.ok and all(r.ok for r in rows or []) and all(r.ok for r in seen or [])
     if json:
-        doc = report.to_dict(failing_only=failing_only)
+        doc = {**report.to_dict(failing_only=failing_only), "ok": ok}
         if rows is not None:
-            doc = {**doc, "ok": ok, "measured": {"file": str(measured), "ok": all(r.ok for r in rows),
-                                                 "services": [asdict(r) for r in rows]}}
+            doc["measured"] = {"file": str(measured), "ok": all(r.ok for r in rows),
+                               "services": [asdict(r) for r in rows]}
+        if peak is not None and seen is not None:
+            doc["observed"] = {"file": str(observed), "source": peak.source, "multiple": topology.observed_multiple,
+                               "window": {"from": peak.window_from.isoformat(), "to": peak.window_to.isoformat()},
+                               "ok": all(r.ok for r in seen),
+                               "metrics": [{**asdict(r), "at": r.at.isoformat()} for r in seen]}
         print_json(doc)
     else:
         _render(report, max_rows)
         if rows is not None:
             _render_measured(rows, measured)
+        if peak is not None and seen is not None:
+            _render_observed(seen, observed, topology.observed_multiple)
     raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
 
 
@@ -116,6 +135,71 @@ def _check_live(file: Path | None, stack: str | None, depth: int, failing_only: 
         for p in result.problems:
             out.print(f"[bold red]FAIL[/] {escape(p.message)}", highlight=False)
     raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FAILED)
+
+
+def _render_observed(rows: list[ObservedRow], path: Path | None, multiple: float) -> None:
+    table = Table("metric", "observed peak", "at", "x multiple", "declared peak x headroom", "least kept", "",
+                  title=f"surviving capacity vs the observed peak ({path})", title_justify="left")
+    for r in rows:
+        table.add_row(r.metric, f"{r.observed:g}", f"{r.at:%Y-%m-%d %H:%M:%S}", f"{r.needed:g}",
+                      "-" if r.declared_required is None else f"{r.declared_required:g}",
+                      "-" if r.worst_available is None else f"{r.worst_available:g} ({r.worst_service})",
+                      "[green]ok[/]" if r.ok else f"[red]FAIL[/] {escape(r.detail)}")
+    out.print(table)
+    bad = [r for r in rows if not r.ok]
+    out.print(f"[bold green]PASS[/]: every scenario keeps the observed peak x {multiple:g}" if not bad else
+              f"[bold red]FAIL[/]: {len(bad)} metric(s) below the observed peak x {multiple:g} in some scenario: "
+              + "; ".join(escape(r.detail) for r in bad), highlight=False)
+
+
+@app.command()
+def peak(
+    ctx: typer.Context,
+    prometheus: str = typer.Option(..., "--prometheus", metavar="URL",
+                                   help="The estate's Prometheus (its recording rules: infra/monitoring/rules)."),
+    window: str = typer.Option("30d", "--window", help="How far back to look: 30d, 12h, 2w ..."),
+    write: Path | None = typer.Option(None, "--write", metavar="FILE",
+                                      help="Write what was found as a peak file, for `capacity check --observed`."),
+    json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """The peak clients were observed to reach: the most orders/s and concurrent sessions over the window (the
+    stack's client totals; drills, `capacity verify` and other traffic of the toolkit's own are left out), when
+    each happened, and the span the data covers.
+
+    Exit 0 with both figures found over the whole window; 1 when a figure has no data or the data covers less
+    than the window (Prometheus keeps 15 days unless told otherwise); the file is written either way.
+
+    Example: [bold]tradestack capacity peak --prometheus http://198.18.1.20:9090 --window 30d --write peak.yaml[/]
+    """
+    import time
+
+    from ..adapters.prometheus import Prometheus
+    from ..capacity.observed import dump_peak, find_peak, parse_window
+
+    want_json(ctx, json)
+    seconds = parse_window(window)
+    found = find_peak(Prometheus(prometheus), prometheus, seconds, time.time())
+    if write is not None:
+        write.parent.mkdir(parents=True, exist_ok=True)
+        write.write_text(dump_peak(found))
+    problems = found.problems()
+    if json:
+        print_json({"ok": found.ok, **found.model_dump(mode="json"), "covered_s": found.covered_s,
+                    "problems": problems, **({"file": str(write)} if write else {})})
+    else:
+        table = Table("metric", "peak", "at (UTC)", "series", title=f"observed peak over {window} ({prometheus})",
+                      title_justify="left")
+        for metric, figure in found.figures.items():
+            table.add_row(metric, f"{figure.value:g}", f"{figure.at:%Y-%m-%d %H:%M:%S}", figure.series)
+        out.print(table)
+        if found.covered_from is not None:
+            out.print(f"data from {found.covered_from:%Y-%m-%d %H:%M:%S} to {found.covered_to:%Y-%m-%d %H:%M:%S} "
+                      f"UTC", highlight=False)
+        for problem in problems:
+            out.print(f"[bold red]FAIL[/] {escape(problem)}", highlight=False)
+        if write is not None:
+            out.print(f"written to {write}", highlight=False)
+    raise typer.Exit(ExitCode.OK if found.ok else ExitCode.FAILED)
 
 
 def _render_measured(rows: list[Comparison], path: Path | None) -> None:

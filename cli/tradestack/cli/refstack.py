@@ -137,6 +137,10 @@ def load(ctx: typer.Context,
                                             help="Each session refreshes its balance screen this often, in "
                                                  "seconds (0: never)."),
          ledger: Path = typer.Option(Path("ledger.sqlite"), "--ledger", help="SQLite ledger to write."),
+         as_clients: bool = typer.Option(False, "--as-clients",
+                                         help="Send the orders as clients do, without the toolkit's origin header: "
+                                              "the load then counts in the stack's observed peak (`capacity "
+                                              "peak`). For standing in for real clients only."),
          json: bool = JsonOpt) -> None:
     """Drive orders through the gateways like broker apps do; record every order in a ledger.
 
@@ -159,7 +163,9 @@ def load(ctx: typer.Context,
         raise typer.BadParameter(f"not an http(s) URL: {', '.join(bad)}", param_hint="--endpoint")
     plan = LoadPlan(endpoints=tuple(e.rstrip("/") for e in endpoint), rate=rate, duration_s=duration,
                     warmup_s=warmup, sessions=sessions, accounts=accounts, overnight_share=overnight,
-                    limit_share=limit, assets_every_s=assets_every)
+                    limit_share=limit, assets_every_s=assets_every,
+                    origin="client" if as_clients else "toolkit")
+
     async def until_told(show: Callable[[LoadStats], None]) -> tuple[str, LoadStats]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

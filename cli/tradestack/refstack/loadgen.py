@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
 from .ledger import SERVED_AT_ONCE_MS, AssetView, Ledger, SentOrder
 from .schema import account_name
+from .sessions import ORIGIN_HEADER
 
 KEEPALIVE_S = 3600.0  # an app keeps its connection; the server or a proxy may still close it (it is reopened)
 # An app notices a dead server in seconds yet waits for a slow answer (an order parked through a failover, up to
@@ -48,6 +49,10 @@ def app_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     return sock
 
 
+def _origin_headers(origin: str) -> dict[str, str]:
+    return {ORIGIN_HEADER: "toolkit"} if origin == "toolkit" else {}
+
+
 @dataclass(frozen=True)
 class LoadPlan:
     endpoints: tuple[str, ...]
@@ -67,6 +72,9 @@ class LoadPlan:
     give_up_s: float = 20.0          # a client stops retrying one order after this
     max_backoff_s: float = 2.0
     seed: int | None = None
+    # the toolkit's own load says so (sessions.py), so the stack's observed peak leaves it out; `client` sends
+    # nothing, as a trading app does (a test standing in for real clients)
+    origin: Literal["toolkit", "client"] = "toolkit"
 
 
 @dataclass
@@ -140,7 +148,8 @@ class LoadGenerator:
         timeout = aiohttp.ClientTimeout(total=plan.request_timeout_s, sock_connect=plan.connect_timeout_s)
         clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S,
                                                                         socket_factory=app_socket),
-                                         timeout=timeout) for _ in range(plan.sessions)]
+                                         timeout=timeout, headers=_origin_headers(plan.origin))
+                   for _ in range(plan.sessions)]
         self._stopped = asyncio.get_running_loop().create_future()
         try:
             start = time.monotonic()

@@ -82,6 +82,9 @@ class Topology(_Strict):
     name: Name
     peak: dict[Metric, PositiveNumber] = Field(min_length=1)
     headroom: float = Field(ge=1.0, le=100.0)
+    # capacity that survives the worst failure must also carry the peak clients were observed to reach (Prometheus
+    # history: `capacity peak`) times this; CSRC's 2023 measures ask at least 2x the historical peak
+    observed_multiple: float = Field(1.0, ge=1.0, le=100.0)
     # each client session at peak holds its connection and refreshes its balance screen this often
     session_refresh_s: float = Field(10.0, gt=0, le=3600)
     carriers: list[Carrier] = Field(min_length=1)

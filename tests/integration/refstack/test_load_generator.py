@@ -194,3 +194,36 @@ def _wait_until_recorded(ledger, orders: int, proc, within_s: float = 60) -> Non
         except sqlite3.OperationalError:
             return 0  # not created yet
     wait_for(lambda: recorded() >= orders, within_s, 0.2)
+
+
+def _by_origin(gateway: str) -> dict[tuple[str, str], float]:
+    """The gateway's orders received and sessions, by origin, from its /metrics page."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {"tradestack_gateway_orders_received": "orders", "tradestack_gateway_sessions": "sessions"}
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(f"{gateway}/metrics", timeout=5).text):
+        for sample in family.samples:
+            name = sample.name.removesuffix("_total")
+            if name in wanted:
+                out[(wanted[name], sample.labels["origin"])] = sample.value
+    return out
+
+
+def test_the_toolkits_own_load_is_counted_apart_from_clients(gateway, tmp_path):
+    """What the observed peak is recorded from: orders received and sessions by origin (the toolkit's load says
+    so; `--as-clients` load does not)."""
+    before = _by_origin(gateway)
+    assert set(before) == {(k, o) for k in ("orders", "sessions") for o in ("client", "toolkit")}, before
+    toolkit = LoadPlan(endpoints=(gateway,), rate=20, duration_s=1, sessions=3, accounts=ACCOUNTS, seed=11)
+    _, ours = asyncio.run(run_load(toolkit, tmp_path / "toolkit.sqlite"))
+    clients = LoadPlan(endpoints=(gateway,), rate=10, duration_s=1, sessions=2, accounts=ACCOUNTS, seed=12,
+                       origin="client")
+    _, theirs = asyncio.run(run_load(clients, tmp_path / "clients.sqlite"))
+    after = _by_origin(gateway)
+    assert ours.sent == 20 and theirs.sent == 10
+    assert after[("orders", "toolkit")] - before[("orders", "toolkit")] == 20
+    assert after[("orders", "client")] - before[("orders", "client")] == 10
+    # each session held its own connection: seen within the last minute, under its origin
+    assert after[("sessions", "toolkit")] >= 3 and after[("sessions", "client")] >= 2
