@@ -16,7 +16,8 @@ from tradestack.capacity.observed import (ObservedPeak, PeakFigure, dump_peak, f
                                           parse_window, required_with)
 from tradestack.cli.app import app
 from tradestack.errors import InputError
-from tradestack.refstack.sessions import Sessions, origin_of
+from tradestack.refstack.origin import origin_of
+from tradestack.refstack.sessions import Sessions
 from tradestack.topology import load_topology
 
 pytestmark = pytest.mark.unit

@@ -38,7 +38,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admission import AdmissionControl
 from .config import GatewayConfig
-from .sessions import ORIGINS, Sessions, origin_of
+from .origin import ORIGINS, origin_of
+from .sessions import Sessions
 from .intake import NewOrder, OrderIntake
 from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES, UNAVAILABLE, fast_reconnects
 

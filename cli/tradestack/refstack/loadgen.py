@@ -24,7 +24,7 @@ import aiohttp
 
 from .ledger import SERVED_AT_ONCE_MS, AssetView, Ledger, SentOrder
 from .schema import account_name
-from .sessions import ORIGIN_HEADER
+from .origin import ORIGIN_HEADER
 
 KEEPALIVE_S = 3600.0  # an app keeps its connection; the server or a proxy may still close it (it is reopened)
 # An app notices a dead server in seconds yet waits for a slow answer (an order parked through a failover, up to

@@ -1,9 +1,6 @@
 """Whose request it is: the toolkit's own load (drills, `capacity verify`, soaks, load spikes) says so with
-`X-Tradestack-Origin: toolkit`; everything else is a client's.
-
-Counted apart so the stack's observed peak (`capacity peak`, infra/monitoring/rules) leaves the toolkit's own load
-out: the gateways count orders received by origin, and each site's load balancer (HAProxy) keeps the client
-connections it saw within the last minute in a table per origin (its sessions).
+`X-Tradestack-Origin: toolkit`; everything else is a client's. Counted apart so the stack's observed peak
+(`capacity peak`, infra/monitoring/rules) leaves the toolkit's own load out (sessions.py).
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ A session is a client connection (its address and port): a trading client holds 
 balance screen every few seconds, so every session is seen well within the window. A client that reconnects is
 counted twice until its old connection ages out: the figure errs high, the safe side for capacity.
 
-Origin: requests the toolkit sends itself (drills, `capacity verify`, soaks, load spikes) carry
-`X-Tradestack-Origin: toolkit`; everything else is a client's. Prometheus's recording rules sum only the clients'
-into the stack's totals, so the observed peak (`capacity peak`) leaves the toolkit's own load out.
+Origin (origin.py): Prometheus's recording rules sum only the clients' into the stack's totals, so the observed
+peak (`capacity peak`) leaves the toolkit's own load out.
 """
 
 from __future__ import annotations
@@ -19,15 +18,9 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-ORIGIN_HEADER = "X-Tradestack-Origin"
-ORIGINS = ("client", "toolkit")
+from .origin import ORIGINS
+
 WINDOW_S = 60.0  # well over a balance screen's refresh (the topology's session_refresh_s, 10 s by default)
-
-
-def origin_of(headers: list[tuple[bytes, bytes]]) -> str:
-    """`toolkit` when the request says so, else `client` (an ASGI scope's raw headers)."""
-    key = ORIGIN_HEADER.lower().encode()
-    return "toolkit" if any(k == key and v.strip().lower() == b"toolkit" for k, v in headers) else "client"
 
 
 class Sessions(Collector):
