@@ -168,6 +168,10 @@ def test_status_shows_leader_sync_standby_vips_and_etcd(deployed):
     assert view["database"]["sync_standby"] == [view["database"]["leader"].replace("sz1", "hk1")]
     assert all(info["vip"]["holder"] for info in view["sites"].values() if info["vip"])
     assert len(view["consensus"]["members"]) == 3 and view["consensus"]["leader"]
+    # every site host's programs were read where this run's host settings put them
+    assert all(h["programs"] for info in view["sites"].values() for h in info["hosts"].values())
+    assert sorted(view["monitoring"]["answered"]) == sorted(view["monitoring"]["prometheus"]) and \
+        len(view["monitoring"]["prometheus"]) == 2
 
 
 def test_an_unreachable_host_gives_one_clear_block_not_a_traceback(deployed):

@@ -180,7 +180,7 @@ def test_capacity_verify_drives_peak_x_headroom_with_every_site_up_and_the_activ
     assert r.exit_code == (0 if result["ok"] else 1)
     written = load_measured(measured)
     assert [s.scenario for s in written.scenarios] == [m["scenario"] for m in result["scenarios"]]
-    assert set(written.services) == {s.name for s in topology.services if s.kind != "quorum"}
+    assert set(written.services) == {s.name for s in topology.services if s.kind not in ("quorum", "monitoring")}
     for site in topology.sites:  # every cut restored
         links = stack.outputs()["fault_map"][f"site:{site.name}"]["links"]
         assert all((netlink.link_state(k["netns"], k["ifname"]) or {}).get("up") for k in links), site.name

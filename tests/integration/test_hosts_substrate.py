@@ -106,12 +106,12 @@ def test_the_operator_holds_the_key_and_nothing_else_of_the_labs(estate, deploye
 def test_up_registers_every_machine_over_ssh_and_writes_pinned_access(estate):
     up = estate["up"]
     print(f"\nhosts stack up as {estate['operator'].user}: {up['changes']}")
-    assert up["changes"].get("create") == 18  # 14 hosts, 3 edge routers and the stack itself
+    assert up["changes"].get("create") == 20  # 16 hosts, 3 edge routers and the stack itself
     outs = up["outputs"]
     assert outs["clients"]["host"] == f"{estate['lab'].name}-clients"
     assert set(outs["fault_map"]) >= {"carrier:ct", "site:sz1", "power:hk-grid"}
     assert all(hostname for hostname in outs["facts"].values())
-    assert estate["known_hosts"].read_text().count("ssh-ed25519") == 17
+    assert estate["known_hosts"].read_text().count("ssh-ed25519") == 19
     inventory = Path(up["files"]["inventory"])
     assert (inventory.stat().st_mode & 0o777) == 0o600 and inventory.owner() == estate["operator"].user
 
@@ -278,7 +278,7 @@ def test_destroy_removes_only_what_tradestack_added(estate):
     done = _cli(estate, "stack", "destroy", "--stack", lab.name, "--yes", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert result["changes"].get("delete") == 18 and result["leftovers"] == [], result
+    assert result["changes"].get("delete") == 20 and result["leftovers"] == [], result
     # the hosts stack's own known_hosts went with it: look with the lab's access
     files = lab.access_files()
     labs = ssh.SshOptions(files.private_key, files.known_hosts)

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from tradestack.adapters.prometheus import Prometheus, PrometheusError, Series
 from tradestack.capacity import check_capacity
 from tradestack.capacity.observed import (ObservedPeak, PeakFigure, dump_peak, find_peak, judge_observed, load_peak,
+                                          peak_across,
                                           parse_window, required_with)
 from tradestack.cli.app import app
 from tradestack.errors import InputError
 from tradestack.refstack.origin import origin_of
-from tradestack.refstack.sessions import Sessions
 from tradestack.topology import load_topology
 
 pytestmark = pytest.mark.unit
@@ -155,21 +155,10 @@ def test_find_peak_returns_the_raw_maximum_and_its_time_and_the_span_covered():
     assert found.resolution_s == 840  # 7 days over 720 steps: 14 min (rounded up to whole minutes)
 
 
-def test_the_toolkits_own_requests_say_so_and_sessions_age_out_of_the_window():
+def test_the_toolkits_own_requests_say_so():
     assert origin_of([(b"x-tradestack-origin", b"toolkit")]) == "toolkit"
+    assert origin_of([(b"x-tradestack-origin", b"TOOLKIT ")]) == "toolkit"
     assert origin_of([(b"x-tradestack-origin", b"someone")]) == "client" and origin_of([]) == "client"
-    now = [0.0]
-    sessions = Sessions(window_s=60, clock=lambda: now[0])
-    sessions.saw("client", ("198.18.0.9", 40001))
-    sessions.saw("client", ("198.18.0.9", 40002))
-    sessions.saw("toolkit", ("198.18.0.9", 40003))
-    now[0] = 30.0
-    sessions.saw("client", ("198.18.0.9", 40001))  # seen again: one session, its time renewed
-    assert (sessions.count("client"), sessions.count("toolkit")) == (2, 1)
-    now[0] = 75.0
-    assert (sessions.count("client"), sessions.count("toolkit")) == (1, 0)
-    [family] = list(sessions.collect())
-    assert {s.labels["origin"]: s.value for s in family.samples} == {"client": 1, "toolkit": 0}
 
 
 def test_an_unusable_prometheus_is_named():
@@ -177,3 +166,52 @@ def test_an_unusable_prometheus_is_named():
         Prometheus("198.18.1.20:9090")
     with pytest.raises(PrometheusError, match="did not answer"):
         Prometheus("http://127.0.0.1:9", timeout_s=1).query("up")
+
+
+def test_the_newest_samples_of_the_window_are_seen():
+    """A peak in the last coarse step before `now` (just after load) is the one found: the coarse points end at
+    `now` itself."""
+    now = 1_800_000_000.0
+    orders = [(now - 86400 + 15 * k, 5.0) for k in range(5760)] + [(now - 5, 77.0)]
+    found = find_peak(FakePrometheus({"tradestack:client_orders_per_second": orders}), "fake", 86400, now)
+    assert found.figures["orders_per_second"].value == 77.0
+    assert found.figures["orders_per_second"].at.timestamp() == now - 5
+
+
+class Silent:
+    def query_range(self, *args):
+        raise PrometheusError("Prometheus at http://198.18.2.16:9090 did not answer: timed out")
+
+    query = query_range
+
+
+def test_a_stacks_peak_is_the_highest_any_of_its_prometheus_saw_over_the_span_any_covered():
+    now = 1_800_000_000.0
+    day = [(now - 86400 + 15 * k, 5.0) for k in range(5760)]
+    sz1 = {"tradestack:client_orders_per_second": [*day[:3000], (day[3000][0], 30.0), *day[3001:]],
+           "tradestack:client_sessions": [(t, 100.0) for t, _ in day[2000:]]}  # down for its first hours
+    hk1 = {"tradestack:client_orders_per_second": [(day[100][0], 44.0)] + day[200:5000],  # away at the end
+           "tradestack:client_sessions": [(t, 90.0) for t, _ in day] + [(day[50][0] + 1, 140.0)]}
+    found, unanswered = peak_across({"sz1": FakePrometheus(sz1), "hk1": FakePrometheus(hk1), "gone": Silent()},
+                                    86400, now)
+    assert (found.figures["orders_per_second"].value, found.figures["sessions"].value) == (44.0, 140.0)
+    assert found.figures["orders_per_second"].at.timestamp() == day[100][0]
+    # the window is (now - 1 day, now]: its first sample is the day's second
+    assert found.covered_from.timestamp() == day[1][0] and found.covered_to.timestamp() == day[-1][0]
+    assert found.source == "sz1, hk1" and found.ok and found.missing == []
+    assert unanswered == ["Prometheus at http://198.18.2.16:9090 did not answer: timed out"]
+    with pytest.raises(PrometheusError, match="did not answer"):
+        peak_across({"gone": Silent()}, 86400, now)
+    # a series missing from one is not missing while another has it
+    only_orders = {"tradestack:client_orders_per_second": day}
+    found, _ = peak_across({"a": FakePrometheus(only_orders), "b": FakePrometheus(hk1)}, 86400, now)
+    assert found.missing == [] and found.figures["sessions"].value == 140.0
+    found, _ = peak_across({"a": FakePrometheus(only_orders)}, 86400, now)
+    assert found.missing == ["tradestack:client_sessions"] and not found.ok
+
+
+@pytest.mark.parametrize("args", [[], ["--stack", "lab", "--prometheus", "http://198.18.1.20:9090"]])
+def test_capacity_peak_asks_for_one_source(args):
+    r = CliRunner().invoke(app, ["capacity", "peak", *args, "--json"])
+    assert r.exit_code == 2 and json.loads(r.stdout)["errors"] == [
+        "give --stack NAME (its own Prometheus) or --prometheus URL"], r.output

@@ -276,3 +276,17 @@ def test_base_builder_is_not_mutated():
     before = copy.deepcopy(base())
     with_services(svc())
     assert base() == before
+
+
+def test_monitoring_is_lost_only_with_every_site_it_is_placed_in_and_carries_no_load():
+    mon = {"name": "monitoring", "kind": "monitoring", "placement": {"s1": 1, "s2": 1}}
+    web = {"name": "web", "kind": "stateless", "capacity": {"orders_per_second": 100}, "placement": {"s1": 1, "s2": 1}}
+    t = with_services(web, mon)
+    assert one(t, "site:s1").services["monitoring"].ok
+    assert one(t, "site:s1", "site:s2").services["monitoring"].reason is Reason.UNAVAILABLE
+    # placed in one site only: that site's loss blinds the others, and the check says so
+    blind = with_services(web, dict(mon, placement={"s1": 1}))
+    assert one(blind, "site:s1").services["monitoring"].reason is Reason.UNAVAILABLE
+    for extra in ({"capacity": {"orders_per_second": 10}}, {"requires": ["web"]}):
+        with pytest.raises(InputError, match="carries no clients' load"):
+            with_services(web, dict(mon, **extra))

@@ -35,7 +35,7 @@ def test_validate_json():
     r = run("topology", "validate", LAB, "--json")
     doc = json.loads(r.stdout)
     assert doc == {"ok": True, "file": LAB, "name": "lab", "sites": 3, "carriers": 3, "upstreams": 2,
-                   "services": 4, "risk_groups": 16}
+                   "services": 5, "risk_groups": 16}
 
 
 def test_show_renders_sites_services_and_groups():

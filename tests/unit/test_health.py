@@ -129,3 +129,62 @@ def test_status_asks_a_host_that_did_not_answer_once_more_before_calling_it_unre
     view, _ = _status_with_answers(tmp_path, monkeypatch, silent_twice={"mem-sz1-gateway-1"})
     assert [p for p in problems(view) if "unreachable" in p] == [
         "mem-sz1-gateway-1 is unreachable: Connection timed out during banner exchange"]
+
+
+def test_status_reads_programs_where_the_stacks_host_settings_put_them(tmp_path, monkeypatch):
+    """A stack brought up with its own service user and state root (every test run's) keeps its supervisor's
+    configuration there: `status` must tell its playbook so, or it reads no programs at all."""
+    from tradestack.adapters.ansible import PlaybookResult
+    from tradestack.deploy import status
+    from tradestack.hostsettings import HostSettings
+
+    from .memory_substrate import MemorySubstrate
+
+    stack = MemorySubstrate(tmp_path)
+    stack.settings = HostSettings("tsx1", "tsx1", "/var/lib/ts-x1", "/opt/ts-x1")
+    monkeypatch.setattr(status, "open_stack", lambda name: stack)
+    given = []
+    monkeypatch.setattr(status, "run_playbook", lambda spec, on_event, cancel=None: given.append(spec.extravars)
+                        or PlaybookResult(status="successful", rc=0, hosts={}, failures=[], artifacts=tmp_path))
+    status.collect("mem")
+    assert given[0]["tradestack_root"] == "/var/lib/ts-x1" and given[0]["tradestack_user"] == "tsx1"
+
+
+def test_a_site_host_or_venue_with_nothing_supervised_is_a_problem_the_clients_host_is_not():
+    view = _view(members=[_m("db1", "leader", "running"), _m("db2", "sync_standby", "running")])
+    healthy = problems(view)
+    empty = {"service": "gateway", "reachable": True, "programs": {}, "addresses": []}
+    view["sites"]["sz1"]["hosts"]["g1"] = empty
+    view["outside"] = {"clients": dict(empty, service="loadgen"), "ats": dict(empty, service="venue")}
+    assert sorted(problems(view)) == sorted([*healthy, "g1: no supervised programs (not deployed, or crashed)",
+                                             "ats: no supervised programs (not deployed, or crashed)"])
+
+
+def _alerts_answer(*alerts: tuple[str, str, str, dict]) -> dict:
+    return {"json": {"status": "success", "data": {"alerts": [
+        {"labels": {"alertname": name, "severity": severity, **labels}, "state": state,
+         "activeAt": "2026-12-07T10:00:00Z", "annotations": {"summary": f"{name} summary"}}
+        for name, severity, state, labels in alerts]}}}
+
+
+def test_status_lists_the_alerts_every_prometheus_holds_once_and_a_critical_one_firing_is_a_problem():
+    from tradestack.deploy.status import _alerts
+
+    vip = ("TradestackSiteVipDown", "critical", "firing", {"site": "sz1"})
+    results = {"m1": {"Alerts Prometheus holds": _alerts_answer(vip, ("TradestackTargetDown", "warning", "firing",
+                                                                       {"host": "g1"}))},
+               "m2": {"Alerts Prometheus holds": _alerts_answer(vip, ("TradestackDatabaseNoLeader", "critical",
+                                                                       "pending", {}))}}
+    seen = _alerts(results, ["m1", "m2"])
+    assert [(a["alert"], a["state"], a["seen_by"]) for a in seen["alerts"]] == [
+        ("TradestackSiteVipDown", "firing", ["m1", "m2"]), ("TradestackTargetDown", "firing", ["m1"]),
+        ("TradestackDatabaseNoLeader", "pending", ["m2"])]
+    view = _view(members=[_m("db1", "leader", "running"), _m("db2", "sync_standby", "running")])
+    healthy = problems(view)
+    view["monitoring"] = seen
+    # the warning and the pending critical alert are shown, not problems
+    assert problems(view) == healthy + ["alert TradestackSiteVipDown is firing: TradestackSiteVipDown summary"]
+    # one Prometheus answering is enough; none answering is a problem of its own
+    assert _alerts({"m2": results["m2"]}, ["m1", "m2"])["answered"] == ["m2"]
+    view["monitoring"] = _alerts({}, ["m1", "m2"])
+    assert problems(view) == healthy + ["monitoring: no Prometheus answered (m1, m2)"]

@@ -43,7 +43,7 @@ def test_the_example_realises_the_lab_topology(estate):
     assert sorted(inv["children"]["outside"]["hosts"]) == ["ats-gw", "clients-1", "exchange-gw"]
     assert not any(name.endswith("-edge") for name in inv["hosts"])  # nothing is deployed to edge routers
     known = plan.known_hosts(estate).splitlines()
-    assert len(known) == 17 and all(line.split()[1] == "ssh-ed25519" for line in known)
+    assert len(known) == 19 and all(line.split()[1] == "ssh-ed25519" for line in known)
 
 
 def test_outputs_follow_the_labs_contract(estate):

@@ -39,7 +39,7 @@ def test_addresses_only_from_the_benchmark_range(plan):
 
 def test_hosts_per_placement(plan):
     names = {h.netns for h in plan.hosts}
-    assert len(names) == 14  # 4 gateways + 2 routers + 2 databases + 3 consensus members + 2 venues + clients
+    assert len(names) == 16  # 4 gateways + 2 routers + 2 databases + 3 consensus + 2 monitoring + 2 venues + clients
     assert "lab-sz1-gateway-2" in names and "lab-sz1-gateway-3" not in names and "lab-wit-consensus-1" in names
     outside = {h.netns: (h.service, h.lan_ip, h.gateway) for h in plan.hosts if h.site is None}
     assert outside == {"lab-upstream-exchange": ("venue", "198.19.16.1", None),

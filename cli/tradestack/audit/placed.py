@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 PROGRAMS = {"gateway": ["haproxy", "keepalived", "tradestack-gateway"], "router": ["haproxy", "tradestack-router"],
-            "orderdb": ["patroni"], "consensus": ["etcd"], "venue": ["tradestack-venue"]}
+            "orderdb": ["patroni"], "consensus": ["etcd"], "venue": ["tradestack-venue"],
+            "monitoring": ["prometheus", "alertmanager"]}
 
 
 def programs(ctx: Any, service: str) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Protocol
@@ -22,6 +22,7 @@ from typing import Annotated, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..adapters.prometheus import PrometheusError
 from ..errors import InputError
 from ..topology.model import Metric, Topology
 from ..yamlsource import load_yaml, validate_model
@@ -98,12 +99,14 @@ def find_peak(prometheus: Queries, source: str, window_s: float, now: float,
         raise InputError("the window must be longer than nothing")
     step = max(MIN_STEP_S, math.ceil(window_s / COARSE_POINTS / MIN_STEP_S) * MIN_STEP_S)
     start = now - window_s
+    # coarse points end at `now` itself, each the max of the step before it: the newest samples are seen too
+    first_point = now - (max(1, math.floor(window_s / step)) - 1) * step
     figures: dict[str, PeakFigure] = {}
     missing: list[str] = []
     first: list[float] = []
     last: list[float] = []
     for metric, series in recorded.items():
-        coarse = _samples(prometheus.query_range(f"max_over_time({series}[{step}s])", start + step, now, step))
+        coarse = _samples(prometheus.query_range(f"max_over_time({series}[{step}s])", first_point, now, step))
         if not coarse:
             missing.append(series)
             continue
@@ -122,6 +125,41 @@ def find_peak(prometheus: Queries, source: str, window_s: float, now: float,
                         covered_from=_utc(min(first)) if first else None,
                         covered_to=_utc(max(last)) if last else None,
                         resolution_s=float(step), figures=figures, missing=missing)
+
+
+def peak_across(sources: Mapping[str, Queries], window_s: float, now: float) -> tuple[ObservedPeak, list[str]]:
+    """The peak over every Prometheus of a stack that answers (merge_peaks), and what those that did not said;
+    PrometheusError when none answered."""
+    peaks, unanswered = [], []
+    for source, prometheus in sources.items():
+        try:
+            peaks.append(find_peak(prometheus, source, window_s, now))
+        except PrometheusError as exc:
+            unanswered.append(str(exc))
+    if not peaks:
+        raise PrometheusError("; ".join(unanswered) or "no Prometheus to ask")
+    return merge_peaks(peaks), unanswered
+
+
+def merge_peaks(peaks: Sequence[ObservedPeak]) -> ObservedPeak:
+    """One peak from several Prometheus that watched the same stack (one per site): per metric the highest any
+    saw (one that was down for a while missed what the others saw), the span any of them covers; a series is
+    missing only when none had it."""
+    if not peaks:
+        raise InputError("no Prometheus answered")
+    first = peaks[0]
+    figures: dict[str, PeakFigure] = {}
+    for peak in peaks:
+        for metric, figure in peak.figures.items():
+            if metric not in figures or figure.value > figures[metric].value:
+                figures[metric] = figure
+    starts = [p.covered_from for p in peaks if p.covered_from is not None]
+    ends = [p.covered_to for p in peaks if p.covered_to is not None]
+    return first.model_copy(update={
+        "source": ", ".join(p.source for p in peaks), "figures": figures,
+        "covered_from": min(starts) if starts else None, "covered_to": max(ends) if ends else None,
+        "resolution_s": max(p.resolution_s for p in peaks),
+        "missing": [m for m in first.missing if all(m in p.missing for p in peaks)]})
 
 
 def _samples(series: list) -> list[tuple[float, float]]:

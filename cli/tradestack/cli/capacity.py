@@ -17,7 +17,7 @@ from ..capacity.observed import ObservedRow, judge_observed, load_peak, required
 from ..errors import InputError
 from ..exitcodes import ExitCode
 from ..topology import load_topology
-from .edge import out, print_json, want_json
+from .edge import err, out, print_json, want_json
 
 app = typer.Typer(no_args_is_help=True, help="Check that capacity survives failures.")
 
@@ -155,8 +155,11 @@ def _render_observed(rows: list[ObservedRow], path: Path | None, multiple: float
 @app.command()
 def peak(
     ctx: typer.Context,
-    prometheus: str = typer.Option(..., "--prometheus", metavar="URL",
-                                   help="The estate's Prometheus (its recording rules: infra/monitoring/rules)."),
+    stack: str | None = typer.Option(None, "--stack", "-s", help="A deployed stack: its own Prometheus (one per "
+                                     "data site; per metric the highest any of them saw)."),
+    prometheus: str | None = typer.Option(None, "--prometheus", metavar="URL",
+                                          help="Or an estate's Prometheus (its recording rules: infra/monitoring/"
+                                               "rules)."),
     window: str = typer.Option("30d", "--window", help="How far back to look: 30d, 12h, 2w ..."),
     write: Path | None = typer.Option(None, "--write", metavar="FILE",
                                       help="Write what was found as a peak file, for `capacity check --observed`."),
@@ -169,16 +172,31 @@ def peak(
     Exit 0 with both figures found over the whole window; 1 when a figure has no data or the data covers less
     than the window (Prometheus keeps 15 days unless told otherwise); the file is written either way.
 
-    Example: [bold]tradestack capacity peak --prometheus http://198.18.1.20:9090 --window 30d --write peak.yaml[/]
+    Example: [bold]tradestack capacity peak --stack lab --window 30d --write peak.yaml[/]
     """
     import time
 
     from ..adapters.prometheus import Prometheus
-    from ..capacity.observed import dump_peak, find_peak, parse_window
+    from ..capacity.observed import dump_peak, find_peak, parse_window, peak_across
 
     want_json(ctx, json)
+    if (stack is None) == (prometheus is None):
+        raise InputError("give --stack NAME (its own Prometheus) or --prometheus URL")
     seconds = parse_window(window)
-    found = find_peak(Prometheus(prometheus), prometheus, seconds, time.time())
+    now = time.time()
+    if prometheus is not None:
+        found = find_peak(Prometheus(prometheus), prometheus, seconds, now)
+    else:
+        from ..substrates import registry
+
+        urls = registry.open_stack(stack).prometheus_urls()
+        if not urls:
+            raise InputError(f"stack {stack!r} has no monitoring hosts (a `kind: monitoring` service); "
+                             f"give --prometheus URL")
+        found, unanswered = peak_across({url: Prometheus(url) for url in urls}, seconds, now)
+        for message in unanswered:  # one site's Prometheus away: the others' history is the stack's
+            err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    source = found.source
     if write is not None:
         write.parent.mkdir(parents=True, exist_ok=True)
         write.write_text(dump_peak(found))
@@ -187,7 +205,7 @@ def peak(
         print_json({"ok": found.ok, **found.model_dump(mode="json"), "covered_s": found.covered_s,
                     "problems": problems, **({"file": str(write)} if write else {})})
     else:
-        table = Table("metric", "peak", "at (UTC)", "series", title=f"observed peak over {window} ({prometheus})",
+        table = Table("metric", "peak", "at (UTC)", "series", title=f"observed peak over {window} ({source})",
                       title_justify="left")
         for metric, figure in found.figures.items():
             table.add_row(metric, f"{figure.value:g}", f"{figure.at:%Y-%m-%d %H:%M:%S}", figure.series)

@@ -87,9 +87,11 @@ def status(ctx: typer.Context,
            stack: str = typer.Option("lab", "--stack", "-s", help="Deployed stack to look at."),
            json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")) -> None:
     """One view of a deployed stack: per site the hosts and their programs, the VIP holder and the
-    carriers; the Patroni leader and synchronous standby with lag; etcd members and leader.
+    carriers; the Patroni leader and synchronous standby with lag; etcd members and leader; the alerts the
+    stack's Prometheus hold (firing and pending).
 
-    Exit 1 when something is down (a program not running, no leader, no sync standby, no VIP holder).
+    Exit 1 when something is down (a program not running, no leader, no sync standby, no VIP holder, a critical
+    alert firing, no Prometheus answering).
 
     Example: [bold]sudo tradestack status --stack lab[/]
     """
@@ -137,5 +139,17 @@ def _render_status(view: dict[str, Any], issues: list[str]) -> None:
         services = ", ".join(f"{name} {s['ready']}/{s['replicas']} ready, {s['disruptions_allowed']} disruption(s) "
                              "allowed" for name, s in c["services"].items())
         out.print(f"[bold]{site} cluster[/]: nodes {nodes}; {services or 'no services'}", highlight=False)
+    monitoring = view.get("monitoring") or {}
+    if monitoring.get("prometheus"):
+        alerts = monitoring["alerts"]
+        out.print(f"[bold]monitoring[/]: {len(monitoring['answered'])} of {len(monitoring['prometheus'])} "
+                  f"Prometheus answered; {sum(a['state'] == 'firing' for a in alerts)} alert(s) firing",
+                  highlight=False)
+        for a in alerts:
+            where = ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k not in ("job", "instance"))
+            colour = "red" if a["severity"] == "critical" else "yellow"
+            line = f"  [{colour}]{a['state']}[/] {a['alert']} ({a['severity']}) since {a['since']}"
+            line += (f" ({escape(where)})" if where else "") + (f": {escape(a['summary'])}" if a["summary"] else "")
+            out.print(line, highlight=False)
     for issue in issues:
         err.print(f"[bold red]problem:[/] {escape(issue)}", highlight=False)

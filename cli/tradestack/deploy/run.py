@@ -18,6 +18,7 @@ from . import variables
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = ROOT / "playbooks"
+MONITORING_RULES = ROOT / "infra" / "monitoring" / "rules"
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,15 @@ def plan(stack_name: str, *, limit: str | None = None, tags: str | None = None, 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     spec = PlaybookSpec(project_dir=PLAYBOOKS, playbook=playbook, inventory=files.inventory,
                         run_dir=runs_dir(stack_name) / stamp, extravars={"tradestack_stack": stack_name,
-                                                                         **chosen.public, **extra},
+                                                                         **chosen.public, **extra,
+                                                                         "tradestack_monitoring_rules": rules()},
                         secret_vars=chosen.secret, limit=limit, tags=tags, check=check, env=ansible_env())
     return DeployPlan(stack_name, spec)
+
+
+def rules() -> list[str]:
+    """The repository's Prometheus rule files, which the monitoring hosts load."""
+    return sorted(str(p) for p in MONITORING_RULES.glob("*.yml"))
 
 
 @dataclass

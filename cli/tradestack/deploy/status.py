@@ -1,5 +1,6 @@
 """One view of a deployed stack: hosts and programs per site, VIP holders, Patroni leader and sync
-standby with lag, etcd members and leader, carriers. Collected by a read-only playbook."""
+standby with lag, etcd members and leader, carriers, the alerts its Prometheus hold. Collected by a read-only
+playbook."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
     on_step("asking every host")
     spec = PlaybookSpec(project_dir=run.PLAYBOOKS, playbook="status.yml", inventory=files.inventory,
                         run_dir=run.runs_dir(stack_name).parent / "status",
+                        # the stack's own host settings: where its programs' supervisor and state are
                         extravars={"tradestack_stack": stack_name, **ports.playbook_vars(),
-                                   **stack.traits.playbook_vars()},
+                                   **stack.settings.playbook_vars(), **stack.traits.playbook_vars()},
                         env=run.ansible_env())
     first = run_playbook(spec, keep)
     # one late SSH answer (a busy host, a lost packet) is not an outage: ask a host that did not answer once
@@ -57,6 +59,7 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
     on_step("asking the site clusters")
     return {"stack": stack_name, "sites": sites, "outside": outside,
             "database": _patroni(results), "consensus": _etcd(results, stack.hosts),
+            "monitoring": _alerts(results, [h.name for h in stack.hosts.values() if h.service == "monitoring"]),
             "clusters": stack.clusters.view() if stack.clusters else {}}
 
 
@@ -107,6 +110,34 @@ def _etcd(results: dict[str, dict[str, Any]], hosts: Mapping[str, Host]) -> dict
     return {"members": [], "leader": None, "error": "no etcd member answered"}
 
 
+def _alerts(results: dict[str, dict[str, Any]], monitors: list[str]) -> dict[str, Any]:
+    """The alerts every Prometheus that answered holds (each evaluates the same rules over the same targets: one
+    alert, seen by several, is listed once, with who saw it)."""
+    alerts: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    answered = []
+    for name in monitors:
+        got = results.get(name, {}).get("Alerts Prometheus holds", {})
+        body = got.get("json") or (json.loads(got["content"]) if got.get("content") else None)
+        if not body or body.get("status") != "success":
+            continue
+        answered.append(name)
+        for a in body["data"]["alerts"]:
+            labels = dict(a.get("labels") or {})
+            key = tuple(sorted(labels.items()))
+            seen = alerts.setdefault(key, {"alert": labels.pop("alertname", "?"),
+                                           "severity": labels.pop("severity", "none"), "state": a.get("state"),
+                                           "since": a.get("activeAt"), "labels": labels,
+                                           "summary": (a.get("annotations") or {}).get("summary"), "seen_by": []})
+            if a.get("state") == "firing":
+                seen["state"] = "firing"
+            seen["seen_by"].append(name)
+    view: dict[str, Any] = {"prometheus": monitors, "answered": answered,
+                            "alerts": sorted(alerts.values(), key=lambda a: (a["state"] != "firing", a["alert"]))}
+    if monitors and not answered:
+        view["error"] = "no Prometheus answered"
+    return view
+
+
 def problems(view: dict[str, Any]) -> list[str]:
     """What is wrong in a status view, one line each (empty: healthy); judged as drills and the audit judge."""
     found: list[str] = []
@@ -118,16 +149,21 @@ def problems(view: dict[str, Any]) -> list[str]:
             databases += h["service"] == "orderdb"
             if not h["reachable"]:
                 found.append(f"{host} is unreachable" + (f": {h['error']}" if h.get("error") else ""))
-            elif h["programs"]:  # a host with nothing supervised (a client) is judged by reachability alone
+            else:
                 found += health.program_problems(host, h["programs"])
         if info["vip"]:
             found += health.vip_problems(site, info["vip"]["address"], info["vip"]["holders"])
         found += [f"{site}: carrier {c} is down" for c, up in info["carriers"].items() if up is False]
     for host, h in view["outside"].items():
-        if h["programs"]:
+        if h["service"] != "loadgen":  # the clients' host runs nothing supervised: judged by reachability
             found += health.program_problems(host, h["programs"])
     found += health.database_problems(view["database"]["members"], site_of, expected=databases)
     if not view["consensus"]["leader"]:
         found.append("etcd: no leader")
     found += health.cluster_problems(view.get("clusters") or {})
+    monitoring = view.get("monitoring") or {}
+    if monitoring.get("error"):
+        found.append(f"monitoring: {monitoring['error']} ({', '.join(monitoring['prometheus'])})")
+    found += [f"alert {a['alert']} is firing" + (f": {a['summary']}" if a.get("summary") else "")
+              for a in monitoring.get("alerts", []) if a["state"] == "firing" and a["severity"] == "critical"]
     return found

@@ -24,7 +24,7 @@ _BY_ARGS = (
     ("refstack serve venue", "venue"), ("patroni", "patroni"), ("supervisord", "supervisord"),
 )
 _BY_COMM = {"postgres": "postgres", "etcd": "etcd", "haproxy": "haproxy", "keepalived": "keepalived",
-            "bird": "bird", "sshd": "sshd"}
+            "bird": "bird", "sshd": "sshd", "prometheus": "prometheus", "prometheus-alert": "alertmanager"}
 
 
 def component(comm: str, args: str) -> str:

@@ -39,7 +39,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .admission import AdmissionControl
 from .config import GatewayConfig
 from .origin import ORIGINS, origin_of
-from .sessions import Sessions
 from .intake import NewOrder, OrderIntake
 from .schema import RECONNECT_TIMEOUT_S, SESSION_OPTIONS, STATES, UNAVAILABLE, fast_reconnects
 
@@ -222,14 +221,13 @@ class Metrics:
         # quarter seconds up to the longest an order may be parked: the drills judge the 99th percentile against
         # the time without a leader plus one second, and read it as the bound of its bucket
         # what the stack's observed peak is read from (infra/monitoring/rules): orders offered, refused ones too
-        # (demand, not what was carried), and sessions, each by origin so the toolkit's own load is left out
+        # (demand, not what was carried), by origin so the toolkit's own load is left out. Sessions are counted by
+        # the sites' load balancers, where clients' connections end (haproxy.cfg.j2): a gateway sees only theirs.
         self.orders_received = Counter("tradestack_gateway_orders_received_total", "new orders received (POST "
                                        "/v1/orders, whatever the answer), by origin", ["origin"],
                                        registry=self.registry)
         for origin in ORIGINS:
             self.orders_received.labels(origin)
-        self.sessions = Sessions()
-        self.registry.register(self.sessions)
         self.parked_wait = Histogram("tradestack_gateway_parked_wait_seconds", "how long a parked order waited "
                                      "before its commit", buckets=(*(k / 4 for k in range(1, 33)), 10),
                                      registry=self.registry)
@@ -255,10 +253,8 @@ class AdmissionMiddleware:
 
         guarded = path.startswith("/v1/")
         if guarded:
-            origin = origin_of(scope.get("headers", []))
-            self.metrics.sessions.saw(origin, scope.get("client"))
             if method == "POST" and route == "/v1/orders":
-                self.metrics.orders_received.labels(origin).inc()
+                self.metrics.orders_received.labels(origin_of(scope.get("headers", []))).inc()
         refusal = self.admission.enter(method == "POST" and route == "/v1/orders") if guarded else None
         try:
             if refusal is not None:

@@ -1,6 +1,7 @@
 """Whose request it is: the toolkit's own load (drills, `capacity verify`, soaks, load spikes) says so with
 `X-Tradestack-Origin: toolkit`; everything else is a client's. Counted apart so the stack's observed peak
-(`capacity peak`, infra/monitoring/rules) leaves the toolkit's own load out (sessions.py).
+(`capacity peak`, infra/monitoring/rules) leaves the toolkit's own load out; the sites' load balancers send the
+same header on and count sessions by it (haproxy.cfg.j2).
 """
 
 from __future__ import annotations

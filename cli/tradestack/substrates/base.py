@@ -19,6 +19,7 @@ from .. import ports
 from ..adapters.commands import CommandResult, StreamedPopen
 from ..errors import InputError, TradestackError
 from ..hostsettings import HostSettings
+from ..refstack.origin import ORIGIN_HEADER
 from ..polling import each, until_clear
 from ..topology.addresses import site_vips
 from ..topology.model import Topology
@@ -342,6 +343,12 @@ class Substrate(ABC):
         """What clients are given: every site's public address (reached over every carrier)."""
         return [f"http://{vip}:{ports.ORDERS}" for _, vip in sorted(self.vips.items())]
 
+    def prometheus_urls(self) -> list[str]:
+        """The stack's Prometheus (one per monitoring host), where the operator reaches them: each host's
+        management address (the site LAN's where it has none)."""
+        return [f"http://{h.address or h.lan_address}:{ports.PROMETHEUS}"
+                for h in sorted(self.of("monitoring"), key=lambda h: h.name)]
+
     def venue_admins(self) -> list[str]:
         return [f"http://{addr}:{ports.VENUE_ADMIN}" for addr in self.outputs["upstreams"].values()]
 
@@ -360,7 +367,9 @@ class Substrate(ABC):
         """One HTTP request from `host` (curl there): its status and body. (0, "") if no answer."""
         import json
 
-        argv = ["curl", "-s", "-m", f"{timeout:g}", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]
+        # the toolkit's own traffic says so: the stack's observed peak leaves it out (refstack/origin.py)
+        argv = ["curl", "-s", "-m", f"{timeout:g}", "-o", "-", "-w", "\n%{http_code}", "-X", method,
+                "-H", f"{ORIGIN_HEADER}: toolkit", url]
         if body is not None:
             argv += ["-H", "content-type: application/json", "-d", json.dumps(body)]
         done = self.run(host, argv, timeout=timeout + 5)

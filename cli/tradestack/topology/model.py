@@ -15,7 +15,9 @@ PositiveNumber = Annotated[float, Field(gt=0)]
 PositiveCount = Annotated[int, Field(gt=0)]
 
 SiteRole = Literal["active", "standby", "witness"]
-ServiceKind = Literal["stateless", "replicated", "quorum"]
+# monitoring: the stack's own Prometheus and Alertmanager, one per data site, so losing a site does not blind the
+# survivors; it carries no clients' load (no capacity) and no service requires it
+ServiceKind = Literal["stateless", "replicated", "quorum", "monitoring"]
 Replication = Literal["synchronous", "asynchronous"]
 
 
@@ -71,6 +73,9 @@ class Service(_Strict):
             raise ValueError(f"`replication` applies only to replicated services, not {self.kind}")
         if self.kind == "quorum" and self.capacity:
             raise ValueError("a quorum service has members, not capacity: remove `capacity`")
+        if self.kind == "monitoring" and (self.capacity or self.upstreams or self.requires):
+            raise ValueError("a monitoring service carries no clients' load: remove `capacity`, `upstreams` and "
+                             "`requires`")
         return self
 
     @property
