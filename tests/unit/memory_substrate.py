@@ -108,6 +108,26 @@ def _count(ledger: Path) -> int:
         book.close()
 
 
+class Sink(Process):
+    """The on-call receiver: runs until terminated."""
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.code
+
+    def terminate(self) -> None:
+        self.code = 0
+
+    def stderr_lines(self) -> list[str]:
+        return []
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        return "", ""
+
+
 class MemoryProbe(StackProbe):
     """The trading stack, answered from memory."""
 
@@ -153,6 +173,32 @@ class MemorySubstrate(Substrate):
         self.ledger_lost = False             # the clients' ledger is not there when the drill fetches it
         self.stack_config: dict[str, str] = {}
         self.loads: list[MemoryLoad] = []
+        self.sink: Path | None = None        # the on-call receiver's log (a stack with monitoring)
+        self.pages: list[tuple[str, float, float | None]] = []  # (alert, notified after inject, resolved after restore)
+
+    def with_monitoring(self, *pages: tuple[str, float, float | None]) -> MemorySubstrate:
+        """A monitoring host and the clients' host; Alertmanager notifies each of `pages` that long after the
+        fault is injected, and as resolved that long after its restore (None: never)."""
+        for name, service, site, address in (("mem-sz1-monitoring-1", "monitoring", "sz1", "198.18.1.16"),
+                                             ("mem-clients", "loadgen", None, "198.19.0.1")):
+            self.hosts[name] = Host(name, service, site, address)
+        self.pages = list(pages)
+        return self
+
+    def _page(self, restored: bool) -> None:
+        """Alertmanager's notifications about the fault just injected or restored (written as they would arrive)."""
+        if self.sink is None:
+            return
+        now = time.time()
+        with self.sink.open("a") as log:
+            for alert, notified, resolved in self.pages:
+                after = resolved if restored else notified
+                if after is None:
+                    continue
+                body = {"status": "resolved" if restored else "firing", "alerts": [
+                    {"status": "resolved" if restored else "firing",
+                     "labels": {"alertname": alert, "severity": "critical", "site": "sz1"}}]}
+                log.write(json.dumps({"received": now + after, "notification": body}) + "\n")
 
     # primitives
     def run(self, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 30.0,
@@ -169,6 +215,12 @@ class MemorySubstrate(Substrate):
         return CommandResult(tuple(argv), 0, "", "", 0.0)
 
     def spawn(self, host: str, argv: Sequence[str]) -> Process:
+        if "alert-sink" in argv:
+            self.events.append("receiver started")
+            self.sink = Path(argv[argv.index("--log") + 1])
+            self.sink.parent.mkdir(parents=True, exist_ok=True)
+            self.sink.touch()
+            return Sink()
         self.events.append("load started")
         load = MemoryLoad(Path(argv[argv.index("--ledger") + 1]), float(argv[argv.index("--rate") + 1]),
                           int(argv[argv.index("--sessions") + 1]),
@@ -217,12 +269,14 @@ class MemorySubstrate(Substrate):
                 self.on_inject()
             if self.fail_inject is not None:
                 raise self.fail_inject
+            self._page(restored=False)
 
         def restore(step: Any) -> None:
             self.events.append(f"restore {fault.kind}")
             self.faulted.append(time.time())
             if self.fail_restore:
                 raise RuntimeError("the restore failed")
+            self._page(restored=True)
         return Actuator(f"{fault.kind} in memory", inject, restore)
 
     def check_host_fault(self, fault: Any) -> None:

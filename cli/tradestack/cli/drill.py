@@ -117,8 +117,8 @@ def run(ctx: typer.Context,
 
 def _summary(document: dict[str, Any]) -> dict[str, Any]:
     keep = ("run", "drill", "stack", "verdict", "checks", "figures", "load", "spike", "interrupted", "aborted",
-            "journal", "marks")
-    return {k: document[k] for k in keep}
+            "journal", "marks", "alerts")
+    return {k: document.get(k) for k in keep}
 
 
 def _render(document: dict[str, Any]) -> None:
@@ -139,6 +139,17 @@ def _render(document: dict[str, Any]) -> None:
             out.print("clients: " + "; ".join(f"{phase} {p['sent']}/{p['planned']} orders, {p['sessions_held']}/"
                                               f"{p['sessions_planned']} sessions" for phase, p in load.items()),
                       highlight=False)
+    heard = document.get("alerts")
+    if heard:
+        paged = ", ".join(f"{a['alert']} notified {_s(a['notified_s'])} after the fault, resolved "
+                          f"{_s(a['resolved_s'])} after the restore" for a in heard["expected"]) or "none expected"
+        others = ", ".join(f"{a['alert']} ({_s(a['notified_s'])})" for a in heard["unexpected"]) or "none"
+        out.print(f"on-call: {heard['notifications']} notification(s); {paged}; also sent: {others}",
+                  highlight=False)
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:g} s"
 
 
 @app.command("history")

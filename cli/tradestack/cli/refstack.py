@@ -225,3 +225,27 @@ def reconcile(ctx: typer.Context,
         out.print(table)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("alert-sink")
+def alert_sink(listen: str = typer.Option(..., "--listen", metavar="ADDRESS:PORT",
+                                          help="Where Alertmanager's webhook posts (playbooks/roles/monitoring)."),
+               log: Path = typer.Option(..., "--log", help="JSON lines file: one per notification, with when it "
+                                                           "arrived.")) -> None:
+    """Receive Alertmanager's notifications as the on-call's pager would, logging each with when it arrived,
+    until SIGTERM or Ctrl-C (what a drill runs on the clients host to time the page).
+
+    Example: [bold]tradestack refstack alert-sink --listen 198.19.0.1:9095 --log alerts.jsonl[/]
+    """
+    from ..refstack.alertsink import serve
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"not ADDRESS:PORT: {listen!r}", param_hint="--listen")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve(host, int(port), log, stop)
+    except OSError as exc:
+        raise TradestackError(f"cannot receive on {listen}: {exc.strerror or exc}") from None

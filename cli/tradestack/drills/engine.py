@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, ports
 from ..refstack.ledger import Ledger
 from ..substrates import Substrate, faults, open_stack
 from ..topology.model import Topology
-from . import actions, figures, model
+from . import actions, alerts, figures, model
 from .clients import STARTUP_S, Clients
 from .errors import DrillRefused
 from .journal import Journal
 from .observer import Observer
+from .pager import Pager
 from .policy import DrillPolicy, Reach, reach
 from .policy import authorize as policy_authorize
 from .reconcile import reconcile
@@ -97,6 +98,7 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
         steps.append(f"at +{start:g} s for {f.duration_s:g} s: {f.describe()}")
         if not isinstance(f, faults.LoadSpike):
             steps += [f"    {line}" for line in substrate.dry_run(f)]
+    steps.insert(1, _alert_step(drill, substrate))
     steps += ["restore every fault (always: also on failure, abort, Ctrl-C, SIGTERM)",
               f"wait up to {STEADY_TIMEOUT_S:g} s for steady state",
               f"reconcile the clients' ledger with the database (settle {drill.timing.settle_s:g} s)",
@@ -106,6 +108,16 @@ def plan(drill: model.Drill, stack: str) -> DrillPlan:
         steps.insert(0, f"policy: {'refused now: ' + refusal if refusal else 'allowed now'} (touches "
                         f"{len(touched.hosts)} host(s), sites {', '.join(sorted(touched.sites)) or 'none'})")
     return DrillPlan(drill, stack, rate, load_s, steps, substrate.disposable, policy, touched, sessions, substrate)
+
+
+def _alert_step(drill: model.Drill, substrate: Substrate) -> str:
+    if not substrate.of("monitoring"):
+        return ("alerts: the stack has no monitoring hosts: nothing is paged"
+                + (", so every alert the drill expects fails" if drill.alerts else ""))
+    expected = "; ".join(f"{a.alert} notified within {a.notified_within_s:g} s of the fault, resolved within "
+                         f"{a.resolved_within_s:g} s of the restore" for a in drill.alerts) or "none declared"
+    return (f"alerts: what Alertmanager sends the on-call, received on {substrate.clients_host} port "
+            f"{ports.ALERT_WEBHOOK}; expected: {expected}; any other is reported")
 
 
 def planned_rate(drill: model.Drill, topology: Topology) -> float:
@@ -137,6 +149,7 @@ class DrillResult:
     ended: float
 
     peak: dict[str, float] | None = None   # the topology's declared peak when the drill ran
+    alerts: dict[str, Any] | None = None   # what the on-call was sent (drills/alerts.py); None: no monitoring
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "drill": self.plan.drill.name, "stack": self.plan.stack,
@@ -147,7 +160,7 @@ class DrillResult:
                 "started": self.started, "ended": self.ended, "plan": self.plan.describe(),
                 "marks": {k: round(v - self.started, 3) for k, v in self.journal.marks.items()},
                 "journal": [s.to_dict() for s in self.journal.steps], "interrupted": self.journal.interrupted,
-                "aborted": self.journal.aborted, "timeline": self.timeline,
+                "aborted": self.journal.aborted, "timeline": self.timeline, "alerts": self.alerts,
                 "samples": [{"t": round(s.t - self.started, 3), "leader": s.leader, "vip_holders": s.vip_holders,
                              "breakers_open": s.breakers_open, "signals": s.signals}
                             for s in self.samples]}
@@ -174,6 +187,7 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         clients: Clients | None = None
         load_summary: dict[str, Any] | None = None
         sessions, refresh = load_shape(drill.load, substrate.topology)
+        pager = Pager.start(substrate, ledgers / f"{run_id}-alerts.jsonl", journal)
         gateway_pages: dict[str, dict[str, str | None]] = {}  # before / after: each gateway's metrics page
         promotions: list[tuple[float, str]] = []  # Patroni's leader changes, read after the load
 
@@ -201,31 +215,38 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                 if left:
                     raise RuntimeError("; ".join(left[:8]))
                 s.detail = "steady"
+            if pager is not None:
+                run_.phase("alerts", "waiting for the on-call's resolved notifications")
+                pager.wait_resolved(drill.alerts, journal.marks.get("restored"))
 
-        with run_.running(wind_down):
-            gateway_pages["before"] = substrate.probe.gateway_metrics()
-            with journal.step("start load"):
-                # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
-                clients = Clients(actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S,
-                                                     sessions, drill.load.overnight_share, drill.load.limit_share,
-                                                     assets_every_s=refresh))
-            observer.start()
-            journal.marks["load_started"] = time.time()
-            if clients is not None:
-                run_.phase("load", "waiting for the clients to send their first orders")
-                with journal.step("clients sending before any fault") as s:
-                    why = clients.wait_sending()
-                    if why:  # nothing is touched: a drill without clients proves nothing
-                        raise RuntimeError(why)
-                    s.detail = f"first orders reported {time.time() - clients.started:.1f} s after the start"
-            if clients is not None and clients.sending:
-                journal.marks["clients_sending"] = time.time()
-                run_.phase("baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
-                if _run_clients_until(journal.marks["clients_sending"] + drill.timing.baseline_s, clients, journal):
-                    _inject_and_hold(drill, run_, clients, spike)
-                if clients.failure and not journal.aborted:
-                    journal.aborted = f"the clients stopped: {clients.failure}"
-                    run_.phase("abort", journal.aborted)
+        try:
+            with run_.running(wind_down):
+                gateway_pages["before"] = substrate.probe.gateway_metrics()
+                with journal.step("start load"):
+                    # runs until stopped below, recovery_s after the restores (a ceiling in case we never get there)
+                    clients = Clients(actions.start_load(substrate, ledger, p.rate, p.load_s + LOAD_CEILING_S,
+                                                         sessions, drill.load.overnight_share, drill.load.limit_share,
+                                                         assets_every_s=refresh))
+                observer.start()
+                journal.marks["load_started"] = time.time()
+                if clients is not None:
+                    run_.phase("load", "waiting for the clients to send their first orders")
+                    with journal.step("clients sending before any fault") as s:
+                        why = clients.wait_sending()
+                        if why:  # nothing is touched: a drill without clients proves nothing
+                            raise RuntimeError(why)
+                        s.detail = f"first orders reported {time.time() - clients.started:.1f} s after the start"
+                if clients is not None and clients.sending:
+                    journal.marks["clients_sending"] = time.time()
+                    run_.phase("baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
+                    baseline_end = journal.marks["clients_sending"] + drill.timing.baseline_s
+                    if _run_clients_until(baseline_end, clients, journal):
+                        _inject_and_hold(drill, run_, clients, spike)
+                    if clients.failure and not journal.aborted:
+                        journal.aborted = f"the clients stopped: {clients.failure}"
+                        run_.phase("abort", journal.aborted)
+        finally:
+            heard = pager.stop() if pager is not None else None
         reconciliation = None
         if not journal.interrupted and clients is not None and clients.sending:
             run_.phase("reconcile", "comparing the clients' ledger with the database")
@@ -249,11 +270,27 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
         checks = verdict_checks(drill, figs, reconciliation, journal, spike.summary if spike else None,
                                 load=load_problems(clients, load_summary, figs, window),
                                 watch=watch_problems(observer, window))
+        heard_figures = None
+        if pager is not None and "injected" in journal.marks:
+            heard_figures = alerts.judge(drill.alerts, heard or [], window.injected, window.restored,
+                                         journal.marks.get("load_started", started))
+        checks += alerts.checks(heard_figures, drill.alerts, _unjudged(pager, journal))
         verdict = "interrupted" if journal.interrupted else ("pass" if all(c["ok"] for c in checks) else "fail")
         return DrillResult(run_id, p, journal, figs, reconciliation, verdict, checks,
                            figures.timeline(orders, journal.marks.get("load_started", started)), observer.samples,
                            load_summary, spike.summary if spike else None, started, time.time(),
-                           dict(substrate.topology.peak))
+                           dict(substrate.topology.peak), heard_figures.to_dict() if heard_figures else None)
+
+
+def _unjudged(pager: Pager | None, journal: Journal) -> str | None:
+    """Why what the on-call was sent cannot be judged (None: it can)."""
+    if pager is None:
+        return "the stack has no monitoring hosts: nobody was paged"
+    if pager.failure:
+        return pager.failure
+    if "injected" not in journal.marks:
+        return "no fault was injected"
+    return None
 
 
 def _run_clients_until(t: float, clients: Clients, journal: Journal) -> bool:

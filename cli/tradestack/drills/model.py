@@ -49,6 +49,18 @@ class Abort(Strict):
     for_s: Annotated[float, Field(gt=0)] = 30.0
 
 
+AlertName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+
+
+class ExpectedAlert(Strict):
+    """An alert the fault must raise (infra/monitoring/rules), judged on what Alertmanager sent the on-call: its
+    first notification within `notified_within_s` of the fault, its resolved notification within
+    `resolved_within_s` of the restore."""
+    alert: AlertName
+    notified_within_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    resolved_within_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
 class Drill(Strict):
     name: DrillName
     description: str
@@ -57,11 +69,13 @@ class Drill(Strict):
     timing: Timing = Timing()
     expect: Expectations = Expectations()
     abort: Abort = Abort()
+    alerts: list[ExpectedAlert] = []   # what the on-call must be sent (a stack with monitoring hosts)
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the definition as parsed (faults, load, timing, expectations, abort; not the file's layout or
-        comments): what a run is evidence of. A renamed or edited copy of a catalogue drill has another digest."""
+        """SHA-256 of the definition as parsed (faults, load, timing, expectations, abort, alerts; not the file's
+        layout or comments): what a run is evidence of. A renamed or edited copy of a catalogue drill has another
+        digest."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

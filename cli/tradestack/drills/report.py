@@ -48,6 +48,9 @@ def plot_png(report: dict[str, Any]) -> bytes:
                        label="fault window" if ax is ax1 else None)
         for x, label in _failovers(report):
             ax.axvline(x, color="#9467bd", linestyle="--", linewidth=1, label=label if ax is ax1 else None)
+        for x, label, firing in _pages(report):
+            ax.axvline(x, color="#d62728" if firing else "#2ca02c", linestyle=":", linewidth=1.2,
+                       label=label if ax is ax1 else None)
         ax.grid(alpha=0.3)
     ax1.legend(loc="upper right", fontsize=8)
     ax1.set_title(f"{report['drill']} on {report['stack']}: {report['verdict'].upper()}")
@@ -70,6 +73,20 @@ def _failovers(report: dict[str, Any]) -> list[tuple[float, str]]:
     return marks[:12]
 
 
+def _pages(report: dict[str, Any]) -> list[tuple[float, str, bool]]:
+    """When the on-call was first sent each alert, and when it was sent resolved (drills/alerts.py)."""
+    heard = report.get("alerts") or {}
+    out: list[tuple[float, str, bool]] = []
+    seen: set[tuple[str, str]] = set()
+    for event in heard.get("events") or []:
+        key = (event["alert"], event["status"])
+        if key not in seen:
+            seen.add(key)
+            out.append((event["t"] - report["started"], f"paged: {event['alert']} {event['status']}",
+                        event["status"] == "firing"))
+    return out[:12]
+
+
 def write(report: dict[str, Any], directory: Path) -> dict[str, Path]:
     """report.json, timeline.png and report.html in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -79,6 +96,10 @@ def write(report: dict[str, Any], directory: Path) -> dict[str, Path]:
     paths["png"].write_bytes(png)
     paths["html"].write_text(render_html(report, png))
     return paths
+
+
+def _cell(x: float | None) -> str:
+    return "never" if x is None else f"{x:g}"
 
 
 def render_html(report: dict[str, Any], png: bytes) -> str:
@@ -94,6 +115,16 @@ def render_html(report: dict[str, Any], png: bytes) -> str:
                       f"<td class={'ok' if s['ok'] else 'bad'}>{'ok' if s['ok'] else 'failed'}</td>"
                       f"<td>{e(s['detail'])}</td></tr>" for s in report["journal"])
     steps = "".join(f"<li>{e(s)}</li>" for s in report["plan"]["steps"])
+    heard = report.get("alerts")
+    pages = ("<p>No monitoring hosts on this stack: nobody was paged.</p>" if heard is None else
+             "<table><tr><th>alert</th><th>notified after the fault (s)</th><th>bound</th>"
+             "<th>resolved after the restore (s)</th><th>bound</th></tr>"
+             + "".join(f"<tr><td>{e(a['alert'])}</td><td>{_cell(a['notified_s'])}</td>"
+                       f"<td>{a.get('notified_within_s', 'not expected')}</td><td>{_cell(a['resolved_s'])}</td>"
+                       f"<td>{a.get('resolved_within_s', '')}</td></tr>"
+                       for a in heard["expected"] + heard["unexpected"]) + "</table>"
+             + f"<p>{heard['notifications']} notification(s); not expected: "
+             + (e(", ".join(a["alert"] for a in heard["unexpected"])) or "none") + "</p>")
     image = base64.b64encode(png).decode()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>drill {e(report['run'])}</title>
@@ -110,6 +141,7 @@ table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px soli
 <table><tr><th>check</th><th>expected</th><th>actual</th><th>result</th></tr>{rows}</table>
 <h2>Timeline</h2>
 <img alt="throughput, errors and latency over time" src="data:image/png;base64,{image}">
+<h2>What the on-call was sent</h2>{pages}
 <h2>Figures</h2><table>{figs}</table>
 <h2>Plan</h2><ol>{steps}</ol>
 <h2>Journal</h2>
