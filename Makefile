@@ -100,7 +100,7 @@ demo: setup-lab
 	$(BIN)/tradestack deploy --stack $(STACK)
 	$(BIN)/tradestack status --stack $(STACK)
 	@# a verdict that fails (exit 1) is the demo's result, shown in full; any other error stops it
-	$(BIN)/tradestack drill run carrier-outage --stack $(STACK) || [ $$? -eq 1 ]
+	$(BIN)/tradestack drill run site-power-loss --stack $(STACK) || [ $$? -eq 1 ]
 	$(BIN)/tradestack audit run --stack $(STACK) --out reports/audit
 
 test: setup

@@ -2,10 +2,10 @@
 
 On a lab of its own (run-unique stack, service user and state roots, all removed afterwards), it times:
 `stack up` + `deploy` from nothing, a second `deploy` with nothing to change (and how many tasks changed),
-and the first drill report (`carrier-outage`, the drill `make demo` runs). Together: what `make demo`
+and the first drill report (`site-power-loss`, the drill `make demo` runs). Together: what `make demo`
 takes up to its drill report once `make setup` is done. Needs root.
 
-Run: sudo .venv/bin/python tests/bench/bench_deploy.py [--drill carrier-outage]
+Run: sudo .venv/bin/python tests/bench/bench_deploy.py [--drill site-power-loss]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from benchstack import fresh_stack
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drill", default="carrier-outage")
+    parser.add_argument("--drill", default="site-power-loss")
     args = parser.parse_args()
     with fresh_stack("bp") as stack:
         t0 = time.perf_counter()

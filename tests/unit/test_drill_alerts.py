@@ -172,3 +172,16 @@ def test_the_receiver_refuses_an_address_it_cannot_use(listen, tmp_path):
 
     r = CliRunner().invoke(app, ["refstack", "alert-sink", "--listen", listen, "--log", str(tmp_path / "a.jsonl")])
     assert r.exit_code == 2 and "not ADDRESS:PORT" in r.output and "Traceback" not in r.output
+
+
+def test_every_alert_a_catalogue_drill_expects_is_a_rule_of_the_repository():
+    import yaml
+
+    from tradestack.drills import files
+
+    root = Path(__file__).resolve().parents[2]
+    rules = {r["alert"] for f in (root / "infra" / "monitoring" / "rules").glob("*.yml")
+             for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    catalogue = root / "cli" / "tradestack" / "drills" / "catalogue"
+    expected = {a.alert: path.name for path in catalogue.rglob("*.yaml") for a in files.load_drill(path).alerts}
+    assert expected and set(expected) <= rules, {a: f for a, f in expected.items() if a not in rules}

@@ -437,3 +437,32 @@ def test_a_leader_one_router_cannot_see_is_asked_of_the_next(memory):
 
     memory.http = lambda host, method, url, body=None, timeout=1.0: (503, None)  # type: ignore[method-assign]
     assert StackProbe(memory).database_leader() is None
+
+
+def test_the_baseline_waits_for_the_clients_sessions_to_connect():
+    """Hundreds of sessions take a loaded stack seconds to accept: the baseline (judged on the sessions held at
+    its end) starts once the clients report LOAD_SHARE of them connected, or after the start-up allowance."""
+    import json as json_
+
+    from tradestack.drills.clients import Clients
+
+    class Growing:
+        returncode = None
+
+        def __init__(self) -> None:
+            self.t0 = time.time()
+
+        def stderr_lines(self) -> list[str]:  # 40 more sessions connected every 0.1 s, of 320
+            n = int((time.time() - self.t0) / 0.1) + 1
+            return [json_.dumps({"progress": {"t": i, "sent": 5 * i, "answered": 5 * i, "served_at_once": 5 * i,
+                                              "connected": min(320, 40 * i), "sessions": 320}}) for i in range(n)]
+
+        def terminate(self) -> None: ...
+
+    clients = Clients(Growing())  # type: ignore[arg-type]
+    assert clients.wait_sending() is None
+    held = clients.wait_connected(0.95, timeout=5)
+    assert held == 1.0 and time.time() - clients.started >= 0.7  # 8 reports in: 320 connected
+    assert clients.reports[-1].connected == 320
+    slow = Clients(Growing())  # type: ignore[arg-type]
+    assert slow.wait_connected(0.95, timeout=0.25) < 0.95  # the allowance over: the share reached so far

@@ -19,6 +19,7 @@ from . import variables
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = ROOT / "playbooks"
 MONITORING_RULES = ROOT / "infra" / "monitoring" / "rules"
+CONNECT_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,10 @@ def ansible_env() -> dict[str, str]:
     """Ansible from this interpreter's environment, host keys checked, no colour or retry files."""
     return {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_DEPRECATION_WARNINGS": "False",
-            "ANSIBLE_PIPELINING": "True", "ANSIBLE_RETRY_FILES_ENABLED": "False", **_mitogen()}
+            "ANSIBLE_PIPELINING": "True", "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            # connecting includes starting the host's Python (mitogen): a host busy with a drill's load or a
+            # neighbour's package installs took over Ansible's 10 s to answer, and was called unreachable
+            "ANSIBLE_TIMEOUT": str(CONNECT_TIMEOUT_S), **_mitogen()}
 
 
 def _mitogen() -> dict[str, str]:

@@ -81,6 +81,19 @@ class Clients:
             time.sleep(0.1)
         return f"the clients sent no order within {timeout:g} s of starting"
 
+    def wait_connected(self, share: float, timeout: float = STARTUP_S) -> float | None:
+        """Wait until the clients report at least `share` of their sessions connected (a loaded stack takes
+        seconds to accept hundreds of them); the share reached (None: no report), when reached or at the timeout,
+        or as soon as they are in trouble."""
+        deadline = time.time() + timeout
+        while True:
+            self.poll()
+            last = self.reports[-1] if self.reports else None
+            reached = last.connected / last.sessions if last and last.sessions else None
+            if (reached is not None and reached >= share) or time.time() >= deadline or self.trouble():
+                return reached
+            time.sleep(0.1)
+
     def trouble(self, now: float | None = None) -> str | None:
         """Why the clients are not running as they should (ended without being stopped, or silent for SILENT_S);
         None while they are. The first trouble is kept in `failure`."""

@@ -236,6 +236,11 @@ def run(p: DrillPlan, events: DrillEvents | None = None) -> DrillResult:
                         if why:  # nothing is touched: a drill without clients proves nothing
                             raise RuntimeError(why)
                         s.detail = f"first orders reported {time.time() - clients.started:.1f} s after the start"
+                        # the baseline begins with the clients' sessions connected (what it is judged on)
+                        held = clients.wait_connected(figures.LOAD_SHARE)
+                        if held is not None:
+                            s.detail += f"; {held:.0%} of the sessions connected {time.time() - clients.started:.1f} s"
+                            s.detail += " after the start"
                 if clients is not None and clients.sending:
                     journal.marks["clients_sending"] = time.time()
                     run_.phase("baseline", f"{drill.timing.baseline_s:g} s of load before any fault")
