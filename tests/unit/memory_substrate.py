@@ -122,7 +122,7 @@ class Sink(Process):
         self.code = 0
 
     def stderr_lines(self) -> list[str]:
-        return []
+        return ["receiving on 198.19.0.1:9095"]
 
     def communicate(self, timeout: float) -> tuple[str, str]:
         return "", ""

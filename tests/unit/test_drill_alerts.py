@@ -89,7 +89,8 @@ def test_the_receiver_logs_each_notification_with_when_it_arrived(tmp_path: Path
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    thread = threading.Thread(target=alertsink.serve, args=("127.0.0.1", port, log, stop), daemon=True)
+    said: list[str] = []
+    thread = threading.Thread(target=alertsink.serve, args=("127.0.0.1", port, log, stop, said.append), daemon=True)
     thread.start()
     body = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "TradestackSiteVipDown"}}]}
 
@@ -103,23 +104,13 @@ def test_the_receiver_logs_each_notification_with_when_it_arrived(tmp_path: Path
             return exc.code
     from tradestack.polling import wait_for
 
-    assert wait_for(lambda: _answers(port), 5, 0.05)
+    assert wait_for(lambda: said, 5, 0.05) and said == [f"receiving on 127.0.0.1:{port}"]  # the port is bound
     assert post(json.dumps(body).encode()) == 200 and post(b"not json") == 400
     stop.set()
     thread.join(timeout=5)
     [heard] = alerts.parse_log(log.read_text())
     assert heard == Notification(heard.received, "TradestackSiteVipDown", "firing",
                                  (("alertname", "TradestackSiteVipDown"),))
-
-
-def _answers(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -185,3 +176,20 @@ def test_every_alert_a_catalogue_drill_expects_is_a_rule_of_the_repository():
     catalogue = root / "cli" / "tradestack" / "drills" / "catalogue"
     expected = {a.alert: path.name for path in catalogue.rglob("*.yaml") for a in files.load_drill(path).alerts}
     assert expected and set(expected) <= rules, {a: f for a, f in expected.items() if a not in rules}
+
+
+def test_a_receiver_that_cannot_listen_fails_the_expected_alerts_and_the_drill_still_runs(memory):
+    from .memory_substrate import Sink
+
+    memory.with_monitoring(("TradestackSiteVipDown", 0.2, 0.1))
+    taken = Sink()
+    taken.code = 1
+    taken.stderr_lines = lambda: ["error: cannot receive on 198.19.0.1:9095: Address already in use"]  # type: ignore
+    real_spawn = memory.spawn
+    memory.spawn = lambda host, argv: taken if "alert-sink" in argv else real_spawn(host, argv)  # type: ignore
+    result = engine.run(engine.plan(_drill(VIP), "mem"))
+    step = next(s for s in result.journal.steps if s.name == "start the on-call's receiver")
+    assert not step.ok and "Address already in use" in step.detail
+    assert result.verdict == "fail" and [c["actual"] for c in result.checks if c["check"].startswith("alert ")] == [
+        "the on-call's receiver did not start"] * 2
+    assert result.figures is not None and result.figures.orders > 0  # the drill itself ran

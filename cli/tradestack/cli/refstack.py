@@ -245,7 +245,10 @@ def alert_sink(listen: str = typer.Option(..., "--listen", metavar="ADDRESS:PORT
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    def ready(line: str) -> None:  # what a drill waits for on stderr before it breaks anything
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
     try:
-        serve(host, int(port), log, stop)
+        serve(host, int(port), log, stop, ready)
     except OSError as exc:
         raise TradestackError(f"cannot receive on {listen}: {exc.strerror or exc}") from None

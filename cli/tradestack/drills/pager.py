@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .. import ports
+from ..refstack.alertsink import READY
 from ..substrates import Substrate
 from ..substrates.base import Process
 from . import alerts
@@ -37,14 +38,23 @@ class Pager:
                 *substrate.tool_argv(substrate.clients_host), "refstack", "alert-sink", "--listen", listen,
                 "--log", str(log)])
             deadline = time.time() + STARTUP_S
-            while time.time() < deadline and pager.proc.returncode is None:
-                time.sleep(0.2)  # a bind that fails (the port taken) exits within this
-            if pager.proc.returncode is not None:
-                raise RuntimeError(f"exited {pager.proc.returncode}: "
+            try:
+                while time.time() < deadline and pager.proc.returncode is None and not pager.ready():
+                    time.sleep(0.1)
+            except BaseException:  # Ctrl-C before the drill could stop it: never leave it holding the port
+                pager.proc.terminate()
+                raise
+            if not pager.ready():
+                pager.proc.terminate()
+                raise RuntimeError((f"not listening within {STARTUP_S:g} s" if pager.proc.returncode is None else
+                                    f"exited {pager.proc.returncode}") + ": "
                                    + " ".join(pager.proc.stderr_lines()[-3:]).strip()[:300])
             pager.failure = None
             s.detail = f"receiving on {listen}"
         return pager
+
+    def ready(self) -> bool:
+        return self.proc is not None and any(line.startswith(READY) for line in self.proc.stderr_lines())
 
     def heard(self) -> list[alerts.Notification]:
         local = self.substrate.fetch(self.substrate.clients_host, self.log)

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,12 +51,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the log file is the record
 
 
-def serve(host: str, port: int, log: Path, stop: threading.Event) -> None:
-    """Receive until `stop` is set, appending to `log`."""
+READY = "receiving on"
+
+
+def serve(host: str, port: int, log: Path, stop: threading.Event,
+          on_ready: Callable[[str], None] = lambda line: None) -> None:
+    """Receive until `stop` is set, appending to `log`; `on_ready` is told once the port is bound."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out, _Sink((host, port), out) as sink:
         thread = threading.Thread(target=sink.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         thread.start()
+        on_ready(f"{READY} {host}:{port}")
         stop.wait()
         sink.shutdown()
         thread.join(timeout=5)
