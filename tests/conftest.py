@@ -97,7 +97,7 @@ TIERS = ("unit", "integration")
 # The modules whose tests use the session lab (tests/integration/conftest.py: deployed once, its tests build on
 # each other). Checked below against the fixtures their tests request, so the list cannot drift.
 SESSION_LAB = frozenset(f"tests/integration/{m}.py" for m in (
-    "test_audit", "test_deploy", "test_drills", "test_evidence", "test_hosts_substrate", "test_lab", "test_monitoring",
+    "test_alerting", "test_audit", "test_deploy", "test_drills", "test_evidence", "test_hosts_substrate", "test_lab",
     "test_readme_lab", "test_ssh"))
 
 

@@ -213,7 +213,7 @@ def _by_origin(gateway: str) -> dict[tuple[str, str], float]:
 
 def test_the_toolkits_own_load_is_counted_apart_from_clients(gateway, tmp_path):
     """What the observed peak is recorded from: orders received by origin (the toolkit's load says so;
-    `--as-clients` load does not). Sessions are the load balancers' count (test_monitoring.py)."""
+    `--as-clients` load does not). Sessions are the load balancers' count (test_alerting.py)."""
     before = _by_origin(gateway)
     assert set(before) == {("orders", o) for o in ("client", "toolkit")}, before
     toolkit = LoadPlan(endpoints=(gateway,), rate=20, duration_s=1, sessions=3, accounts=ACCOUNTS, seed=11)
