@@ -59,7 +59,7 @@ def collect(stack_name: str, on_step: Callable[[str], None] = lambda s: None) ->
     on_step("asking the site clusters")
     return {"stack": stack_name, "sites": sites, "outside": outside,
             "database": _patroni(results), "consensus": _etcd(results, stack.hosts),
-            "monitoring": _alerts(results, [h.name for h in stack.hosts.values() if h.service == "monitoring"]),
+            "monitoring": _alerts(results, [h.name for h in stack.of("monitoring")]),
             "clusters": stack.clusters.view() if stack.clusters else {}}
 
 
@@ -84,7 +84,7 @@ def _host(res: dict[str, Any], host: Host) -> dict[str, Any]:
 def _patroni(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for res in results.values():
         cluster = res.get("Patroni's view of the cluster", {})
-        content = cluster.get("json") or (json.loads(cluster["content"]) if cluster.get("content") else None)
+        content = _body(cluster)
         if content and content.get("members"):
             members = [{"name": m["name"], "role": m["role"], "state": m.get("state"), "lag": m.get("lag"),
                         "timeline": m.get("timeline")} for m in content["members"]]
@@ -110,14 +110,18 @@ def _etcd(results: dict[str, dict[str, Any]], hosts: Mapping[str, Host]) -> dict
     return {"members": [], "leader": None, "error": "no etcd member answered"}
 
 
+def _body(answer: dict[str, Any]) -> Any:
+    """The JSON an `ansible.builtin.uri` task read (parsed by the module, or its raw content); None without one."""
+    return answer.get("json") or (json.loads(answer["content"]) if answer.get("content") else None)
+
+
 def _alerts(results: dict[str, dict[str, Any]], monitors: list[str]) -> dict[str, Any]:
     """The alerts every Prometheus that answered holds (each evaluates the same rules over the same targets: one
     alert, seen by several, is listed once, with who saw it)."""
     alerts: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     answered = []
     for name in monitors:
-        got = results.get(name, {}).get("Alerts Prometheus holds", {})
-        body = got.get("json") or (json.loads(got["content"]) if got.get("content") else None)
+        body = _body(results.get(name, {}).get("Alerts Prometheus holds", {}))
         if not body or body.get("status") != "success":
             continue
         answered.append(name)

@@ -42,6 +42,16 @@ def parse_log(text: str) -> list[Notification]:
     return sorted(out, key=lambda n: n.received)
 
 
+def still_firing(notifications: Iterable[Notification], names: Iterable[str]) -> set[str]:
+    """Which of `names` has an instance (its labels) whose latest notification says firing."""
+    wanted = set(names)
+    latest: dict[tuple[str, tuple[tuple[str, str], ...]], bool] = {}
+    for n in notifications:
+        if n.alert in wanted:
+            latest[(n.alert, n.labels)] = n.status == "firing"
+    return {alert for (alert, _), firing in latest.items() if firing}
+
+
 @dataclass
 class AlertTimes:
     alert: str

@@ -64,14 +64,9 @@ class Pager:
         """Until every expected alert that was notified is resolved, or the longest resolution allowed is over."""
         if self.failure or restored is None or not expected:
             return
-        names = {e.alert for e in expected}
         deadline = restored + max(e.resolved_within_s for e in expected) + poll_s
         while time.time() < deadline:
-            state: dict[str, dict[tuple[tuple[str, str], ...], bool]] = {}
-            for n in self.heard():
-                if n.alert in names:
-                    state.setdefault(n.alert, {})[n.labels] = n.status == "firing"
-            if not any(firing for instances in state.values() for firing in instances.values()):
+            if not alerts.still_firing(self.heard(), (e.alert for e in expected)):
                 return
             time.sleep(poll_s)
 
